@@ -1,0 +1,390 @@
+//! The engine's vocabulary: the commands it accepts, the events it emits, and why it refuses.
+//!
+//! Everything here is plain data with integer units (prices in ticks, quantities in lots, cash in
+//! minor units, time in nanoseconds since the Unix epoch). Decimal values exist only at the edges
+//! (see `units.rs`). Every event carries enough to stand alone as an audit record.
+
+use serde::{Deserialize, Serialize};
+
+/// A participant, numbered densely by the engine in registration order. Participant 0 is the
+/// market's genesis operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ParticipantId(pub u32);
+
+/// An instrument, numbered densely by the engine in listing order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct InstrumentId(pub u32);
+
+/// An order, numbered by the engine from 1 in acceptance order; never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OrderId(pub u64);
+
+/// A primary offering, numbered densely by the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OfferingId(pub u32);
+
+/// A client-chosen command id. A repeated id returns the first outcome and never applies twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CommandId(pub u128);
+
+/// Nanoseconds since the Unix epoch, given to the engine with every command (it has no clock).
+pub type Timestamp = u64;
+
+/// What a participant is allowed to do on the exchange (DOMAIN.md, "Who uses it").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Contributor,
+    Organization,
+    Funder,
+    Regulator,
+    Operator,
+}
+
+/// The three capped-return instruments the paper names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InstrumentKind {
+    CommunityShare,
+    CommunityBond,
+    CommunityInvestmentNote,
+}
+
+impl InstrumentKind {
+    /// Bonds and notes repay par at maturity; shares never mature.
+    pub fn matures(self) -> bool {
+        !matches!(self, InstrumentKind::CommunityShare)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TimeInForce {
+    /// Rests on the book until filled or cancelled.
+    GoodTillCancelled,
+    /// Trades what it can at once; the remainder is cancelled.
+    ImmediateOrCancel,
+    /// Trades in full at once or is rejected with no effect.
+    FillOrKill,
+}
+
+/// What happens when an incoming order would trade with a resting order of the same participant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SelfTradePrevention {
+    /// Cancel the rest of the incoming order; the resting order stays (the default).
+    #[default]
+    CancelIncoming,
+    /// Cancel the resting order and keep matching the incoming one.
+    CancelResting,
+    /// Cancel both.
+    CancelBoth,
+}
+
+/// Everything the operator states when listing an instrument. Integer units throughout; the
+/// decimal form a person types is converted by `units::InstrumentTerms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstrumentSpec {
+    /// Short unique name, e.g. "COOP-SHARE-A". At most `symbol_bytes_max` ASCII bytes.
+    pub symbol: String,
+    pub kind: InstrumentKind,
+    /// The organization that issues the instrument and receives offering proceeds.
+    pub issuer: ParticipantId,
+    /// Cash minor units per tick of price, per unit. Price = ticks × tick_size_minor.
+    pub tick_size_minor: u64,
+    /// Units per lot: the smallest tradable quantity.
+    pub lot_size_units: u64,
+    /// Par value per unit, in ticks.
+    pub par_ticks: u64,
+    /// Annual return cap in basis points (500 = 5 %).
+    pub return_cap_bp: u32,
+    /// Lowest price an order may carry, in ticks (par for withdrawable shares, 0 otherwise).
+    pub price_floor_ticks: u64,
+    pub issue_time: Timestamp,
+    /// Required for bonds and notes, absent for shares.
+    pub maturity_time: Option<Timestamp>,
+    /// Largest share of units outstanding one contributor may hold, in basis points;
+    /// `None` takes the market default (10 %).
+    pub holding_cap_bp: Option<u32>,
+    /// Co-operative Investment Plan shares: default lock-in and tax credit apply.
+    pub cooperative_investment_plan: bool,
+    /// Minimum holding period of purchased units; `None` takes the default (5 years for CIP
+    /// shares, none otherwise).
+    pub lock_in_ns: Option<u64>,
+    /// Non-refundable tax credit on primary purchases, basis points; `None` takes the default
+    /// (30 % for CIP shares, none otherwise).
+    pub tax_credit_bp: Option<u32>,
+}
+
+/// One command, as the sequencer hands it to the engine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub id: CommandId,
+    /// The authenticated participant on whose behalf the command is made.
+    pub participant: ParticipantId,
+    pub kind: CommandKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandKind {
+    /// Operator: add a participant with a role.
+    RegisterParticipant { role: Role, name: String },
+    /// Regulator or operator: accredit an organization or suspend its accreditation.
+    SetAccreditation { organization: ParticipantId, accredited: bool },
+    /// Operator: cash arrives from the bank rails.
+    Deposit { account: ParticipantId, amount_minor: u64 },
+    /// Operator: cash leaves to the bank rails; only free cash may leave.
+    Withdraw { account: ParticipantId, amount_minor: u64 },
+    /// Operator: list an instrument for an organization.
+    ListInstrument { spec: InstrumentSpec },
+    /// Operator: open or halt continuous trading in an instrument.
+    SetTradingStatus { instrument: InstrumentId, open: bool },
+    /// Issuer: offer new units at par, issued only if at least `minimum_lots` are subscribed.
+    OpenOffering { instrument: InstrumentId, lots: u64, minimum_lots: u64 },
+    /// Contributor: subscribe to an open offering; the cash is reserved until it closes.
+    Subscribe { offering: OfferingId, lots: u64 },
+    /// Issuer: close the offering; issue and collect if the minimum was met, else release all.
+    CloseOffering { offering: OfferingId },
+    /// Contributor: place an order.
+    PlaceOrder {
+        instrument: InstrumentId,
+        side: Side,
+        price_ticks: u64,
+        lots: u64,
+        time_in_force: TimeInForce,
+        self_trade: SelfTradePrevention,
+    },
+    /// Owner: cancel a resting order.
+    CancelOrder { order: OrderId },
+    /// Owner: reduce a resting order's quantity, keeping its place in the queue. Reducing by the
+    /// whole remainder or more cancels it.
+    ReduceOrder { order: OrderId, reduce_by_lots: u64 },
+    /// Issuer: pay every holder `per_lot_minor` per lot held, capped by the return cap over the
+    /// period since the previous distribution (or since issue).
+    PayDistribution { instrument: InstrumentId, per_lot_minor: u64 },
+    /// Issuer: at or after maturity, repay par to every holder and retire the units.
+    RepayAtMaturity { instrument: InstrumentId },
+}
+
+/// What an accepted command created, if anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ack {
+    Done,
+    Participant(ParticipantId),
+    Instrument(InstrumentId),
+    Offering(OfferingId),
+    Order(OrderId),
+}
+
+/// The result of applying one command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub result: Result<Ack, RejectReason>,
+    /// True when the command id had been seen before: `result` is the first outcome, and the
+    /// command applied nothing this time.
+    pub replayed: bool,
+}
+
+/// Why an order left the book without trading in full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CancelReason {
+    /// The owner cancelled it (or reduced it to nothing).
+    Requested,
+    /// The unfilled part of an immediate-or-cancel order.
+    ImmediateOrCancelRemainder,
+    /// Self-trade prevention.
+    SelfTrade,
+    /// The instrument matured and its units were retired.
+    Matured,
+}
+
+/// Every state change, in the order it happened. Each carries the participants and amounts it
+/// moved so that it can stand alone as an audit record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    ParticipantRegistered { participant: ParticipantId, role: Role, name: String },
+    AccreditationChanged { organization: ParticipantId, accredited: bool },
+    CashDeposited { account: ParticipantId, amount_minor: u64, balance_minor: u64 },
+    CashWithdrawn { account: ParticipantId, amount_minor: u64, balance_minor: u64 },
+    InstrumentListed { instrument: InstrumentId, spec: InstrumentSpec },
+    TradingStatusChanged { instrument: InstrumentId, open: bool },
+    OfferingOpened {
+        offering: OfferingId,
+        instrument: InstrumentId,
+        issuer: ParticipantId,
+        lots: u64,
+        minimum_lots: u64,
+        price_ticks: u64,
+    },
+    Subscribed {
+        offering: OfferingId,
+        contributor: ParticipantId,
+        lots: u64,
+        cash_reserved_minor: u64,
+    },
+    /// A successful close: units issued to one subscriber, cash paid to the issuer.
+    UnitsIssued {
+        offering: OfferingId,
+        instrument: InstrumentId,
+        contributor: ParticipantId,
+        lots: u64,
+        paid_minor: u64,
+    },
+    /// A failed close: one subscriber's reservation released.
+    SubscriptionReleased { offering: OfferingId, contributor: ParticipantId, cash_released_minor: u64 },
+    TaxCreditRecorded {
+        contributor: ParticipantId,
+        instrument: InstrumentId,
+        purchase_minor: u64,
+        credit_minor: u64,
+        rate_bp: u32,
+    },
+    OfferingClosed { offering: OfferingId, issued: bool, subscribed_lots: u64, proceeds_minor: u64 },
+    OrderAccepted {
+        order: OrderId,
+        instrument: InstrumentId,
+        owner: ParticipantId,
+        side: Side,
+        price_ticks: u64,
+        lots: u64,
+        time_in_force: TimeInForce,
+    },
+    /// A fill, settled delivery versus payment in the same step.
+    Trade {
+        instrument: InstrumentId,
+        maker_order: OrderId,
+        taker_order: OrderId,
+        maker: ParticipantId,
+        taker: ParticipantId,
+        taker_side: Side,
+        price_ticks: u64,
+        lots: u64,
+        notional_minor: u64,
+        maker_remaining_lots: u64,
+        taker_remaining_lots: u64,
+    },
+    OrderRested { order: OrderId, remaining_lots: u64 },
+    OrderReduced { order: OrderId, reduced_by_lots: u64, remaining_lots: u64 },
+    OrderCancelled { order: OrderId, owner: ParticipantId, remaining_lots: u64, reason: CancelReason },
+    DistributionPaid {
+        instrument: InstrumentId,
+        issuer: ParticipantId,
+        per_lot_minor: u64,
+        lots_outstanding: u64,
+        total_minor: u64,
+    },
+    DistributionReceived { instrument: InstrumentId, holder: ParticipantId, lots: u64, amount_minor: u64 },
+    ParRepaid { instrument: InstrumentId, holder: ParticipantId, lots: u64, amount_minor: u64 },
+    InstrumentMatured { instrument: InstrumentId, lots_retired: u64, repaid_minor: u64 },
+}
+
+macro_rules! reject_reasons {
+    ($( $(#[$doc:meta])* $name:ident = $code:literal => $sentence:literal, )*) => {
+        /// Why the engine refused a command. Codes are stable: they travel in gRPC status details
+        /// and in the journal. Variants are listed in order of precedence: when a command breaks
+        /// several rules, the first one checked is reported.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[repr(u16)]
+        pub enum RejectReason {
+            $( $(#[$doc])* $name = $code, )*
+        }
+
+        impl RejectReason {
+            /// Every reason, in code order.
+            pub const ALL: &'static [RejectReason] = &[$(RejectReason::$name,)*];
+
+            /// The stable numeric code.
+            pub fn code(self) -> u16 {
+                self as u16
+            }
+
+            /// One sentence a person can act on.
+            pub fn message(self) -> &'static str {
+                match self {
+                    $(RejectReason::$name => $sentence,)*
+                }
+            }
+
+            /// The reason with this code, if any.
+            pub fn from_code(code: u16) -> Option<RejectReason> {
+                match code {
+                    $($code => Some(RejectReason::$name),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+reject_reasons! {
+    UnknownParticipant = 1 => "the participant is not registered",
+    RoleNotAllowed = 2 => "the participant's role is not allowed to do this",
+    UnknownAccount = 3 => "the account named by the command belongs to no registered participant",
+    UnknownInstrument = 4 => "no instrument has this id",
+    UnknownOrder = 5 => "no resting order has this id",
+    UnknownOffering = 6 => "no offering has this id",
+    NotOrderOwner = 7 => "the order belongs to another participant",
+    NotIssuer = 8 => "only the instrument's issuer may do this",
+    NotAnOrganization = 9 => "the participant named is not an organization",
+    NameInvalid = 10 => "the name is empty or too long",
+    SymbolInvalid = 11 => "the symbol must be 1 to 16 characters of A-Z, 0-9, '-' or '.'",
+    SymbolTaken = 12 => "another instrument already uses this symbol",
+    TickSizeInvalid = 13 => "the tick size must be a positive whole number of cash minor units",
+    LotSizeInvalid = 14 => "the lot size must be a positive whole number of units",
+    ParInvalid = 15 => "par must be a positive whole number of ticks within the market's price levels",
+    ReturnCapInvalid = 16 => "the annual return cap must be between 0 and 100 %",
+    PriceFloorInvalid = 17 => "the price floor must not exceed par",
+    MaturityInvalid = 18 => "bonds and notes need a maturity after issue; shares have none",
+    HoldingCapInvalid = 19 => "the holding cap must be between 0 and 100 %",
+    TaxCreditInvalid = 20 => "the tax-credit rate must be between 0 and 100 %",
+    QuantityZero = 21 => "the quantity must be positive",
+    QuantityTooLarge = 22 => "the quantity exceeds the market's maximum per command",
+    QuantityOffLot = 23 => "the quantity is not a whole number of lots",
+    PriceNotPositive = 24 => "the price must be positive",
+    PriceOffTick = 25 => "the price is not a whole number of ticks",
+    PriceAboveCeiling = 26 => "the price is above the capped-return ceiling (par plus the return cap accrued since issue)",
+    PriceBelowFloor = 27 => "the price is below the instrument's floor",
+    AmountZero = 28 => "the amount must be positive",
+    AmountOffMinorUnit = 29 => "the amount is not a whole number of the currency's minor units",
+    AmountTooLarge = 30 => "the amount is too large for the ledger",
+    InstrumentMatured = 31 => "the instrument has matured and its units are retired",
+    TradingClosed = 32 => "the instrument is not open for trading",
+    InsufficientCash = 33 => "not enough free cash (balance less reservations)",
+    InsufficientUnits = 34 => "not enough free units (holding less units reserved or locked in)",
+    HoldingCapExceeded = 35 => "the holding, with open buy orders and subscriptions, would exceed the cap on one contributor's share of the issue",
+    LockedIn = 36 => "the units are still inside their lock-in period",
+    FillOrKillUnfillable = 37 => "a fill-or-kill order could not trade in full at once",
+    BookFull = 38 => "the instrument's order book holds its maximum number of orders",
+    OfferingAlreadyOpen = 39 => "the instrument already has an open offering",
+    OfferingNotOpen = 40 => "the offering is closed",
+    OfferingOversubscribed = 41 => "the subscription exceeds the units left in the offering",
+    OfferingMinimumInvalid = 42 => "the offering minimum must be between 1 and the units offered",
+    SubscriptionsFull = 43 => "the offering holds its maximum number of subscriptions",
+    DistributionAboveCap = 44 => "the distribution exceeds par times the return cap over the period since the last one",
+    NoUnitsOutstanding = 45 => "no units of the instrument are outstanding",
+    NotMatured = 46 => "the instrument has not reached maturity",
+    DoesNotMature = 47 => "community shares have no maturity",
+    ParticipantsFull = 48 => "the market holds its maximum number of participants",
+    InstrumentsFull = 49 => "the market holds its maximum number of instruments",
+    OrdersFull = 50 => "the market holds its maximum number of resting orders",
+    NoEffect = 51 => "the command would change nothing",
+}
+
+impl std::fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (code {})", self.message(), self.code())
+    }
+}
+
+impl std::error::Error for RejectReason {}

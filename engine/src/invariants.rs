@@ -1,0 +1,124 @@
+//! What must hold after every command: cash and units conserved, every reservation backed and
+//! accounted for, no crossed book. Tests call `check_invariants` after every step, and the
+//! journal before every snapshot.
+
+use rustc_hash::FxHashMap;
+
+use crate::book::NIL;
+use crate::command::{ParticipantId, Side};
+use crate::Engine;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvariantViolation(pub String);
+
+impl std::fmt::Display for InvariantViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invariant violated: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvariantViolation {}
+
+macro_rules! ensure {
+    ($condition:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(InvariantViolation(format!($($message)+)));
+        }
+    };
+}
+
+impl Engine {
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
+        self.check_cash()?;
+        self.check_instruments()?;
+        ensure!(self.order_slots.len() == self.orders.len(), "order index holds {} ids for {} orders", self.order_slots.len(), self.orders.len());
+        Ok(())
+    }
+
+    /// Sum of balances = deposits − withdrawals; each reservation = what backs it.
+    fn check_cash(&self) -> Result<(), InvariantViolation> {
+        let mut expected_reserved: FxHashMap<ParticipantId, u128> = FxHashMap::default();
+        for order in self.order_slots.values().map(|slot| self.orders.get(*slot)) {
+            if order.side == Side::Buy {
+                let instrument = &self.instruments[order.instrument.0 as usize];
+                let amount = u128::from(order.price_ticks) * u128::from(order.remaining_lots) * u128::from(instrument.terms.tick_value_minor);
+                *expected_reserved.entry(order.owner).or_default() += amount;
+            }
+        }
+        for offering in self.offerings.iter().filter(|offering| offering.open) {
+            for subscription in &offering.subscriptions {
+                *expected_reserved.entry(subscription.contributor).or_default() += u128::from(subscription.cash_reserved_minor);
+            }
+        }
+        let mut total: u128 = 0;
+        for (id, participant) in self.participants() {
+            let cash = participant.cash;
+            ensure!(cash.reserved_minor <= cash.balance_minor, "participant {} reserves {} of {}", id.0, cash.reserved_minor, cash.balance_minor);
+            let expected = expected_reserved.get(&id).copied().unwrap_or(0);
+            ensure!(u128::from(cash.reserved_minor) == expected, "participant {} reserves {} cash but its orders and subscriptions need {}", id.0, cash.reserved_minor, expected);
+            total += u128::from(cash.balance_minor);
+        }
+        let circulating = self.deposited_minor - self.withdrawn_minor;
+        ensure!(total == circulating, "cash balances sum to {total} but deposits less withdrawals are {circulating}");
+        Ok(())
+    }
+
+    fn check_instruments(&self) -> Result<(), InvariantViolation> {
+        let mut resting_total = 0usize;
+        for instrument in &self.instruments {
+            let name = &instrument.spec.symbol;
+            // Expected per-holder reservations, from the book and the open offering.
+            let mut sell_lots: FxHashMap<ParticipantId, u64> = FxHashMap::default();
+            let mut buy_lots: FxHashMap<ParticipantId, u64> = FxHashMap::default();
+            let mut subscribed: FxHashMap<ParticipantId, u64> = FxHashMap::default();
+            for side in [Side::Buy, Side::Sell] {
+                let ladder = instrument.book.side(side);
+                let mut orders_seen = 0u32;
+                let mut price = ladder.best();
+                while let Some(level_price) = price {
+                    let (mut lots, mut count, mut slot) = (0u64, 0u32, ladder.head(level_price));
+                    ensure!(slot != NIL, "{name}: occupied level {level_price} has no orders");
+                    while slot != NIL {
+                        let order = self.orders.get(slot);
+                        ensure!(order.side == side && order.price_ticks == level_price && order.instrument == instrument.id, "{name}: order {:?} sits at the wrong level", order.id);
+                        ensure!(order.remaining_lots > 0, "{name}: order {:?} rests with nothing left", order.id);
+                        ensure!(self.order_slots.get(&order.id) == Some(&slot), "{name}: order {:?} is not indexed", order.id);
+                        let per_side = if side == Side::Buy { &mut buy_lots } else { &mut sell_lots };
+                        *per_side.entry(order.owner).or_default() += order.remaining_lots;
+                        lots += order.remaining_lots;
+                        count += 1;
+                        slot = order.next_slot();
+                    }
+                    ensure!(lots == ladder.lots_at(level_price) && count == ladder.orders_at(level_price), "{name}: level {level_price} totals disagree with its orders");
+                    orders_seen += count;
+                    price = ladder.next_worse(level_price);
+                }
+                ensure!(orders_seen == ladder.orders(), "{name}: {:?} side counts {} orders but links {}", side, ladder.orders(), orders_seen);
+                resting_total += orders_seen as usize;
+            }
+            if let (Some(bid), Some(ask)) = (instrument.book.bids.best(), instrument.book.asks.best()) {
+                ensure!(bid < ask, "{name}: book crossed, bid {bid} >= ask {ask}");
+            }
+            if let Some(offering) = instrument.status.open_offering {
+                for subscription in &self.offerings[offering.0 as usize].subscriptions {
+                    *subscribed.entry(subscription.contributor).or_default() += subscription.lots;
+                }
+            }
+            let mut held: u64 = 0;
+            for (holder, holding) in &instrument.holdings {
+                let locked: u64 = holding.locks.iter().map(|lock| lock.lots).sum();
+                ensure!(holding.reserved_lots + locked <= holding.lots, "{name}: holder {} reserves {} and locks {} of {} lots", holder.0, holding.reserved_lots, locked, holding.lots);
+                ensure!(holding.reserved_lots == sell_lots.get(holder).copied().unwrap_or(0), "{name}: holder {} reserves {} lots but sells {}", holder.0, holding.reserved_lots, sell_lots.get(holder).copied().unwrap_or(0));
+                ensure!(holding.open_buy_lots == buy_lots.get(holder).copied().unwrap_or(0), "{name}: holder {} counts {} lots of open buys but bids {}", holder.0, holding.open_buy_lots, buy_lots.get(holder).copied().unwrap_or(0));
+                ensure!(holding.subscribed_lots == subscribed.get(holder).copied().unwrap_or(0), "{name}: holder {} counts {} subscribed lots", holder.0, holding.subscribed_lots);
+                held += holding.lots;
+            }
+            for owner in sell_lots.keys().chain(buy_lots.keys()) {
+                ensure!(instrument.holdings.contains_key(owner), "{name}: participant {} has orders but no holding entry", owner.0);
+            }
+            ensure!(held == instrument.lots_outstanding(), "{name}: holdings sum to {held} lots but {} are outstanding", instrument.lots_outstanding());
+        }
+        ensure!(resting_total == self.orders.len(), "books link {resting_total} orders but the slab holds {}", self.orders.len());
+        Ok(())
+    }
+}

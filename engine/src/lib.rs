@@ -1,0 +1,265 @@
+//! Mutua's engine: a deterministic state machine that takes one command and a timestamp and
+//! produces events. It owns the ledger, the order books, offerings and distributions.
+//!
+//! The engine has no clock, no randomness and no I/O: time and ids come in with each command,
+//! and events go into a buffer the caller owns. Applying the same commands with the same
+//! timestamps from the same starting state always gives the same events and the same
+//! [`Engine::state_hash`]. The sequencer thread in the gateway is its only caller.
+
+pub mod book;
+pub mod command;
+pub mod config;
+mod dedup;
+pub mod instrument;
+mod invariants;
+pub mod ledger;
+mod primary;
+mod income;
+mod registry;
+pub mod snapshot;
+mod trading;
+pub mod units;
+
+use rustc_hash::FxHashMap;
+
+pub use book::{Order, OrderSlab};
+pub use command::*;
+pub use config::MarketConfig;
+pub use instrument::{Instrument, Offering, Subscription, TaxCredit};
+pub use invariants::InvariantViolation;
+pub use ledger::{CashAccount, Holding, Participant};
+pub use snapshot::{Snapshot, StateHash};
+
+use dedup::Dedup;
+
+/// The whole state of one market.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    config: MarketConfig,
+    participants: Vec<Participant>,
+    instruments: Vec<Instrument>,
+    symbols: FxHashMap<String, InstrumentId>,
+    offerings: Vec<Offering>,
+    orders: OrderSlab,
+    /// Resting order id → slab slot.
+    order_slots: FxHashMap<OrderId, u32>,
+    next_order_id: u64,
+    tax_credits: Vec<TaxCredit>,
+    /// Every unit of cash entered through a deposit and left through a withdrawal.
+    deposited_minor: u128,
+    withdrawn_minor: u128,
+    dedup: Dedup,
+    /// The latest time seen; the engine's notion of now never goes backwards.
+    now: Timestamp,
+    commands_applied: u64,
+}
+
+/// The genesis operator, present in every market from the start.
+pub const GENESIS_OPERATOR: ParticipantId = ParticipantId(0);
+
+impl Engine {
+    pub fn new(config: MarketConfig) -> Engine {
+        let orders_hint = (config.orders_max as usize).min(1 << 16);
+        let mut engine = Engine {
+            dedup: Dedup::new(config.command_ids_remembered_max),
+            config,
+            participants: Vec::new(),
+            instruments: Vec::new(),
+            symbols: FxHashMap::default(),
+            offerings: Vec::new(),
+            orders: OrderSlab::with_capacity(orders_hint),
+            order_slots: FxHashMap::with_capacity_and_hasher(orders_hint, Default::default()),
+            next_order_id: 1,
+            tax_credits: Vec::new(),
+            deposited_minor: 0,
+            withdrawn_minor: 0,
+            now: 0,
+            commands_applied: 0,
+        };
+        engine.participants.push(Participant {
+            role: Role::Operator,
+            name: "genesis operator".to_string(),
+            accredited: false,
+            cash: CashAccount::default(),
+        });
+        engine
+    }
+
+    /// Applies one command at `timestamp`, appending its events to `events`. A rejected command
+    /// appends nothing and changes nothing but the memory of its id. A command whose id was seen
+    /// before returns the first outcome and applies nothing.
+    pub fn apply(&mut self, command: &Command, timestamp: Timestamp, events: &mut Vec<Event>) -> Outcome {
+        self.now = self.now.max(timestamp);
+        self.commands_applied += 1;
+        if let Some(result) = self.dedup.get(command.id) {
+            return Outcome { result, replayed: true };
+        }
+        let events_before = events.len();
+        let result = self.dispatch(command, events);
+        debug_assert!(result.is_ok() || events.len() == events_before, "a rejection emitted events");
+        self.dedup.remember(command.id, result);
+        Outcome { result, replayed: false }
+    }
+
+    fn dispatch(&mut self, command: &Command, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+        let who = command.participant;
+        let role = self.participant(who).ok_or(RejectReason::UnknownParticipant)?.role;
+        let allowed = |roles: &[Role]| if roles.contains(&role) { Ok(()) } else { Err(RejectReason::RoleNotAllowed) };
+        match &command.kind {
+            CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, self_trade } => {
+                allowed(&[Role::Contributor])?;
+                let request = trading::PlaceRequest {
+                    owner: who,
+                    instrument: *instrument,
+                    side: *side,
+                    price_ticks: *price_ticks,
+                    lots: *lots,
+                    time_in_force: *time_in_force,
+                    self_trade: *self_trade,
+                };
+                self.place_order(request, events)
+            }
+            CommandKind::CancelOrder { order } => {
+                allowed(&[Role::Contributor])?;
+                self.cancel_order(who, *order, events)
+            }
+            CommandKind::ReduceOrder { order, reduce_by_lots } => {
+                allowed(&[Role::Contributor])?;
+                self.reduce_order(who, *order, *reduce_by_lots, events)
+            }
+            CommandKind::RegisterParticipant { role: new_role, name } => {
+                allowed(&[Role::Operator])?;
+                self.register_participant(*new_role, name, events)
+            }
+            CommandKind::SetAccreditation { organization, accredited } => {
+                allowed(&[Role::Regulator, Role::Operator])?;
+                self.set_accreditation(*organization, *accredited, events)
+            }
+            CommandKind::Deposit { account, amount_minor } => {
+                allowed(&[Role::Operator])?;
+                self.deposit(*account, *amount_minor, events)
+            }
+            CommandKind::Withdraw { account, amount_minor } => {
+                allowed(&[Role::Operator])?;
+                self.withdraw(*account, *amount_minor, events)
+            }
+            CommandKind::ListInstrument { spec } => {
+                allowed(&[Role::Operator])?;
+                self.list_instrument(spec, events)
+            }
+            CommandKind::SetTradingStatus { instrument, open } => {
+                allowed(&[Role::Operator])?;
+                self.set_trading_status(*instrument, *open, events)
+            }
+            CommandKind::OpenOffering { instrument, lots, minimum_lots } => {
+                allowed(&[Role::Organization])?;
+                self.open_offering(who, *instrument, *lots, *minimum_lots, events)
+            }
+            CommandKind::Subscribe { offering, lots } => {
+                allowed(&[Role::Contributor])?;
+                self.subscribe(who, *offering, *lots, events)
+            }
+            CommandKind::CloseOffering { offering } => {
+                allowed(&[Role::Organization])?;
+                self.close_offering(who, *offering, events)
+            }
+            CommandKind::PayDistribution { instrument, per_lot_minor } => {
+                allowed(&[Role::Organization])?;
+                self.pay_distribution(who, *instrument, *per_lot_minor, events)
+            }
+            CommandKind::RepayAtMaturity { instrument } => {
+                allowed(&[Role::Organization])?;
+                self.repay_at_maturity(who, *instrument, events)
+            }
+        }
+    }
+
+    // ---- Read access, for queries and tests. None of these change state. ----
+
+    pub fn config(&self) -> &MarketConfig {
+        &self.config
+    }
+
+    /// The engine's current time: the latest timestamp it was given.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Commands applied since genesis, duplicates and rejections included.
+    pub fn commands_applied(&self) -> u64 {
+        self.commands_applied
+    }
+
+    pub fn participant(&self, id: ParticipantId) -> Option<&Participant> {
+        self.participants.get(id.0 as usize)
+    }
+
+    pub fn participants(&self) -> impl Iterator<Item = (ParticipantId, &Participant)> {
+        self.participants.iter().enumerate().map(|(index, p)| (ParticipantId(index as u32), p))
+    }
+
+    pub fn instrument(&self, id: InstrumentId) -> Option<&Instrument> {
+        self.instruments.get(id.0 as usize)
+    }
+
+    pub fn instrument_by_symbol(&self, symbol: &str) -> Option<&Instrument> {
+        self.symbols.get(symbol).and_then(|id| self.instrument(*id))
+    }
+
+    pub fn instruments(&self) -> impl Iterator<Item = &Instrument> {
+        self.instruments.iter()
+    }
+
+    pub fn offering(&self, id: OfferingId) -> Option<&Offering> {
+        self.offerings.get(id.0 as usize)
+    }
+
+    pub fn offerings(&self) -> impl Iterator<Item = &Offering> {
+        self.offerings.iter()
+    }
+
+    /// A resting order.
+    pub fn order(&self, id: OrderId) -> Option<&Order> {
+        self.order_slots.get(&id).map(|slot| self.orders.get(*slot))
+    }
+
+    /// A participant's resting orders, oldest first.
+    pub fn orders_of(&self, owner: ParticipantId) -> Vec<Order> {
+        let mut orders: Vec<Order> =
+            self.order_slots.values().map(|slot| self.orders.get(*slot)).filter(|o| o.owner == owner).cloned().collect();
+        orders.sort_unstable_by_key(|order| order.id);
+        orders
+    }
+
+    /// Resting orders across all books.
+    pub fn resting_orders(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// A participant's holdings in every instrument where it has any position.
+    pub fn holdings_of(&self, holder: ParticipantId) -> Vec<(InstrumentId, Holding)> {
+        self.instruments
+            .iter()
+            .filter_map(|instrument| instrument.holding(holder).map(|holding| (instrument.id, holding.clone())))
+            .collect()
+    }
+
+    pub fn tax_credits_of(&self, contributor: ParticipantId) -> Vec<TaxCredit> {
+        self.tax_credits.iter().filter(|credit| credit.contributor == contributor).copied().collect()
+    }
+
+    /// Cash that entered and left through the bank rails.
+    pub fn cash_totals_minor(&self) -> (u128, u128) {
+        (self.deposited_minor, self.withdrawn_minor)
+    }
+
+    /// Aggregated depth of one side of a book: (price ticks, lots, orders), best first.
+    pub fn depth(&self, instrument: InstrumentId, side: Side, levels_max: usize) -> Option<Vec<(u64, u64, u32)>> {
+        self.instrument(instrument).map(|instrument| instrument.book.depth(side, levels_max))
+    }
+
+    /// The outcome remembered for a command id, if it is still inside the idempotency window.
+    pub fn remembered_outcome(&self, id: CommandId) -> Option<Result<Ack, RejectReason>> {
+        self.dedup.get(id)
+    }
+}
