@@ -1,0 +1,286 @@
+//! The journal: every applied command, its outcome and its events, written to RocksDB in one
+//! synced write batch per engine batch before anything is acknowledged; snapshots of engine state
+//! with their state hash; and recovery (newest trustworthy snapshot + replay).
+//!
+//! Each record is `crc32c (4 bytes, little endian) ++ postcard payload`, keyed by its sequence
+//! number in big-endian so that keys sort in sequence order. A record whose checksum fails, that
+//! does not decode, or that breaks the sequence is reported with its sequence number and the
+//! journal refuses to be served from: nothing is silently skipped.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use mutua_engine::{Command, Engine, Event, MarketConfig, Outcome, Snapshot, StateHash, Timestamp};
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::{Deserialize, Serialize};
+
+const CF_COMMANDS: &str = "commands";
+const CF_SNAPSHOTS: &str = "snapshots";
+const CF_META: &str = "meta";
+pub const CF_TOKENS: &str = "tokens";
+const META_GENESIS: &[u8] = b"genesis-config";
+/// Snapshots kept; older ones are deleted after a new one is written.
+const SNAPSHOTS_KEPT_MAX: usize = 3;
+
+/// One journaled command: what came in, when, what it did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub sequence: u64,
+    pub timestamp: Timestamp,
+    pub command: Command,
+    pub outcome: Outcome,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("storage error: {0}")]
+    Storage(#[from] rocksdb::Error),
+    #[error("journal record {sequence} is corrupt: {why}")]
+    CorruptRecord { sequence: u64, why: String },
+    #[error("journal has a gap: expected record {expected}, found {found}")]
+    Gap { expected: u64, found: u64 },
+    #[error("snapshot {sequence} is corrupt: {why}")]
+    CorruptSnapshot { sequence: u64, why: String },
+    #[error("state hash disagrees at sequence {sequence}: snapshot says {recorded}, replay gives {replayed}")]
+    HashMismatch { sequence: u64, recorded: StateHash, replayed: StateHash },
+    #[error("replay of record {sequence} gave a different outcome than the journal recorded")]
+    ReplayDiverged { sequence: u64 },
+    #[error("the data directory was created with a different market configuration")]
+    ConfigMismatch,
+}
+
+/// A snapshot as stored: the state, its sequence number and its hash.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    sequence: u64,
+    hash: StateHash,
+    snapshot: Snapshot,
+}
+
+/// What recovery rebuilt.
+pub struct Recovered {
+    pub engine: Engine,
+    /// Sequence number of the last journaled command (0 for a new journal).
+    pub last_sequence: u64,
+    /// Where the state came from, for the start-up log.
+    pub snapshot_sequence: Option<u64>,
+    pub replayed: u64,
+}
+
+pub struct Journal {
+    db: Arc<DB>,
+    sync: WriteOptions,
+    /// Reused encode buffer, so appends do not allocate per record in the steady state.
+    buffer: Vec<u8>,
+}
+
+fn key(sequence: u64) -> [u8; 8] {
+    sequence.to_be_bytes()
+}
+
+fn seal(payload: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+fn unseal(sequence: u64, record: &[u8]) -> Result<&[u8], String> {
+    if record.len() < 4 {
+        return Err(format!("record of {} bytes is torn", record.len()));
+    }
+    let (crc, payload) = record.split_at(4);
+    let expected = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    let actual = crc32c::crc32c(payload);
+    if expected != actual {
+        return Err(format!("checksum {actual:08x} does not match recorded {expected:08x} (sequence {sequence})"));
+    }
+    Ok(payload)
+}
+
+impl Journal {
+    /// Opens (or creates) the journal in `path`. A new journal records `genesis` as its market
+    /// configuration; an existing one must have been created with an equal configuration.
+    pub fn open(path: &Path, genesis: &MarketConfig) -> Result<Journal, JournalError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Large memtables: the journal is append-only and mostly written, rarely read.
+        options.set_write_buffer_size(128 << 20);
+        let families = [CF_COMMANDS, CF_SNAPSHOTS, CF_META, CF_TOKENS]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, options.clone()));
+        let db = DB::open_cf_descriptors(&options, path, families)?;
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        let journal = Journal { db: Arc::new(db), sync, buffer: Vec::with_capacity(1 << 20) };
+        let meta = journal.cf(CF_META);
+        let genesis_bytes = postcard::to_allocvec(genesis).expect("config serializes");
+        match journal.db.get_cf(meta, META_GENESIS)? {
+            None => journal.db.put_cf_opt(meta, META_GENESIS, &genesis_bytes, &journal.sync)?,
+            Some(stored) if stored == genesis_bytes => {}
+            Some(_) => return Err(JournalError::ConfigMismatch),
+        }
+        Ok(journal)
+    }
+
+    /// The database, shared with the token store (a separate column family).
+    pub fn shared_db(&self) -> Arc<DB> {
+        self.db.clone()
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    /// Writes a batch of applied commands in one synced RocksDB write batch.
+    pub fn append<'a>(&mut self, batch: impl IntoIterator<Item = &'a Applied>) -> Result<(), JournalError> {
+        let mut write = WriteBatch::default();
+        let commands = self.db.cf_handle(CF_COMMANDS).expect("column family");
+        let mut payload = Vec::new();
+        for applied in batch {
+            payload.clear();
+            payload = postcard::to_extend(applied, payload).expect("a journal record always serializes");
+            seal(&payload, &mut self.buffer);
+            write.put_cf(commands, key(applied.sequence), &self.buffer);
+        }
+        self.db.write_opt(write, &self.sync)?;
+        Ok(())
+    }
+
+    /// Stores a snapshot of `engine` taken after `sequence`, after checking its invariants, and
+    /// prunes old snapshots.
+    pub fn write_snapshot(&mut self, sequence: u64, engine: &Engine) -> Result<StateHash, JournalError> {
+        engine
+            .check_invariants()
+            .map_err(|violation| JournalError::CorruptSnapshot { sequence, why: violation.to_string() })?;
+        let snapshot = engine.snapshot();
+        let hash = snapshot.hash();
+        let stored = StoredSnapshot { sequence, hash, snapshot };
+        let payload = postcard::to_allocvec(&stored).expect("a snapshot always serializes");
+        let mut record = Vec::with_capacity(payload.len() + 4);
+        seal(&payload, &mut record);
+        let snapshots = self.cf(CF_SNAPSHOTS);
+        self.db.put_cf_opt(snapshots, key(sequence), &record, &self.sync)?;
+        let sequences = self.snapshot_sequences()?;
+        if sequences.len() > SNAPSHOTS_KEPT_MAX {
+            for old in &sequences[..sequences.len() - SNAPSHOTS_KEPT_MAX] {
+                self.db.delete_cf(self.cf(CF_SNAPSHOTS), key(*old))?;
+            }
+        }
+        Ok(hash)
+    }
+
+    /// Sequence numbers of stored snapshots, oldest first.
+    pub fn snapshot_sequences(&self) -> Result<Vec<u64>, JournalError> {
+        let mut sequences = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_SNAPSHOTS), IteratorMode::Start) {
+            let (stored_key, _) = item?;
+            sequences.push(decode_key(&stored_key));
+        }
+        Ok(sequences)
+    }
+
+    fn read_snapshot(&self, sequence: u64) -> Result<StoredSnapshot, JournalError> {
+        let corrupt = |why: String| JournalError::CorruptSnapshot { sequence, why };
+        let record = self.db.get_cf(self.cf(CF_SNAPSHOTS), key(sequence))?.ok_or_else(|| corrupt("missing".into()))?;
+        let payload = unseal(sequence, &record).map_err(corrupt)?;
+        let stored: StoredSnapshot = postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+        if stored.sequence != sequence {
+            return Err(corrupt(format!("stored under {sequence} but says {}", stored.sequence)));
+        }
+        let hash = stored.snapshot.hash();
+        if hash != stored.hash {
+            return Err(JournalError::HashMismatch { sequence, recorded: stored.hash, replayed: hash });
+        }
+        Ok(stored)
+    }
+
+    /// The last sequence number written, or 0.
+    pub fn last_sequence(&self) -> Result<u64, JournalError> {
+        match self.db.iterator_cf(self.cf(CF_COMMANDS), IteratorMode::End).next() {
+            Some(item) => Ok(decode_key(&item?.0)),
+            None => Ok(0),
+        }
+    }
+
+    /// Visits journal records after `after`, in order, checking each checksum and the sequence.
+    pub fn for_each_after(&self, after: u64, mut visit: impl FnMut(Applied) -> Result<(), JournalError>) -> Result<u64, JournalError> {
+        let mut expected = after + 1;
+        let start = key(expected);
+        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(CF_COMMANDS), mode) {
+            let (stored_key, record) = item?;
+            let sequence = decode_key(&stored_key);
+            if sequence != expected {
+                return Err(JournalError::Gap { expected, found: sequence });
+            }
+            let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
+            let payload = unseal(sequence, &record).map_err(corrupt)?;
+            let applied: Applied = postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+            if applied.sequence != sequence {
+                return Err(corrupt(format!("stored under {sequence} but says {}", applied.sequence)));
+            }
+            visit(applied)?;
+            expected += 1;
+        }
+        Ok(expected - 1)
+    }
+
+    /// Rebuilds the engine: the newest snapshot, then every record after it. When an older
+    /// snapshot exists, replay starts there instead and the newer snapshot's hash is checked
+    /// against the replayed state, so that every start-up proves replay reproduces the state.
+    /// `progress(done, total)` is called every 65,536 records.
+    pub fn recover(&self, genesis: MarketConfig, mut progress: impl FnMut(u64, u64)) -> Result<Recovered, JournalError> {
+        let snapshots = self.snapshot_sequences()?;
+        let (mut engine, start, checkpoints) = match snapshots.len() {
+            0 => (Engine::new(genesis), 0, Vec::new()),
+            n => {
+                let base = if n >= 2 { snapshots[n - 2] } else { snapshots[n - 1] };
+                let stored = self.read_snapshot(base)?;
+                let engine = Engine::from_snapshot(stored.snapshot)
+                    .map_err(|violation| JournalError::CorruptSnapshot { sequence: base, why: violation.to_string() })?;
+                let later: Vec<u64> = snapshots.iter().copied().filter(|s| *s > base).collect();
+                (engine, base, later)
+            }
+        };
+        let last = self.last_sequence()?;
+        let total = last.saturating_sub(start);
+        let mut events = Vec::with_capacity(1024);
+        let mut done = 0u64;
+        let mut checkpoints = checkpoints.into_iter().peekable();
+        let last_replayed = self.for_each_after(start, |applied| {
+            events.clear();
+            let outcome = engine.apply(&applied.command, applied.timestamp, &mut events);
+            if outcome != applied.outcome || events != applied.events {
+                return Err(JournalError::ReplayDiverged { sequence: applied.sequence });
+            }
+            if checkpoints.peek() == Some(&applied.sequence) {
+                checkpoints.next();
+                let recorded = self.read_snapshot(applied.sequence)?.hash;
+                let replayed = engine.state_hash();
+                if recorded != replayed {
+                    return Err(JournalError::HashMismatch { sequence: applied.sequence, recorded, replayed });
+                }
+            }
+            done += 1;
+            if done % 65_536 == 0 {
+                progress(done, total);
+            }
+            Ok(())
+        })?;
+        if let Some(sequence) = checkpoints.next() {
+            // A snapshot beyond the journal's end means records were lost.
+            return Err(JournalError::Gap { expected: last_replayed + 1, found: sequence });
+        }
+        Ok(Recovered { engine, last_sequence: last_replayed, snapshot_sequence: snapshots.last().copied(), replayed: done })
+    }
+}
+
+fn decode_key(stored_key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = stored_key.len().min(8);
+    bytes[8 - n..].copy_from_slice(&stored_key[..n]);
+    u64::from_be_bytes(bytes)
+}

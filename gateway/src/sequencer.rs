@@ -1,0 +1,235 @@
+//! The one engine thread. It owns the engine, drains the bounded command queue in batches,
+//! stamps each command with a sequence number and the batch's time, applies them, journals the
+//! batch in one synced write, and only then replies and publishes. Queries run on the same
+//! thread after the journal write, so they only ever see acknowledged state.
+//!
+//! Group commit falls out of the loop: whatever arrives while one sync is in flight is the next
+//! batch, so batches grow with load and latency stays near one sync.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mutua_engine::{Command, Engine, Timestamp};
+use tokio::sync::{broadcast, oneshot};
+
+pub use crate::journal::Applied;
+use crate::journal::{Journal, JournalError};
+
+/// Bounds and cadence of the engine thread.
+#[derive(Clone, Copy, Debug)]
+pub struct SequencerConfig {
+    /// Requests waiting for the engine; a full queue answers RESOURCE_EXHAUSTED.
+    pub queue_capacity: usize,
+    /// Most commands journaled in one write batch.
+    pub batch_commands_max: usize,
+    /// A snapshot is written after this many commands (and at shutdown).
+    pub snapshot_every_commands: u64,
+    /// Batches buffered for each market-data or audit subscriber before it lags.
+    pub published_batches_max: usize,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        SequencerConfig {
+            queue_capacity: 65_536,
+            batch_commands_max: 4_096,
+            snapshot_every_commands: 1_000_000,
+            published_batches_max: 4_096,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SequencerError {
+    #[error("the engine queue is full; retry later")]
+    Overloaded,
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+type Query = Box<dyn FnOnce(&Engine) + Send>;
+
+enum Request {
+    Command { command: Command, reply: oneshot::Sender<Arc<Applied>> },
+    Query(Query),
+    /// Finish what is queued before this, snapshot, and stop.
+    Stop,
+}
+
+/// Every journaled batch, in sequence order, for market data and audit streams.
+pub type PublishedBatch = Arc<Vec<Arc<Applied>>>;
+
+/// A cheap, cloneable handle to the engine thread.
+#[derive(Clone)]
+pub struct Sequencer {
+    requests: Sender<Request>,
+    published: broadcast::Sender<PublishedBatch>,
+}
+
+/// Owns the engine thread; `shutdown` drains it, writes a final snapshot and joins it.
+pub struct EngineThread {
+    handle: Option<JoinHandle<Result<EngineReport, JournalError>>>,
+}
+
+/// What the engine thread reports when it stops.
+#[derive(Debug)]
+pub struct EngineReport {
+    pub last_sequence: u64,
+    pub state_hash: mutua_engine::StateHash,
+}
+
+impl Sequencer {
+    /// Starts the engine thread on a recovered engine. `last_sequence` is the journal's end.
+    pub fn start(engine: Engine, journal: Journal, last_sequence: u64, config: SequencerConfig) -> (Sequencer, EngineThread) {
+        let (requests, inbox) = crossbeam_channel::bounded(config.queue_capacity);
+        let (published, _) = broadcast::channel(config.published_batches_max);
+        let publisher = published.clone();
+        let handle = std::thread::Builder::new()
+            .name("mutua-engine".into())
+            .spawn(move || {
+                let mut thread = Loop { engine, journal, sequence: last_sequence, config, publisher, last_time: 0, snapshot_sequence: last_sequence };
+                thread.run(inbox)
+            })
+            .expect("spawn the engine thread");
+        (Sequencer { requests, published }, EngineThread { handle: Some(handle) })
+    }
+
+    /// Applies a command and returns once it is journaled.
+    pub async fn submit(&self, command: Command) -> Result<Arc<Applied>, SequencerError> {
+        self.submit_pipelined(command)?.await.map_err(|_| SequencerError::Stopped)
+    }
+
+    /// Queues a command now; the receiver resolves once it is journaled. Receivers of one
+    /// caller resolve in the order the commands were queued.
+    pub fn submit_pipelined(&self, command: Command) -> Result<oneshot::Receiver<Arc<Applied>>, SequencerError> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(Request::Command { command, reply })?;
+        Ok(receiver)
+    }
+
+    /// Runs `f` on the engine thread against acknowledged state.
+    pub async fn query<R: Send + 'static>(&self, f: impl FnOnce(&Engine) -> R + Send + 'static) -> Result<R, SequencerError> {
+        let (reply, receiver) = oneshot::channel();
+        self.send(Request::Query(Box::new(move |engine| {
+            let _ = reply.send(f(engine));
+        })))?;
+        receiver.await.map_err(|_| SequencerError::Stopped)
+    }
+
+    /// Every batch journaled from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<PublishedBatch> {
+        self.published.subscribe()
+    }
+
+    /// Asks the engine thread to finish everything queued so far, write a snapshot and stop.
+    /// Later submissions fail with `Stopped`. Waits for room in the queue if it is full.
+    pub fn stop(&self) {
+        let _ = self.requests.send(Request::Stop);
+    }
+
+    fn send(&self, request: Request) -> Result<(), SequencerError> {
+        self.requests.try_send(request).map_err(|error| match error {
+            TrySendError::Full(_) => SequencerError::Overloaded,
+            TrySendError::Disconnected(_) => SequencerError::Stopped,
+        })
+    }
+}
+
+impl EngineThread {
+    /// Waits for the engine thread to finish. It finishes when every `Sequencer` handle is
+    /// dropped, after applying, journaling and answering everything already queued.
+    pub fn join(mut self) -> Result<EngineReport, JournalError> {
+        let handle = self.handle.take().expect("joined once");
+        handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+struct Loop {
+    engine: Engine,
+    journal: Journal,
+    sequence: u64,
+    config: SequencerConfig,
+    publisher: broadcast::Sender<PublishedBatch>,
+    last_time: Timestamp,
+    snapshot_sequence: u64,
+}
+
+impl Loop {
+    fn run(&mut self, inbox: Receiver<Request>) -> Result<EngineReport, JournalError> {
+        let mut batch: Vec<Request> = Vec::with_capacity(self.config.batch_commands_max);
+        let mut events = Vec::with_capacity(4_096);
+        let mut stopping = false;
+        while !stopping {
+            let Ok(first) = inbox.recv() else { break };
+            batch.push(first);
+            while batch.len() < self.config.batch_commands_max {
+                match inbox.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            if let Some(stop_at) = batch.iter().position(|request| matches!(request, Request::Stop)) {
+                // Whatever was queued after the stop is dropped unanswered: its callers see
+                // `Stopped`, and nothing of it was applied.
+                batch.truncate(stop_at);
+                stopping = true;
+            }
+            self.process(&mut batch, &mut events)?;
+        }
+        drop(inbox);
+        // Stopped, or every handle is gone: the server has stopped accepting and drained.
+        if self.sequence != self.snapshot_sequence {
+            self.journal.write_snapshot(self.sequence, &self.engine)?;
+        }
+        Ok(EngineReport { last_sequence: self.sequence, state_hash: self.engine.state_hash() })
+    }
+
+    /// The batch's time: the wall clock, never earlier than the previous batch's.
+    fn stamp(&mut self) -> Timestamp {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos() as u64);
+        self.last_time = wall.max(self.last_time);
+        self.last_time
+    }
+
+    fn process(&mut self, batch: &mut Vec<Request>, events: &mut Vec<mutua_engine::Event>) -> Result<(), JournalError> {
+        let timestamp = self.stamp();
+        let mut applied_batch: Vec<Arc<Applied>> = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut queries = Vec::new();
+        for request in batch.drain(..) {
+            match request {
+                Request::Command { command, reply } => {
+                    events.clear();
+                    let outcome = self.engine.apply(&command, timestamp, events);
+                    self.sequence += 1;
+                    let applied = Arc::new(Applied { sequence: self.sequence, timestamp, command, outcome, events: events.clone() });
+                    applied_batch.push(applied.clone());
+                    replies.push((reply, applied));
+                }
+                Request::Query(query) => queries.push(query),
+                Request::Stop => unreachable!("a stop request ends the batch before processing"),
+            }
+        }
+        if !applied_batch.is_empty() {
+            // Durable before anyone hears of it. A failed write leaves memory ahead of disk,
+            // so the thread stops: callers see `Stopped`, and a restart replays the journal.
+            self.journal.append(applied_batch.iter().map(|applied| applied.as_ref()))?;
+        }
+        for (reply, applied) in replies {
+            let _ = reply.send(applied);
+        }
+        if !applied_batch.is_empty() {
+            let _ = self.publisher.send(Arc::new(applied_batch));
+        }
+        for query in queries {
+            query(&self.engine);
+        }
+        if self.sequence - self.snapshot_sequence >= self.config.snapshot_every_commands {
+            self.journal.write_snapshot(self.sequence, &self.engine)?;
+            self.snapshot_sequence = self.sequence;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! `mutua serve`: opens the journal, recovers the engine, starts the engine thread and the gRPC
+//! server, and on SIGINT/SIGTERM stops accepting, drains, syncs, snapshots and exits 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use mutua_engine::{MarketConfig, Role, GENESIS_OPERATOR};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::auth::Auth;
+use crate::journal::Journal;
+use crate::sequencer::{EngineReport, Sequencer, SequencerConfig};
+
+/// Name of the file in the data directory that holds the operator's token (mode 0600).
+pub const OPERATOR_TOKEN_FILE: &str = "operator.token";
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Directory of the embedded RocksDB journal (created if missing).
+    #[arg(long, env = "MUTUA_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, env = "MUTUA_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Write a snapshot after this many commands.
+    #[arg(long, env = "MUTUA_SNAPSHOT_EVERY", default_value_t = 1_000_000)]
+    pub snapshot_every: u64,
+    /// Commands waiting for the engine before callers get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "MUTUA_QUEUE_CAPACITY", default_value_t = 65_536)]
+    pub queue_capacity: usize,
+    /// Most commands in one journal write batch.
+    #[arg(long, env = "MUTUA_BATCH_MAX", default_value_t = 4_096)]
+    pub batch_max: usize,
+}
+
+impl ServeArgs {
+    fn sequencer_config(&self) -> SequencerConfig {
+        SequencerConfig {
+            queue_capacity: self.queue_capacity.max(1),
+            batch_commands_max: self.batch_max.max(1),
+            snapshot_every_commands: self.snapshot_every.max(1),
+            ..SequencerConfig::default()
+        }
+    }
+}
+
+/// Binds, serves until SIGINT or SIGTERM, then shuts down cleanly.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let report = run(listener, &args, shutdown_signal()).await?;
+    tracing::info!(last_sequence = report.last_sequence, state_hash = %report.state_hash, "stopped cleanly");
+    println!("mutua stopped at sequence {} with state hash {}", report.last_sequence, report.state_hash);
+    Ok(())
+}
+
+/// Serves on `listener` until `shutdown` completes.
+pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<EngineReport> {
+    std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
+    let market = MarketConfig::default();
+    let journal = Journal::open(&args.data, &market).with_context(|| format!("opening the journal in {}", args.data.display()))?;
+    let recovered = tokio::task::block_in_place(|| recover(&journal, market))?;
+    let (auth, new_market) = Auth::open(journal.shared_db())?;
+    if new_market {
+        let token = auth.issue_token(GENESIS_OPERATOR, Role::Operator).map_err(|status| anyhow::anyhow!(status.message().to_string()))?;
+        write_operator_token(&args.data, &token)?;
+        println!("operator token (shown once; also in {}): {token}", args.data.join(OPERATOR_TOKEN_FILE).display());
+    }
+    let state_hash = recovered.engine.state_hash();
+    tracing::info!(sequence = recovered.last_sequence, %state_hash, replayed = recovered.replayed, "state recovered");
+    let (sequencer, engine_thread) = Sequencer::start(recovered.engine, journal, recovered.last_sequence, args.sequencer_config());
+
+    let address = listener.local_addr()?;
+    println!("mutua listening on {address}");
+    let router = crate::services::router(crate::services::Context { sequencer: sequencer.clone(), auth });
+    let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
+    tracing::info!("no longer accepting; draining the engine");
+    sequencer.stop();
+    drop(sequencer);
+    let report = tokio::task::spawn_blocking(move || engine_thread.join()).await??;
+    served.context("gRPC server")?;
+    Ok(report)
+}
+
+fn recover(journal: &Journal, market: MarketConfig) -> anyhow::Result<crate::journal::Recovered> {
+    let last = journal.last_sequence()?;
+    let bar = indicatif::ProgressBar::new(last);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("replaying journal {bar:40} {pos}/{len} commands ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let recovered = journal.recover(market, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let recovered = recovered.context("the journal cannot be trusted; refusing to start")?;
+    if recovered.replayed > 0 {
+        println!("replayed {} journal records after snapshot {:?}", recovered.replayed, recovered.snapshot_sequence);
+    }
+    Ok(recovered)
+}
+
+fn write_operator_token(data: &Path, token: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = data.join(OPERATOR_TOKEN_FILE);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).with_context(|| format!("writing {}", path.display()))?;
+    writeln!(file, "{token}")?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return interrupt.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.unwrap_or(());
+}
