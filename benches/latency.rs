@@ -1,1 +1,104 @@
-fn main(){}
+//! Per-command latency of the engine on one core, as percentiles from an HdrHistogram: a
+//! passive place, a cancel, and an aggressive order that trades, each measured over many
+//! commands against a book of about 1,000 resting orders. Run: `cargo bench --bench latency`.
+
+mod support;
+
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+use mutua_engine::{CommandKind, Event, OrderId, SelfTradePrevention, Side, TimeInForce};
+use support::{exchange_core_mix, Market, Rng, NOW, PAR_TICKS};
+
+const SAMPLES: usize = 500_000;
+
+fn report(name: &str, histogram: &Histogram<u64>) {
+    println!(
+        "{name:<12} n={:<8} p50={:>6} ns  p99={:>6} ns  p99.9={:>6} ns  max={:>8} ns",
+        histogram.len(),
+        histogram.value_at_quantile(0.50),
+        histogram.value_at_quantile(0.99),
+        histogram.value_at_quantile(0.999),
+        histogram.max()
+    );
+}
+
+fn main() {
+    let mut market = Market::new(1_000);
+    // Warm the book to the steady state of the throughput bench.
+    exchange_core_mix(&mut market, 200_000, 750, 1_000, 7);
+    let instrument = market.instrument;
+    let mut rng = Rng::new(99);
+    let mut events: Vec<Event> = Vec::with_capacity(4096);
+    let mut place = Histogram::<u64>::new(3).expect("histogram");
+    let mut cancel = Histogram::<u64>::new(3).expect("histogram");
+    let mut aggressive = Histogram::<u64>::new(3).expect("histogram");
+
+    for _ in 0..SAMPLES {
+        // Passive place, then cancel it: the book stays the same size.
+        let owner = market.contributors[rng.below(1_000) as usize];
+        let side = if rng.below(2) == 0 { Side::Buy } else { Side::Sell };
+        let offset = 1 + rng.below(375);
+        let price_ticks = if side == Side::Buy { PAR_TICKS - offset } else { PAR_TICKS + offset };
+        let command = market.command(
+            owner,
+            CommandKind::PlaceOrder {
+                instrument,
+                side,
+                price_ticks,
+                lots: 1_000,
+                time_in_force: TimeInForce::GoodTillCancelled,
+                self_trade: SelfTradePrevention::CancelIncoming,
+            },
+        );
+        events.clear();
+        let began = Instant::now();
+        let outcome = market.engine.apply(&command, NOW, &mut events);
+        place.record(began.elapsed().as_nanos() as u64).expect("record");
+        let Ok(mutua_engine::Ack::Order(order)) = outcome.result else { panic!("place rejected: {outcome:?}") };
+
+        let command = market.command(owner, CommandKind::CancelOrder { order: OrderId(order.0) });
+        events.clear();
+        let began = Instant::now();
+        let outcome = market.engine.apply(&command, NOW, &mut events);
+        cancel.record(began.elapsed().as_nanos() as u64).expect("record");
+        assert!(outcome.result.is_ok(), "cancel rejected: {outcome:?}");
+
+        // An aggressive order that trades against the touch, then a passive one to replace the
+        // liquidity it took.
+        let taker = market.contributors[rng.below(1_000) as usize];
+        let command = market.command(
+            taker,
+            CommandKind::PlaceOrder {
+                instrument,
+                side,
+                price_ticks: if side == Side::Buy { PAR_TICKS + 400 } else { PAR_TICKS - 400 },
+                lots: 10,
+                time_in_force: TimeInForce::ImmediateOrCancel,
+                self_trade: SelfTradePrevention::CancelIncoming,
+            },
+        );
+        events.clear();
+        let began = Instant::now();
+        market.engine.apply(&command, NOW, &mut events);
+        aggressive.record(began.elapsed().as_nanos() as u64).expect("record");
+        let command = market.command(
+            owner,
+            CommandKind::PlaceOrder {
+                instrument,
+                side: side.opposite(),
+                price_ticks: if side == Side::Buy { PAR_TICKS + offset } else { PAR_TICKS - offset },
+                lots: 10,
+                time_in_force: TimeInForce::GoodTillCancelled,
+                self_trade: SelfTradePrevention::CancelIncoming,
+            },
+        );
+        events.clear();
+        market.engine.apply(&command, NOW, &mut events);
+    }
+    market.engine.check_invariants().expect("invariants hold after the latency run");
+    println!("engine latency, one command at a time, {} resting orders:", market.engine.resting_orders());
+    report("place", &place);
+    report("cancel", &cancel);
+    report("aggressive", &aggressive);
+}

@@ -70,6 +70,12 @@ impl Order {
     pub fn next_slot(&self) -> u32 {
         self.next
     }
+
+    /// A copy without its links into the slab's queues, which depend on slot history rather
+    /// than on the state: the form snapshots hold, so that equal states give equal snapshots.
+    pub(crate) fn detached(&self) -> Order {
+        Order { prev: NIL, next: NIL, ..self.clone() }
+    }
 }
 
 /// Storage for resting orders, addressed by slot. Freed slots are reused (LIFO, so hot).

@@ -217,7 +217,8 @@ pub enum Event {
     AccreditationChanged { organization: ParticipantId, accredited: bool },
     CashDeposited { account: ParticipantId, amount_minor: u64, balance_minor: u64 },
     CashWithdrawn { account: ParticipantId, amount_minor: u64, balance_minor: u64 },
-    InstrumentListed { instrument: InstrumentId, spec: InstrumentSpec },
+    /// The spec is boxed to keep every other event small.
+    InstrumentListed { instrument: InstrumentId, spec: Box<InstrumentSpec> },
     TradingStatusChanged { instrument: InstrumentId, open: bool },
     OfferingOpened {
         offering: OfferingId,
@@ -292,8 +293,10 @@ pub enum Event {
 macro_rules! reject_reasons {
     ($( $(#[$doc:meta])* $name:ident = $code:literal => $sentence:literal, )*) => {
         /// Why the engine refused a command. Codes are stable: they travel in gRPC status details
-        /// and in the journal. Variants are listed in order of precedence: when a command breaks
-        /// several rules, the first one checked is reported.
+        /// and in the journal, and are never renumbered. When a command breaks several rules, the
+        /// first rule its own checks meet is reported: identity and role, then the ids it names,
+        /// then quantities and prices, then state (trading open, offering open), then funds and
+        /// caps.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[repr(u16)]
         pub enum RejectReason {

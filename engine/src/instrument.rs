@@ -150,8 +150,15 @@ pub fn ceiling_ticks(par_ticks: u64, return_cap_bp: u32, elapsed_ns: u64) -> u64
 
 /// amount × cap × elapsed / year, rounded down, saturating.
 pub fn accrued(amount: u64, cap_bp: u32, elapsed_ns: u64) -> u64 {
-    let numerator = u128::from(amount) * u128::from(cap_bp) * u128::from(elapsed_ns);
-    let accrued = numerator / (u128::from(BP_ONE) * u128::from(YEAR_NS));
+    // The full product can need 160 bits (a lot's par in minor units reaches 2^64), so multiply
+    // by the high and low 32 bits of `elapsed_ns` apart and divide each exactly, carrying the
+    // remainders: every intermediate fits in a u128 and the quotient is the exact floor.
+    let rate = u128::from(amount) * u128::from(cap_bp);
+    let divisor = u128::from(BP_ONE) * u128::from(YEAR_NS);
+    let high = rate * u128::from(elapsed_ns >> 32);
+    let low = rate * u128::from(elapsed_ns & 0xFFFF_FFFF);
+    let carried = (((high % divisor) << 32) + low % divisor) / divisor;
+    let accrued = ((high / divisor) << 32) + low / divisor + carried;
     u64::try_from(accrued).unwrap_or(u64::MAX)
 }
 

@@ -51,7 +51,6 @@ pub struct Engine {
     dedup: Dedup,
     /// The latest time seen; the engine's notion of now never goes backwards.
     now: Timestamp,
-    commands_applied: u64,
 }
 
 /// The genesis operator, present in every market from the start.
@@ -74,7 +73,6 @@ impl Engine {
             deposited_minor: 0,
             withdrawn_minor: 0,
             now: 0,
-            commands_applied: 0,
         };
         engine.participants.push(Participant {
             role: Role::Operator,
@@ -90,7 +88,6 @@ impl Engine {
     /// before returns the first outcome and applies nothing.
     pub fn apply(&mut self, command: &Command, timestamp: Timestamp, events: &mut Vec<Event>) -> Outcome {
         self.now = self.now.max(timestamp);
-        self.commands_applied += 1;
         if let Some(result) = self.dedup.get(command.id) {
             return Outcome { result, replayed: true };
         }
@@ -183,11 +180,6 @@ impl Engine {
     /// The engine's current time: the latest timestamp it was given.
     pub fn now(&self) -> Timestamp {
         self.now
-    }
-
-    /// Commands applied since genesis, duplicates and rejections included.
-    pub fn commands_applied(&self) -> u64 {
-        self.commands_applied
     }
 
     pub fn participant(&self, id: ParticipantId) -> Option<&Participant> {

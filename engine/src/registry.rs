@@ -76,7 +76,7 @@ impl Engine {
         let id = InstrumentId(self.instruments.len() as u32);
         self.symbols.insert(spec.symbol.clone(), id);
         self.instruments.push(Instrument::new(id, spec.clone(), terms, self.config.price_levels_max));
-        events.push(Event::InstrumentListed { instrument: id, spec: spec.clone() });
+        events.push(Event::InstrumentListed { instrument: id, spec: Box::new(spec.clone()) });
         Ok(Ack::Instrument(id))
     }
 

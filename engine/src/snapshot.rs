@@ -20,7 +20,6 @@ use crate::Engine;
 pub struct Snapshot {
     pub config: MarketConfig,
     pub now: Timestamp,
-    pub commands_applied: u64,
     pub next_order_id: u64,
     pub deposited_minor: u128,
     pub withdrawn_minor: u128,
@@ -79,7 +78,7 @@ impl Snapshot {
 
 fn orders_in_priority(book: &Book, side: Side, slab: &OrderSlab) -> Vec<Order> {
     let mut orders = Vec::new();
-    book.for_each_in_priority(side, slab, |_, order| orders.push(order.clone()));
+    book.for_each_in_priority(side, slab, |_, order| orders.push(order.detached()));
     orders
 }
 
@@ -107,7 +106,6 @@ impl Engine {
         Snapshot {
             config: self.config.clone(),
             now: self.now,
-            commands_applied: self.commands_applied,
             next_order_id: self.next_order_id,
             deposited_minor: self.deposited_minor,
             withdrawn_minor: self.withdrawn_minor,
@@ -131,11 +129,10 @@ impl Engine {
         engine.offerings = snapshot.offerings;
         engine.tax_credits = snapshot.tax_credits;
         engine.now = snapshot.now;
-        engine.commands_applied = snapshot.commands_applied;
         engine.next_order_id = snapshot.next_order_id;
         engine.deposited_minor = snapshot.deposited_minor;
         engine.withdrawn_minor = snapshot.withdrawn_minor;
-        engine.dedup = Dedup::restore(snapshot.config.command_ids_remembered_max, &snapshot.remembered);
+        engine.dedup = Dedup::restore(snapshot.config.command_ids_remembered_max, &snapshot.remembered[snapshot.remembered.len() / 2..]);
         for (index, saved) in snapshot.instruments.into_iter().enumerate() {
             let id = InstrumentId(index as u32);
             let mut instrument = Instrument::restore(id, saved.spec, saved.terms, saved.status, engine.config.price_levels_max);

@@ -88,7 +88,6 @@ impl Auth {
             let role = role_from_code(*role).ok_or_else(|| anyhow::anyhow!("a token record names an unknown role"))?;
             callers.insert(hash, Caller { participant: ParticipantId(u32::from_le_bytes([*a, *b, *c, *d])), role });
         }
-        drop(tokens);
         Ok((Auth { db, secret, callers: Arc::new(RwLock::new(callers)) }, created))
     }
 

@@ -232,24 +232,34 @@ impl Journal {
     /// snapshot exists, replay starts there instead and the newer snapshot's hash is checked
     /// against the replayed state, so that every start-up proves replay reproduces the state.
     /// `progress(done, total)` is called every 65,536 records.
-    pub fn recover(&self, genesis: MarketConfig, mut progress: impl FnMut(u64, u64)) -> Result<Recovered, JournalError> {
+    pub fn recover(&self, genesis: MarketConfig, progress: impl FnMut(u64, u64)) -> Result<Recovered, JournalError> {
         let snapshots = self.snapshot_sequences()?;
-        let (mut engine, start, checkpoints) = match snapshots.len() {
-            0 => (Engine::new(genesis), 0, Vec::new()),
-            n => {
-                let base = if n >= 2 { snapshots[n - 2] } else { snapshots[n - 1] };
-                let stored = self.read_snapshot(base)?;
-                let engine = Engine::from_snapshot(stored.snapshot)
-                    .map_err(|violation| JournalError::CorruptSnapshot { sequence: base, why: violation.to_string() })?;
-                let later: Vec<u64> = snapshots.iter().copied().filter(|s| *s > base).collect();
-                (engine, base, later)
-            }
+        let Some(&newest) = snapshots.last() else {
+            return self.replay(Engine::new(genesis), 0, Vec::new(), progress);
         };
+        let base = if snapshots.len() >= 2 { snapshots[snapshots.len() - 2] } else { newest };
+        let stored = self.read_snapshot(base)?;
+        let engine = Engine::from_snapshot(stored.snapshot)
+            .map_err(|violation| JournalError::CorruptSnapshot { sequence: base, why: violation.to_string() })?;
+        let later = snapshots.into_iter().filter(|sequence| *sequence > base).collect();
+        let mut recovered = self.replay(engine, base, later, progress)?;
+        recovered.snapshot_sequence = Some(base);
+        Ok(recovered)
+    }
+
+    /// Replays every record from genesis, ignoring snapshots as a starting point but checking
+    /// each stored snapshot's hash when replay reaches it: the slow, complete proof.
+    pub fn replay_from_genesis(&self, genesis: MarketConfig, progress: impl FnMut(u64, u64)) -> Result<Recovered, JournalError> {
+        let checkpoints = self.snapshot_sequences()?;
+        self.replay(Engine::new(genesis), 0, checkpoints, progress)
+    }
+
+    fn replay(&self, mut engine: Engine, start: u64, checkpoints: Vec<u64>, mut progress: impl FnMut(u64, u64)) -> Result<Recovered, JournalError> {
         let last = self.last_sequence()?;
         let total = last.saturating_sub(start);
         let mut events = Vec::with_capacity(1024);
         let mut done = 0u64;
-        let mut checkpoints = checkpoints.into_iter().peekable();
+        let mut checkpoints = checkpoints.into_iter().filter(|sequence| *sequence > start).peekable();
         let last_replayed = self.for_each_after(start, |applied| {
             events.clear();
             let outcome = engine.apply(&applied.command, applied.timestamp, &mut events);
@@ -274,7 +284,7 @@ impl Journal {
             // A snapshot beyond the journal's end means records were lost.
             return Err(JournalError::Gap { expected: last_replayed + 1, found: sequence });
         }
-        Ok(Recovered { engine, last_sequence: last_replayed, snapshot_sequence: snapshots.last().copied(), replayed: done })
+        Ok(Recovered { engine, last_sequence: last_replayed, snapshot_sequence: None, replayed: done })
     }
 }
 

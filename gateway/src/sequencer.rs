@@ -89,7 +89,8 @@ impl Sequencer {
         let handle = std::thread::Builder::new()
             .name("mutua-engine".into())
             .spawn(move || {
-                let mut thread = Loop { engine, journal, sequence: last_sequence, config, publisher, last_time: 0, snapshot_sequence: last_sequence };
+                let last_time = engine.now();
+                let mut thread = Loop { engine, journal, sequence: last_sequence, config, publisher, last_time, snapshot_sequence: last_sequence };
                 thread.run(inbox)
             })
             .expect("spawn the engine thread");

@@ -70,6 +70,7 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
     }
     let state_hash = recovered.engine.state_hash();
     tracing::info!(sequence = recovered.last_sequence, %state_hash, replayed = recovered.replayed, "state recovered");
+    println!("mutua state at sequence {} has state hash {state_hash}", recovered.last_sequence);
     let (sequencer, engine_thread) = Sequencer::start(recovered.engine, journal, recovered.last_sequence, args.sequencer_config());
 
     let address = listener.local_addr()?;

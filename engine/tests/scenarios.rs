@@ -1,0 +1,1654 @@
+//! Scenario tests: each rule of the exchange, and each reason it refuses a command, told as a
+//! short market story through `Engine::apply`, with every invariant checked after every step.
+
+use mutua_engine::config::YEAR_NS;
+use mutua_engine::*;
+use RejectReason::*;
+
+/// 2025-01-01T00:00:00Z. Scenarios start on a round date so that "years since issue" reads plainly.
+const START: Timestamp = 1_735_689_600 * 1_000_000_000;
+
+/// Par of every scenario instrument: 10.00 in one-cent ticks. With one unit per lot, one lot at
+/// par costs 1_000 minor units, so cash amounts in the tests are easy to check by eye.
+const PAR: u64 = 1_000;
+
+/// One market and the clock the tests drive it with.
+struct Market {
+    engine: Engine,
+    /// Events of the last command only, so each step's effects can be read on their own.
+    events: Vec<Event>,
+    now: Timestamp,
+    next_command: u128,
+    /// The organization that issues the scenario instruments.
+    issuer: ParticipantId,
+}
+
+impl Market {
+    fn new() -> Market {
+        Market::with_config(|_| {})
+    }
+
+    /// A market whose bounds or defaults a scenario needs to be different (small, to reach them).
+    fn with_config(adjust: impl FnOnce(&mut MarketConfig)) -> Market {
+        let mut config = MarketConfig::default();
+        adjust(&mut config);
+        let engine = Engine::new(config);
+        engine.check_invariants().unwrap();
+        let mut market = Market { engine, events: Vec::new(), now: START, next_command: 1, issuer: GENESIS_OPERATOR };
+        market.issuer = market.organization("Riverside Housing Co-operative");
+        market
+    }
+
+    // ---- Commands ----
+
+    /// A command with a fresh id.
+    fn command(&mut self, participant: ParticipantId, kind: CommandKind) -> Command {
+        let id = CommandId(self.next_command);
+        self.next_command += 1;
+        Command { id, participant, kind }
+    }
+
+    /// Applies one command now and checks every invariant afterwards, whatever the outcome.
+    fn apply(&mut self, command: &Command) -> Outcome {
+        self.events.clear();
+        let outcome = self.engine.apply(command, self.now, &mut self.events);
+        if let Err(violation) = self.engine.check_invariants() {
+            panic!("{violation} after {command:?} -> {outcome:?}");
+        }
+        outcome
+    }
+
+    /// Submits a command that must be accepted.
+    fn ok(&mut self, participant: ParticipantId, kind: CommandKind) -> Ack {
+        let command = self.command(participant, kind);
+        let outcome = self.apply(&command);
+        assert!(!outcome.replayed, "a fresh id was treated as a retry: {command:?}");
+        outcome.result.unwrap_or_else(|reason| panic!("{command:?} was rejected: {reason}"))
+    }
+
+    /// Submits a command that must be refused for `reason`, and proves the refusal had no effect:
+    /// no events, and a snapshot equal to the one before apart from the engine's memory of the
+    /// command (kept so that a retry gets the same answer) and its count of commands seen.
+    fn expect_reject(&mut self, participant: ParticipantId, kind: CommandKind, reason: RejectReason) {
+        let before = market_state(self.engine.snapshot());
+        let command = self.command(participant, kind);
+        let outcome = self.apply(&command);
+        assert_eq!(outcome, Outcome { result: Err(reason), replayed: false }, "{command:?}");
+        assert!(self.events.is_empty(), "a rejection emitted {:?}", self.events);
+        let mut after = self.engine.snapshot();
+        assert_eq!(after.remembered.pop(), Some((command.id, Err(reason))), "the rejection was not remembered");
+        after.remembered = before.remembered.clone();
+        assert_eq!(market_state(after), before, "{command:?} was rejected but changed the market");
+    }
+
+    fn advance(&mut self, nanoseconds: u64) {
+        self.now += nanoseconds;
+    }
+
+    // ---- People and cash ----
+
+    fn register(&mut self, role: Role, name: &str) -> ParticipantId {
+        match self.ok(GENESIS_OPERATOR, registration(role, name)) {
+            Ack::Participant(id) => id,
+            other => panic!("registration acknowledged as {other:?}"),
+        }
+    }
+
+    fn contributor(&mut self, name: &str) -> ParticipantId {
+        self.register(Role::Contributor, name)
+    }
+
+    fn organization(&mut self, name: &str) -> ParticipantId {
+        self.register(Role::Organization, name)
+    }
+
+    fn regulator(&mut self, name: &str) -> ParticipantId {
+        self.register(Role::Regulator, name)
+    }
+
+    fn funder(&mut self, name: &str) -> ParticipantId {
+        self.register(Role::Funder, name)
+    }
+
+    fn deposit(&mut self, account: ParticipantId, amount_minor: u64) {
+        self.ok(GENESIS_OPERATOR, deposit(account, amount_minor));
+    }
+
+    fn withdraw(&mut self, account: ParticipantId, amount_minor: u64) {
+        self.ok(GENESIS_OPERATOR, withdrawal(account, amount_minor));
+    }
+
+    fn cash(&self, participant: ParticipantId) -> CashAccount {
+        self.engine.participant(participant).unwrap().cash
+    }
+
+    fn free_cash(&self, participant: ParticipantId) -> u64 {
+        self.cash(participant).free_minor()
+    }
+
+    // ---- Instruments ----
+
+    /// A community share of the issuer: par 10.00 in one-cent ticks, one unit per lot, return
+    /// capped at 5 % a year, no floor, issued now. The holding cap is lifted to 100 % because
+    /// the cap has scenarios of its own and would otherwise dictate the size of every small book.
+    fn share_spec(&self, symbol: &str) -> InstrumentSpec {
+        InstrumentSpec {
+            symbol: symbol.to_string(),
+            kind: InstrumentKind::CommunityShare,
+            issuer: self.issuer,
+            tick_size_minor: 1,
+            lot_size_units: 1,
+            par_ticks: PAR,
+            return_cap_bp: 500,
+            price_floor_ticks: 0,
+            issue_time: self.now,
+            maturity_time: None,
+            holding_cap_bp: Some(10_000),
+            cooperative_investment_plan: false,
+            lock_in_ns: None,
+            tax_credit_bp: None,
+        }
+    }
+
+    /// A community bond with the share's terms, maturing `years` after issue.
+    fn bond_spec(&self, symbol: &str, years: u64) -> InstrumentSpec {
+        InstrumentSpec {
+            kind: InstrumentKind::CommunityBond,
+            maturity_time: Some(self.now + years * YEAR_NS),
+            ..self.share_spec(symbol)
+        }
+    }
+
+    /// A Co-operative Investment Plan share: the market's default lock-in and tax credit apply.
+    fn cip_share_spec(&self, symbol: &str) -> InstrumentSpec {
+        InstrumentSpec { cooperative_investment_plan: true, ..self.share_spec(symbol) }
+    }
+
+    /// Lists an instrument and opens it for trading.
+    fn list(&mut self, spec: InstrumentSpec) -> InstrumentId {
+        let instrument = match self.ok(GENESIS_OPERATOR, listing(spec)) {
+            Ack::Instrument(id) => id,
+            other => panic!("listing acknowledged as {other:?}"),
+        };
+        self.ok(GENESIS_OPERATOR, trading_status(instrument, true));
+        instrument
+    }
+
+    fn share_listed(&mut self, symbol: &str) -> InstrumentId {
+        let spec = self.share_spec(symbol);
+        self.list(spec)
+    }
+
+    fn lots(&self, holder: ParticipantId, instrument: InstrumentId) -> u64 {
+        self.engine.instrument(instrument).unwrap().holding(holder).map_or(0, |holding| holding.lots)
+    }
+
+    fn reserved_lots(&self, holder: ParticipantId, instrument: InstrumentId) -> u64 {
+        self.engine.instrument(instrument).unwrap().holding(holder).map_or(0, |holding| holding.reserved_lots)
+    }
+
+    // ---- Primary market ----
+
+    fn open_offering(&mut self, instrument: InstrumentId, lots: u64, minimum_lots: u64) -> OfferingId {
+        match self.ok(self.issuer, offering_of(instrument, lots, minimum_lots)) {
+            Ack::Offering(id) => id,
+            other => panic!("offering acknowledged as {other:?}"),
+        }
+    }
+
+    fn subscribe(&mut self, contributor: ParticipantId, offering: OfferingId, lots: u64) {
+        self.ok(contributor, subscription(offering, lots));
+    }
+
+    fn close_offering(&mut self, offering: OfferingId) {
+        self.ok(self.issuer, closing(offering));
+    }
+
+    /// Issues units at par to each holder through a complete offering. Each holder is given
+    /// exactly the cash it pays, so its free cash is the same afterwards as before.
+    fn issue(&mut self, instrument: InstrumentId, holders: &[(ParticipantId, u64)]) {
+        let par_per_lot_minor = self.engine.instrument(instrument).unwrap().par_per_lot_minor();
+        let total_lots = holders.iter().map(|(_, lots)| lots).sum();
+        let offering = self.open_offering(instrument, total_lots, total_lots);
+        for &(holder, lots) in holders {
+            self.deposit(holder, par_per_lot_minor * lots);
+            self.subscribe(holder, offering, lots);
+        }
+        self.close_offering(offering);
+    }
+
+    // ---- Trading ----
+
+    /// Places an order that must be accepted (it may still trade, rest or be cancelled).
+    fn place(&mut self, owner: ParticipantId, order: CommandKind) -> OrderId {
+        match self.ok(owner, order) {
+            Ack::Order(id) => id,
+            other => panic!("order acknowledged as {other:?}"),
+        }
+    }
+
+    fn buy(&mut self, owner: ParticipantId, instrument: InstrumentId, price_ticks: u64, lots: u64) -> OrderId {
+        self.place(owner, gtc(instrument, Side::Buy, price_ticks, lots))
+    }
+
+    fn sell(&mut self, owner: ParticipantId, instrument: InstrumentId, price_ticks: u64, lots: u64) -> OrderId {
+        self.place(owner, gtc(instrument, Side::Sell, price_ticks, lots))
+    }
+
+    fn cancel(&mut self, owner: ParticipantId, order: OrderId) {
+        self.ok(owner, cancellation(order));
+    }
+
+    fn reduce(&mut self, owner: ParticipantId, order: OrderId, reduce_by_lots: u64) {
+        self.ok(owner, reduction(order, reduce_by_lots));
+    }
+
+    fn remaining_lots(&self, order: OrderId) -> Option<u64> {
+        self.engine.order(order).map(|resting| resting.remaining_lots)
+    }
+
+    /// The last command's fills as (resting order, price ticks, lots), in the order they happened.
+    fn trades(&self) -> Vec<(OrderId, u64, u64)> {
+        self.events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Trade { maker_order, price_ticks, lots, .. } => Some((*maker_order, *price_ticks, *lots)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The last command's cancellations as (order, lots left, reason).
+    fn cancellations(&self) -> Vec<(OrderId, u64, CancelReason)> {
+        self.events
+            .iter()
+            .filter_map(|event| match event {
+                Event::OrderCancelled { order, remaining_lots, reason, .. } => Some((*order, *remaining_lots, *reason)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn bids(&self, instrument: InstrumentId) -> Vec<(u64, u64, u32)> {
+        self.engine.depth(instrument, Side::Buy, 10).unwrap()
+    }
+
+    fn asks(&self, instrument: InstrumentId) -> Vec<(u64, u64, u32)> {
+        self.engine.depth(instrument, Side::Sell, 10).unwrap()
+    }
+
+    // ---- Returns ----
+
+    fn pay_distribution(&mut self, instrument: InstrumentId, per_lot_minor: u64) {
+        self.ok(self.issuer, distribution(instrument, per_lot_minor));
+    }
+}
+
+/// The market's state without the bookkeeping every command touches, accepted or not: the
+/// remembered command ids and the latest time seen.
+fn market_state(mut snapshot: Snapshot) -> Snapshot {
+    snapshot.remembered.clear();
+    snapshot.now = 0;
+    snapshot
+}
+
+// Commands by their domain names, so that a scenario line reads as what it asks for.
+
+fn registration(role: Role, name: &str) -> CommandKind {
+    CommandKind::RegisterParticipant { role, name: name.to_string() }
+}
+
+fn accreditation(organization: ParticipantId, accredited: bool) -> CommandKind {
+    CommandKind::SetAccreditation { organization, accredited }
+}
+
+fn deposit(account: ParticipantId, amount_minor: u64) -> CommandKind {
+    CommandKind::Deposit { account, amount_minor }
+}
+
+fn withdrawal(account: ParticipantId, amount_minor: u64) -> CommandKind {
+    CommandKind::Withdraw { account, amount_minor }
+}
+
+fn listing(spec: InstrumentSpec) -> CommandKind {
+    CommandKind::ListInstrument { spec }
+}
+
+fn trading_status(instrument: InstrumentId, open: bool) -> CommandKind {
+    CommandKind::SetTradingStatus { instrument, open }
+}
+
+fn offering_of(instrument: InstrumentId, lots: u64, minimum_lots: u64) -> CommandKind {
+    CommandKind::OpenOffering { instrument, lots, minimum_lots }
+}
+
+fn subscription(offering: OfferingId, lots: u64) -> CommandKind {
+    CommandKind::Subscribe { offering, lots }
+}
+
+fn closing(offering: OfferingId) -> CommandKind {
+    CommandKind::CloseOffering { offering }
+}
+
+fn cancellation(order: OrderId) -> CommandKind {
+    CommandKind::CancelOrder { order }
+}
+
+fn reduction(order: OrderId, reduce_by_lots: u64) -> CommandKind {
+    CommandKind::ReduceOrder { order, reduce_by_lots }
+}
+
+fn distribution(instrument: InstrumentId, per_lot_minor: u64) -> CommandKind {
+    CommandKind::PayDistribution { instrument, per_lot_minor }
+}
+
+fn repayment(instrument: InstrumentId) -> CommandKind {
+    CommandKind::RepayAtMaturity { instrument }
+}
+
+fn order(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64, time_in_force: TimeInForce) -> CommandKind {
+    CommandKind::PlaceOrder {
+        instrument,
+        side,
+        price_ticks,
+        lots,
+        time_in_force,
+        self_trade: SelfTradePrevention::default(),
+    }
+}
+
+fn gtc(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64) -> CommandKind {
+    order(instrument, side, price_ticks, lots, TimeInForce::GoodTillCancelled)
+}
+
+fn ioc(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64) -> CommandKind {
+    order(instrument, side, price_ticks, lots, TimeInForce::ImmediateOrCancel)
+}
+
+fn fok(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64) -> CommandKind {
+    order(instrument, side, price_ticks, lots, TimeInForce::FillOrKill)
+}
+
+fn preventing_self_trade(order: CommandKind, mode: SelfTradePrevention) -> CommandKind {
+    match order {
+        CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, .. } => {
+            CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, self_trade: mode }
+        }
+        other => panic!("not an order: {other:?}"),
+    }
+}
+
+// =====================================================================================
+// Primary market
+// =====================================================================================
+
+#[test]
+fn offering_that_meets_its_minimum_issues_units_pays_the_issuer_and_records_tax_credits() {
+    let mut market = Market::new();
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    let spec = market.cip_share_spec("RIVER-CIP");
+    let cip = market.list(spec);
+    market.deposit(alice, 60_000);
+    market.deposit(bob, 40_000);
+
+    let offering = market.open_offering(cip, 100, 50);
+    market.subscribe(alice, offering, 60);
+    market.subscribe(bob, offering, 40);
+    // Subscribed cash is held, not yet paid: the offering could still fail.
+    assert_eq!(market.cash(alice), CashAccount { balance_minor: 60_000, reserved_minor: 60_000 });
+    market.close_offering(offering);
+
+    assert_eq!((market.lots(alice, cip), market.lots(bob, cip)), (60, 40));
+    assert_eq!(market.cash(alice), CashAccount { balance_minor: 0, reserved_minor: 0 });
+    assert_eq!(market.cash(bob), CashAccount { balance_minor: 0, reserved_minor: 0 });
+    assert_eq!(market.cash(market.issuer).balance_minor, 100_000);
+    assert_eq!(market.engine.instrument(cip).unwrap().lots_outstanding(), 100);
+    assert!(market.events.contains(&Event::OfferingClosed {
+        offering,
+        issued: true,
+        subscribed_lots: 100,
+        proceeds_minor: 100_000
+    }));
+    // Co-operative Investment Plan purchases earn a 30 % non-refundable tax credit.
+    let credit = |contributor, purchase_minor, credit_minor| TaxCredit {
+        contributor,
+        instrument: cip,
+        time: START,
+        purchase_minor,
+        credit_minor,
+        rate_bp: 3_000,
+    };
+    assert_eq!(market.engine.tax_credits_of(alice), vec![credit(alice, 60_000, 18_000)]);
+    assert_eq!(market.engine.tax_credits_of(bob), vec![credit(bob, 40_000, 12_000)]);
+    assert!(market.events.contains(&Event::TaxCreditRecorded {
+        contributor: bob,
+        instrument: cip,
+        purchase_minor: 40_000,
+        credit_minor: 12_000,
+        rate_bp: 3_000
+    }));
+}
+
+#[test]
+fn ordinary_share_purchase_records_no_tax_credit() {
+    let mut market = Market::new();
+    let alice = market.contributor("alice");
+    let share = market.share_listed("RIVER-A");
+    market.issue(share, &[(alice, 10)]);
+    assert_eq!(market.lots(alice, share), 10);
+    assert!(market.engine.tax_credits_of(alice).is_empty());
+}
+
+#[test]
+fn offering_below_its_minimum_releases_every_reservation() {
+    let mut market = Market::new();
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    let spec = market.cip_share_spec("RIVER-CIP");
+    let cip = market.list(spec);
+    market.deposit(alice, 30_000);
+    market.deposit(bob, 20_000);
+
+    let offering = market.open_offering(cip, 100, 80);
+    market.subscribe(alice, offering, 30);
+    market.subscribe(bob, offering, 20);
+    market.close_offering(offering);
+
+    assert_eq!(market.cash(alice), CashAccount { balance_minor: 30_000, reserved_minor: 0 });
+    assert_eq!(market.cash(bob), CashAccount { balance_minor: 20_000, reserved_minor: 0 });
+    assert_eq!((market.lots(alice, cip), market.lots(bob, cip)), (0, 0));
+    assert_eq!(market.cash(market.issuer).balance_minor, 0);
+    assert_eq!(market.engine.instrument(cip).unwrap().lots_outstanding(), 0);
+    assert!(market.engine.tax_credits_of(alice).is_empty(), "a failed offering earns no tax credit");
+    assert!(market.events.contains(&Event::SubscriptionReleased {
+        offering,
+        contributor: alice,
+        cash_released_minor: 30_000
+    }));
+    assert!(market.events.contains(&Event::SubscriptionReleased {
+        offering,
+        contributor: bob,
+        cash_released_minor: 20_000
+    }));
+    assert!(market.events.contains(&Event::OfferingClosed {
+        offering,
+        issued: false,
+        subscribed_lots: 0,
+        proceeds_minor: 0
+    }));
+    // The instrument is free for a new attempt.
+    market.open_offering(cip, 50, 10);
+}
+
+// =====================================================================================
+// Continuous trading
+// =====================================================================================
+
+#[test]
+fn orders_match_best_price_first_then_oldest_first() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let [alice, bob, carol, dave] = ["alice", "bob", "carol", "dave"].map(|name| market.contributor(name));
+    market.issue(share, &[(alice, 10), (bob, 10), (carol, 10)]);
+    let alice_ask = market.sell(alice, share, 990, 5);
+    let bob_ask = market.sell(bob, share, 980, 5);
+    let carol_ask = market.sell(carol, share, 990, 5);
+
+    market.deposit(dave, 12 * 990);
+    market.buy(dave, share, 990, 12);
+
+    // Bob's cheaper ask first, then at 990 Alice's before Carol's because it came first.
+    assert_eq!(market.trades(), vec![(bob_ask, 980, 5), (alice_ask, 990, 5), (carol_ask, 990, 2)]);
+    assert_eq!(market.remaining_lots(carol_ask), Some(3));
+    assert_eq!(market.lots(dave, share), 12);
+    assert_eq!(market.asks(share), vec![(990, 3, 1)]);
+}
+
+#[test]
+fn trades_happen_at_the_resting_orders_price() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    market.issue(share, &[(alice, 8)]);
+    market.deposit(bob, 4 * 1_000 + 4 * 990);
+
+    // A buyer willing to pay 1000 meets an ask at 950: it pays 950.
+    let ask = market.sell(alice, share, 950, 4);
+    market.buy(bob, share, 1_000, 4);
+    assert_eq!(market.trades(), vec![(ask, 950, 4)]);
+    assert_eq!(market.cash(alice).balance_minor, 3_800);
+
+    // A seller willing to take 900 meets a bid at 990: it receives 990.
+    let bid = market.buy(bob, share, 990, 4);
+    market.sell(alice, share, 900, 4);
+    assert_eq!(market.trades(), vec![(bid, 990, 4)]);
+    assert_eq!(market.cash(alice).balance_minor, 3_800 + 3_960);
+    assert_eq!(market.lots(bob, share), 8);
+}
+
+#[test]
+fn buy_filled_below_its_limit_gets_the_unused_reservation_back() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    market.issue(share, &[(alice, 10)]);
+    market.sell(alice, share, 950, 6);
+    market.deposit(bob, 10_000);
+
+    market.buy(bob, share, 1_000, 10);
+
+    // 6 lots filled at 950 (5_700 paid); the 4 resting still hold 1_000 each. The 50 a lot saved
+    // on the fills is free again at once: 10_000 - 5_700 - 4_000 = 300.
+    assert_eq!(market.cash(bob), CashAccount { balance_minor: 4_300, reserved_minor: 4_000 });
+    assert_eq!(market.free_cash(bob), 300);
+}
+
+#[test]
+fn good_till_cancelled_remainder_rests_on_the_book() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    market.issue(share, &[(alice, 10)]);
+    market.sell(alice, share, 1_000, 3);
+    market.deposit(bob, 5_000);
+
+    let bid = market.buy(bob, share, 1_000, 5);
+
+    assert_eq!(market.trades().len(), 1);
+    assert!(market.events.contains(&Event::OrderRested { order: bid, remaining_lots: 2 }));
+    assert_eq!(market.remaining_lots(bid), Some(2));
+    assert_eq!(market.bids(share), vec![(1_000, 2, 1)]);
+    assert_eq!(market.cash(bob).reserved_minor, 2_000);
+}
+
+#[test]
+fn immediate_or_cancel_remainder_is_cancelled() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    market.issue(share, &[(alice, 10)]);
+    let ask = market.sell(alice, share, 1_000, 3);
+    market.deposit(bob, 5_000);
+
+    let bid = market.place(bob, ioc(share, Side::Buy, 1_000, 5));
+
+    assert_eq!(market.trades(), vec![(ask, 1_000, 3)]);
+    assert_eq!(market.cancellations(), vec![(bid, 2, CancelReason::ImmediateOrCancelRemainder)]);
+    assert_eq!(market.remaining_lots(bid), None);
+    assert!(market.bids(share).is_empty());
+    assert_eq!(market.cash(bob), CashAccount { balance_minor: 2_000, reserved_minor: 0 });
+}
+
+#[test]
+fn fill_or_kill_trades_in_full_or_not_at_all() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|name| market.contributor(name));
+    market.issue(share, &[(alice, 5), (carol, 5)]);
+    let alice_ask = market.sell(alice, share, 990, 3);
+    let carol_ask = market.sell(carol, share, 1_000, 3);
+    market.deposit(bob, 7_000);
+
+    // Seven lots are not there; six are, but only three within 995. Both leave no trace.
+    market.expect_reject(bob, fok(share, Side::Buy, 1_000, 7), FillOrKillUnfillable);
+    market.expect_reject(bob, fok(share, Side::Buy, 995, 6), FillOrKillUnfillable);
+
+    market.place(bob, fok(share, Side::Buy, 1_000, 6));
+    assert_eq!(market.trades(), vec![(alice_ask, 990, 3), (carol_ask, 1_000, 3)]);
+    assert_eq!(market.lots(bob, share), 6);
+    assert!(market.asks(share).is_empty());
+}
+
+#[test]
+fn cancel_takes_the_order_off_the_book_and_releases_its_reservation() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    market.issue(share, &[(alice, 5)]);
+    market.deposit(bob, 5_000);
+    let ask = market.sell(alice, share, 1_000, 5);
+    let bid = market.buy(bob, share, 990, 5);
+    assert_eq!((market.cash(bob).reserved_minor, market.reserved_lots(alice, share)), (4_950, 5));
+
+    market.cancel(bob, bid);
+    assert_eq!(market.cancellations(), vec![(bid, 5, CancelReason::Requested)]);
+    assert_eq!(market.cash(bob), CashAccount { balance_minor: 5_000, reserved_minor: 0 });
+    assert!(market.bids(share).is_empty());
+
+    market.cancel(alice, ask);
+    assert_eq!(market.reserved_lots(alice, share), 0);
+    assert_eq!(market.engine.resting_orders(), 0);
+}
+
+#[test]
+fn reduce_keeps_the_orders_place_in_the_queue() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|name| market.contributor(name));
+    market.issue(share, &[(alice, 10), (carol, 10)]);
+    let alice_ask = market.sell(alice, share, 1_000, 10);
+    let carol_ask = market.sell(carol, share, 1_000, 10);
+
+    market.reduce(alice, alice_ask, 6);
+    assert!(market.events.contains(&Event::OrderReduced { order: alice_ask, reduced_by_lots: 6, remaining_lots: 4 }));
+    assert_eq!(market.reserved_lots(alice, share), 4);
+
+    // Had the reduction sent Alice to the back of the queue, Carol would fill first.
+    market.deposit(bob, 5_000);
+    market.buy(bob, share, 1_000, 5);
+    assert_eq!(market.trades(), vec![(alice_ask, 1_000, 4), (carol_ask, 1_000, 1)]);
+}
+
+#[test]
+fn reducing_by_the_whole_remainder_cancels_the_order() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    market.issue(share, &[(alice, 10)]);
+    market.deposit(bob, 1_000);
+    let bid = market.buy(bob, share, 1_000, 1);
+
+    market.reduce(bob, bid, 5);
+    assert_eq!(market.cancellations(), vec![(bid, 1, CancelReason::Requested)]);
+    assert_eq!(market.cash(bob).reserved_minor, 0);
+}
+
+/// Carol asks 2 at 990, then Alice 5 at 1000, then Dave 5 at 1000; Alice (who has cash too)
+/// buys 6 at 1000 and so meets her own ask after Carol's.
+fn self_trade_setup() -> (Market, InstrumentId, ParticipantId, [OrderId; 3]) {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let [alice, carol, dave] = ["alice", "carol", "dave"].map(|name| market.contributor(name));
+    market.issue(share, &[(alice, 10), (carol, 10), (dave, 10)]);
+    let carol_ask = market.sell(carol, share, 990, 2);
+    let alice_ask = market.sell(alice, share, 1_000, 5);
+    let dave_ask = market.sell(dave, share, 1_000, 5);
+    market.deposit(alice, 6_000);
+    (market, share, alice, [carol_ask, alice_ask, dave_ask])
+}
+
+#[test]
+fn self_trade_cancel_incoming_stops_the_buy_and_keeps_the_resting_order() {
+    let (mut market, share, alice, [carol_ask, alice_ask, dave_ask]) = self_trade_setup();
+    let bid = market
+        .place(alice, preventing_self_trade(gtc(share, Side::Buy, 1_000, 6), SelfTradePrevention::CancelIncoming));
+
+    assert_eq!(market.trades(), vec![(carol_ask, 990, 2)]);
+    assert_eq!(market.cancellations(), vec![(bid, 4, CancelReason::SelfTrade)]);
+    assert_eq!((market.remaining_lots(alice_ask), market.remaining_lots(dave_ask)), (Some(5), Some(5)));
+    assert_eq!(market.lots(alice, share), 12);
+    assert_eq!(market.cash(alice), CashAccount { balance_minor: 6_000 - 1_980, reserved_minor: 0 });
+}
+
+#[test]
+fn self_trade_cancel_resting_removes_the_own_order_and_keeps_matching() {
+    let (mut market, share, alice, [carol_ask, alice_ask, dave_ask]) = self_trade_setup();
+    market.place(alice, preventing_self_trade(gtc(share, Side::Buy, 1_000, 6), SelfTradePrevention::CancelResting));
+
+    assert_eq!(market.trades(), vec![(carol_ask, 990, 2), (dave_ask, 1_000, 4)]);
+    assert_eq!(market.cancellations(), vec![(alice_ask, 5, CancelReason::SelfTrade)]);
+    assert_eq!((market.remaining_lots(alice_ask), market.remaining_lots(dave_ask)), (None, Some(1)));
+    assert_eq!((market.lots(alice, share), market.reserved_lots(alice, share)), (16, 0));
+}
+
+#[test]
+fn self_trade_cancel_both_removes_the_own_order_and_the_rest_of_the_buy() {
+    let (mut market, share, alice, [carol_ask, alice_ask, dave_ask]) = self_trade_setup();
+    let bid =
+        market.place(alice, preventing_self_trade(gtc(share, Side::Buy, 1_000, 6), SelfTradePrevention::CancelBoth));
+
+    assert_eq!(market.trades(), vec![(carol_ask, 990, 2)]);
+    assert_eq!(
+        market.cancellations(),
+        vec![(alice_ask, 5, CancelReason::SelfTrade), (bid, 4, CancelReason::SelfTrade)]
+    );
+    assert_eq!((market.remaining_lots(alice_ask), market.remaining_lots(dave_ask)), (None, Some(5)));
+    assert_eq!((market.lots(alice, share), market.reserved_lots(alice, share)), (12, 0));
+    assert_eq!(market.cash(alice).reserved_minor, 0);
+}
+
+// =====================================================================================
+// Capped returns and limited control
+// =====================================================================================
+
+#[test]
+fn price_ceiling_grows_with_time_since_issue() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    market.issue(share, &[(alice, 10)]);
+
+    // ceiling = par × (1 + 5 % × years since issue), in ticks: 1000, 1025, 1050, 1100.
+    for (elapsed, ceiling) in [(0, 1_000), (YEAR_NS / 2, 1_025), (YEAR_NS, 1_050), (2 * YEAR_NS, 1_100)] {
+        market.now = START + elapsed;
+        market.expect_reject(alice, gtc(share, Side::Sell, ceiling + 1, 1), PriceAboveCeiling);
+        market.sell(alice, share, ceiling, 1);
+        assert_eq!(market.engine.instrument(share).unwrap().ceiling_ticks(market.now), ceiling);
+    }
+}
+
+#[test]
+fn price_floor_is_par_for_withdrawable_shares_and_zero_otherwise() {
+    let mut market = Market::new();
+    let alice = market.contributor("alice");
+    let ordinary = market.share_listed("RIVER-A");
+    let spec = InstrumentSpec { price_floor_ticks: PAR, ..market.share_spec("RIVER-W") };
+    let withdrawable = market.list(spec);
+    market.issue(ordinary, &[(alice, 1)]);
+    market.issue(withdrawable, &[(alice, 2)]);
+
+    market.sell(alice, ordinary, 1, 1);
+    market.expect_reject(alice, gtc(withdrawable, Side::Sell, PAR - 1, 1), PriceBelowFloor);
+    market.sell(alice, withdrawable, PAR, 1);
+}
+
+/// Ten holders of 10 lots each: 100 outstanding, so the default 10 % cap is 10 lots.
+fn capped_share_with_ten_holders() -> (Market, InstrumentId, Vec<ParticipantId>) {
+    let mut market = Market::new();
+    let spec = InstrumentSpec { holding_cap_bp: None, ..market.share_spec("RIVER-CAP") };
+    let share = market.list(spec);
+    let holders: Vec<ParticipantId> = (0..10).map(|index| market.contributor(&format!("holder {index}"))).collect();
+    let issue: Vec<(ParticipantId, u64)> = holders.iter().map(|holder| (*holder, 10)).collect();
+    market.issue(share, &issue);
+    (market, share, holders)
+}
+
+#[test]
+fn holding_cap_counts_open_buy_orders() {
+    let (mut market, share, holders) = capped_share_with_ten_holders();
+    let bob = market.contributor("bob");
+    market.deposit(bob, 20_000);
+
+    market.buy(bob, share, 990, 6);
+    // 6 lots already bid for count: 5 more would make 11 of a 10-lot cap.
+    market.expect_reject(bob, gtc(share, Side::Buy, 990, 5), HoldingCapExceeded);
+    market.buy(bob, share, 990, 4);
+
+    // A holder at the cap cannot bid for even one more.
+    market.deposit(holders[0], 1_000);
+    market.expect_reject(holders[0], gtc(share, Side::Buy, 990, 1), HoldingCapExceeded);
+}
+
+#[test]
+fn holding_cap_counts_subscriptions() {
+    let mut market = Market::new();
+    let spec = InstrumentSpec { holding_cap_bp: None, ..market.share_spec("RIVER-CAP") };
+    let share = market.list(spec);
+    let alice = market.contributor("alice");
+    market.deposit(alice, 20_000);
+
+    // The cap is measured against the 100 lots the offering would put out.
+    let offering = market.open_offering(share, 100, 10);
+    market.subscribe(alice, offering, 6);
+    market.expect_reject(alice, subscription(offering, 5), HoldingCapExceeded);
+    market.subscribe(alice, offering, 4);
+}
+
+#[test]
+fn cooperative_investment_plan_shares_are_locked_in_for_five_years() {
+    let mut market = Market::new();
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    let spec = market.cip_share_spec("RIVER-CIP");
+    let cip = market.list(spec);
+    market.issue(cip, &[(alice, 10)]);
+
+    market.advance(5 * YEAR_NS - 1);
+    market.expect_reject(alice, gtc(cip, Side::Sell, PAR, 4), LockedIn);
+
+    market.advance(1);
+    let ask = market.sell(alice, cip, PAR, 4);
+    market.deposit(bob, 4 * PAR);
+    market.buy(bob, cip, PAR, 4);
+    assert_eq!(market.trades(), vec![(ask, PAR, 4)]);
+
+    // Units bought on the market start a lock-in of their own.
+    market.expect_reject(bob, gtc(cip, Side::Sell, PAR, 4), LockedIn);
+    market.advance(5 * YEAR_NS);
+    market.sell(bob, cip, PAR, 4);
+}
+
+#[test]
+fn distributions_are_capped_by_par_times_return_cap_times_period() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    market.issue(share, &[(alice, 10)]);
+
+    // One year at 5 % on a par of 1_000 allows 50 per lot.
+    market.advance(YEAR_NS);
+    market.expect_reject(market.issuer, distribution(share, 51), DistributionAboveCap);
+    market.pay_distribution(share, 50);
+
+    // The period restarts at each distribution: nothing more has accrued yet.
+    market.expect_reject(market.issuer, distribution(share, 1), DistributionAboveCap);
+    market.advance(YEAR_NS / 2);
+    market.expect_reject(market.issuer, distribution(share, 26), DistributionAboveCap);
+    market.pay_distribution(share, 25);
+}
+
+#[test]
+fn distributions_are_paid_pro_rata_to_holders() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    market.issue(share, &[(alice, 30), (bob, 10)]);
+    // Units offered for sale are still held, and still earn.
+    market.sell(alice, share, PAR, 10);
+
+    market.advance(YEAR_NS);
+    market.pay_distribution(share, 50);
+
+    assert!(market.events.contains(&Event::DistributionPaid {
+        instrument: share,
+        issuer: market.issuer,
+        per_lot_minor: 50,
+        lots_outstanding: 40,
+        total_minor: 2_000
+    }));
+    assert_eq!((market.cash(alice).balance_minor, market.cash(bob).balance_minor), (1_500, 500));
+    assert_eq!(market.cash(market.issuer).balance_minor, 40_000 - 2_000);
+}
+
+#[test]
+fn distribution_cap_stays_exact_when_par_times_cap_times_time_exceeds_128_bits() {
+    let mut market = Market::new();
+    // A lot's par of 2^62 minor units (2^21 ticks of 2^41, which the listing accepts), issued at
+    // the epoch: par × cap × elapsed needs more than 128 bits, though the cap itself fits a u64.
+    let spec = InstrumentSpec {
+        tick_size_minor: 1 << 41,
+        par_ticks: 1 << 21,
+        issue_time: 0,
+        ..market.share_spec("RIVER-BIG")
+    };
+    let share = market.list(spec);
+    let alice = market.contributor("alice");
+    market.issue(share, &[(alice, 1)]);
+
+    // 2^62 × 5 % × (START / year), rounded down, worked out with exact integers.
+    let cap_minor: u64 = 12_690_980_880_025_725_425;
+    assert_eq!(market.engine.instrument(share).unwrap().distribution_cap_per_lot_minor(market.now), cap_minor);
+    market.expect_reject(market.issuer, distribution(share, cap_minor + 1), DistributionAboveCap);
+    // Within the cap, the only limit left is the issuer's cash: the offering's proceeds.
+    market.expect_reject(market.issuer, distribution(share, cap_minor), InsufficientCash);
+    market.pay_distribution(share, 1 << 62);
+    assert_eq!(market.cash(alice).balance_minor, 1 << 62);
+}
+
+#[test]
+fn maturity_repays_par_retires_units_and_cancels_resting_orders() {
+    let mut market = Market::new();
+    let spec = market.bond_spec("RIVER-BOND", 3);
+    let bond = market.list(spec);
+    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|name| market.contributor(name));
+    market.issue(bond, &[(alice, 40), (bob, 60)]);
+    let ask = market.sell(alice, bond, PAR, 10);
+    market.deposit(carol, 5 * 990);
+    let bid = market.buy(carol, bond, 990, 5);
+
+    market.advance(3 * YEAR_NS);
+    market.ok(market.issuer, repayment(bond));
+
+    let mut cancelled = market.cancellations();
+    cancelled.sort_by_key(|(order, _, _)| *order);
+    assert_eq!(cancelled, vec![(ask, 10, CancelReason::Matured), (bid, 5, CancelReason::Matured)]);
+    assert!(market.events.contains(&Event::InstrumentMatured {
+        instrument: bond,
+        lots_retired: 100,
+        repaid_minor: 100_000
+    }));
+    assert_eq!((market.cash(alice).balance_minor, market.cash(bob).balance_minor), (40_000, 60_000));
+    assert_eq!((market.lots(alice, bond), market.lots(bob, bond)), (0, 0));
+    assert_eq!(market.cash(carol), CashAccount { balance_minor: 4_950, reserved_minor: 0 });
+    assert_eq!(market.cash(market.issuer).balance_minor, 0);
+    assert_eq!(market.engine.resting_orders(), 0);
+    let status = market.engine.instrument(bond).unwrap().status;
+    assert!(status.matured && !status.trading_open);
+    assert_eq!(market.engine.instrument(bond).unwrap().lots_outstanding(), 0);
+}
+
+// =====================================================================================
+// Cash, roles and the command log
+// =====================================================================================
+
+#[test]
+fn only_free_cash_may_be_withdrawn() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    market.issue(share, &[(bob, 10)]);
+    market.deposit(alice, 10_000);
+    assert!(market.events.contains(&Event::CashDeposited {
+        account: alice,
+        amount_minor: 10_000,
+        balance_minor: 10_000
+    }));
+    market.buy(alice, share, 1_000, 6);
+
+    // 6_000 backs the bid: only 4_000 may leave.
+    market.expect_reject(GENESIS_OPERATOR, withdrawal(alice, 4_001), InsufficientCash);
+    market.withdraw(alice, 4_000);
+    assert_eq!(market.cash(alice), CashAccount { balance_minor: 6_000, reserved_minor: 6_000 });
+    assert_eq!(market.engine.cash_totals_minor(), (20_000, 4_000));
+}
+
+#[test]
+fn roles_limit_who_may_do_what() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    let regulator = market.regulator("Registry of Co-operatives");
+    let funder = market.funder("Bologna Foundation");
+    let hillside = market.organization("Hillside Care");
+    let offering = market.open_offering(share, 10, 1);
+
+    let refused = [
+        (regulator, gtc(share, Side::Buy, PAR, 1)),
+        (alice, deposit(alice, 1_000)),
+        (market.issuer, gtc(share, Side::Sell, PAR, 1)),
+        (funder, subscription(offering, 1)),
+        (GENESIS_OPERATOR, subscription(offering, 1)),
+        (alice, accreditation(hillside, true)),
+        (alice, registration(Role::Operator, "mallory")),
+        (funder, trading_status(share, false)),
+        (regulator, listing(market.share_spec("RIVER-B"))),
+    ];
+    for (who, kind) in refused {
+        market.expect_reject(who, kind, RoleNotAllowed);
+    }
+    // What the regulator is there for, it may do.
+    market.ok(regulator, accreditation(hillside, true));
+}
+
+#[test]
+fn regulator_accredits_and_suspends_an_organization() {
+    let mut market = Market::new();
+    let regulator = market.regulator("Registry of Co-operatives");
+    let hillside = market.organization("Hillside Care");
+    assert!(!market.engine.participant(hillside).unwrap().accredited);
+
+    market.ok(regulator, accreditation(hillside, true));
+    assert!(market.engine.participant(hillside).unwrap().accredited);
+    market.ok(regulator, accreditation(hillside, false));
+    assert_eq!(market.events, vec![Event::AccreditationChanged { organization: hillside, accredited: false }]);
+    assert!(!market.engine.participant(hillside).unwrap().accredited);
+}
+
+#[test]
+fn rejected_command_leaves_the_state_hash_unchanged_but_for_its_remembered_id() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let alice = market.contributor("alice");
+    let bob = market.contributor("bob");
+    market.issue(share, &[(bob, 10)]);
+    market.deposit(alice, 5_000);
+    let hash_of = |engine: &Engine| market_state(engine.snapshot()).hash();
+    let before = hash_of(&market.engine);
+
+    // The hash covers everything that decides what the market does next. The engine's memory of
+    // command ids is left out here: remembering the rejection is its only permitted effect.
+    let command = market.command(alice, gtc(share, Side::Buy, PAR, 10));
+    assert_eq!(market.apply(&command).result, Err(InsufficientCash));
+    assert_eq!(hash_of(&market.engine), before);
+    assert_eq!(market.engine.remembered_outcome(command.id), Some(Err(InsufficientCash)));
+}
+
+#[test]
+fn repeated_command_id_returns_the_first_outcome_and_applies_nothing() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let bob = market.contributor("bob");
+    let alice = market.contributor("alice");
+    market.issue(share, &[(alice, 10)]);
+    market.deposit(bob, 10_000);
+
+    let command = market.command(bob, gtc(share, Side::Buy, PAR, 4));
+    let first = market.apply(&command);
+    assert!(matches!(first, Outcome { result: Ok(Ack::Order(_)), replayed: false }));
+    let state = market_state(market.engine.snapshot());
+
+    let again = market.apply(&command);
+    assert_eq!(again, Outcome { result: first.result, replayed: true });
+    assert!(market.events.is_empty());
+    assert_eq!(market.cash(bob), CashAccount { balance_minor: 10_000, reserved_minor: 4_000 });
+    assert_eq!(market.engine.resting_orders(), 1);
+    assert_eq!(market_state(market.engine.snapshot()), state);
+}
+
+#[test]
+fn repeated_id_of_a_rejected_command_is_still_rejected() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let bob = market.contributor("bob");
+    let alice = market.contributor("alice");
+    market.issue(share, &[(alice, 10)]);
+
+    let command = market.command(bob, gtc(share, Side::Buy, PAR, 4));
+    assert_eq!(market.apply(&command).result, Err(InsufficientCash));
+    // The retry would now succeed as a new command, but a retry is the same command: same answer.
+    market.deposit(bob, 10_000);
+    assert_eq!(market.apply(&command), Outcome { result: Err(InsufficientCash), replayed: true });
+    assert_eq!(market.cash(bob).reserved_minor, 0);
+    assert_eq!(market.engine.resting_orders(), 0);
+}
+
+// =====================================================================================
+// One scenario per rejection reason the engine produces
+// =====================================================================================
+
+mod rejection {
+    use super::*;
+
+    #[test]
+    fn unknown_participant() {
+        let mut market = Market::new();
+        let stranger = ParticipantId(99);
+        market.expect_reject(stranger, deposit(stranger, 100), UnknownParticipant);
+    }
+
+    #[test]
+    fn role_not_allowed() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let regulator = market.regulator("Registry of Co-operatives");
+        market.expect_reject(regulator, gtc(share, Side::Buy, PAR, 1), RoleNotAllowed);
+    }
+
+    #[test]
+    fn unknown_account() {
+        let mut market = Market::new();
+        market.expect_reject(GENESIS_OPERATOR, deposit(ParticipantId(99), 100), UnknownAccount);
+    }
+
+    #[test]
+    fn unknown_instrument() {
+        let mut market = Market::new();
+        let alice = market.contributor("alice");
+        market.deposit(alice, 10_000);
+        market.expect_reject(alice, gtc(InstrumentId(7), Side::Buy, PAR, 1), UnknownInstrument);
+    }
+
+    #[test]
+    fn unknown_order() {
+        let mut market = Market::new();
+        let alice = market.contributor("alice");
+        market.expect_reject(alice, cancellation(OrderId(1)), UnknownOrder);
+        market.expect_reject(alice, reduction(OrderId(1), 1), UnknownOrder);
+    }
+
+    #[test]
+    fn unknown_offering() {
+        let mut market = Market::new();
+        let alice = market.contributor("alice");
+        market.deposit(alice, 10_000);
+        market.expect_reject(alice, subscription(OfferingId(0), 1), UnknownOffering);
+    }
+
+    #[test]
+    fn not_order_owner() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        let bob = market.contributor("bob");
+        market.issue(share, &[(alice, 5)]);
+        let ask = market.sell(alice, share, PAR, 5);
+        market.expect_reject(bob, cancellation(ask), NotOrderOwner);
+        market.expect_reject(bob, reduction(ask, 1), NotOrderOwner);
+    }
+
+    #[test]
+    fn not_issuer() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let hillside = market.organization("Hillside Care");
+        market.expect_reject(hillside, offering_of(share, 10, 1), NotIssuer);
+        market.expect_reject(hillside, distribution(share, 1), NotIssuer);
+    }
+
+    #[test]
+    fn not_an_organization() {
+        let mut market = Market::new();
+        let alice = market.contributor("alice");
+        let regulator = market.regulator("Registry of Co-operatives");
+        let spec = InstrumentSpec { issuer: alice, ..market.share_spec("ALICE-A") };
+        market.expect_reject(GENESIS_OPERATOR, listing(spec), NotAnOrganization);
+        market.expect_reject(regulator, accreditation(alice, true), NotAnOrganization);
+    }
+
+    #[test]
+    fn name_invalid() {
+        let mut market = Market::new();
+        for name in [String::new(), "   ".to_string(), "x".repeat(201)] {
+            market.expect_reject(GENESIS_OPERATOR, registration(Role::Contributor, &name), NameInvalid);
+        }
+    }
+
+    fn expect_listing_rejected(market: &mut Market, spec: InstrumentSpec, reason: RejectReason) {
+        market.expect_reject(GENESIS_OPERATOR, listing(spec), reason);
+    }
+
+    #[test]
+    fn symbol_invalid() {
+        let mut market = Market::new();
+        for symbol in ["", "river a", "river-a", "RIVER-SHARES-CLASS-A"] {
+            let spec = market.share_spec(symbol);
+            expect_listing_rejected(&mut market, spec, SymbolInvalid);
+        }
+    }
+
+    #[test]
+    fn symbol_taken() {
+        let mut market = Market::new();
+        market.share_listed("RIVER-A");
+        let spec = market.share_spec("RIVER-A");
+        expect_listing_rejected(&mut market, spec, SymbolTaken);
+    }
+
+    #[test]
+    fn tick_size_invalid() {
+        let mut market = Market::new();
+        let spec = InstrumentSpec { tick_size_minor: 0, ..market.share_spec("RIVER-A") };
+        expect_listing_rejected(&mut market, spec, TickSizeInvalid);
+    }
+
+    #[test]
+    fn lot_size_invalid() {
+        let mut market = Market::new();
+        let spec = InstrumentSpec { lot_size_units: 0, ..market.share_spec("RIVER-A") };
+        expect_listing_rejected(&mut market, spec, LotSizeInvalid);
+    }
+
+    #[test]
+    fn par_invalid() {
+        let mut market = Market::new();
+        let price_levels_max = u64::from(market.engine.config().price_levels_max);
+        for par_ticks in [0, price_levels_max] {
+            let spec = InstrumentSpec { par_ticks, ..market.share_spec("RIVER-A") };
+            expect_listing_rejected(&mut market, spec, ParInvalid);
+        }
+    }
+
+    #[test]
+    fn return_cap_invalid() {
+        let mut market = Market::new();
+        let spec = InstrumentSpec { return_cap_bp: 10_001, ..market.share_spec("RIVER-A") };
+        expect_listing_rejected(&mut market, spec, ReturnCapInvalid);
+    }
+
+    #[test]
+    fn price_floor_invalid() {
+        let mut market = Market::new();
+        let spec = InstrumentSpec { price_floor_ticks: PAR + 1, ..market.share_spec("RIVER-A") };
+        expect_listing_rejected(&mut market, spec, PriceFloorInvalid);
+    }
+
+    #[test]
+    fn maturity_invalid() {
+        let mut market = Market::new();
+        let bond_without_maturity = InstrumentSpec { maturity_time: None, ..market.bond_spec("RIVER-BOND", 3) };
+        let bond_maturing_at_issue =
+            InstrumentSpec { maturity_time: Some(market.now), ..market.bond_spec("RIVER-BOND", 3) };
+        let share_with_maturity =
+            InstrumentSpec { maturity_time: Some(market.now + YEAR_NS), ..market.share_spec("RIVER-A") };
+        let plan_bond = InstrumentSpec { cooperative_investment_plan: true, ..market.bond_spec("RIVER-BOND", 3) };
+        for spec in [bond_without_maturity, bond_maturing_at_issue, share_with_maturity, plan_bond] {
+            expect_listing_rejected(&mut market, spec, MaturityInvalid);
+        }
+    }
+
+    #[test]
+    fn holding_cap_invalid() {
+        let mut market = Market::new();
+        for holding_cap_bp in [0, 10_001] {
+            let spec = InstrumentSpec { holding_cap_bp: Some(holding_cap_bp), ..market.share_spec("RIVER-A") };
+            expect_listing_rejected(&mut market, spec, HoldingCapInvalid);
+        }
+    }
+
+    #[test]
+    fn tax_credit_invalid() {
+        let mut market = Market::new();
+        let spec = InstrumentSpec { tax_credit_bp: Some(10_001), ..market.cip_share_spec("RIVER-CIP") };
+        expect_listing_rejected(&mut market, spec, TaxCreditInvalid);
+    }
+
+    #[test]
+    fn quantity_zero() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        market.issue(share, &[(alice, 5)]);
+        let ask = market.sell(alice, share, PAR, 5);
+        market.expect_reject(alice, gtc(share, Side::Sell, PAR, 0), QuantityZero);
+        market.expect_reject(alice, reduction(ask, 0), QuantityZero);
+        market.expect_reject(market.issuer, offering_of(share, 0, 0), QuantityZero);
+    }
+
+    #[test]
+    fn quantity_too_large() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        let too_many = market.engine.config().order_lots_max + 1;
+        market.expect_reject(alice, gtc(share, Side::Buy, PAR, too_many), QuantityTooLarge);
+        market.expect_reject(market.issuer, offering_of(share, too_many, 1), QuantityTooLarge);
+    }
+
+    #[test]
+    fn price_not_positive() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        market.issue(share, &[(alice, 5)]);
+        market.expect_reject(alice, gtc(share, Side::Sell, 0, 1), PriceNotPositive);
+    }
+
+    #[test]
+    fn price_above_ceiling() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        market.deposit(alice, 10_000);
+        // At issue nothing has accrued: the ceiling is par.
+        market.expect_reject(alice, gtc(share, Side::Buy, PAR + 1, 1), PriceAboveCeiling);
+    }
+
+    #[test]
+    fn price_below_floor() {
+        let mut market = Market::new();
+        let spec = InstrumentSpec { price_floor_ticks: PAR, ..market.share_spec("RIVER-W") };
+        let withdrawable = market.list(spec);
+        let alice = market.contributor("alice");
+        market.issue(withdrawable, &[(alice, 5)]);
+        market.expect_reject(alice, gtc(withdrawable, Side::Sell, PAR - 1, 1), PriceBelowFloor);
+    }
+
+    #[test]
+    fn amount_zero() {
+        let mut market = Market::new();
+        let alice = market.contributor("alice");
+        market.expect_reject(GENESIS_OPERATOR, deposit(alice, 0), AmountZero);
+        market.expect_reject(GENESIS_OPERATOR, withdrawal(alice, 0), AmountZero);
+    }
+
+    #[test]
+    fn amount_too_large() {
+        let mut market = Market::new();
+        let alice = market.contributor("alice");
+        let bob = market.contributor("bob");
+        // All cash in circulation must fit one account, so that no credit can overflow.
+        market.deposit(alice, u64::MAX - 1);
+        market.expect_reject(GENESIS_OPERATOR, deposit(bob, 2), AmountTooLarge);
+        market.deposit(bob, 1);
+    }
+
+    #[test]
+    fn instrument_matured() {
+        let mut market = Market::new();
+        let spec = market.bond_spec("RIVER-BOND", 1);
+        let bond = market.list(spec);
+        let alice = market.contributor("alice");
+        market.issue(bond, &[(alice, 5)]);
+        market.advance(YEAR_NS);
+        market.ok(market.issuer, repayment(bond));
+
+        market.expect_reject(alice, gtc(bond, Side::Buy, PAR, 1), InstrumentMatured);
+        market.expect_reject(market.issuer, repayment(bond), InstrumentMatured);
+        market.expect_reject(market.issuer, offering_of(bond, 5, 1), InstrumentMatured);
+        market.expect_reject(GENESIS_OPERATOR, trading_status(bond, true), InstrumentMatured);
+    }
+
+    #[test]
+    fn trading_closed() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        market.issue(share, &[(alice, 5)]);
+        market.ok(GENESIS_OPERATOR, trading_status(share, false));
+        market.expect_reject(alice, gtc(share, Side::Sell, PAR, 1), TradingClosed);
+
+        market.ok(GENESIS_OPERATOR, trading_status(share, true));
+        market.sell(alice, share, PAR, 1);
+    }
+
+    #[test]
+    fn insufficient_cash() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        let bob = market.contributor("bob");
+        market.issue(share, &[(bob, 10)]);
+        market.deposit(alice, 2 * PAR - 1);
+        market.expect_reject(alice, gtc(share, Side::Buy, PAR, 2), InsufficientCash);
+        let offering = market.open_offering(share, 10, 1);
+        market.expect_reject(alice, subscription(offering, 2), InsufficientCash);
+        market.expect_reject(GENESIS_OPERATOR, withdrawal(alice, 2 * PAR), InsufficientCash);
+    }
+
+    #[test]
+    fn insufficient_units() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        market.issue(share, &[(alice, 5)]);
+        // No naked selling: units already offered cannot be offered again.
+        market.sell(alice, share, PAR, 3);
+        market.expect_reject(alice, gtc(share, Side::Sell, PAR, 3), InsufficientUnits);
+        let bob = market.contributor("bob");
+        market.expect_reject(bob, gtc(share, Side::Sell, PAR, 1), InsufficientUnits);
+    }
+
+    #[test]
+    fn holding_cap_exceeded() {
+        let mut market = Market::new();
+        let spec = InstrumentSpec { holding_cap_bp: None, ..market.share_spec("RIVER-CAP") };
+        let share = market.list(spec);
+        let alice = market.contributor("alice");
+        market.deposit(alice, 20_000);
+        let offering = market.open_offering(share, 100, 10);
+        market.expect_reject(alice, subscription(offering, 11), HoldingCapExceeded);
+    }
+
+    #[test]
+    fn locked_in() {
+        let mut market = Market::new();
+        let spec = market.cip_share_spec("RIVER-CIP");
+        let cip = market.list(spec);
+        let alice = market.contributor("alice");
+        market.issue(cip, &[(alice, 5)]);
+        market.expect_reject(alice, gtc(cip, Side::Sell, PAR, 1), LockedIn);
+    }
+
+    #[test]
+    fn fill_or_kill_unfillable() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        let bob = market.contributor("bob");
+        market.issue(share, &[(alice, 5), (bob, 5)]);
+        market.sell(alice, share, PAR, 2);
+        market.expect_reject(bob, fok(share, Side::Sell, 900, 1), FillOrKillUnfillable);
+        market.deposit(bob, 3 * PAR);
+        market.expect_reject(bob, fok(share, Side::Buy, PAR, 3), FillOrKillUnfillable);
+    }
+
+    #[test]
+    fn book_full() {
+        let mut market = Market::with_config(|config| config.orders_per_book_max = 2);
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        market.issue(share, &[(alice, 5)]);
+        market.sell(alice, share, PAR, 1);
+        market.sell(alice, share, PAR, 1);
+        market.expect_reject(alice, gtc(share, Side::Sell, PAR, 1), BookFull);
+        // An order that cannot rest does not need room in the book.
+        market.place(alice, ioc(share, Side::Sell, PAR, 1));
+    }
+
+    #[test]
+    fn offering_already_open() {
+        let mut market = Market::new();
+        let spec = market.bond_spec("RIVER-BOND", 1);
+        let bond = market.list(spec);
+        let alice = market.contributor("alice");
+        market.issue(bond, &[(alice, 5)]);
+        market.open_offering(bond, 10, 1);
+        market.expect_reject(market.issuer, offering_of(bond, 10, 1), OfferingAlreadyOpen);
+        // Nor may a bond be repaid while contributors are still subscribing to it.
+        market.advance(YEAR_NS);
+        market.expect_reject(market.issuer, repayment(bond), OfferingAlreadyOpen);
+    }
+
+    #[test]
+    fn offering_not_open() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        market.deposit(alice, 10_000);
+        let offering = market.open_offering(share, 10, 1);
+        market.subscribe(alice, offering, 2);
+        market.close_offering(offering);
+        market.expect_reject(alice, subscription(offering, 1), OfferingNotOpen);
+        market.expect_reject(market.issuer, closing(offering), OfferingNotOpen);
+    }
+
+    #[test]
+    fn offering_oversubscribed() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        let bob = market.contributor("bob");
+        market.deposit(alice, 10_000);
+        market.deposit(bob, 10_000);
+        let offering = market.open_offering(share, 10, 1);
+        market.subscribe(alice, offering, 7);
+        market.expect_reject(bob, subscription(offering, 4), OfferingOversubscribed);
+        market.subscribe(bob, offering, 3);
+    }
+
+    #[test]
+    fn offering_minimum_invalid() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        for minimum_lots in [0, 11] {
+            market.expect_reject(market.issuer, offering_of(share, 10, minimum_lots), OfferingMinimumInvalid);
+        }
+    }
+
+    #[test]
+    fn subscriptions_full() {
+        let mut market = Market::with_config(|config| config.subscriptions_per_offering_max = 1);
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        let bob = market.contributor("bob");
+        market.deposit(alice, 10_000);
+        market.deposit(bob, 10_000);
+        let offering = market.open_offering(share, 10, 1);
+        market.subscribe(alice, offering, 1);
+        market.expect_reject(bob, subscription(offering, 1), SubscriptionsFull);
+    }
+
+    #[test]
+    fn distribution_above_cap() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        market.issue(share, &[(alice, 10)]);
+        market.advance(YEAR_NS);
+        market.expect_reject(market.issuer, distribution(share, 51), DistributionAboveCap);
+    }
+
+    #[test]
+    fn no_units_outstanding() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        market.deposit(market.issuer, 10_000);
+        market.advance(YEAR_NS);
+        market.expect_reject(market.issuer, distribution(share, 10), NoUnitsOutstanding);
+    }
+
+    #[test]
+    fn not_matured() {
+        let mut market = Market::new();
+        let spec = market.bond_spec("RIVER-BOND", 3);
+        let bond = market.list(spec);
+        let alice = market.contributor("alice");
+        market.issue(bond, &[(alice, 5)]);
+        market.advance(3 * YEAR_NS - 1);
+        market.expect_reject(market.issuer, repayment(bond), NotMatured);
+    }
+
+    #[test]
+    fn does_not_mature() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        market.issue(share, &[(alice, 5)]);
+        market.advance(50 * YEAR_NS);
+        market.expect_reject(market.issuer, repayment(share), DoesNotMature);
+    }
+
+    #[test]
+    fn participants_full() {
+        // The genesis operator and the issuer take two places.
+        let mut market = Market::with_config(|config| config.participants_max = 3);
+        market.contributor("alice");
+        market.expect_reject(GENESIS_OPERATOR, registration(Role::Contributor, "bob"), ParticipantsFull);
+    }
+
+    #[test]
+    fn instruments_full() {
+        let mut market = Market::with_config(|config| config.instruments_max = 1);
+        market.share_listed("RIVER-A");
+        let spec = market.share_spec("RIVER-B");
+        expect_listing_rejected(&mut market, spec, InstrumentsFull);
+    }
+
+    #[test]
+    fn orders_full() {
+        // Each book has room; the market as a whole does not.
+        let mut market = Market::with_config(|config| {
+            config.orders_max = 2;
+            config.orders_per_book_max = 10;
+        });
+        let river = market.share_listed("RIVER-A");
+        let hill = market.share_listed("HILL-A");
+        let alice = market.contributor("alice");
+        market.issue(river, &[(alice, 5)]);
+        market.issue(hill, &[(alice, 5)]);
+        market.sell(alice, river, PAR, 1);
+        market.sell(alice, river, PAR, 1);
+        market.expect_reject(alice, gtc(hill, Side::Sell, PAR, 1), OrdersFull);
+    }
+
+    #[test]
+    fn no_effect() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let regulator = market.regulator("Registry of Co-operatives");
+        let hillside = market.organization("Hillside Care");
+        market.expect_reject(GENESIS_OPERATOR, trading_status(share, true), NoEffect);
+        market.expect_reject(regulator, accreditation(hillside, false), NoEffect);
+    }
+}
+
+// =====================================================================================
+// Reasons only the decimal edge produces: refused, never rounded
+// =====================================================================================
+
+mod decimal_edge {
+    use mutua_engine::units::{cash_to_minor, price_to_ticks, units_to_lots};
+    use mutua_engine::RejectReason::*;
+    use rust_decimal::Decimal;
+
+    /// `mantissa` × 10^-`scale`, e.g. `decimal(1025, 2)` is 10.25.
+    fn decimal(mantissa: i64, scale: u32) -> Decimal {
+        Decimal::new(mantissa, scale)
+    }
+
+    #[test]
+    fn price_off_tick() {
+        // A five-cent tick in a two-decimal currency: 10.25 is 205 ticks, 10.26 and 10.255 are not.
+        assert_eq!(price_to_ticks(decimal(1025, 2), 5, 2), Ok(205));
+        assert_eq!(price_to_ticks(decimal(1026, 2), 5, 2), Err(PriceOffTick));
+        assert_eq!(price_to_ticks(decimal(10255, 3), 5, 2), Err(PriceOffTick));
+    }
+
+    #[test]
+    fn quantity_off_lot() {
+        // Lots of ten units: 30 units is three lots, 35 is not a whole number of lots.
+        assert_eq!(units_to_lots(decimal(30, 0), 10), Ok(3));
+        assert_eq!(units_to_lots(decimal(35, 0), 10), Err(QuantityOffLot));
+        assert_eq!(units_to_lots(decimal(305, 1), 10), Err(QuantityOffLot));
+    }
+
+    #[test]
+    fn amount_off_minor_unit() {
+        assert_eq!(cash_to_minor(decimal(1234, 2), 2), Ok(1_234));
+        assert_eq!(cash_to_minor(decimal(12345, 3), 2), Err(AmountOffMinorUnit));
+    }
+}
+
+// =====================================================================================
+// Coverage
+// =====================================================================================
+
+/// The scenario that provokes each reason. The match has no wildcard, so a new reason does not
+/// compile until someone names the scenario that proves it.
+fn scenario_for(reason: RejectReason) -> &'static str {
+    match reason {
+        UnknownParticipant => "unknown_participant",
+        RoleNotAllowed => "role_not_allowed",
+        UnknownAccount => "unknown_account",
+        UnknownInstrument => "unknown_instrument",
+        UnknownOrder => "unknown_order",
+        UnknownOffering => "unknown_offering",
+        NotOrderOwner => "not_order_owner",
+        NotIssuer => "not_issuer",
+        NotAnOrganization => "not_an_organization",
+        NameInvalid => "name_invalid",
+        SymbolInvalid => "symbol_invalid",
+        SymbolTaken => "symbol_taken",
+        TickSizeInvalid => "tick_size_invalid",
+        LotSizeInvalid => "lot_size_invalid",
+        ParInvalid => "par_invalid",
+        ReturnCapInvalid => "return_cap_invalid",
+        PriceFloorInvalid => "price_floor_invalid",
+        MaturityInvalid => "maturity_invalid",
+        HoldingCapInvalid => "holding_cap_invalid",
+        TaxCreditInvalid => "tax_credit_invalid",
+        QuantityZero => "quantity_zero",
+        QuantityTooLarge => "quantity_too_large",
+        QuantityOffLot => "quantity_off_lot",
+        PriceNotPositive => "price_not_positive",
+        PriceOffTick => "price_off_tick",
+        PriceAboveCeiling => "price_above_ceiling",
+        PriceBelowFloor => "price_below_floor",
+        AmountZero => "amount_zero",
+        AmountOffMinorUnit => "amount_off_minor_unit",
+        AmountTooLarge => "amount_too_large",
+        InstrumentMatured => "instrument_matured",
+        TradingClosed => "trading_closed",
+        InsufficientCash => "insufficient_cash",
+        InsufficientUnits => "insufficient_units",
+        HoldingCapExceeded => "holding_cap_exceeded",
+        LockedIn => "locked_in",
+        FillOrKillUnfillable => "fill_or_kill_unfillable",
+        BookFull => "book_full",
+        OfferingAlreadyOpen => "offering_already_open",
+        OfferingNotOpen => "offering_not_open",
+        OfferingOversubscribed => "offering_oversubscribed",
+        OfferingMinimumInvalid => "offering_minimum_invalid",
+        SubscriptionsFull => "subscriptions_full",
+        DistributionAboveCap => "distribution_above_cap",
+        NoUnitsOutstanding => "no_units_outstanding",
+        NotMatured => "not_matured",
+        DoesNotMature => "does_not_mature",
+        ParticipantsFull => "participants_full",
+        InstrumentsFull => "instruments_full",
+        OrdersFull => "orders_full",
+        NoEffect => "no_effect",
+    }
+}
+
+#[test]
+fn every_reject_reason_has_a_scenario() {
+    let source = include_str!("scenarios.rs");
+    for &reason in RejectReason::ALL {
+        let scenario = scenario_for(reason);
+        assert!(
+            source.contains(&format!("fn {scenario}() {{")),
+            "{reason:?} names a scenario, {scenario}, that does not exist"
+        );
+        assert_eq!(RejectReason::from_code(reason.code()), Some(reason), "code {} does not round-trip", reason.code());
+    }
+}
