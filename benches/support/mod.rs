@@ -185,15 +185,16 @@ pub fn exchange_core_mix(market: &mut Market, commands: usize, levels: u64, rest
     out
 }
 
-fn track(events: &[Event], resting: &mut Vec<Resting>, index_of: &mut rustc_hash::FxHashMap<OrderId, usize>) {
-    let mut remove = |id: OrderId, resting: &mut Vec<Resting>| {
-        if let Some(index) = index_of.remove(&id) {
-            resting.swap_remove(index);
-            if index < resting.len() {
-                index_of.insert(resting[index].id, index);
-            }
+fn remove(id: OrderId, resting: &mut Vec<Resting>, index_of: &mut rustc_hash::FxHashMap<OrderId, usize>) {
+    if let Some(index) = index_of.remove(&id) {
+        resting.swap_remove(index);
+        if index < resting.len() {
+            index_of.insert(resting[index].id, index);
         }
-    };
+    }
+}
+
+fn track(events: &[Event], resting: &mut Vec<Resting>, index_of: &mut rustc_hash::FxHashMap<OrderId, usize>) {
     for event in events {
         match *event {
             Event::OrderAccepted { order, owner, .. } => {
@@ -203,16 +204,16 @@ fn track(events: &[Event], resting: &mut Vec<Resting>, index_of: &mut rustc_hash
             Event::OrderRested { order, remaining_lots } => resting[index_of[&order]].remaining = remaining_lots,
             Event::Trade { maker_order, maker_remaining_lots, taker_order, taker_remaining_lots, .. } => {
                 if maker_remaining_lots == 0 {
-                    remove(maker_order, resting);
+                    remove(maker_order, resting, index_of);
                 } else {
                     resting[index_of[&maker_order]].remaining = maker_remaining_lots;
                 }
                 if taker_remaining_lots == 0 {
-                    remove(taker_order, resting);
+                    remove(taker_order, resting, index_of);
                 }
             }
             Event::OrderReduced { order, remaining_lots, .. } => resting[index_of[&order]].remaining = remaining_lots,
-            Event::OrderCancelled { order, .. } => remove(order, resting),
+            Event::OrderCancelled { order, .. } => remove(order, resting, index_of),
             _ => {}
         }
     }

@@ -132,7 +132,7 @@ impl Engine {
         engine.next_order_id = snapshot.next_order_id;
         engine.deposited_minor = snapshot.deposited_minor;
         engine.withdrawn_minor = snapshot.withdrawn_minor;
-        engine.dedup = Dedup::restore(snapshot.config.command_ids_remembered_max, &snapshot.remembered[snapshot.remembered.len() / 2..]);
+        engine.dedup = Dedup::restore(snapshot.config.command_ids_remembered_max, &snapshot.remembered);
         for (index, saved) in snapshot.instruments.into_iter().enumerate() {
             let id = InstrumentId(index as u32);
             let mut instrument = Instrument::restore(id, saved.spec, saved.terms, saved.status, engine.config.price_levels_max);

@@ -8,3 +8,18 @@ pub mod auth;
 pub mod journal;
 pub mod sequencer;
 pub mod server;
+
+pub mod cli;
+pub mod convert;
+pub mod load;
+pub mod services;
+
+/// The generated protobuf types, clients and servers of `proto/mutua/v1`. Only `convert` and
+/// `services` (and the client side: `cli`, `load`) use them; the engine never sees them.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("mutua.v1");
+}
+
+/// The encoded descriptor set of `proto/mutua/v1`, with comments, served by reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mutua_descriptor.bin"));

@@ -1,0 +1,714 @@
+//! The `mutua` command line: `mutua serve` runs the exchange, `mutua load` drives it, and every
+//! other subcommand is a small gRPC client, so a person can run a whole market from a shell.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use crate::load::LoadArgs;
+use crate::pb;
+use crate::server::ServeArgs;
+
+#[derive(Parser, Debug)]
+#[command(name = "mutua", version, about = "Mutua, the social market exchange")]
+pub struct Cli {
+    /// The exchange to talk to.
+    #[arg(long, global = true, env = "MUTUA_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Bearer token of the participant acting (the operator's is printed by the first `serve`).
+    #[arg(long, global = true, env = "MUTUA_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the exchange.
+    Serve(ServeArgs),
+    /// Generate load: many connections placing crossing orders, then print throughput and latency.
+    Load(LoadArgs),
+    /// Participants: register, accredit.
+    #[command(subcommand)]
+    Participant(ParticipantCommand),
+    /// Operator: credit cash that arrived from the bank rails.
+    Deposit(CashArgs),
+    /// Operator: debit cash leaving to the bank rails.
+    Withdraw(CashArgs),
+    /// Instruments: list, add, show, open or halt trading.
+    #[command(subcommand)]
+    Instrument(InstrumentCommand),
+    /// Primary offerings at par: open, subscribe, close.
+    #[command(subcommand)]
+    Offering(OfferingCommand),
+    /// Orders: place, cancel, reduce, list, show.
+    #[command(subcommand)]
+    Order(OrderCommand),
+    /// An instrument's order book depth (public).
+    Book {
+        /// Symbol, or numeric instrument id.
+        instrument: String,
+        /// Price levels per side.
+        #[arg(long, default_value_t = 10)]
+        depth: u32,
+        /// Keep printing the book after every change.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Cash balance, reserved and free.
+    Balances(AccountArgs),
+    /// Units held per instrument.
+    Holdings(AccountArgs),
+    /// Tax credits earned by primary purchases.
+    TaxCredits {
+        #[command(flatten)]
+        account: AccountArgs,
+        /// Only this calendar year.
+        #[arg(long)]
+        year: Option<i32>,
+    },
+    /// Issuer: pay a distribution per unit to every holder.
+    Distribute {
+        /// Symbol, or numeric instrument id.
+        instrument: String,
+        /// Cash per unit held.
+        #[arg(long)]
+        per_unit: String,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Issuer: repay a matured bond or note at par.
+    Repay {
+        /// Symbol, or numeric instrument id.
+        instrument: String,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Stream trades as they happen (public).
+    Trades {
+        /// Only this instrument (symbol or numeric id); all when absent.
+        instrument: Option<String>,
+    },
+}
+
+/// Every mutating command carries a request id; a retry with the same id applies once.
+#[derive(Args, Debug, Clone)]
+pub struct Mutation {
+    /// Client request id; a random one when absent. Reuse it to retry safely.
+    #[arg(long)]
+    pub request_id: Option<String>,
+}
+
+impl Mutation {
+    fn id(&self) -> String {
+        self.request_id.clone().unwrap_or_else(|| format!("cli-{:032x}", rand::random::<u128>()))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AccountArgs {
+    /// Whose account (regulator and operator only); the caller's own when absent.
+    #[arg(long)]
+    pub participant: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct CashArgs {
+    /// The account's participant id.
+    #[arg(long)]
+    pub account: u32,
+    /// Cash, e.g. 250.00.
+    #[arg(long)]
+    pub amount: String,
+    #[command(flatten)]
+    pub mutation: Mutation,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    Contributor,
+    Organization,
+    Funder,
+    Regulator,
+    Operator,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ParticipantCommand {
+    /// Operator: register a participant and print its token.
+    Add {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Regulator or operator: accredit an organization (or suspend it with --suspend).
+    Accredit {
+        organization: u32,
+        #[arg(long)]
+        suspend: bool,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum KindArg {
+    Share,
+    Bond,
+    Note,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InstrumentCommand {
+    /// Every listed instrument.
+    List,
+    /// One instrument's terms and status.
+    Show { instrument: String },
+    /// Operator: list an instrument for an issuing organization (trading starts halted).
+    Add(Box<InstrumentAddArgs>),
+    /// Operator: open continuous trading.
+    Open {
+        instrument: String,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Operator: halt continuous trading.
+    Halt {
+        instrument: String,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct InstrumentAddArgs {
+    /// Unique symbol: A-Z, 0-9, '-' or '.', at most 16.
+    #[arg(long)]
+    pub symbol: String,
+    #[arg(long, value_enum, default_value = "share")]
+    pub kind: KindArg,
+    /// The issuing organization's participant id.
+    #[arg(long)]
+    pub issuer: u32,
+    /// Price increment per unit.
+    #[arg(long, default_value = "0.01")]
+    pub tick: String,
+    /// Units per lot.
+    #[arg(long, default_value = "1")]
+    pub lot: String,
+    /// Par value per unit.
+    #[arg(long)]
+    pub par: String,
+    /// Annual return cap as a fraction (0.05 = 5 %).
+    #[arg(long, default_value = "0.05")]
+    pub return_cap: String,
+    /// Lowest price an order may carry (par for withdrawable shares).
+    #[arg(long, default_value = "")]
+    pub floor: String,
+    /// Maturity, nanoseconds since the Unix epoch (bonds and notes).
+    #[arg(long)]
+    pub maturity_ns: Option<u64>,
+    /// Holding cap per contributor as a fraction; the market default (0.1) when absent.
+    #[arg(long)]
+    pub holding_cap: Option<String>,
+    /// A Co-operative Investment Plan share (5-year lock-in, 30 % tax credit by default).
+    #[arg(long)]
+    pub cip: bool,
+    /// Tax credit rate on primary purchases, as a fraction.
+    #[arg(long)]
+    pub tax_credit: Option<String>,
+    #[command(flatten)]
+    pub mutation: Mutation,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OfferingCommand {
+    /// Issuer: offer new units at par.
+    Open {
+        instrument: String,
+        /// Units offered.
+        #[arg(long)]
+        quantity: String,
+        /// Units that must be subscribed for the offering to issue; all of them when absent.
+        #[arg(long)]
+        minimum: Option<String>,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Contributor: subscribe to an open offering.
+    Subscribe {
+        offering: u32,
+        #[arg(long)]
+        quantity: String,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Issuer: close an offering.
+    Close {
+        offering: u32,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum SideArg {
+    Buy,
+    Sell,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TimeInForceArg {
+    Gtc,
+    Ioc,
+    Fok,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrderCommand {
+    /// Contributor: place a limit order.
+    Place {
+        instrument: String,
+        #[arg(value_enum)]
+        side: SideArg,
+        /// Units.
+        #[arg(long)]
+        quantity: String,
+        /// Limit price per unit.
+        #[arg(long)]
+        price: String,
+        #[arg(long, value_enum, default_value = "gtc")]
+        tif: TimeInForceArg,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Cancel a resting order.
+    Cancel {
+        order: u64,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Reduce a resting order by a number of units.
+    Reduce {
+        order: u64,
+        #[arg(long)]
+        by: String,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Resting orders.
+    List(AccountArgs),
+    /// One resting order.
+    Show { order: u64 },
+}
+
+/// `"COOP-A"` names by symbol, `"3"` by id.
+pub fn instrument_ref(text: &str) -> pb::InstrumentRef {
+    use pb::instrument_ref::Instrument;
+    let named = match text.parse::<u32>() {
+        Ok(id) => Instrument::Id(id),
+        Err(_) => Instrument::Symbol(text.to_string()),
+    };
+    pb::InstrumentRef { instrument: Some(named) }
+}
+
+/// A request carrying the bearer token, if one was given.
+pub fn authorized<T>(message: T, token: Option<&str>) -> anyhow::Result<Request<T>> {
+    let mut request = Request::new(message);
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().map_err(|_| anyhow::anyhow!("--token: not a valid header value"))?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
+/// A refused call, as a person reads it.
+pub fn status_error(status: Status) -> anyhow::Error {
+    match crate::convert::reason_code_of(&status) {
+        Some(code) => anyhow::anyhow!("{:?}: {} (reason code {code})", status.code(), status.message()),
+        None => anyhow::anyhow!("{:?}: {}", status.code(), status.message()),
+    }
+}
+
+pub async fn connect(server: &str) -> anyhow::Result<Channel> {
+    let endpoint = Channel::from_shared(server.to_string()).map_err(|error| anyhow::anyhow!("--server {server}: {error}"))?;
+    endpoint.tcp_nodelay(true).connect().await.map_err(|error| anyhow::anyhow!("cannot reach the exchange at {server}: {error}"))
+}
+
+/// Runs one command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let token = cli.token.as_deref();
+    match cli.command {
+        Command::Serve(args) => crate::server::serve(args).await,
+        Command::Load(args) => crate::load::run(&cli.server, token, args).await,
+        command => {
+            let channel = connect(&cli.server).await?;
+            client_command(Clients::new(channel), token, command).await
+        }
+    }
+}
+
+struct Clients {
+    exchange: pb::exchange_client::ExchangeClient<Channel>,
+    accounts: pb::accounts_client::AccountsClient<Channel>,
+    registry: pb::registry_client::RegistryClient<Channel>,
+    market_data: pb::market_data_client::MarketDataClient<Channel>,
+}
+
+impl Clients {
+    fn new(channel: Channel) -> Clients {
+        Clients {
+            exchange: pb::exchange_client::ExchangeClient::new(channel.clone()),
+            accounts: pb::accounts_client::AccountsClient::new(channel.clone()),
+            registry: pb::registry_client::RegistryClient::new(channel.clone()),
+            market_data: pb::market_data_client::MarketDataClient::new(channel),
+        }
+    }
+}
+
+fn sequence_of(commit: Option<&pb::Commit>) -> String {
+    match commit {
+        Some(commit) if commit.replayed => format!("sequence {} (a retry: first outcome repeated)", commit.sequence),
+        Some(commit) => format!("sequence {}", commit.sequence),
+        None => "sequence unknown".to_string(),
+    }
+}
+
+async fn client_command(mut clients: Clients, token: Option<&str>, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(_) | Command::Load(_) => unreachable!("dispatched by `run`"),
+        Command::Participant(command) => participant(&mut clients, token, command).await?,
+        Command::Deposit(args) => {
+            let message = pb::DepositRequest { request_id: args.mutation.id(), participant_id: args.account, amount: args.amount };
+            let reply = clients.accounts.deposit(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("deposited; balance {} ({})", reply.balance, sequence_of(reply.commit.as_ref()));
+        }
+        Command::Withdraw(args) => {
+            let message = pb::WithdrawRequest { request_id: args.mutation.id(), participant_id: args.account, amount: args.amount };
+            let reply = clients.accounts.withdraw(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("withdrawn; balance {} ({})", reply.balance, sequence_of(reply.commit.as_ref()));
+        }
+        Command::Instrument(command) => instrument(&mut clients, token, command).await?,
+        Command::Offering(command) => offering(&mut clients, token, command).await?,
+        Command::Order(command) => order(&mut clients, token, command).await?,
+        Command::Book { instrument, depth, follow } => book(&mut clients, &instrument, depth, follow).await?,
+        Command::Balances(account) => {
+            let message = pb::GetBalancesRequest { participant_id: account.participant };
+            let reply = clients.accounts.get_balances(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("participant {}: balance {}  reserved {}  free {}", reply.participant_id, reply.balance, reply.reserved, reply.free);
+        }
+        Command::Holdings(account) => {
+            let message = pb::GetHoldingsRequest { participant_id: account.participant };
+            let reply = clients.accounts.get_holdings(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("participant {}:", reply.participant_id);
+            for holding in reply.holdings {
+                println!(
+                    "  {:<16} held {:>12}  free {:>12}  reserved {:>10}  locked {:>10}  buying {:>10}  subscribed {:>10}",
+                    holding.symbol,
+                    holding.quantity,
+                    holding.free_quantity,
+                    holding.reserved_quantity,
+                    holding.locked_quantity,
+                    holding.open_buy_quantity,
+                    holding.subscribed_quantity
+                );
+            }
+        }
+        Command::TaxCredits { account, year } => {
+            let message = pb::GetTaxCreditsRequest { participant_id: account.participant, year };
+            let reply = clients.accounts.get_tax_credits(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("participant {}: total credit {}", reply.participant_id, reply.total_credit);
+            for credit in reply.credits {
+                println!("  {:<16} at {} ns: purchase {} × rate {} = credit {}", credit.symbol, credit.time_ns, credit.purchase, credit.rate, credit.credit);
+            }
+        }
+        Command::Distribute { instrument, per_unit, mutation } => {
+            let message = pb::PayDistributionRequest {
+                request_id: mutation.id(),
+                instrument: Some(instrument_ref(&instrument)),
+                amount_per_unit: per_unit,
+            };
+            let reply = clients.registry.pay_distribution(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("paid {} over {} units ({})", reply.total, reply.outstanding_quantity, sequence_of(reply.commit.as_ref()));
+        }
+        Command::Repay { instrument, mutation } => {
+            let message = pb::RepayAtMaturityRequest { request_id: mutation.id(), instrument: Some(instrument_ref(&instrument)) };
+            let reply = clients.registry.repay_at_maturity(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("repaid {} and retired {} units ({})", reply.repaid, reply.retired_quantity, sequence_of(reply.commit.as_ref()));
+        }
+        Command::Trades { instrument } => {
+            let message = pb::StreamTradesRequest { instrument: instrument.as_deref().map(instrument_ref) };
+            let mut trades = clients.market_data.stream_trades(message).await.map_err(status_error)?.into_inner();
+            while let Some(trade) = trades.message().await.map_err(status_error)? {
+                let side = if trade.taker_side == pb::Side::Sell as i32 { "sell" } else { "buy" };
+                println!(
+                    "#{} {:<16} {:>10} @ {:>10} = {:>12}  taker {side}  (maker order {}, taker order {})",
+                    trade.sequence, trade.symbol, trade.quantity, trade.price, trade.notional, trade.maker_order_id, trade.taker_order_id
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn participant(clients: &mut Clients, token: Option<&str>, command: ParticipantCommand) -> anyhow::Result<()> {
+    match command {
+        ParticipantCommand::Add { role, name, mutation } => {
+            let role = match role {
+                RoleArg::Contributor => pb::Role::Contributor,
+                RoleArg::Organization => pb::Role::Organization,
+                RoleArg::Funder => pb::Role::Funder,
+                RoleArg::Regulator => pb::Role::Regulator,
+                RoleArg::Operator => pb::Role::Operator,
+            };
+            let message = pb::RegisterParticipantRequest { request_id: mutation.id(), role: role as i32, name };
+            let reply = clients.registry.register_participant(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("participant {} registered ({})", reply.participant_id, sequence_of(reply.commit.as_ref()));
+            println!("token: {}", reply.token);
+        }
+        ParticipantCommand::Accredit { organization, suspend, mutation } => {
+            let message = pb::SetAccreditationRequest { request_id: mutation.id(), organization_id: organization, accredited: !suspend };
+            let reply = clients.registry.set_accreditation(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            let what = if suspend { "suspended" } else { "accredited" };
+            println!("organization {organization} {what} ({})", sequence_of(reply.commit.as_ref()));
+        }
+    }
+    Ok(())
+}
+
+fn print_instrument(instrument: &pb::Instrument) {
+    let kind = match pb::InstrumentKind::try_from(instrument.kind) {
+        Ok(pb::InstrumentKind::CommunityBond) => "bond",
+        Ok(pb::InstrumentKind::CommunityInvestmentNote) => "note",
+        _ => "share",
+    };
+    let trading = if instrument.matured {
+        "matured"
+    } else if instrument.trading_open {
+        "trading"
+    } else {
+        "halted"
+    };
+    println!(
+        "#{} {:<16} {kind:<5} issuer {}  par {}  tick {}  lot {}  band {}..{}  cap {}  outstanding {}  {trading}{}",
+        instrument.instrument_id,
+        instrument.symbol,
+        instrument.issuer_id,
+        instrument.par,
+        instrument.tick_size,
+        instrument.lot_size,
+        instrument.price_floor,
+        instrument.price_ceiling,
+        instrument.return_cap,
+        instrument.outstanding_quantity,
+        instrument.open_offering_id.map(|offering| format!("  offering {offering} open")).unwrap_or_default()
+    );
+}
+
+async fn instrument(clients: &mut Clients, token: Option<&str>, command: InstrumentCommand) -> anyhow::Result<()> {
+    match command {
+        InstrumentCommand::List => {
+            let reply = clients.registry.list_instruments(authorized(pb::ListInstrumentsRequest {}, token)?).await.map_err(status_error)?;
+            for instrument in &reply.get_ref().instruments {
+                print_instrument(instrument);
+            }
+        }
+        InstrumentCommand::Show { instrument } => {
+            let message = pb::GetInstrumentRequest { instrument: Some(instrument_ref(&instrument)) };
+            let reply = clients.registry.get_instrument(authorized(message, token)?).await.map_err(status_error)?;
+            print_instrument(reply.get_ref());
+        }
+        InstrumentCommand::Add(args) => {
+            let kind = match args.kind {
+                KindArg::Share => pb::InstrumentKind::CommunityShare,
+                KindArg::Bond => pb::InstrumentKind::CommunityBond,
+                KindArg::Note => pb::InstrumentKind::CommunityInvestmentNote,
+            };
+            let message = pb::ListInstrumentRequest {
+                request_id: args.mutation.id(),
+                symbol: args.symbol,
+                kind: kind as i32,
+                issuer_id: args.issuer,
+                tick_size: args.tick,
+                lot_size: args.lot,
+                par: args.par,
+                return_cap: args.return_cap,
+                price_floor: args.floor,
+                issue_time_ns: None,
+                maturity_time_ns: args.maturity_ns,
+                holding_cap: args.holding_cap,
+                cooperative_investment_plan: args.cip,
+                lock_in_ns: None,
+                tax_credit_rate: args.tax_credit,
+            };
+            let reply = clients.registry.list_instrument(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("instrument {} listed, trading halted ({})", reply.instrument_id, sequence_of(reply.commit.as_ref()));
+        }
+        InstrumentCommand::Open { instrument, mutation } => set_trading(clients, token, &instrument, mutation, true).await?,
+        InstrumentCommand::Halt { instrument, mutation } => set_trading(clients, token, &instrument, mutation, false).await?,
+    }
+    Ok(())
+}
+
+async fn set_trading(clients: &mut Clients, token: Option<&str>, instrument: &str, mutation: Mutation, open: bool) -> anyhow::Result<()> {
+    let message = pb::SetTradingStatusRequest { request_id: mutation.id(), instrument: Some(instrument_ref(instrument)), open };
+    let reply = clients.registry.set_trading_status(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+    let what = if open { "open" } else { "halted" };
+    println!("{instrument}: trading {what} ({})", sequence_of(reply.commit.as_ref()));
+    Ok(())
+}
+
+async fn offering(clients: &mut Clients, token: Option<&str>, command: OfferingCommand) -> anyhow::Result<()> {
+    match command {
+        OfferingCommand::Open { instrument, quantity, minimum, mutation } => {
+            let message = pb::OpenOfferingRequest {
+                request_id: mutation.id(),
+                instrument: Some(instrument_ref(&instrument)),
+                minimum_quantity: minimum.unwrap_or_else(|| quantity.clone()),
+                quantity,
+            };
+            let reply = clients.registry.open_offering(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("offering {} open ({})", reply.offering_id, sequence_of(reply.commit.as_ref()));
+        }
+        OfferingCommand::Subscribe { offering, quantity, mutation } => {
+            let message = pb::SubscribeRequest { request_id: mutation.id(), offering_id: offering, quantity };
+            let reply = clients.registry.subscribe(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("subscribed; {} reserved ({})", reply.cash_reserved, sequence_of(reply.commit.as_ref()));
+        }
+        OfferingCommand::Close { offering, mutation } => {
+            let message = pb::CloseOfferingRequest { request_id: mutation.id(), offering_id: offering };
+            let reply = clients.registry.close_offering(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            if reply.issued {
+                println!("offering {offering} closed: {} units issued for {} ({})", reply.subscribed_quantity, reply.proceeds, sequence_of(reply.commit.as_ref()));
+            } else {
+                println!("offering {offering} closed below its minimum: every subscription released ({})", sequence_of(reply.commit.as_ref()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_order(order: &pb::Order) {
+    let side = if order.side == pb::Side::Sell as i32 { "sell" } else { "buy" };
+    println!(
+        "order {} {:<16} {side:<4} {:>10} of {:>10} @ {:>10}  (participant {})",
+        order.order_id, order.symbol, order.remaining_quantity, order.original_quantity, order.price, order.owner_id
+    );
+}
+
+async fn order(clients: &mut Clients, token: Option<&str>, command: OrderCommand) -> anyhow::Result<()> {
+    match command {
+        OrderCommand::Place { instrument, side, quantity, price, tif, mutation } => {
+            let side = match side {
+                SideArg::Buy => pb::Side::Buy,
+                SideArg::Sell => pb::Side::Sell,
+            };
+            let time_in_force = match tif {
+                TimeInForceArg::Gtc => pb::TimeInForce::GoodTillCancelled,
+                TimeInForceArg::Ioc => pb::TimeInForce::ImmediateOrCancel,
+                TimeInForceArg::Fok => pb::TimeInForce::FillOrKill,
+            };
+            let message = pb::PlaceOrderRequest {
+                request_id: mutation.id(),
+                instrument: Some(instrument_ref(&instrument)),
+                side: side as i32,
+                price,
+                quantity,
+                time_in_force: time_in_force as i32,
+                self_trade_prevention: pb::SelfTradePrevention::Unspecified as i32,
+            };
+            let reply = clients.exchange.place_order(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            let status = match pb::OrderStatus::try_from(reply.status) {
+                Ok(pb::OrderStatus::Resting) => format!("resting {}", reply.remaining_quantity),
+                Ok(pb::OrderStatus::Filled) => "filled".to_string(),
+                Ok(pb::OrderStatus::Cancelled) => "remainder cancelled".to_string(),
+                _ => "see `mutua order show`".to_string(),
+            };
+            println!("order {}: {status} ({})", reply.order_id, sequence_of(reply.commit.as_ref()));
+            for fill in reply.fills {
+                println!("  filled {} @ {} = {} against order {}", fill.quantity, fill.price, fill.notional, fill.maker_order_id);
+            }
+        }
+        OrderCommand::Cancel { order, mutation } => {
+            let message = pb::CancelOrderRequest { request_id: mutation.id(), order_id: order };
+            let reply = clients.exchange.cancel_order(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("order {order} cancelled; {} units released ({})", reply.cancelled_quantity, sequence_of(reply.commit.as_ref()));
+        }
+        OrderCommand::Reduce { order, by, mutation } => {
+            let message = pb::ReduceOrderRequest { request_id: mutation.id(), order_id: order, reduce_by: by };
+            let reply = clients.exchange.reduce_order(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("order {order}: {} units left ({})", reply.remaining_quantity, sequence_of(reply.commit.as_ref()));
+        }
+        OrderCommand::List(account) => {
+            let message = pb::ListOrdersRequest { participant_id: account.participant };
+            let reply = clients.exchange.list_orders(authorized(message, token)?).await.map_err(status_error)?;
+            for order in &reply.get_ref().orders {
+                print_order(order);
+            }
+        }
+        OrderCommand::Show { order } => {
+            let reply = clients.exchange.get_order(authorized(pb::GetOrderRequest { order_id: order }, token)?).await.map_err(status_error)?;
+            print_order(reply.get_ref());
+        }
+    }
+    Ok(())
+}
+
+fn print_book(book: &pb::Book) {
+    println!("{} (instrument {}){}", book.symbol, book.instrument_id, if book.sequence > 0 { format!(" at sequence {}", book.sequence) } else { String::new() });
+    println!("  {:>12} {:>12} {:>6} | {:<12} {:<12} {:<6}", "bid qty", "bid", "orders", "ask", "ask qty", "orders");
+    let rows = book.bids.len().max(book.asks.len());
+    for row in 0..rows {
+        let (bid_quantity, bid, bid_orders) = book.bids.get(row).map_or((String::new(), String::new(), String::new()), |level| {
+            (level.quantity.clone(), level.price.clone(), level.orders.to_string())
+        });
+        let (ask, ask_quantity, ask_orders) = book.asks.get(row).map_or((String::new(), String::new(), String::new()), |level| {
+            (level.price.clone(), level.quantity.clone(), level.orders.to_string())
+        });
+        println!("  {bid_quantity:>12} {bid:>12} {bid_orders:>6} | {ask:<12} {ask_quantity:<12} {ask_orders:<6}");
+    }
+}
+
+async fn book(clients: &mut Clients, instrument: &str, depth: u32, follow: bool) -> anyhow::Result<()> {
+    if follow {
+        let message = pb::StreamBookRequest { instrument: Some(instrument_ref(instrument)), depth };
+        let mut books = clients.market_data.stream_book(message).await.map_err(status_error)?.into_inner();
+        while let Some(book) = books.message().await.map_err(status_error)? {
+            print_book(&book);
+        }
+    } else {
+        let message = pb::GetBookRequest { instrument: Some(instrument_ref(instrument)), depth };
+        let reply = clients.market_data.get_book(message).await.map_err(status_error)?;
+        print_book(reply.get_ref());
+    }
+    Ok(())
+}
+
+impl Cli {
+    /// Parses the process arguments (so `main` needs no clap import of its own).
+    pub fn parse_args() -> Cli {
+        <Cli as Parser>::parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_person_can_place_an_order_from_the_shell() {
+        let cli = Cli::try_parse_from(["mutua", "--token", "t", "order", "place", "COOP-A", "buy", "--quantity", "10", "--price", "1.05"])
+            .expect("parses");
+        assert!(matches!(cli.command, Command::Order(OrderCommand::Place { side: SideArg::Buy, .. })));
+        assert_eq!(instrument_ref("3").instrument, Some(pb::instrument_ref::Instrument::Id(3)));
+    }
+}

@@ -1,0 +1,412 @@
+//! `mutua load`: a load generator. It sets up its own market with the operator's token (an
+//! issuer, one instrument, two contributors per connection holding units and cash), then has
+//! every contributor alternate sell and buy orders at par so that orders cross and trade. It runs
+//! unary calls or the `OrderEntry` stream, open loop at a fixed rate (latency measured from each
+//! order's planned send time, so a stall cannot hide itself) or as fast as possible, and prints
+//! throughput and latency percentiles at the end.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+use crate::cli::{authorized, connect, instrument_ref, status_error};
+use crate::pb;
+use crate::pb::order_entry_response::Result as EntryResult;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// One PlaceOrder call per order.
+    Unary,
+    /// Pipelined orders on one OrderEntry stream per contributor.
+    Stream,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LoadArgs {
+    /// HTTP/2 connections; each carries two contributors trading with each other.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Unary calls or the order-entry stream.
+    #[arg(long, value_enum, default_value = "stream")]
+    pub mode: Mode,
+    /// Orders per second in total, sent open loop; 0 sends as fast as the exchange answers.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Seconds to run (ignored when --count is given).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Orders to send in total, instead of a duration.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Unary: calls in flight per contributor. Stream: orders in flight per stream.
+    #[arg(long, default_value_t = 0)]
+    pub in_flight: usize,
+    /// Units each contributor starts with (bought in the set-up offering).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub units_each: u64,
+}
+
+/// Longest latency the histogram can hold; slower replies are clamped to it.
+const LATENCY_NS_MAX: u64 = 60_000_000_000;
+/// Par and order price of the load instrument, and the units of each order.
+const PRICE: &str = "1.00";
+const ORDER_QUANTITY: &str = "1";
+
+/// Counters shared by every worker.
+#[derive(Default)]
+struct Totals {
+    /// Tickets handed out: each is one order to send.
+    issued: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// When to stop and how fast to go, for one worker.
+#[derive(Clone, Copy)]
+struct Plan {
+    count: Option<u64>,
+    deadline: Instant,
+    /// Time between this worker's planned sends; `None` as fast as possible.
+    interval: Option<Duration>,
+    in_flight: usize,
+}
+
+impl Plan {
+    /// Claims the next order, or `None` when the run is over.
+    fn ticket(&self, totals: &Totals) -> Option<u64> {
+        if Instant::now() >= self.deadline {
+            return None;
+        }
+        let ticket = totals.issued.fetch_add(1, Ordering::Relaxed);
+        match self.count {
+            Some(count) if ticket >= count => None,
+            _ => Some(ticket),
+        }
+    }
+}
+
+/// One contributor on one connection.
+struct Worker {
+    index: usize,
+    channel: Channel,
+    token: String,
+    instrument: pb::InstrumentRef,
+    run: String,
+}
+
+impl Worker {
+    /// Alternating sides, mirrored between the two contributors of a connection, so that every
+    /// sell meets a buy at the same price and holdings oscillate instead of draining.
+    fn order(&self, sequence: u64) -> pb::PlaceOrderRequest {
+        let sell = (sequence ^ self.index as u64) & 1 == 0;
+        pb::PlaceOrderRequest {
+            request_id: format!("{}-{}-{sequence}", self.run, self.index),
+            instrument: Some(self.instrument.clone()),
+            side: if sell { pb::Side::Sell } else { pb::Side::Buy } as i32,
+            price: PRICE.to_string(),
+            quantity: ORDER_QUANTITY.to_string(),
+            time_in_force: pb::TimeInForce::GoodTillCancelled as i32,
+            self_trade_prevention: pb::SelfTradePrevention::CancelIncoming as i32,
+        }
+    }
+}
+
+fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3)?)
+}
+
+fn record(histogram: &mut Histogram<u64>, since: Instant) {
+    let nanoseconds = u64::try_from(since.elapsed().as_nanos()).unwrap_or(LATENCY_NS_MAX);
+    histogram.saturating_record(nanoseconds.clamp(1, LATENCY_NS_MAX));
+}
+
+pub async fn run(server: &str, token: Option<&str>, args: LoadArgs) -> anyhow::Result<()> {
+    let token = token.ok_or_else(|| anyhow::anyhow!("mutua load sets up its own market: pass the operator's --token"))?;
+    anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
+    let setup_channel = connect(server).await?;
+    let contributors = args.connections * 2;
+    let market = set_up_market(setup_channel, token, contributors, args.units_each).await?;
+    println!("market ready: {} with {contributors} contributors on {} connections", market.symbol, args.connections);
+
+    let run = format!("load-{:016x}", rand::random::<u64>());
+    let mut workers = Vec::with_capacity(contributors);
+    for connection in 0..args.connections {
+        let channel = connect(server).await?;
+        for seat in 0..2 {
+            let index = connection * 2 + seat;
+            workers.push(Worker {
+                index,
+                channel: channel.clone(),
+                token: market.contributor_tokens[index].clone(),
+                instrument: instrument_ref(&market.symbol),
+                run: run.clone(),
+            });
+        }
+    }
+
+    let in_flight = match (args.in_flight, args.mode) {
+        (0, Mode::Unary) => 8,
+        (0, Mode::Stream) => 1_024,
+        (chosen, _) => chosen,
+    };
+    let started = Instant::now();
+    let duration = if args.count.is_some() { Duration::from_secs(24 * 3600) } else { Duration::from_secs(args.duration) };
+    let plan = Plan {
+        count: args.count,
+        deadline: started + duration,
+        interval: (args.rate > 0).then(|| Duration::from_secs_f64(contributors as f64 / args.rate as f64)),
+        in_flight: in_flight.max(1),
+    };
+    let totals = Arc::new(Totals::default());
+    let progress = progress_bar(&args, totals.clone());
+
+    let mut handles = Vec::with_capacity(workers.len());
+    for worker in workers {
+        let totals = totals.clone();
+        handles.push(tokio::spawn(async move {
+            match args.mode {
+                Mode::Unary => unary_worker(worker, plan, started, totals).await,
+                Mode::Stream => stream_worker(worker, plan, started, totals).await,
+            }
+        }));
+    }
+    let mut latency = new_histogram()?;
+    for handle in handles {
+        latency.add(handle.await??)?;
+    }
+    let elapsed = started.elapsed();
+    progress.abort();
+    report(&totals, &latency, elapsed, &args);
+    Ok(())
+}
+
+fn progress_bar(args: &LoadArgs, totals: Arc<Totals>) -> tokio::task::JoinHandle<()> {
+    let bar = match args.count {
+        Some(count) => indicatif::ProgressBar::new(count),
+        None => indicatif::ProgressBar::new(args.duration * 1_000),
+    };
+    let template = if args.count.is_some() { "{bar:40} {pos}/{len} orders {msg}" } else { "{bar:40} {elapsed} {msg}" };
+    bar.set_style(indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    let counted = args.count.is_some();
+    let started = Instant::now();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            ticker.tick().await;
+            let done = totals.accepted.load(Ordering::Relaxed) + totals.rejected.load(Ordering::Relaxed);
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_position(if counted { done } else { started.elapsed().as_millis() as u64 });
+            bar.set_message(format!("{done} answered, {rate:.0}/s"));
+        }
+    })
+}
+
+fn report(totals: &Totals, latency: &Histogram<u64>, elapsed: Duration, args: &LoadArgs) {
+    let accepted = totals.accepted.load(Ordering::Relaxed);
+    let rejected = totals.rejected.load(Ordering::Relaxed);
+    let failed = totals.failed.load(Ordering::Relaxed);
+    let answered = accepted + rejected;
+    let micros = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1_000.0;
+    let loop_kind = if args.rate > 0 { format!("open loop at {}/s", args.rate) } else { "as fast as possible".to_string() };
+    println!();
+    println!("mode {:?}, {} connections, {loop_kind}", args.mode, args.connections);
+    println!("answered {answered} orders in {:.2} s: {:.0} orders/s", elapsed.as_secs_f64(), answered as f64 / elapsed.as_secs_f64());
+    println!("accepted {accepted}, rejected {rejected}, failed calls {failed}");
+    println!(
+        "latency µs: p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+        micros(0.50),
+        micros(0.99),
+        micros(0.999),
+        latency.max() as f64 / 1_000.0
+    );
+}
+
+async fn unary_worker(worker: Worker, plan: Plan, started: Instant, totals: Arc<Totals>) -> anyhow::Result<Histogram<u64>> {
+    let worker = Arc::new(worker);
+    let latency = Arc::new(Mutex::new(new_histogram()?));
+    let permits = Arc::new(Semaphore::new(plan.in_flight));
+    let mut sent = 0u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    while plan.ticket(&totals).is_some() {
+        let planned = match plan.interval {
+            Some(interval) => {
+                let planned = started + interval.saturating_mul(u32::try_from(sent).unwrap_or(u32::MAX));
+                tokio::time::sleep_until(planned.into()).await;
+                planned
+            }
+            None => Instant::now(),
+        };
+        let permit = permits.clone().acquire_owned().await?;
+        let (worker, latency, totals) = (worker.clone(), latency.clone(), totals.clone());
+        let message = worker.order(sent);
+        sent += 1;
+        tasks.spawn(async move {
+            let mut client = pb::exchange_client::ExchangeClient::new(worker.channel.clone());
+            let outcome = match authorized(message, Some(&worker.token)) {
+                Ok(request) => client.place_order(request).await,
+                Err(_) => Err(tonic::Status::invalid_argument("token")),
+            };
+            // Measured from the planned send time: a backlog shows up as latency.
+            if let Ok(mut histogram) = latency.lock() {
+                record(&mut histogram, planned);
+            }
+            match outcome {
+                Ok(_) => totals.accepted.fetch_add(1, Ordering::Relaxed),
+                Err(status) if crate::convert::reason_code_of(&status).is_some() => totals.rejected.fetch_add(1, Ordering::Relaxed),
+                Err(_) => totals.failed.fetch_add(1, Ordering::Relaxed),
+            };
+            drop(permit);
+        });
+        // Reap finished calls so the set stays as small as the permits allow.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let histogram = latency.lock().map_err(|_| anyhow::anyhow!("latency histogram poisoned"))?.clone();
+    Ok(histogram)
+}
+
+async fn stream_worker(worker: Worker, plan: Plan, started: Instant, totals: Arc<Totals>) -> anyhow::Result<Histogram<u64>> {
+    let (requests, outgoing) = mpsc::channel::<pb::OrderEntryRequest>(plan.in_flight);
+    let mut client = pb::exchange_client::ExchangeClient::new(worker.channel.clone());
+    let request = authorized(ReceiverStream::new(outgoing), Some(&worker.token))?;
+    // The send times of orders not yet answered, oldest first: replies come back in order.
+    let pending: Arc<Mutex<VecDeque<Instant>>> = Arc::new(Mutex::new(VecDeque::with_capacity(plan.in_flight)));
+    let window = Arc::new(Semaphore::new(plan.in_flight));
+
+    let sender = {
+        let (pending, window, totals) = (pending.clone(), window.clone(), totals.clone());
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            while plan.ticket(&totals).is_some() {
+                let planned = match plan.interval {
+                    Some(interval) => {
+                        let planned = started + interval.saturating_mul(u32::try_from(sent).unwrap_or(u32::MAX));
+                        tokio::time::sleep_until(planned.into()).await;
+                        planned
+                    }
+                    None => Instant::now(),
+                };
+                let Ok(permit) = window.acquire().await else { break };
+                permit.forget();
+                let since = if plan.interval.is_some() { planned } else { Instant::now() };
+                if let Ok(mut queue) = pending.lock() {
+                    queue.push_back(since);
+                }
+                let entry = pb::OrderEntryRequest { command: Some(pb::order_entry_request::Command::Place(worker.order(sent))) };
+                sent += 1;
+                if requests.send(entry).await.is_err() {
+                    break;
+                }
+            }
+            // Dropping `requests` ends the client's half of the stream.
+            sent
+        })
+    };
+
+    let mut replies = client.order_entry(request).await.map_err(status_error)?.into_inner();
+    let mut latency = new_histogram()?;
+    loop {
+        let reply = match replies.message().await {
+            Ok(Some(reply)) => reply,
+            Ok(None) => break,
+            Err(status) => {
+                totals.failed.fetch_add(1, Ordering::Relaxed);
+                eprintln!("order-entry stream ended: {}", status_error(status));
+                break;
+            }
+        };
+        let since = pending.lock().ok().and_then(|mut queue| queue.pop_front());
+        if let Some(since) = since {
+            record(&mut latency, since);
+        }
+        window.add_permits(1);
+        match reply.result {
+            Some(EntryResult::Rejected(_)) => totals.rejected.fetch_add(1, Ordering::Relaxed),
+            Some(_) => totals.accepted.fetch_add(1, Ordering::Relaxed),
+            None => totals.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+    sender.await?;
+    Ok(latency)
+}
+
+/// The market the load runs in.
+struct LoadMarket {
+    symbol: String,
+    contributor_tokens: Vec<String>,
+}
+
+/// Registers an issuer and `contributors` contributors, lists an instrument with a 100 %
+/// holding cap (so a few contributors may hold it all), issues `units_each` units to every
+/// contributor through an offering at par, gives each enough cash, and opens trading.
+async fn set_up_market(channel: Channel, operator: &str, contributors: usize, units_each: u64) -> anyhow::Result<LoadMarket> {
+    let mut registry = pb::registry_client::RegistryClient::new(channel.clone());
+    let mut accounts = pb::accounts_client::AccountsClient::new(channel);
+    let nonce = format!("{:06X}", rand::random::<u32>() & 0xFF_FFFF);
+    let symbol = format!("LOAD-{nonce}");
+    let id = |what: &str| format!("load-setup-{nonce}-{what}");
+
+    let register = |role: pb::Role, name: String, request_id: String| pb::RegisterParticipantRequest { request_id, role: role as i32, name };
+    let issuer = registry
+        .register_participant(authorized(register(pb::Role::Organization, format!("load issuer {nonce}"), id("issuer")), Some(operator))?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let listing = pb::ListInstrumentRequest {
+        request_id: id("list"),
+        symbol: symbol.clone(),
+        kind: pb::InstrumentKind::CommunityShare as i32,
+        issuer_id: issuer.participant_id,
+        tick_size: "0.01".into(),
+        lot_size: "1".into(),
+        par: PRICE.into(),
+        return_cap: "0.05".into(),
+        price_floor: String::new(),
+        holding_cap: Some("1".into()),
+        ..Default::default()
+    };
+    registry.list_instrument(authorized(listing, Some(operator))?).await.map_err(status_error)?;
+
+    let total_units = units_each.checked_mul(contributors as u64).ok_or_else(|| anyhow::anyhow!("--units-each too large"))?;
+    let offering = pb::OpenOfferingRequest {
+        request_id: id("offer"),
+        instrument: Some(instrument_ref(&symbol)),
+        quantity: total_units.to_string(),
+        minimum_quantity: total_units.to_string(),
+    };
+    let offering = registry.open_offering(authorized(offering, Some(&issuer.token))?).await.map_err(status_error)?.into_inner();
+
+    let mut contributor_tokens = Vec::with_capacity(contributors);
+    for index in 0..contributors {
+        let name = format!("load contributor {nonce}-{index}");
+        let contributor = registry
+            .register_participant(authorized(register(pb::Role::Contributor, name, id(&format!("contributor-{index}"))), Some(operator))?)
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        // The subscription at par, plus as much again to buy with.
+        let cash = u128::from(units_each) * 2 + 1_000;
+        let deposit = pb::DepositRequest { request_id: id(&format!("deposit-{index}")), participant_id: contributor.participant_id, amount: cash.to_string() };
+        accounts.deposit(authorized(deposit, Some(operator))?).await.map_err(status_error)?;
+        let subscription = pb::SubscribeRequest {
+            request_id: id(&format!("subscribe-{index}")),
+            offering_id: offering.offering_id,
+            quantity: units_each.to_string(),
+        };
+        registry.subscribe(authorized(subscription, Some(&contributor.token))?).await.map_err(status_error)?;
+        contributor_tokens.push(contributor.token);
+    }
+    let close = pb::CloseOfferingRequest { request_id: id("close"), offering_id: offering.offering_id };
+    registry.close_offering(authorized(close, Some(&issuer.token))?).await.map_err(status_error)?;
+    let open = pb::SetTradingStatusRequest { request_id: id("open"), instrument: Some(instrument_ref(&symbol)), open: true };
+    registry.set_trading_status(authorized(open, Some(operator))?).await.map_err(status_error)?;
+    Ok(LoadMarket { symbol, contributor_tokens })
+}

@@ -1,0 +1,234 @@
+//! `mutua.v1.Exchange`: placing, cancelling and reducing orders, one at a time or pipelined on
+//! the `OrderEntry` stream, and reading one's own resting orders.
+
+use std::sync::Arc;
+
+use mutua_engine::{Command, CommandKind, OrderId, RejectReason};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::Caller;
+use crate::convert::{self, InstrumentUnits};
+use crate::pb;
+use crate::pb::order_entry_request::Command as EntryCommand;
+use crate::pb::order_entry_response::Result as EntryResult;
+use crate::sequencer::Applied;
+use crate::services::{account_of, reads_everything, sequencer_status, Shared};
+
+/// Commands of one `OrderEntry` stream queued for the engine but not yet answered. When it is
+/// reached the gateway stops reading the stream, and HTTP/2 flow control slows the client.
+pub const ORDER_ENTRY_IN_FLIGHT_MAX: usize = 4_096;
+
+pub struct ExchangeService {
+    shared: Shared,
+}
+
+impl ExchangeService {
+    pub(crate) fn new(shared: Shared) -> ExchangeService {
+        ExchangeService { shared }
+    }
+}
+
+/// What a command needs to be answered once its outcome is journaled.
+enum Reply {
+    Place(Arc<InstrumentUnits>),
+    Cancel(Option<Arc<InstrumentUnits>>),
+    Reduce(Arc<InstrumentUnits>),
+}
+
+impl Reply {
+    fn answer(&self, applied: &Applied) -> Result<EntryResult, Status> {
+        Ok(match self {
+            Reply::Place(units) => EntryResult::Placed(convert::place_order_response(applied, units)?),
+            Reply::Cancel(units) => EntryResult::Cancelled(convert::cancel_order_response(applied, units.as_deref())?),
+            Reply::Reduce(units) => EntryResult::Reduced(convert::reduce_order_response(applied, units)?),
+        })
+    }
+}
+
+/// A converted order-entry command, ready for the engine.
+struct Prepared {
+    command: Command,
+    reply: Reply,
+}
+
+impl Shared {
+    /// Validates and converts one order-entry command. The units of the instrument come from the
+    /// catalog; cancel and reduce first ask the engine which instrument the order is in.
+    async fn prepare(&self, caller: Caller, entry: &EntryCommand) -> Result<Prepared, Status> {
+        let (request_id, kind, reply) = match entry {
+            EntryCommand::Place(request) => {
+                let units = self.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
+                (&request.request_id, convert::place_order(request, &units)?, Reply::Place(units))
+            }
+            EntryCommand::Cancel(request) => {
+                let units = self.units_of_order(OrderId(request.order_id)).await?;
+                (&request.request_id, CommandKind::try_from(request)?, Reply::Cancel(units))
+            }
+            EntryCommand::Reduce(request) => {
+                let units = self
+                    .units_of_order(OrderId(request.order_id))
+                    .await?
+                    .ok_or_else(|| convert::field_rejection("order_id", RejectReason::UnknownOrder))?;
+                (&request.request_id, convert::reduce_order(request, &units)?, Reply::Reduce(units))
+            }
+        };
+        let id = convert::checked_command_id(caller.participant, request_id)?;
+        Ok(Prepared { command: Command { id, participant: caller.participant, kind }, reply })
+    }
+
+    /// The units of the instrument a resting order is in, if it rests.
+    async fn units_of_order(&self, order: OrderId) -> Result<Option<Arc<InstrumentUnits>>, Status> {
+        match self.query(move |engine| engine.order(order).map(|resting| resting.instrument)).await? {
+            Some(instrument) => self.catalog.units(instrument).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn execute(&self, caller: Caller, entry: &EntryCommand) -> Result<EntryResult, Status> {
+        let prepared = self.prepare(caller, entry).await?;
+        let applied = self.sequencer.submit(prepared.command).await.map_err(sequencer_status)?;
+        prepared.reply.answer(&applied)
+    }
+}
+
+/// One order-entry command on its way: queued for the engine, or already refused.
+struct InFlight {
+    request_id: String,
+    outcome: Result<(oneshot::Receiver<Arc<Applied>>, Reply), Status>,
+}
+
+impl InFlight {
+    async fn finish(self) -> pb::OrderEntryResponse {
+        let result = match self.outcome {
+            Ok((receiver, reply)) => match receiver.await {
+                Ok(applied) => reply.answer(&applied),
+                Err(_) => Err(sequencer_status(crate::sequencer::SequencerError::Stopped)),
+            },
+            Err(status) => Err(status),
+        };
+        let result = result.unwrap_or_else(|status| EntryResult::Rejected(convert::rejection_message(&status)));
+        pb::OrderEntryResponse { request_id: self.request_id, result: Some(result) }
+    }
+}
+
+fn request_id_of(entry: &EntryCommand) -> &str {
+    match entry {
+        EntryCommand::Place(request) => &request.request_id,
+        EntryCommand::Cancel(request) => &request.request_id,
+        EntryCommand::Reduce(request) => &request.request_id,
+    }
+}
+
+/// Reads commands off the stream and queues each for the engine in arrival order.
+async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb::OrderEntryRequest>, in_flight: mpsc::Sender<InFlight>) {
+    loop {
+        let message = match inbound.message().await {
+            Ok(Some(message)) => message,
+            // The client finished sending, or the stream broke: answer what is queued, then end.
+            Ok(None) | Err(_) => return,
+        };
+        let pending = match message.command {
+            None => InFlight { request_id: String::new(), outcome: Err(Status::invalid_argument("command: required (place, cancel or reduce)")) },
+            Some(entry) => {
+                let outcome = match shared.prepare(caller, &entry).await {
+                    Ok(prepared) => shared
+                        .sequencer
+                        .submit_pipelined(prepared.command)
+                        .map(|receiver| (receiver, prepared.reply))
+                        .map_err(sequencer_status),
+                    Err(status) => Err(status),
+                };
+                InFlight { request_id: request_id_of(&entry).to_string(), outcome }
+            }
+        };
+        if in_flight.send(pending).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers queued commands strictly in the order they were read.
+async fn write_replies(mut in_flight: mpsc::Receiver<InFlight>, outbound: mpsc::Sender<Result<pb::OrderEntryResponse, Status>>) {
+    while let Some(pending) = in_flight.recv().await {
+        if outbound.send(Ok(pending.finish().await)).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::exchange_server::Exchange for ExchangeService {
+    async fn place_order(&self, request: Request<pb::PlaceOrderRequest>) -> Result<Response<pb::PlaceOrderResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        match self.shared.execute(caller, &EntryCommand::Place(request.into_inner())).await? {
+            EntryResult::Placed(response) => Ok(Response::new(response)),
+            _ => Err(Status::internal("a placement was answered as another command")),
+        }
+    }
+
+    async fn cancel_order(&self, request: Request<pb::CancelOrderRequest>) -> Result<Response<pb::CancelOrderResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        match self.shared.execute(caller, &EntryCommand::Cancel(request.into_inner())).await? {
+            EntryResult::Cancelled(response) => Ok(Response::new(response)),
+            _ => Err(Status::internal("a cancel was answered as another command")),
+        }
+    }
+
+    async fn reduce_order(&self, request: Request<pb::ReduceOrderRequest>) -> Result<Response<pb::ReduceOrderResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        match self.shared.execute(caller, &EntryCommand::Reduce(request.into_inner())).await? {
+            EntryResult::Reduced(response) => Ok(Response::new(response)),
+            _ => Err(Status::internal("a reduce was answered as another command")),
+        }
+    }
+
+    async fn get_order(&self, request: Request<pb::GetOrderRequest>) -> Result<Response<pb::Order>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let order_id = OrderId(request.into_inner().order_id);
+        let order = self
+            .shared
+            .query(move |engine| engine.order(order_id).cloned())
+            .await?
+            .ok_or_else(|| convert::field_rejection("order_id", RejectReason::UnknownOrder))?;
+        if order.owner != caller.participant && !reads_everything(caller) {
+            return Err(convert::field_rejection("order_id", RejectReason::NotOrderOwner));
+        }
+        let units = self
+            .shared
+            .catalog
+            .units(order.instrument)
+            .await?
+            .ok_or_else(|| Status::internal("a resting order names an unlisted instrument"))?;
+        Ok(Response::new(convert::order_to_pb(&order, &units)))
+    }
+
+    async fn list_orders(&self, request: Request<pb::ListOrdersRequest>) -> Result<Response<pb::ListOrdersResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let owner = account_of(caller, request.into_inner().participant_id)?;
+        let resting = self.shared.query(move |engine| engine.orders_of(owner)).await?;
+        let mut orders = Vec::with_capacity(resting.len());
+        for order in &resting {
+            let units = self
+                .shared
+                .catalog
+                .units(order.instrument)
+                .await?
+                .ok_or_else(|| Status::internal("a resting order names an unlisted instrument"))?;
+            orders.push(convert::order_to_pb(order, &units));
+        }
+        Ok(Response::new(pb::ListOrdersResponse { orders }))
+    }
+
+    type OrderEntryStream = ReceiverStream<Result<pb::OrderEntryResponse, Status>>;
+
+    async fn order_entry(&self, request: Request<Streaming<pb::OrderEntryRequest>>) -> Result<Response<Self::OrderEntryStream>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let (in_flight_sender, in_flight) = mpsc::channel(ORDER_ENTRY_IN_FLIGHT_MAX);
+        let (outbound, replies) = mpsc::channel(ORDER_ENTRY_IN_FLIGHT_MAX);
+        tokio::spawn(read_entries(self.shared.clone(), caller, request.into_inner(), in_flight_sender));
+        tokio::spawn(write_replies(in_flight, outbound));
+        Ok(Response::new(ReceiverStream::new(replies)))
+    }
+}

@@ -1,0 +1,167 @@
+//! `mutua.v1.MarketData`: public order-book depth and trades, with no token. Streams follow the
+//! sequencer's broadcast of journaled batches, so they only ever show acknowledged state.
+
+use std::sync::Arc;
+
+use mutua_engine::{Event, InstrumentId, Side};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{self, InstrumentUnits};
+use crate::pb;
+use crate::sequencer::PublishedBatch;
+use crate::services::Shared;
+
+/// Price levels per side when a request asks for none.
+pub const BOOK_LEVELS_DEFAULT: usize = 10;
+/// Most price levels per side one request may ask for.
+pub const BOOK_LEVELS_MAX: usize = 1_000;
+/// Messages buffered for one market-data subscriber. A subscriber that falls further behind
+/// than this and the sequencer's own broadcast buffer is told so and disconnected.
+pub const STREAM_MESSAGES_BUFFERED_MAX: usize = 1_024;
+
+pub struct MarketDataService {
+    shared: Shared,
+}
+
+impl MarketDataService {
+    pub(crate) fn new(shared: Shared) -> MarketDataService {
+        MarketDataService { shared }
+    }
+}
+
+fn levels_wanted(depth: u32) -> Result<usize, Status> {
+    match depth as usize {
+        0 => Ok(BOOK_LEVELS_DEFAULT),
+        levels if levels <= BOOK_LEVELS_MAX => Ok(levels),
+        _ => Err(Status::invalid_argument(format!("depth: at most {BOOK_LEVELS_MAX} levels per side"))),
+    }
+}
+
+type Depth = (Vec<(u64, u64, u32)>, Vec<(u64, u64, u32)>);
+
+impl Shared {
+    async fn depth(&self, instrument: InstrumentId, levels: usize) -> Result<Depth, Status> {
+        self.query(move |engine| {
+            let bids = engine.depth(instrument, Side::Buy, levels).unwrap_or_default();
+            let asks = engine.depth(instrument, Side::Sell, levels).unwrap_or_default();
+            (bids, asks)
+        })
+        .await
+    }
+}
+
+fn book_to_pb(units: &InstrumentUnits, depth: &Depth, sequence: u64) -> pb::Book {
+    pb::Book {
+        instrument_id: units.id.0,
+        symbol: units.symbol.clone(),
+        bids: convert::levels_to_pb(&depth.0, units),
+        asks: convert::levels_to_pb(&depth.1, units),
+        sequence,
+    }
+}
+
+/// Whether a batch may have changed `instrument`'s book. Cancels and reductions do not name
+/// their instrument, so any of them counts; the caller compares depths before sending.
+fn may_change_book(batch: &PublishedBatch, instrument: InstrumentId) -> bool {
+    batch.iter().flat_map(|applied| applied.events.iter()).any(|event| match event {
+        Event::OrderAccepted { instrument: touched, .. } | Event::Trade { instrument: touched, .. } => *touched == instrument,
+        Event::OrderCancelled { .. } | Event::OrderReduced { .. } | Event::OrderRested { .. } => true,
+        _ => false,
+    })
+}
+
+async fn stream_trades(shared: Shared, only: Option<InstrumentId>, outbound: mpsc::Sender<Result<pb::Trade, Status>>) {
+    let mut batches = shared.sequencer.subscribe();
+    loop {
+        let batch = tokio::select! {
+            _ = outbound.closed() => return,
+            received = batches.recv() => match received {
+                Ok(batch) => batch,
+                Err(RecvError::Lagged(missed)) => {
+                    let _ = outbound.send(Err(Status::data_loss(format!("fell {missed} batches behind the market; subscribe again")))).await;
+                    return;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        for applied in batch.iter() {
+            for event in &applied.events {
+                let Event::Trade { instrument, .. } = event else { continue };
+                if only.is_some_and(|wanted| wanted != *instrument) {
+                    continue;
+                }
+                let Ok(Some(units)) = shared.catalog.units(*instrument).await else { return };
+                let Some(trade) = convert::trade_to_pb(event, applied.sequence, applied.timestamp, &units) else { continue };
+                if outbound.send(Ok(trade)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn stream_book(shared: Shared, units: Arc<InstrumentUnits>, levels: usize, outbound: mpsc::Sender<Result<pb::Book, Status>>) {
+    // Subscribe before the first read, so no change between the two is missed.
+    let mut batches = shared.sequencer.subscribe();
+    let Ok(mut last) = shared.depth(units.id, levels).await else { return };
+    if outbound.send(Ok(book_to_pb(&units, &last, 0))).await.is_err() {
+        return;
+    }
+    loop {
+        let sequence = tokio::select! {
+            _ = outbound.closed() => return,
+            received = batches.recv() => match received {
+                Ok(batch) if may_change_book(&batch, units.id) => batch.last().map_or(0, |applied| applied.sequence),
+                Ok(_) => continue,
+                // A snapshot stream can skip: the next read shows the book as it is now.
+                Err(RecvError::Lagged(_)) => 0,
+                Err(RecvError::Closed) => return,
+            },
+        };
+        let Ok(depth) = shared.depth(units.id, levels).await else { return };
+        if depth != last {
+            if outbound.send(Ok(book_to_pb(&units, &depth, sequence))).await.is_err() {
+                return;
+            }
+            last = depth;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::market_data_server::MarketData for MarketDataService {
+    async fn get_book(&self, request: Request<pb::GetBookRequest>) -> Result<Response<pb::Book>, Status> {
+        let request = request.into_inner();
+        let levels = levels_wanted(request.depth)?;
+        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
+        let depth = self.shared.depth(units.id, levels).await?;
+        Ok(Response::new(book_to_pb(&units, &depth, 0)))
+    }
+
+    type StreamTradesStream = ReceiverStream<Result<pb::Trade, Status>>;
+
+    async fn stream_trades(&self, request: Request<pb::StreamTradesRequest>) -> Result<Response<Self::StreamTradesStream>, Status> {
+        let request = request.into_inner();
+        let only = match request.instrument.as_ref() {
+            Some(reference) => Some(self.shared.catalog.resolve(Some(reference), "instrument").await?.id),
+            None => None,
+        };
+        let (outbound, trades) = mpsc::channel(STREAM_MESSAGES_BUFFERED_MAX);
+        tokio::spawn(stream_trades(self.shared.clone(), only, outbound));
+        Ok(Response::new(ReceiverStream::new(trades)))
+    }
+
+    type StreamBookStream = ReceiverStream<Result<pb::Book, Status>>;
+
+    async fn stream_book(&self, request: Request<pb::StreamBookRequest>) -> Result<Response<Self::StreamBookStream>, Status> {
+        let request = request.into_inner();
+        let levels = levels_wanted(request.depth)?;
+        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
+        let (outbound, books) = mpsc::channel(STREAM_MESSAGES_BUFFERED_MAX);
+        tokio::spawn(stream_book(self.shared.clone(), units, levels, outbound));
+        Ok(Response::new(ReceiverStream::new(books)))
+    }
+}

@@ -1,0 +1,128 @@
+//! The gRPC services: thin handlers that authenticate, convert the request into an engine
+//! command (`convert.rs`), hand it to the sequencer, and map the outcome back. Queries run on the
+//! engine thread through `Sequencer::query`, so they only ever see acknowledged state.
+//! `router` assembles the four Mutua services with health checking and server reflection.
+
+mod accounts;
+mod catalog;
+mod exchange;
+mod market_data;
+mod registry;
+
+use std::sync::Arc;
+
+use mutua_engine::{Command, CommandKind, ParticipantId, Role};
+use tonic::transport::server::Router;
+use tonic::transport::Server;
+use tonic::Status;
+
+use crate::auth::{Auth, Caller};
+use crate::convert;
+use crate::pb;
+use crate::sequencer::{Applied, Sequencer, SequencerError};
+
+pub use accounts::AccountsService;
+pub use catalog::Catalog;
+pub use exchange::ExchangeService;
+pub use market_data::MarketDataService;
+pub use registry::RegistryService;
+
+/// What every handler needs: the way to the engine thread and the token store.
+#[derive(Clone)]
+pub struct Context {
+    pub sequencer: Sequencer,
+    pub auth: Auth,
+}
+
+/// The context plus gateway-side caches shared by all services.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub sequencer: Sequencer,
+    pub auth: Auth,
+    pub catalog: Catalog,
+}
+
+impl Shared {
+    fn new(context: Context) -> Shared {
+        let catalog = Catalog::new(context.sequencer.clone());
+        Shared { sequencer: context.sequencer, auth: context.auth, catalog }
+    }
+
+    /// Submits a command on behalf of `caller` and waits until it is journaled. Returns the
+    /// applied record whatever the engine decided; `convert::accepted` turns a rejection into a
+    /// status.
+    pub async fn submit(&self, caller: Caller, request_id: &str, kind: CommandKind) -> Result<Arc<Applied>, Status> {
+        let command = Command { id: convert::checked_command_id(caller.participant, request_id)?, participant: caller.participant, kind };
+        self.sequencer.submit(command).await.map_err(sequencer_status)
+    }
+
+    /// Runs a read-only closure on the engine thread.
+    pub async fn query<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mutua_engine::Engine) -> R + Send + 'static,
+    ) -> Result<R, Status> {
+        self.sequencer.query(f).await.map_err(sequencer_status)
+    }
+}
+
+/// Backpressure and shutdown as clients see them.
+pub fn sequencer_status(error: SequencerError) -> Status {
+    match error {
+        SequencerError::Overloaded => Status::resource_exhausted("the exchange is at capacity; retry shortly"),
+        SequencerError::Stopped => Status::unavailable("the exchange is shutting down"),
+    }
+}
+
+/// Whose account a read names: the caller's own when absent; another's only for those who read
+/// everything (regulator and operator), since a participant sees its own accounts and nobody
+/// else's.
+pub(crate) fn account_of(caller: Caller, requested: Option<u32>) -> Result<ParticipantId, Status> {
+    match requested.map(ParticipantId) {
+        None => Ok(caller.participant),
+        Some(account) if account == caller.participant || reads_everything(caller) => Ok(account),
+        Some(_) => Err(Status::permission_denied("participant_id: only a regulator or operator may read another participant's accounts")),
+    }
+}
+
+pub(crate) fn reads_everything(caller: Caller) -> bool {
+    matches!(caller.role, Role::Regulator | Role::Operator)
+}
+
+/// Every service of the exchange, plus `grpc.health.v1` and server reflection (v1 and v1alpha,
+/// since grpcurl 1.8 speaks only v1alpha), ready to serve.
+pub fn router(context: Context) -> Router {
+    let shared = Shared::new(context);
+    let exchange = pb::exchange_server::ExchangeServer::new(ExchangeService::new(shared.clone()));
+    let accounts = pb::accounts_server::AccountsServer::new(AccountsService::new(shared.clone()));
+    let registry = pb::registry_server::RegistryServer::new(RegistryService::new(shared.clone()));
+    let market_data = pb::market_data_server::MarketDataServer::new(MarketDataService::new(shared));
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    // The reporter's lock is uncontended here, so these complete at once without a runtime.
+    futures::executor::block_on(async {
+        reporter.set_serving::<pb::exchange_server::ExchangeServer<ExchangeService>>().await;
+        reporter.set_serving::<pb::accounts_server::AccountsServer<AccountsService>>().await;
+        reporter.set_serving::<pb::registry_server::RegistryServer<RegistryService>>().await;
+        reporter.set_serving::<pb::market_data_server::MarketDataServer<MarketDataService>>().await;
+    });
+
+    // The descriptor sets are compiled into the binary; failing to read them is a build defect,
+    // not something a request can cause.
+    let reflection_v1 = reflection().build_v1().expect("the compiled descriptor sets are valid");
+    let reflection_v1alpha = reflection().build_v1alpha().expect("the compiled descriptor sets are valid");
+
+    Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(exchange)
+        .add_service(accounts)
+        .add_service(registry)
+        .add_service(market_data)
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}

@@ -1,0 +1,163 @@
+//! `mutua.v1.Registry`: participants and their tokens, instruments, offerings, distributions and
+//! maturity. Roles are enforced by the engine (a rejection says which rule), so these handlers
+//! only authenticate, convert and report.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mutua_engine::{Ack, CommandKind, OfferingId, RejectReason};
+use tonic::{Request, Response, Status};
+
+use crate::convert::{self, InstrumentUnits};
+use crate::pb;
+use crate::services::Shared;
+
+pub struct RegistryService {
+    shared: Shared,
+}
+
+impl RegistryService {
+    pub(crate) fn new(shared: Shared) -> RegistryService {
+        RegistryService { shared }
+    }
+
+    /// The units of the instrument an offering is in.
+    async fn units_of_offering(&self, offering: OfferingId) -> Result<Arc<InstrumentUnits>, Status> {
+        let instrument = self
+            .shared
+            .query(move |engine| engine.offering(offering).map(|found| found.instrument))
+            .await?
+            .ok_or_else(|| convert::field_rejection("offering_id", RejectReason::UnknownOffering))?;
+        self.shared
+            .catalog
+            .units(instrument)
+            .await?
+            .ok_or_else(|| Status::internal("an offering names an unlisted instrument"))
+    }
+}
+
+/// The gateway's wall clock, for listings that name no issue time. The engine has no clock; the
+/// time chosen here travels inside the journaled command, so replay sees the same value.
+fn wall_clock_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[tonic::async_trait]
+impl pb::registry_server::Registry for RegistryService {
+    async fn register_participant(
+        &self,
+        request: Request<pb::RegisterParticipantRequest>,
+    ) -> Result<Response<pb::RegisterParticipantResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let request = request.into_inner();
+        let kind = CommandKind::try_from(&request)?;
+        let CommandKind::RegisterParticipant { role, .. } = kind else {
+            return Err(Status::internal("a registration converted into another command"));
+        };
+        let applied = self.shared.submit(caller, &request.request_id, kind).await?;
+        let Ack::Participant(participant) = convert::accepted(&applied)? else {
+            return Err(Status::internal("the engine registered a participant without an id"));
+        };
+        // Tokens are derived from the participant id, so a retried registration gets the same one.
+        let token = self.shared.auth.issue_token(participant, role)?;
+        Ok(Response::new(pb::RegisterParticipantResponse { commit: Some(convert::commit(&applied)), participant_id: participant.0, token }))
+    }
+
+    async fn set_accreditation(&self, request: Request<pb::SetAccreditationRequest>) -> Result<Response<pb::CommitResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let request = request.into_inner();
+        let applied = self.shared.submit(caller, &request.request_id, CommandKind::try_from(&request)?).await?;
+        Ok(Response::new(convert::commit_response(&applied)?))
+    }
+
+    async fn list_instrument(&self, request: Request<pb::ListInstrumentRequest>) -> Result<Response<pb::ListInstrumentResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let request = request.into_inner();
+        let scale = self.shared.catalog.currency_scale().await?;
+        let kind = convert::list_instrument(&request, scale, wall_clock_ns())?;
+        let applied = self.shared.submit(caller, &request.request_id, kind).await?;
+        let Ack::Instrument(instrument) = convert::accepted(&applied)? else {
+            return Err(Status::internal("the engine listed an instrument without an id"));
+        };
+        Ok(Response::new(pb::ListInstrumentResponse { commit: Some(convert::commit(&applied)), instrument_id: instrument.0 }))
+    }
+
+    async fn set_trading_status(&self, request: Request<pb::SetTradingStatusRequest>) -> Result<Response<pb::CommitResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let request = request.into_inner();
+        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
+        let kind = CommandKind::SetTradingStatus { instrument: units.id, open: request.open };
+        let applied = self.shared.submit(caller, &request.request_id, kind).await?;
+        Ok(Response::new(convert::commit_response(&applied)?))
+    }
+
+    async fn get_instrument(&self, request: Request<pb::GetInstrumentRequest>) -> Result<Response<pb::Instrument>, Status> {
+        self.shared.auth.authenticate(&request)?;
+        let units = self.shared.catalog.resolve(request.get_ref().instrument.as_ref(), "instrument").await?;
+        let id = units.id;
+        let instrument = self
+            .shared
+            .query(move |engine| {
+                engine.instrument(id).map(|instrument| convert::instrument_to_pb(instrument, engine.config().currency_scale, engine.now()))
+            })
+            .await?
+            .ok_or_else(|| convert::field_rejection("instrument", RejectReason::UnknownInstrument))?;
+        Ok(Response::new(instrument))
+    }
+
+    async fn list_instruments(&self, request: Request<pb::ListInstrumentsRequest>) -> Result<Response<pb::ListInstrumentsResponse>, Status> {
+        self.shared.auth.authenticate(&request)?;
+        let instruments = self
+            .shared
+            .query(|engine| {
+                let (scale, now) = (engine.config().currency_scale, engine.now());
+                engine.instruments().map(|instrument| convert::instrument_to_pb(instrument, scale, now)).collect()
+            })
+            .await?;
+        Ok(Response::new(pb::ListInstrumentsResponse { instruments }))
+    }
+
+    async fn open_offering(&self, request: Request<pb::OpenOfferingRequest>) -> Result<Response<pb::OpenOfferingResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let request = request.into_inner();
+        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
+        let applied = self.shared.submit(caller, &request.request_id, convert::open_offering(&request, &units)?).await?;
+        let Ack::Offering(offering) = convert::accepted(&applied)? else {
+            return Err(Status::internal("the engine opened an offering without an id"));
+        };
+        Ok(Response::new(pb::OpenOfferingResponse { commit: Some(convert::commit(&applied)), offering_id: offering.0 }))
+    }
+
+    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<pb::SubscribeResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let request = request.into_inner();
+        let units = self.units_of_offering(OfferingId(request.offering_id)).await?;
+        let applied = self.shared.submit(caller, &request.request_id, convert::subscribe(&request, &units)?).await?;
+        Ok(Response::new(convert::subscribe_response(&applied, &units)?))
+    }
+
+    async fn close_offering(&self, request: Request<pb::CloseOfferingRequest>) -> Result<Response<pb::CloseOfferingResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let request = request.into_inner();
+        let units = self.units_of_offering(OfferingId(request.offering_id)).await?;
+        let applied = self.shared.submit(caller, &request.request_id, CommandKind::try_from(&request)?).await?;
+        Ok(Response::new(convert::close_offering_response(&applied, &units)?))
+    }
+
+    async fn pay_distribution(&self, request: Request<pb::PayDistributionRequest>) -> Result<Response<pb::PayDistributionResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let request = request.into_inner();
+        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
+        let applied = self.shared.submit(caller, &request.request_id, convert::pay_distribution(&request, &units)?).await?;
+        Ok(Response::new(convert::pay_distribution_response(&applied, &units)?))
+    }
+
+    async fn repay_at_maturity(&self, request: Request<pb::RepayAtMaturityRequest>) -> Result<Response<pb::RepayAtMaturityResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let request = request.into_inner();
+        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
+        let kind = CommandKind::RepayAtMaturity { instrument: units.id };
+        let applied = self.shared.submit(caller, &request.request_id, kind).await?;
+        Ok(Response::new(convert::repay_at_maturity_response(&applied, &units)?))
+    }
+}
