@@ -133,3 +133,20 @@ fn a_journal_from_another_market_configuration_is_refused() {
     let other = MarketConfig { holding_cap_bp_default: 2_000, ..MarketConfig::default() };
     assert!(matches!(Journal::open(dir.path(), &other), Err(JournalError::ConfigMismatch)));
 }
+
+#[test]
+fn a_corrupt_record_behind_a_snapshot_is_still_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MarketConfig::default();
+    let mut engine = Engine::new(config.clone());
+    let mut journal = Journal::open(dir.path(), &config).unwrap();
+    journal.append(&apply(&mut engine, &market_commands(60), 1)).unwrap();
+    journal.write_snapshot(60, &engine).unwrap();
+    // Recovery starts from the snapshot and replays nothing, yet must not trust record 9.
+    common::flip_byte_in_record(&journal, 9);
+    match journal.recover(config, |_, _| {}) {
+        Err(JournalError::CorruptRecord { sequence, .. }) => assert_eq!(sequence, 9),
+        Err(other) => panic!("expected a corrupt record at 9, got {other}"),
+        Ok(_) => panic!("recovery trusted a corrupt record behind a snapshot"),
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use mutua_engine::{MarketConfig, Role, GENESIS_OPERATOR};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::auth::Auth;
 use crate::journal::Journal;
@@ -49,6 +49,9 @@ impl ServeArgs {
 
 /// Binds, serves until SIGINT or SIGTERM, then shuts down cleanly.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Logs go to stderr (RUST_LOG, default info); stdout carries the lines scripts read.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let report = run(listener, &args, shutdown_signal()).await?;
     tracing::info!(last_sequence = report.last_sequence, state_hash = %report.state_hash, "stopped cleanly");
@@ -61,7 +64,8 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
     std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
     let market = MarketConfig::default();
     let journal = Journal::open(&args.data, &market).with_context(|| format!("opening the journal in {}", args.data.display()))?;
-    let recovered = tokio::task::block_in_place(|| recover(&journal, market))?;
+    // Start-up is blocking work by nature: nothing else runs until the state is recovered.
+    let recovered = recover(&journal, market)?;
     let (auth, new_market) = Auth::open(journal.shared_db())?;
     if new_market {
         let token = auth.issue_token(GENESIS_OPERATOR, Role::Operator).map_err(|status| anyhow::anyhow!(status.message().to_string()))?;
@@ -76,7 +80,9 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
     let address = listener.local_addr()?;
     println!("mutua listening on {address}");
     let router = crate::services::router(crate::services::Context { sequencer: sequencer.clone(), auth });
-    let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
+    // Replies are small and latency-bound: send them at once rather than waiting to coalesce.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
     tracing::info!("no longer accepting; draining the engine");
     sequencer.stop();
     drop(sequencer);

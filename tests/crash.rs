@@ -1,0 +1,260 @@
+//! Crash safety of the real `mutua serve` process: killed with SIGKILL while orders stream in, it
+//! restarts on the same data directory with every acknowledged order and trade in place, and its
+//! state hash equals a from-scratch replay of the journal. A flipped byte in the journal makes it
+//! refuse to start, naming the record.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mutua_engine::{Ack, Event, MarketConfig, OrderId};
+use mutua_gateway::journal::Journal;
+use mutua_gateway::pb;
+use tonic::transport::Channel;
+
+/// A running `mutua serve` and what it printed on the way up.
+struct Server {
+    child: Child,
+    address: String,
+    operator_token: Option<String>,
+    /// (sequence, state hash) it recovered to.
+    recovered: (u64, String),
+    lines: mpsc::Receiver<String>,
+}
+
+fn start(data: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mutua"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--snapshot-every", "700", "--data"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mutua serve");
+    let (sender, lines) = mpsc::channel();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let (mut address, mut operator_token, mut recovered) = (None, None, None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while address.is_none() {
+        let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server printed its address");
+        if let Some(rest) = line.strip_prefix("mutua listening on ") {
+            address = Some(format!("http://{}", rest.trim()));
+        } else if let Some(token) = line.strip_prefix("operator token").and_then(|rest| rest.rsplit(": ").next()) {
+            operator_token = Some(token.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("mutua state at sequence ") {
+            let (sequence, hash) = rest.split_once(" has state hash ").expect("state line");
+            recovered = Some((sequence.parse().expect("sequence"), hash.trim().to_string()));
+        }
+    }
+    Server { child, address: address.unwrap(), operator_token, recovered: recovered.expect("state line printed"), lines }
+}
+
+impl Server {
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then the (sequence, state hash) it reports as it stops cleanly.
+    fn terminate(mut self) -> (u64, String) {
+        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill -TERM");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        assert!(exit.success(), "graceful shutdown must exit 0, got {exit}");
+        let line = self.lines.iter().find(|line| line.starts_with("mutua stopped at sequence ")).expect("stop line");
+        let rest = line.trim_start_matches("mutua stopped at sequence ");
+        let (sequence, hash) = rest.split_once(" with state hash ").expect("stop line format");
+        (sequence.parse().unwrap(), hash.trim().to_string())
+    }
+}
+
+fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+async fn channel(address: &str) -> Channel {
+    Channel::from_shared(address.to_string()).unwrap().connect().await.expect("connect")
+}
+
+/// Participants of the crash market: (id, token) for two traders.
+struct Traders {
+    buyer: (u32, String),
+    seller: (u32, String),
+}
+
+async fn set_up_market(address: &str, operator: &str) -> Traders {
+    let channel = channel(address).await;
+    let mut registry = pb::registry_client::RegistryClient::new(channel.clone());
+    let mut accounts = pb::accounts_client::AccountsClient::new(channel);
+    let register = |role: pb::Role, name: &'static str| {
+        let mut registry = registry.clone();
+        let operator = operator.to_string();
+        async move {
+            let request = pb::RegisterParticipantRequest { request_id: format!("register-{name}"), role: role as i32, name: name.into() };
+            let response = registry.register_participant(authorized(request, &operator)).await.expect("register").into_inner();
+            (response.participant_id, response.token)
+        }
+    };
+    let issuer = register(pb::Role::Organization, "crash-coop").await;
+    let buyer = register(pb::Role::Contributor, "buyer").await;
+    let seller = register(pb::Role::Contributor, "seller").await;
+    for (id, _) in [&buyer, &seller] {
+        let request = pb::DepositRequest { request_id: format!("deposit-{id}"), participant_id: *id, amount: "100000000.00".into() };
+        accounts.deposit(authorized(request, operator)).await.expect("deposit");
+    }
+    let listing = pb::ListInstrumentRequest {
+        request_id: "list-crash".into(),
+        symbol: "CRASH".into(),
+        kind: pb::InstrumentKind::CommunityShare as i32,
+        issuer_id: issuer.0,
+        tick_size: "0.01".into(),
+        lot_size: "1".into(),
+        par: "10.00".into(),
+        return_cap: "0.05".into(),
+        price_floor: "0".into(),
+        holding_cap: Some("1".into()),
+        ..Default::default()
+    };
+    registry.list_instrument(authorized(listing, operator)).await.expect("list");
+    let instrument = || Some(pb::InstrumentRef { instrument: Some(pb::instrument_ref::Instrument::Symbol("CRASH".into())) });
+    let open = pb::OpenOfferingRequest { request_id: "offer".into(), instrument: instrument(), quantity: "1000000".into(), minimum_quantity: "1".into() };
+    let offering = registry.open_offering(authorized(open, &issuer.1)).await.expect("offering").into_inner().offering_id;
+    let subscribe = pb::SubscribeRequest { request_id: "subscribe".into(), offering_id: offering, quantity: "1000000".into() };
+    registry.subscribe(authorized(subscribe, &seller.1)).await.expect("subscribe");
+    let close = pb::CloseOfferingRequest { request_id: "close".into(), offering_id: offering };
+    registry.close_offering(authorized(close, &issuer.1)).await.expect("close");
+    let trading = pb::SetTradingStatusRequest { request_id: "open-trading".into(), instrument: instrument(), open: true };
+    registry.set_trading_status(authorized(trading, operator)).await.expect("open trading");
+    Traders { buyer, seller }
+}
+
+/// An order the server acknowledged: its sequence, order id and the fills it reported.
+#[derive(Debug)]
+struct Acknowledged {
+    participant: u32,
+    request_id: String,
+    sequence: u64,
+    order_id: u64,
+    fills: usize,
+}
+
+/// Places orders one after another until the server goes away; returns what was acknowledged.
+async fn place_until_killed(address: String, trader: (u32, String), side: pb::Side, round: usize) -> Vec<Acknowledged> {
+    let mut exchange = pb::exchange_client::ExchangeClient::new(channel(&address).await);
+    let mut acknowledged = Vec::new();
+    for index in 0.. {
+        let request_id = format!("round-{round}-{}-{index}", trader.0);
+        let order = pb::PlaceOrderRequest {
+            request_id: request_id.clone(),
+            instrument: Some(pb::InstrumentRef { instrument: Some(pb::instrument_ref::Instrument::Symbol("CRASH".into())) }),
+            side: side as i32,
+            price: "10.00".into(),
+            quantity: "1".into(),
+            time_in_force: pb::TimeInForce::GoodTillCancelled as i32,
+            self_trade_prevention: pb::SelfTradePrevention::CancelIncoming as i32,
+        };
+        match exchange.place_order(authorized(order, &trader.1)).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                let sequence = response.commit.expect("commit").sequence;
+                acknowledged.push(Acknowledged { participant: trader.0, request_id, sequence, order_id: response.order_id, fills: response.fills.len() });
+            }
+            Err(_) => break,
+        }
+    }
+    acknowledged
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_any_moment_loses_nothing_acknowledged() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path());
+    let operator = server.operator_token.clone().expect("first start prints the operator token");
+    let traders = set_up_market(&server.address, &operator).await;
+    let mut server = server;
+    let mut acknowledged = Vec::new();
+    // Kill points spread from "almost at once" to "well into the load", shifted a little by the
+    // clock so that repeated runs probe different moments.
+    let jitter = u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_micros() % 40);
+    for (round, kill_after_ms) in [15u64, 90, 240, 520].into_iter().enumerate() {
+        let buyer = tokio::spawn(place_until_killed(server.address.clone(), traders.buyer.clone(), pb::Side::Buy, round));
+        let seller = tokio::spawn(place_until_killed(server.address.clone(), traders.seller.clone(), pb::Side::Sell, round));
+        tokio::time::sleep(Duration::from_millis(kill_after_ms + jitter)).await;
+        server.kill();
+        let mut round_acknowledged = buyer.await.unwrap();
+        round_acknowledged.extend(seller.await.unwrap());
+        server = start(data.path());
+        let (recovered_sequence, _) = server.recovered;
+        for order in &round_acknowledged {
+            assert!(order.sequence <= recovered_sequence, "order acknowledged at {} but the restart recovered only to {recovered_sequence}", order.sequence);
+        }
+        assert!(server.operator_token.is_none(), "the operator token is printed only on first start");
+        acknowledged.extend(round_acknowledged);
+    }
+    let trades: usize = acknowledged.iter().map(|order| order.fills).sum();
+    eprintln!("{} orders and {trades} trades acknowledged across four kills", acknowledged.len());
+    assert!(trades > 0, "the load produced trades");
+
+    // A clean stop right after the last restart: the hash it stops with is the recovered one.
+    let recovered = server.recovered.clone();
+    let stopped = server.terminate();
+    assert_eq!(stopped, recovered, "a restart followed by a clean stop changes nothing");
+
+    // The journal replayed from genesis, ignoring snapshots, reaches the same state, and holds
+    // every acknowledged order, with its trades, at the sequence number it was acknowledged at.
+    let journal = Journal::open(data.path(), &MarketConfig::default()).unwrap();
+    let replayed = journal.replay_from_genesis(MarketConfig::default(), |_, _| {}).unwrap();
+    assert_eq!(replayed.last_sequence, stopped.0);
+    assert_eq!(replayed.engine.state_hash().to_string(), stopped.1, "from-scratch replay gives the served state hash");
+    let mut records = std::collections::HashMap::new();
+    journal
+        .for_each_after(0, |applied| {
+            records.insert(applied.sequence, applied);
+            Ok(())
+        })
+        .unwrap();
+    for order in &acknowledged {
+        let record = &records[&order.sequence];
+        let command_id = mutua_gateway::convert::command_id(mutua_engine::ParticipantId(order.participant), &order.request_id);
+        assert_eq!(record.command.id, command_id, "sequence {} holds another command", order.sequence);
+        assert_eq!(record.outcome.result, Ok(Ack::Order(OrderId(order.order_id))));
+        let trades = record.events.iter().filter(|event| matches!(event, Event::Trade { .. })).count();
+        assert_eq!(trades, order.fills, "order {} reported {} fills, the journal holds {trades}", order.order_id, order.fills);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_the_journal_stops_the_server_from_starting() {
+    let data = tempfile::tempdir().unwrap();
+    let server = start(data.path());
+    let operator = server.operator_token.clone().unwrap();
+    set_up_market(&server.address, &operator).await;
+    server.terminate();
+    {
+        let journal = Journal::open(data.path(), &MarketConfig::default()).unwrap();
+        assert!(journal.last_sequence().unwrap() >= 8);
+        common::flip_byte_in_record(&journal, 5);
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_mutua"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .output()
+        .expect("run mutua serve");
+    assert!(!output.status.success(), "the server started on a corrupt journal");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("journal record 5 is corrupt"), "the refusal names the record: {stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"), "it never served");
+}
