@@ -36,6 +36,8 @@ pub struct Market {
     pub engine: Engine,
     pub instrument: InstrumentId,
     pub contributors: Vec<ParticipantId>,
+    /// Every command the set-up applied, in order, so that a journal can start from genesis.
+    pub setup: Vec<Command>,
     next_command: u128,
     events: Vec<Event>,
 }
@@ -44,11 +46,12 @@ impl Market {
     /// `contributors` contributors, each with ample cash and `LOTS_PER_CONTRIBUTOR` lots of one
     /// share trading around par.
     pub fn new(contributors: u32) -> Market {
-        let config = MarketConfig { command_ids_remembered_max: 1 << 20, ..MarketConfig::default() };
+        let config = MarketConfig::default();
         let mut market = Market {
             engine: Engine::new(config),
             instrument: InstrumentId(0),
             contributors: Vec::new(),
+            setup: Vec::new(),
             next_command: 1 << 64,
             events: Vec::with_capacity(1024),
         };
@@ -105,7 +108,9 @@ impl Market {
     fn run(&mut self, participant: ParticipantId, kind: CommandKind) -> Ack {
         let command = self.command(participant, kind);
         self.events.clear();
-        self.engine.apply(&command, NOW, &mut self.events).result.expect("set-up command accepted")
+        let ack = self.engine.apply(&command, NOW, &mut self.events).result.expect("set-up command accepted");
+        self.setup.push(command);
+        ack
     }
 }
 
