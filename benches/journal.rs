@@ -42,7 +42,7 @@ fn bench_dir(name: &str) -> tempfile::TempDir {
 }
 
 fn append_throughput(c: &mut Criterion) {
-    let applied = records(200_000);
+    let mut applied = records(200_000);
     let encoded: Vec<Vec<u8>> = applied.iter().map(|record| postcard::to_allocvec(record).expect("encode")).collect();
     let mean_bytes = encoded.iter().map(Vec::len).sum::<usize>() / encoded.len();
     eprintln!("journal records: {} bytes on average (+4 checksum)", mean_bytes);
@@ -57,7 +57,11 @@ fn append_throughput(c: &mut Criterion) {
         let mut next = 0usize;
         group.bench_function(BenchmarkId::new("journal", batch), |b| {
             b.iter(|| {
+                // Sequence numbers keep rising, as they do in service, so RocksDB appends.
                 let start = next % (applied.len() - batch);
+                for (offset, record) in applied[start..start + batch].iter_mut().enumerate() {
+                    record.sequence = (next + offset) as u64 + 1;
+                }
                 next += batch;
                 journal.append(&applied[start..start + batch]).expect("append");
             })

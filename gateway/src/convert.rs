@@ -150,6 +150,17 @@ pub fn accepted(applied: &Applied) -> Result<Ack, Status> {
     applied.outcome.result.map_err(rejection_status)
 }
 
+/// The status for an accepted outcome of another kind than the call expects. On a replay that
+/// is the client's mistake (the request id was first used for a different command), not a
+/// server fault; otherwise the engine broke its contract.
+pub fn mismatched_outcome(applied: &Applied, expected: &str) -> Status {
+    if applied.outcome.replayed {
+        Status::invalid_argument(format!("request_id: already used for another command than {expected}; choose a new request id"))
+    } else {
+        Status::internal(format!("the engine answered {expected} with another kind of outcome"))
+    }
+}
+
 /// Where an applied command sits in the journal.
 pub fn commit(applied: &Applied) -> pb::Commit {
     pb::Commit { sequence: applied.sequence, timestamp_ns: applied.timestamp, replayed: applied.outcome.replayed }
@@ -467,8 +478,9 @@ pub fn withdraw(request: &pb::WithdrawRequest, currency_scale: u32) -> Result<Co
 pub fn list_instrument(request: &pb::ListInstrumentRequest, currency_scale: u32, now: Timestamp) -> Result<CommandKind, Status> {
     let tick_size_minor = cash_minor("tick_size", &request.tick_size, currency_scale)?;
     let lot_size = parse_decimal("lot_size", &request.lot_size)?;
+    // Reported as the listing's own reason: a bad lot size is not a bad order quantity.
     let lot_size_units = units::units_to_lots(lot_size, 1)
-        .map_err(|reason| field_error("lot_size", reason, "must be a positive whole number of units"))?;
+        .map_err(|_| field_error("lot_size", RejectReason::LotSizeInvalid, "must be a positive whole number of units"))?;
     let listed = InstrumentUnits { id: InstrumentId(0), symbol: request.symbol.clone(), tick_size_minor, lot_size_units, currency_scale };
     let par_ticks = listed.price_ticks("par", &request.par)?;
     let price_floor_ticks = if request.price_floor.trim().is_empty() || parse_decimal("price_floor", &request.price_floor)?.is_zero() {
@@ -535,7 +547,7 @@ pub fn pay_distribution(request: &pb::PayDistributionRequest, units: &Instrument
 /// What happened at once to an order just placed, read from the events of its command.
 pub fn place_order_response(applied: &Applied, units: &InstrumentUnits) -> Result<pb::PlaceOrderResponse, Status> {
     let Ack::Order(order) = accepted(applied)? else {
-        return Err(Status::internal("the engine accepted an order without an order id"));
+        return Err(mismatched_outcome(applied, "an order"));
     };
     let mut response = pb::PlaceOrderResponse {
         commit: Some(commit(applied)),

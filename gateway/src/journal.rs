@@ -73,6 +73,8 @@ pub struct Journal {
     sync: WriteOptions,
     /// Reused encode buffer, so appends do not allocate per record in the steady state.
     buffer: Vec<u8>,
+    /// The largest write batch so far, so the next one is allocated once at its full size.
+    write_batch_bytes_hint: usize,
 }
 
 fn key(sequence: u64) -> [u8; 8] {
@@ -83,6 +85,17 @@ fn seal(payload: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     out.extend_from_slice(payload);
+}
+
+/// Encodes a record straight into `out`: a checksum slot, the payload, then the checksum.
+fn encode_record(applied: &Applied, out: &mut Vec<u8>) {
+    let mut buffer = std::mem::take(out);
+    buffer.clear();
+    buffer.extend_from_slice(&[0; 4]);
+    buffer = postcard::to_extend(applied, buffer).expect("a journal record always serializes");
+    let crc = crc32c::crc32c(&buffer[4..]);
+    buffer[..4].copy_from_slice(&crc.to_le_bytes());
+    *out = buffer;
 }
 
 fn unseal(sequence: u64, record: &[u8]) -> Result<&[u8], String> {
@@ -114,7 +127,7 @@ impl Journal {
         let db = DB::open_cf_descriptors(&options, path, families)?;
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        let journal = Journal { db: Arc::new(db), sync, buffer: Vec::with_capacity(1 << 20) };
+        let journal = Journal { db: Arc::new(db), sync, buffer: Vec::with_capacity(1 << 16), write_batch_bytes_hint: 1 << 12 };
         let meta = journal.cf(CF_META);
         let genesis_bytes = postcard::to_allocvec(genesis).expect("config serializes");
         match journal.db.get_cf(meta, META_GENESIS)? {
@@ -136,15 +149,13 @@ impl Journal {
 
     /// Writes a batch of applied commands in one synced RocksDB write batch.
     pub fn append<'a>(&mut self, batch: impl IntoIterator<Item = &'a Applied>) -> Result<(), JournalError> {
-        let mut write = WriteBatch::default();
+        let mut write = WriteBatch::with_capacity_bytes(self.write_batch_bytes_hint);
         let commands = self.db.cf_handle(CF_COMMANDS).expect("column family");
-        let mut payload = Vec::new();
         for applied in batch {
-            payload.clear();
-            payload = postcard::to_extend(applied, payload).expect("a journal record always serializes");
-            seal(&payload, &mut self.buffer);
+            encode_record(applied, &mut self.buffer);
             write.put_cf(commands, key(applied.sequence), &self.buffer);
         }
+        self.write_batch_bytes_hint = self.write_batch_bytes_hint.max(write.size_in_bytes());
         self.db.write_opt(write, &self.sync)?;
         Ok(())
     }
@@ -277,29 +288,46 @@ impl Journal {
         self.replay(Engine::new(genesis), 0, checkpoints, progress)
     }
 
+    /// Replays the records after `start` into `engine`. A reader thread walks RocksDB, checks
+    /// numbering and checksums and decodes each record's head; this thread applies, and checks
+    /// that each outcome equals the recorded one and that the events, encoded again, are the
+    /// recorded bytes. Stored snapshots in `checkpoints` are checked when replay reaches them.
     fn replay(&self, mut engine: Engine, start: u64, checkpoints: Vec<u64>, mut progress: impl FnMut(u64, u64)) -> Result<Recovered, JournalError> {
         let last = self.last_sequence()?;
         let total = last.saturating_sub(start);
-        let mut events = Vec::with_capacity(1024);
-        let mut done = 0u64;
         let mut checkpoints = checkpoints.into_iter().filter(|sequence| *sequence > start).peekable();
-        let last_replayed = self.for_each_after(start, |applied| {
-            events.clear();
-            let outcome = engine.apply(&applied.command, applied.timestamp, &mut events);
-            if outcome != applied.outcome || events != applied.events {
-                return Err(JournalError::ReplayDiverged { sequence: applied.sequence });
-            }
-            if checkpoints.peek() == Some(&applied.sequence) {
-                checkpoints.next();
-                let recorded = self.read_snapshot(applied.sequence)?.hash;
-                let replayed = engine.state_hash();
-                if recorded != replayed {
-                    return Err(JournalError::HashMismatch { sequence: applied.sequence, recorded, replayed });
+        let (sender, receiver) = crossbeam_channel::bounded::<Result<ReplayBatch, JournalError>>(8);
+        let mut done = 0u64;
+        let mut last_replayed = start;
+        let mut events = Vec::with_capacity(1024);
+        let mut encoded = Vec::with_capacity(4096);
+        std::thread::scope(|scope| -> Result<(), JournalError> {
+            scope.spawn(|| self.read_batches(start, sender));
+            for batch in receiver {
+                let batch = batch?;
+                for (head, range) in batch.heads.iter().zip(&batch.event_ranges) {
+                    events.clear();
+                    let outcome = engine.apply(&head.command, head.timestamp, &mut events);
+                    encoded.clear();
+                    encoded = postcard::to_extend(&events, std::mem::take(&mut encoded)).expect("events serialize");
+                    if outcome != head.outcome || encoded != batch.event_bytes[range.clone()] {
+                        return Err(JournalError::ReplayDiverged { sequence: head.sequence });
+                    }
+                    last_replayed = head.sequence;
+                    if checkpoints.peek() == Some(&head.sequence) {
+                        checkpoints.next();
+                        let recorded = self.read_snapshot(head.sequence)?.hash;
+                        let replayed = engine.state_hash();
+                        if recorded != replayed {
+                            return Err(JournalError::HashMismatch { sequence: head.sequence, recorded, replayed });
+                        }
+                    }
                 }
-            }
-            done += 1;
-            if done % 65_536 == 0 {
-                progress(done, total);
+                let before = done;
+                done += batch.heads.len() as u64;
+                if before / 65_536 != done / 65_536 {
+                    progress(done, total);
+                }
             }
             Ok(())
         })?;
@@ -308,6 +336,75 @@ impl Journal {
             return Err(JournalError::Gap { expected: last_replayed + 1, found: sequence });
         }
         Ok(Recovered { engine, last_sequence: last_replayed, snapshot_sequence: None, replayed: done })
+    }
+
+    /// The reader half of `replay`: checked, decoded records after `after`, in batches.
+    fn read_batches(&self, after: u64, sender: crossbeam_channel::Sender<Result<ReplayBatch, JournalError>>) {
+        let mut expected = after + 1;
+        let start = key(expected);
+        let mut batch = ReplayBatch::default();
+        let mut read_options = rocksdb::ReadOptions::default();
+        read_options.fill_cache(false);
+        read_options.set_readahead_size(4 << 20);
+        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
+        let commands = self.cf(CF_COMMANDS);
+        for item in self.db.iterator_cf_opt(commands, read_options, mode) {
+            let checked = item.map_err(JournalError::from).and_then(|(stored_key, record)| {
+                let sequence = decode_key(&stored_key);
+                if sequence != expected {
+                    return Err(JournalError::Gap { expected, found: sequence });
+                }
+                batch.push(sequence, &record)
+            });
+            if let Err(error) = checked {
+                let _ = sender.send(Err(error));
+                return;
+            }
+            expected += 1;
+            if batch.heads.len() == REPLAY_BATCH_RECORDS && sender.send(Ok(std::mem::take(&mut batch))).is_err() {
+                return;
+            }
+        }
+        if !batch.heads.is_empty() {
+            let _ = sender.send(Ok(batch));
+        }
+    }
+}
+
+/// Records handed from the replay reader to the applier at a time.
+const REPLAY_BATCH_RECORDS: usize = 4_096;
+
+/// A record without its events, which replay compares as bytes rather than decoding. Field
+/// order is `Applied`'s, so that it decodes the front of an encoded `Applied`.
+#[derive(Deserialize)]
+struct RecordHead {
+    sequence: u64,
+    timestamp: Timestamp,
+    command: Command,
+    outcome: Outcome,
+}
+
+#[derive(Default)]
+struct ReplayBatch {
+    heads: Vec<RecordHead>,
+    /// The encoded events of every record, back to back; `event_ranges` says whose are where.
+    event_bytes: Vec<u8>,
+    event_ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl ReplayBatch {
+    fn push(&mut self, sequence: u64, record: &[u8]) -> Result<(), JournalError> {
+        let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
+        let payload = unseal(sequence, record).map_err(corrupt)?;
+        let (head, events): (RecordHead, &[u8]) = postcard::take_from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+        if head.sequence != sequence {
+            return Err(corrupt(format!("stored under {sequence} but says {}", head.sequence)));
+        }
+        let from = self.event_bytes.len();
+        self.event_bytes.extend_from_slice(events);
+        self.event_ranges.push(from..self.event_bytes.len());
+        self.heads.push(head);
+        Ok(())
     }
 }
 

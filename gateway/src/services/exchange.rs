@@ -207,7 +207,12 @@ impl pb::exchange_server::Exchange for ExchangeService {
     async fn list_orders(&self, request: Request<pb::ListOrdersRequest>) -> Result<Response<pb::ListOrdersResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let owner = account_of(caller, request.into_inner().participant_id)?;
-        let resting = self.shared.query(move |engine| engine.orders_of(owner)).await?;
+        // An unknown participant is NOT_FOUND, as for balances and holdings, not an empty list.
+        let resting = self
+            .shared
+            .query(move |engine| engine.participant(owner).map(|_| engine.orders_of(owner)))
+            .await?
+            .ok_or_else(|| convert::field_rejection("participant_id", RejectReason::UnknownAccount))?;
         let mut orders = Vec::with_capacity(resting.len());
         for order in &resting {
             let units = self

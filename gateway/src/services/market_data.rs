@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use mutua_engine::{Event, InstrumentId, Side};
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -73,8 +73,9 @@ fn may_change_book(batch: &PublishedBatch, instrument: InstrumentId) -> bool {
     })
 }
 
-async fn stream_trades(shared: Shared, only: Option<InstrumentId>, outbound: mpsc::Sender<Result<pb::Trade, Status>>) {
-    let mut batches = shared.sequencer.subscribe();
+/// `batches` is subscribed by the handler before it answers, so a client that trades as soon as
+/// the stream is open still sees its trade.
+async fn stream_trades(shared: Shared, mut batches: broadcast::Receiver<PublishedBatch>, only: Option<InstrumentId>, outbound: mpsc::Sender<Result<pb::Trade, Status>>) {
     loop {
         let batch = tokio::select! {
             _ = outbound.closed() => return,
@@ -150,7 +151,7 @@ impl pb::market_data_server::MarketData for MarketDataService {
             None => None,
         };
         let (outbound, trades) = mpsc::channel(STREAM_MESSAGES_BUFFERED_MAX);
-        tokio::spawn(stream_trades(self.shared.clone(), only, outbound));
+        tokio::spawn(stream_trades(self.shared.clone(), self.shared.sequencer.subscribe(), only, outbound));
         Ok(Response::new(ReceiverStream::new(trades)))
     }
 

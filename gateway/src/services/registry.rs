@@ -51,13 +51,17 @@ impl pb::registry_server::Registry for RegistryService {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
         let kind = CommandKind::try_from(&request)?;
-        let CommandKind::RegisterParticipant { role, .. } = kind else {
-            return Err(Status::internal("a registration converted into another command"));
-        };
         let applied = self.shared.submit(caller, &request.request_id, kind).await?;
         let Ack::Participant(participant) = convert::accepted(&applied)? else {
-            return Err(Status::internal("the engine registered a participant without an id"));
+            return Err(convert::mismatched_outcome(&applied, "a registration"));
         };
+        // The role comes from the register, not the request: a retry naming another role must
+        // not re-issue the participant's token with that role.
+        let role = self
+            .shared
+            .query(move |engine| engine.participant(participant).map(|registered| registered.role))
+            .await?
+            .ok_or_else(|| Status::internal("a registered participant is missing from the register"))?;
         // Tokens are derived from the participant id, so a retried registration gets the same one.
         let token = self.shared.auth.issue_token(participant, role)?;
         Ok(Response::new(pb::RegisterParticipantResponse { commit: Some(convert::commit(&applied)), participant_id: participant.0, token }))
@@ -77,7 +81,7 @@ impl pb::registry_server::Registry for RegistryService {
         let kind = convert::list_instrument(&request, scale, wall_clock_ns())?;
         let applied = self.shared.submit(caller, &request.request_id, kind).await?;
         let Ack::Instrument(instrument) = convert::accepted(&applied)? else {
-            return Err(Status::internal("the engine listed an instrument without an id"));
+            return Err(convert::mismatched_outcome(&applied, "a listing"));
         };
         Ok(Response::new(pb::ListInstrumentResponse { commit: Some(convert::commit(&applied)), instrument_id: instrument.0 }))
     }
@@ -123,7 +127,7 @@ impl pb::registry_server::Registry for RegistryService {
         let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
         let applied = self.shared.submit(caller, &request.request_id, convert::open_offering(&request, &units)?).await?;
         let Ack::Offering(offering) = convert::accepted(&applied)? else {
-            return Err(Status::internal("the engine opened an offering without an id"));
+            return Err(convert::mismatched_outcome(&applied, "an offering"));
         };
         Ok(Response::new(pb::OpenOfferingResponse { commit: Some(convert::commit(&applied)), offering_id: offering.0 }))
     }
