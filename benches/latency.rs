@@ -64,8 +64,8 @@ fn main() {
         cancel.record(began.elapsed().as_nanos() as u64).expect("record");
         assert!(outcome.result.is_ok(), "cancel rejected: {outcome:?}");
 
-        // An aggressive order that trades against the touch, then a passive one to replace the
-        // liquidity it took.
+        // An aggressive order that trades against the touch; every resting order it uses up is
+        // replaced by a passive one on the same side, so the book keeps its size.
         let taker = market.contributors[rng.below(1_000) as usize];
         let command = market.command(
             taker,
@@ -82,19 +82,24 @@ fn main() {
         let began = Instant::now();
         market.engine.apply(&command, NOW, &mut events);
         aggressive.record(began.elapsed().as_nanos() as u64).expect("record");
-        let command = market.command(
-            owner,
-            CommandKind::PlaceOrder {
-                instrument,
-                side: side.opposite(),
-                price_ticks: if side == Side::Buy { PAR_TICKS + offset } else { PAR_TICKS - offset },
-                lots: 10,
-                time_in_force: TimeInForce::GoodTillCancelled,
-                self_trade: SelfTradePrevention::CancelIncoming,
-            },
-        );
-        events.clear();
-        market.engine.apply(&command, NOW, &mut events);
+        let used_up = events.iter().filter(|event| matches!(event, Event::Trade { maker_remaining_lots: 0, .. })).count();
+        for _ in 0..used_up {
+            let offset = 1 + rng.below(375);
+            let price_ticks = if side == Side::Buy { PAR_TICKS + offset } else { PAR_TICKS - offset };
+            let command = market.command(
+                owner,
+                CommandKind::PlaceOrder {
+                    instrument,
+                    side: side.opposite(),
+                    price_ticks,
+                    lots: 1_000,
+                    time_in_force: TimeInForce::GoodTillCancelled,
+                    self_trade: SelfTradePrevention::CancelIncoming,
+                },
+            );
+            events.clear();
+            market.engine.apply(&command, NOW, &mut events);
+        }
     }
     market.engine.check_invariants().expect("invariants hold after the latency run");
     println!("engine latency, one command at a time, {} resting orders:", market.engine.resting_orders());
