@@ -209,10 +209,9 @@ async fn a_market_raises_capital_trades_and_pays_income() {
     }
     assert_eq!(total.to_string(), "21000.00");
 
-    // An open market-data stream holds graceful shutdown open until it ends, so the subscriber
-    // leaves first, as a client would.
-    drop(trades);
+    // Shutting down ends open market-data streams instead of waiting for their subscribers.
     server.stop().await;
+    assert!(!matches!(trades.message().await, Ok(Some(_))), "the trade stream ended with the server");
 }
 
 /// One command for the order-entry stream.

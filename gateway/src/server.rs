@@ -79,7 +79,12 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
 
     let address = listener.local_addr()?;
     println!("mutua listening on {address}");
-    let router = crate::services::router(crate::services::Context { sequencer: sequencer.clone(), auth });
+    let (stopping_sender, stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_sender.send(true);
+    };
+    let router = crate::services::router(crate::services::Context { sequencer: sequencer.clone(), auth, stopping });
     // Replies are small and latency-bound: send them at once rather than waiting to coalesce.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;

@@ -124,7 +124,12 @@ fn request_id_of(entry: &EntryCommand) -> &str {
 /// Reads commands off the stream and queues each for the engine in arrival order.
 async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb::OrderEntryRequest>, in_flight: mpsc::Sender<InFlight>) {
     loop {
-        let message = match inbound.message().await {
+        let received = tokio::select! {
+            received = inbound.message() => received,
+            // Shutting down: take no more, answer what is queued, then end.
+            _ = shared.stopping() => return,
+        };
+        let message = match received {
             Ok(Some(message)) => message,
             // The client finished sending, or the stream broke: answer what is queued, then end.
             Ok(None) | Err(_) => return,

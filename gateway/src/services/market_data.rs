@@ -79,6 +79,7 @@ async fn stream_trades(shared: Shared, mut batches: broadcast::Receiver<Publishe
     loop {
         let batch = tokio::select! {
             _ = outbound.closed() => return,
+            _ = shared.stopping() => return,
             received = batches.recv() => match received {
                 Ok(batch) => batch,
                 Err(RecvError::Lagged(missed)) => {
@@ -114,6 +115,7 @@ async fn stream_book(shared: Shared, units: Arc<InstrumentUnits>, levels: usize,
     loop {
         let sequence = tokio::select! {
             _ = outbound.closed() => return,
+            _ = shared.stopping() => return,
             received = batches.recv() => match received {
                 Ok(batch) if may_change_book(&batch, units.id) => batch.last().map_or(0, |applied| applied.sequence),
                 Ok(_) => continue,

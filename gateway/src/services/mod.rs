@@ -32,6 +32,9 @@ pub use registry::RegistryService;
 pub struct Context {
     pub sequencer: Sequencer,
     pub auth: Auth,
+    /// Becomes true when the server begins to shut down: open streams end, so that graceful
+    /// shutdown is not held up by a subscriber that would otherwise listen forever.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The context plus gateway-side caches shared by all services.
@@ -40,12 +43,20 @@ pub(crate) struct Shared {
     pub sequencer: Sequencer,
     pub auth: Auth,
     pub catalog: Catalog,
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Shared {
+    /// Completes once the server begins to shut down.
+    pub async fn stopping(&self) {
+        let mut stopping = self.stopping.clone();
+        // An error means the server is gone altogether: stop too.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
+    }
+
     fn new(context: Context) -> Shared {
         let catalog = Catalog::new(context.sequencer.clone());
-        Shared { sequencer: context.sequencer, auth: context.auth, catalog }
+        Shared { sequencer: context.sequencer, auth: context.auth, catalog, stopping: context.stopping }
     }
 
     /// Submits a command on behalf of `caller` and waits until it is journaled. Returns the
