@@ -4,6 +4,7 @@
 //! refuse to start, naming the record.
 
 mod common;
+mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -79,66 +80,27 @@ impl Server {
     }
 }
 
-fn authorized<T>(message: T, token: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    request
-}
-
-async fn channel(address: &str) -> Channel {
-    Channel::from_shared(address.to_string()).unwrap().connect().await.expect("connect")
-}
-
 /// Participants of the crash market: (id, token) for two traders.
 struct Traders {
+    instrument: u32,
     buyer: (u32, String),
     seller: (u32, String),
 }
 
 async fn set_up_market(address: &str, operator: &str) -> Traders {
-    let channel = channel(address).await;
-    let mut registry = pb::registry_client::RegistryClient::new(channel.clone());
-    let mut accounts = pb::accounts_client::AccountsClient::new(channel);
-    let register = |role: pb::Role, name: &'static str| {
-        let mut registry = registry.clone();
-        let operator = operator.to_string();
-        async move {
-            let request = pb::RegisterParticipantRequest { request_id: format!("register-{name}"), role: role as i32, name: name.into() };
-            let response = registry.register_participant(authorized(request, &operator)).await.expect("register").into_inner();
-            (response.participant_id, response.token)
-        }
-    };
-    let issuer = register(pb::Role::Organization, "crash-coop").await;
-    let buyer = register(pb::Role::Contributor, "buyer").await;
-    let seller = register(pb::Role::Contributor, "seller").await;
-    for (id, _) in [&buyer, &seller] {
-        let request = pb::DepositRequest { request_id: format!("deposit-{id}"), participant_id: *id, amount: "100000000.00".into() };
-        accounts.deposit(authorized(request, operator)).await.expect("deposit");
+    let channel = Channel::from_shared(address.to_string()).unwrap().connect().await.expect("connect");
+    let mut clients = support::Clients::new(channel);
+    let issuer = support::register(&mut clients, operator, pb::Role::Organization, "crash-coop").await;
+    let buyer = support::register(&mut clients, operator, pb::Role::Contributor, "buyer").await;
+    let seller = support::register(&mut clients, operator, pb::Role::Contributor, "seller").await;
+    for trader in [&buyer, &seller] {
+        support::deposit(&mut clients, operator, trader.0, "100000000.00").await;
     }
-    let listing = pb::ListInstrumentRequest {
-        request_id: "list-crash".into(),
-        symbol: "CRASH".into(),
-        kind: pb::InstrumentKind::CommunityShare as i32,
-        issuer_id: issuer.0,
-        tick_size: "0.01".into(),
-        lot_size: "1".into(),
-        par: "10.00".into(),
-        return_cap: "0.05".into(),
-        price_floor: "0".into(),
-        holding_cap: Some("1".into()),
-        ..Default::default()
-    };
-    registry.list_instrument(authorized(listing, operator)).await.expect("list");
-    let instrument = || Some(pb::InstrumentRef { instrument: Some(pb::instrument_ref::Instrument::Symbol("CRASH".into())) });
-    let open = pb::OpenOfferingRequest { request_id: "offer".into(), instrument: instrument(), quantity: "1000000".into(), minimum_quantity: "1".into() };
-    let offering = registry.open_offering(authorized(open, &issuer.1)).await.expect("offering").into_inner().offering_id;
-    let subscribe = pb::SubscribeRequest { request_id: "subscribe".into(), offering_id: offering, quantity: "1000000".into() };
-    registry.subscribe(authorized(subscribe, &seller.1)).await.expect("subscribe");
-    let close = pb::CloseOfferingRequest { request_id: "close".into(), offering_id: offering };
-    registry.close_offering(authorized(close, &issuer.1)).await.expect("close");
-    let trading = pb::SetTradingStatusRequest { request_id: "open-trading".into(), instrument: instrument(), open: true };
-    registry.set_trading_status(authorized(trading, operator)).await.expect("open trading");
-    Traders { buyer, seller }
+    let listing = pb::ListInstrumentRequest { symbol: "CRASH".into(), holding_cap: Some("1".into()), ..support::share("CRASH", issuer.0) };
+    let instrument = support::list(&mut clients, operator, listing).await;
+    support::open_trading(&mut clients, operator, instrument).await;
+    support::run_offering(&mut clients, &issuer.1, instrument, "1000000", "1", &[(seller.1.as_str(), "1000000")]).await;
+    Traders { instrument, buyer, seller }
 }
 
 /// An order the server acknowledged: its sequence, order id and the fills it reported.
@@ -152,21 +114,14 @@ struct Acknowledged {
 }
 
 /// Places orders one after another until the server goes away; returns what was acknowledged.
-async fn place_until_killed(address: String, trader: (u32, String), side: pb::Side, round: usize) -> Vec<Acknowledged> {
-    let mut exchange = pb::exchange_client::ExchangeClient::new(channel(&address).await);
+async fn place_until_killed(address: String, instrument: u32, trader: (u32, String), side: pb::Side, round: usize) -> Vec<Acknowledged> {
+    let channel = Channel::from_shared(address).unwrap().connect().await.expect("connect");
+    let mut exchange = pb::exchange_client::ExchangeClient::new(channel);
     let mut acknowledged = Vec::new();
     for index in 0.. {
         let request_id = format!("round-{round}-{}-{index}", trader.0);
-        let order = pb::PlaceOrderRequest {
-            request_id: request_id.clone(),
-            instrument: Some(pb::InstrumentRef { instrument: Some(pb::instrument_ref::Instrument::Symbol("CRASH".into())) }),
-            side: side as i32,
-            price: "10.00".into(),
-            quantity: "1".into(),
-            time_in_force: pb::TimeInForce::GoodTillCancelled as i32,
-            self_trade_prevention: pb::SelfTradePrevention::CancelIncoming as i32,
-        };
-        match exchange.place_order(authorized(order, &trader.1)).await {
+        let order = pb::PlaceOrderRequest { request_id: request_id.clone(), ..support::limit(instrument, side, "10.00", "1") };
+        match exchange.place_order(support::with_token(order, &trader.1)).await {
             Ok(response) => {
                 let response = response.into_inner();
                 let sequence = response.commit.expect("commit").sequence;
@@ -190,8 +145,8 @@ async fn sigkill_at_any_moment_loses_nothing_acknowledged() {
     // clock so that repeated runs probe different moments.
     let jitter = u64::from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_micros() % 40);
     for (round, kill_after_ms) in [15u64, 90, 240, 520].into_iter().enumerate() {
-        let buyer = tokio::spawn(place_until_killed(server.address.clone(), traders.buyer.clone(), pb::Side::Buy, round));
-        let seller = tokio::spawn(place_until_killed(server.address.clone(), traders.seller.clone(), pb::Side::Sell, round));
+        let buyer = tokio::spawn(place_until_killed(server.address.clone(), traders.instrument, traders.buyer.clone(), pb::Side::Buy, round));
+        let seller = tokio::spawn(place_until_killed(server.address.clone(), traders.instrument, traders.seller.clone(), pb::Side::Sell, round));
         tokio::time::sleep(Duration::from_millis(kill_after_ms + jitter)).await;
         server.kill();
         let mut round_acknowledged = buyer.await.unwrap();

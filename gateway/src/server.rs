@@ -52,8 +52,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Logs go to stderr (RUST_LOG, default info); stdout carries the lines scripts read.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-    let report = run(listener, &args, shutdown_signal()).await?;
+    let report = run(listener, &args, shutdown).await?;
     tracing::info!(last_sequence = report.last_sequence, state_hash = %report.state_hash, "stopped cleanly");
     println!("mutua stopped at sequence {} with state hash {}", report.last_sequence, report.state_hash);
     Ok(())
@@ -131,20 +132,23 @@ fn write_operator_token(data: &Path, token: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Completes on SIGINT or SIGTERM. The handlers are installed before this returns, so a signal
+/// that arrives as soon as the server says it is listening is already a graceful shutdown.
+pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return interrupt.await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    interrupt.await.unwrap_or(());
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
