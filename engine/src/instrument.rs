@@ -9,6 +9,9 @@ use crate::command::{InstrumentId, InstrumentSpec, OfferingId, ParticipantId, Ti
 use crate::config::{BP_ONE, YEAR_NS};
 use crate::ledger::Holding;
 
+/// Price levels a new book indexes before any order arrives; beyond this it grows on demand.
+const INITIAL_PRICE_LEVELS_MAX: u64 = 1 << 16;
+
 /// A listed instrument, with its book and its register of holders.
 #[derive(Clone, Debug)]
 pub struct Instrument {
@@ -58,9 +61,9 @@ impl Instrument {
             open_offering: None,
         };
         let mut book = Book::new(price_levels_max);
-        // Index the band as it stands at issue (twice par), so that ordinary trading never grows
-        // the ladder.
-        let initial_prices = spec.par_ticks.saturating_mul(2).max(64);
+        // Index the band as it stands near issue (up to twice par), so that ordinary trading
+        // rarely grows the ladder, without committing memory for a very fine tick up front.
+        let initial_prices = spec.par_ticks.saturating_mul(2).clamp(64, INITIAL_PRICE_LEVELS_MAX);
         book.bids.reserve_prices(initial_prices);
         book.asks.reserve_prices(initial_prices);
         Instrument {

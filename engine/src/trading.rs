@@ -152,11 +152,12 @@ impl Engine {
         }
         match request.time_in_force {
             TimeInForce::GoodTillCancelled => {
-                if instrument.book.orders() >= self.config.orders_per_book_max {
-                    return Err(RejectReason::BookFull);
-                }
-                if self.orders.len() >= self.config.orders_max as usize {
-                    return Err(RejectReason::OrdersFull);
+                // A full book refuses only orders that could rest: one that trades in full at
+                // once takes no room. The walk runs only when a bound is reached.
+                let book_full = instrument.book.orders() >= self.config.orders_per_book_max;
+                let market_full = self.orders.len() >= self.config.orders_max as usize;
+                if (book_full || market_full) && !fillable(instrument.book.side(request.side.opposite()), &self.orders, request) {
+                    return Err(if book_full { RejectReason::BookFull } else { RejectReason::OrdersFull });
                 }
             }
             TimeInForce::FillOrKill => {

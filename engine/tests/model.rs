@@ -406,12 +406,17 @@ impl Model {
         }
         match args.time_in_force {
             TimeInForce::GoodTillCancelled => {
+                // A full book refuses only an order that would rest: one that trades in full at
+                // once needs no room.
                 let in_book = self.resting.iter().filter(|order| order.instrument == args.instrument).count();
-                if in_book >= ORDERS_PER_BOOK_MAX as usize {
-                    return Err(RejectReason::BookFull);
-                }
-                if self.resting.len() >= ORDERS_MAX as usize {
-                    return Err(RejectReason::OrdersFull);
+                let book_full = in_book >= ORDERS_PER_BOOK_MAX as usize;
+                let market_full = self.resting.len() >= ORDERS_MAX as usize;
+                if book_full || market_full {
+                    let mut trial = self.clone();
+                    let (remaining_lots, _) = trial.match_incoming(owner, u64::MAX, args, &mut Vec::new());
+                    if remaining_lots > 0 {
+                        return Err(if book_full { RejectReason::BookFull } else { RejectReason::OrdersFull });
+                    }
                 }
             }
             TimeInForce::FillOrKill => {

@@ -1392,6 +1392,13 @@ mod rejection {
         market.expect_reject(alice, gtc(share, Side::Sell, PAR, 1), BookFull);
         // An order that cannot rest does not need room in the book.
         market.place(alice, ioc(share, Side::Sell, PAR, 1));
+        // Nor does a good-till-cancelled order that trades in full at once.
+        let bob = market.contributor("bob");
+        market.deposit(bob, 100 * PAR);
+        market.place(bob, gtc(share, Side::Buy, PAR, 1));
+        assert_eq!(market.trades().len(), 1, "the buy traded in full against a resting sell");
+        // Once the book has room again, an order that would rest is welcome.
+        market.sell(alice, share, PAR, 1);
     }
 
     #[test]
