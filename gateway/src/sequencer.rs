@@ -71,6 +71,7 @@ pub struct Sequencer {
 /// Owns the engine thread; `shutdown` drains it, writes a final snapshot and joins it.
 pub struct EngineThread {
     handle: Option<JoinHandle<Result<EngineReport, JournalError>>>,
+    exited: Option<oneshot::Receiver<()>>,
 }
 
 /// What the engine thread reports when it stops.
@@ -86,15 +87,18 @@ impl Sequencer {
         let (requests, inbox) = crossbeam_channel::bounded(config.queue_capacity);
         let (published, _) = broadcast::channel(config.published_batches_max);
         let publisher = published.clone();
+        let (exit_signal, exited) = oneshot::channel();
         let handle = std::thread::Builder::new()
             .name("mutua-engine".into())
             .spawn(move || {
                 let last_time = engine.now();
                 let mut thread = Loop { engine, journal, sequence: last_sequence, config, publisher, last_time, snapshot_sequence: last_sequence };
-                thread.run(inbox)
+                let result = thread.run(inbox);
+                let _ = exit_signal.send(());
+                result
             })
             .expect("spawn the engine thread");
-        (Sequencer { requests, published }, EngineThread { handle: Some(handle) })
+        (Sequencer { requests, published }, EngineThread { handle: Some(handle), exited: Some(exited) })
     }
 
     /// Applies a command and returns once it is journaled.
@@ -139,6 +143,17 @@ impl Sequencer {
 }
 
 impl EngineThread {
+    /// Completes when the engine thread has stopped, for whatever reason (a stop request, or a
+    /// journal write that failed). The server shuts down when it does.
+    pub fn exited(&mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let exited = self.exited.take();
+        async move {
+            if let Some(exited) = exited {
+                let _ = exited.await;
+            }
+        }
+    }
+
     /// Waits for the engine thread to finish. It finishes when every `Sequencer` handle is
     /// dropped, after applying, journaling and answering everything already queued.
     pub fn join(mut self) -> Result<EngineReport, JournalError> {

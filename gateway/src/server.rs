@@ -76,13 +76,19 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
     let state_hash = recovered.engine.state_hash();
     tracing::info!(sequence = recovered.last_sequence, %state_hash, replayed = recovered.replayed, "state recovered");
     println!("mutua state at sequence {} has state hash {state_hash}", recovered.last_sequence);
-    let (sequencer, engine_thread) = Sequencer::start(recovered.engine, journal, recovered.last_sequence, args.sequencer_config());
+    let (sequencer, mut engine_thread) = Sequencer::start(recovered.engine, journal, recovered.last_sequence, args.sequencer_config());
 
     let address = listener.local_addr()?;
     println!("mutua listening on {address}");
     let (stopping_sender, stopping) = tokio::sync::watch::channel(false);
+    // Stop on the signal, or at once if the engine thread stops on its own (a journal write
+    // failed): nothing could be acknowledged any more, so the process must not look healthy.
+    let engine_exited = engine_thread.exited();
     let shutdown = async move {
-        shutdown.await;
+        tokio::select! {
+            _ = shutdown => {}
+            _ = engine_exited => tracing::error!("the engine thread stopped; shutting down"),
+        }
         let _ = stopping_sender.send(true);
     };
     let router = crate::services::router(crate::services::Context { sequencer: sequencer.clone(), auth, stopping });
