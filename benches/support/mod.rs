@@ -77,7 +77,7 @@ impl Market {
             lock_in_ns: None,
             tax_credit_bp: None,
         };
-        let Ack::Instrument(instrument) = market.run(GENESIS_OPERATOR, CommandKind::ListInstrument { spec }) else { unreachable!() };
+        let Ack::Instrument(instrument) = market.run(GENESIS_OPERATOR, CommandKind::ListInstrument { spec: Box::new(spec) }) else { unreachable!() };
         market.instrument = instrument;
         let total = LOTS_PER_CONTRIBUTOR * u64::from(contributors);
         let Ack::Offering(offering) =

@@ -147,7 +147,8 @@ pub enum CommandKind {
     /// Operator: cash leaves to the bank rails; only free cash may leave.
     Withdraw { account: ParticipantId, amount_minor: u64 },
     /// Operator: list an instrument for an organization.
-    ListInstrument { spec: InstrumentSpec },
+    /// The spec is boxed to keep every other command small.
+    ListInstrument { spec: Box<InstrumentSpec> },
     /// Operator: open or halt continuous trading in an instrument.
     SetTradingStatus { instrument: InstrumentId, open: bool },
     /// Issuer: offer new units at par, issued only if at least `minimum_lots` are subscribed.

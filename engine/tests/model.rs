@@ -140,7 +140,7 @@ fn setup_commands() -> Vec<(ParticipantId, CommandKind)> {
     for (index, listing) in LISTINGS.iter().enumerate() {
         let instrument = InstrumentId(index as u32);
         let offering = OfferingId(index as u32);
-        commands.push((operator, CommandKind::ListInstrument { spec: spec(listing) }));
+        commands.push((operator, CommandKind::ListInstrument { spec: Box::new(spec(listing)) }));
         commands.push((operator, CommandKind::SetTradingStatus { instrument, open: true }));
         commands.push((organization, CommandKind::OpenOffering { instrument, lots: listing.offering_lots, minimum_lots: 1 }));
         for (contributor, lots) in CONTRIBUTORS.iter().zip(listing.subscribed_lots) {

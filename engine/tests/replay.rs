@@ -141,7 +141,7 @@ impl Client {
         ];
         for spec in specs {
             let issuer = spec.issuer;
-            let Ok(Ack::Instrument(instrument)) = self.send(OPERATOR, CommandKind::ListInstrument { spec }) else {
+            let Ok(Ack::Instrument(instrument)) = self.send(OPERATOR, CommandKind::ListInstrument { spec: Box::new(spec) }) else {
                 panic!("listing refused")
             };
             self.instruments.push(instrument);

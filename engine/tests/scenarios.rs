@@ -311,7 +311,7 @@ fn withdrawal(account: ParticipantId, amount_minor: u64) -> CommandKind {
 }
 
 fn listing(spec: InstrumentSpec) -> CommandKind {
-    CommandKind::ListInstrument { spec }
+    CommandKind::ListInstrument { spec: Box::new(spec) }
 }
 
 fn trading_status(instrument: InstrumentId, open: bool) -> CommandKind {

@@ -504,7 +504,7 @@ pub fn list_instrument(request: &pb::ListInstrumentRequest, currency_scale: u32,
         lock_in_ns: request.lock_in_ns,
         tax_credit_bp: request.tax_credit_rate.as_deref().map(|text| rate_bp("tax_credit_rate", text)).transpose()?,
     };
-    Ok(CommandKind::ListInstrument { spec })
+    Ok(CommandKind::ListInstrument { spec: Box::new(spec) })
 }
 
 pub fn open_offering(request: &pb::OpenOfferingRequest, units: &InstrumentUnits) -> Result<CommandKind, Status> {

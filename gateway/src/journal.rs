@@ -342,28 +342,29 @@ impl Journal {
     fn read_batches(&self, after: u64, sender: crossbeam_channel::Sender<Result<ReplayBatch, JournalError>>) {
         let mut expected = after + 1;
         let start = key(expected);
-        let mut batch = ReplayBatch::default();
+        let mut batch = ReplayBatch::new();
         let mut read_options = rocksdb::ReadOptions::default();
         read_options.fill_cache(false);
         read_options.set_readahead_size(4 << 20);
-        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
-        let commands = self.cf(CF_COMMANDS);
-        for item in self.db.iterator_cf_opt(commands, read_options, mode) {
-            let checked = item.map_err(JournalError::from).and_then(|(stored_key, record)| {
-                let sequence = decode_key(&stored_key);
-                if sequence != expected {
-                    return Err(JournalError::Gap { expected, found: sequence });
-                }
-                batch.push(sequence, &record)
-            });
+        // The raw iterator lends each record in place instead of copying it out.
+        let mut records = self.db.raw_iterator_cf_opt(self.cf(CF_COMMANDS), read_options);
+        records.seek(start);
+        while let (Some(stored_key), Some(record)) = (records.key(), records.value()) {
+            let sequence = decode_key(stored_key);
+            let checked = if sequence != expected { Err(JournalError::Gap { expected, found: sequence }) } else { batch.push(sequence, record) };
             if let Err(error) = checked {
                 let _ = sender.send(Err(error));
                 return;
             }
             expected += 1;
-            if batch.heads.len() == REPLAY_BATCH_RECORDS && sender.send(Ok(std::mem::take(&mut batch))).is_err() {
+            if batch.heads.len() == REPLAY_BATCH_RECORDS && sender.send(Ok(std::mem::replace(&mut batch, ReplayBatch::new()))).is_err() {
                 return;
             }
+            records.next();
+        }
+        if let Err(error) = records.status() {
+            let _ = sender.send(Err(error.into()));
+            return;
         }
         if !batch.heads.is_empty() {
             let _ = sender.send(Ok(batch));
@@ -384,7 +385,6 @@ struct RecordHead {
     outcome: Outcome,
 }
 
-#[derive(Default)]
 struct ReplayBatch {
     heads: Vec<RecordHead>,
     /// The encoded events of every record, back to back; `event_ranges` says whose are where.
@@ -393,6 +393,14 @@ struct ReplayBatch {
 }
 
 impl ReplayBatch {
+    fn new() -> ReplayBatch {
+        ReplayBatch {
+            heads: Vec::with_capacity(REPLAY_BATCH_RECORDS),
+            event_bytes: Vec::with_capacity(REPLAY_BATCH_RECORDS * 64),
+            event_ranges: Vec::with_capacity(REPLAY_BATCH_RECORDS),
+        }
+    }
+
     fn push(&mut self, sequence: u64, record: &[u8]) -> Result<(), JournalError> {
         let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
         let payload = unseal(sequence, record).map_err(corrupt)?;
