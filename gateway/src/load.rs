@@ -26,6 +26,9 @@ pub enum Mode {
     Unary,
     /// Pipelined orders on one OrderEntry stream per contributor.
     Stream,
+    /// Baseline: unary `grpc.health.v1.Health/Check` calls on the same connections, the same
+    /// tonic stack with no engine and no journal behind it: what tonic itself does here.
+    Health,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -153,7 +156,7 @@ pub async fn run(server: &str, token: Option<&str>, args: LoadArgs) -> anyhow::R
     }
 
     let in_flight = match (args.in_flight, args.mode) {
-        (0, Mode::Unary) => 8,
+        (0, Mode::Unary | Mode::Health) => 8,
         (0, Mode::Stream) => 1_024,
         (chosen, _) => chosen,
     };
@@ -173,7 +176,7 @@ pub async fn run(server: &str, token: Option<&str>, args: LoadArgs) -> anyhow::R
         let totals = totals.clone();
         handles.push(tokio::spawn(async move {
             match args.mode {
-                Mode::Unary => unary_worker(worker, plan, started, totals).await,
+                Mode::Unary | Mode::Health => unary_worker(worker, args.mode, plan, started, totals).await,
                 Mode::Stream => stream_worker(worker, plan, started, totals).await,
             }
         }));
@@ -229,7 +232,7 @@ fn report(totals: &Totals, latency: &Histogram<u64>, elapsed: Duration, args: &L
     );
 }
 
-async fn unary_worker(worker: Worker, plan: Plan, started: Instant, totals: Arc<Totals>) -> anyhow::Result<Histogram<u64>> {
+async fn unary_worker(worker: Worker, mode: Mode, plan: Plan, started: Instant, totals: Arc<Totals>) -> anyhow::Result<Histogram<u64>> {
     let worker = Arc::new(worker);
     let latency = Arc::new(Mutex::new(new_histogram()?));
     let permits = Arc::new(Semaphore::new(plan.in_flight));
@@ -249,10 +252,15 @@ async fn unary_worker(worker: Worker, plan: Plan, started: Instant, totals: Arc<
         let message = worker.order(sent);
         sent += 1;
         tasks.spawn(async move {
-            let mut client = pb::exchange_client::ExchangeClient::new(worker.channel.clone());
-            let outcome = match authorized(message, Some(&worker.token)) {
-                Ok(request) => client.place_order(request).await,
-                Err(_) => Err(tonic::Status::invalid_argument("token")),
+            let outcome = if mode == Mode::Health {
+                let mut client = tonic_health::pb::health_client::HealthClient::new(worker.channel.clone());
+                client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.map(|_| ())
+            } else {
+                let mut client = pb::exchange_client::ExchangeClient::new(worker.channel.clone());
+                match authorized(message, Some(&worker.token)) {
+                    Ok(request) => client.place_order(request).await.map(|_| ()),
+                    Err(_) => Err(tonic::Status::invalid_argument("token")),
+                }
             };
             // Measured from the planned send time: a backlog shows up as latency.
             if let Ok(mut histogram) = latency.lock() {
