@@ -1,20 +1,28 @@
-//! Matching throughput of the engine on one core: exchange-core's command mix over a book of
-//! about 1,000 resting orders on about 750 price levels, 1,000 contributors. Reported as
-//! commands (elements) per second. Run: `cargo bench --bench matching`.
+//! Matching throughput of the engine on one core, in commands (elements) per second:
+//! exchange-core's command mix over a book of about 1,000 resting orders on about 750 price
+//! levels with 1,000 contributors, and the same mix on the shapes that break weak books (very
+//! deep queues; very wide, sparse books). Run: `cargo bench --bench matching`.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use support::{apply_all, exchange_core_mix, Market};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use support::{apply_all, Market, MixGenerator};
 
 const COMMANDS: usize = 1_000_000;
 
-fn exchange_core_mix_bench(c: &mut Criterion) {
-    let mut market = Market::new(1_000);
+/// Warms the market up with one run of the workload (so the book, the order index and the
+/// window of remembered command ids are at their steady-state size), generates a second run,
+/// checks that replaying it from the warm state ends where generating it did, then measures
+/// replaying it: commands per second.
+fn bench_workload(c: &mut Criterion, name: &str, mut market: Market, levels: u64, resting: usize) {
+    let mut generator = MixGenerator::new(levels, resting, 42);
+    generator.generate(&mut market, COMMANDS);
     let start = market.engine.clone();
-    let commands = exchange_core_mix(&mut market, COMMANDS, 750, 1_000, 42);
+    let commands = generator.generate(&mut market, COMMANDS);
     let expected = market.engine.state_hash();
 
     // The replayed run must end exactly where the generating run did, and be consistent.
@@ -23,13 +31,13 @@ fn exchange_core_mix_bench(c: &mut Criterion) {
     apply_all(&mut check, &commands, &mut events);
     assert_eq!(check.state_hash(), expected, "replay of the workload diverged");
     check.check_invariants().expect("invariants hold after the workload");
-    eprintln!("workload: {} commands, {} orders resting at the end", commands.len(), check.resting_orders());
+    eprintln!("{name}: {} commands, {} orders resting at the end", commands.len(), check.resting_orders());
 
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(commands.len() as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    group.bench_function("exchange_core_mix", |b| {
+    group.bench_function(name, |b| {
         b.iter_custom(|iterations| {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
@@ -45,5 +53,22 @@ fn exchange_core_mix_bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, exchange_core_mix_bench);
+/// exchange-core's mix: about 1,000 resting orders on about 750 levels, 1,000 contributors.
+fn exchange_core_mix_bench(c: &mut Criterion) {
+    bench_workload(c, "exchange_core_mix", Market::new(1_000), 750, 1_000);
+}
+
+/// A handful of price levels with very deep queues (100,000 resting orders on 4 levels): a
+/// cancel or reduce that scanned its level would collapse here.
+fn deep_queues_bench(c: &mut Criterion) {
+    bench_workload(c, "deep_queues", Market::new(1_000), 5, 100_000);
+}
+
+/// Thousands of sparse levels (10,000 orders over 200,000 prices): finding the next best price
+/// after a level empties must not walk the empty ones.
+fn wide_book_bench(c: &mut Criterion) {
+    bench_workload(c, "wide_book", Market::with_par(1_000, 1_000_000), 200_000, 10_000);
+}
+
+criterion_group!(benches, exchange_core_mix_bench, deep_queues_bench, wide_book_bench);
 criterion_main!(benches);

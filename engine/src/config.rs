@@ -33,7 +33,8 @@ pub struct MarketConfig {
     pub order_lots_max: u64,
     /// Subscriptions one offering can hold.
     pub subscriptions_per_offering_max: u32,
-    /// How many recent command ids (and their outcomes) are remembered for idempotent retries.
+    /// Recent command ids (and their outcomes) remembered for idempotent retries: always at least
+    /// the last half of this many, at most this many (they are forgotten a half at a time).
     pub command_ids_remembered_max: u32,
     /// Longest participant name, in bytes.
     pub name_bytes_max: u32,

@@ -1,11 +1,13 @@
 //! Idempotency: the outcomes of recent command ids, so that a retried command returns its first
 //! outcome instead of applying twice.
 //!
-//! The window is bounded (`command_ids_remembered_max`): the oldest id is forgotten when a new one
-//! arrives at a full window. Ids are unique market-wide; the gateway scopes a client's request id
-//! by its participant before it reaches the engine.
-
-use std::collections::VecDeque;
+//! Ids are remembered in two generations of `command_ids_remembered_max / 2` each: new ids go
+//! into the current one; when it is full it becomes the previous one and the old previous one is
+//! forgotten all at once. So the last `command_ids_remembered_max / 2` ids are always remembered,
+//! and at most `command_ids_remembered_max`. Forgetting a generation in bulk, instead of one id
+//! per command, keeps the steady-state cost of a new command to one hash-map insert. Ids are
+//! unique market-wide; the gateway scopes a client's request id by its participant before it
+//! reaches the engine.
 
 use rustc_hash::FxHashMap;
 
@@ -13,47 +15,66 @@ use crate::command::{Ack, CommandId, RejectReason};
 
 pub(crate) type Remembered = Result<Ack, RejectReason>;
 
+#[derive(Clone, Debug, Default)]
+struct Generation {
+    outcomes: FxHashMap<CommandId, Remembered>,
+    /// Ids in arrival order: the canonical order for snapshots.
+    arrival: Vec<CommandId>,
+}
+
+impl Generation {
+    fn with_capacity(capacity: usize) -> Generation {
+        Generation {
+            outcomes: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+            arrival: Vec::with_capacity(capacity),
+        }
+    }
+
+    fn clear(&mut self) {
+        self.outcomes.clear();
+        self.arrival.clear();
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Dedup {
-    outcomes: FxHashMap<CommandId, Remembered>,
-    /// Ids in arrival order, oldest first.
-    arrival: VecDeque<CommandId>,
-    remembered_max: usize,
+    current: Generation,
+    previous: Generation,
+    generation_max: usize,
 }
 
 impl Dedup {
     pub(crate) fn new(remembered_max: u32) -> Dedup {
-        let remembered_max = remembered_max.max(1) as usize;
-        let initial = remembered_max.min(1 << 16);
-        Dedup {
-            outcomes: FxHashMap::with_capacity_and_hasher(initial, Default::default()),
-            arrival: VecDeque::with_capacity(initial),
-            remembered_max,
-        }
+        let generation_max = (remembered_max as usize / 2).max(1);
+        let initial = generation_max.min(1 << 16);
+        Dedup { current: Generation::with_capacity(initial), previous: Generation::default(), generation_max }
     }
 
     #[inline]
     pub(crate) fn get(&self, id: CommandId) -> Option<Remembered> {
-        self.outcomes.get(&id).copied()
+        self.current.outcomes.get(&id).or_else(|| self.previous.outcomes.get(&id)).copied()
     }
 
     #[inline]
     pub(crate) fn remember(&mut self, id: CommandId, outcome: Remembered) {
-        if self.arrival.len() == self.remembered_max {
-            if let Some(oldest) = self.arrival.pop_front() {
-                self.outcomes.remove(&oldest);
-            }
+        if self.current.arrival.len() == self.generation_max {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
         }
-        self.arrival.push_back(id);
-        let previous = self.outcomes.insert(id, outcome);
+        self.current.arrival.push(id);
+        let previous = self.current.outcomes.insert(id, outcome);
         debug_assert!(previous.is_none(), "a remembered id was applied again");
     }
 
     /// Ids and outcomes, oldest first: the canonical form for snapshots.
     pub(crate) fn entries(&self) -> Vec<(CommandId, Remembered)> {
-        self.arrival.iter().map(|id| (*id, self.outcomes[id])).collect()
+        let previous = self.previous.arrival.iter().map(|id| (*id, self.previous.outcomes[id]));
+        let current = self.current.arrival.iter().map(|id| (*id, self.current.outcomes[id]));
+        previous.chain(current).collect()
     }
 
+    /// Rebuilds the generations exactly: the previous one is either empty or full, so feeding
+    /// the entries back in order splits them where they were split.
     pub(crate) fn restore(remembered_max: u32, entries: &[(CommandId, Remembered)]) -> Dedup {
         let mut dedup = Dedup::new(remembered_max);
         for (id, outcome) in entries {
