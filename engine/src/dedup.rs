@@ -17,21 +17,27 @@ pub(crate) type Remembered = Result<Ack, RejectReason>;
 
 #[derive(Clone, Debug, Default)]
 struct Generation {
-    outcomes: FxHashMap<CommandId, Remembered>,
-    /// Ids in arrival order: the canonical order for snapshots.
-    arrival: Vec<CommandId>,
+    /// Id → its place in `arrival`. Small entries keep the map, probed by every command, dense.
+    index: FxHashMap<CommandId, u32>,
+    /// Ids and outcomes in arrival order: the canonical order for snapshots, copied out whole.
+    arrival: Vec<(CommandId, Remembered)>,
 }
 
 impl Generation {
     fn with_capacity(capacity: usize) -> Generation {
         Generation {
-            outcomes: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+            index: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
             arrival: Vec::with_capacity(capacity),
         }
     }
 
+    #[inline]
+    fn get(&self, id: CommandId) -> Option<Remembered> {
+        self.index.get(&id).map(|place| self.arrival[*place as usize].1)
+    }
+
     fn clear(&mut self) {
-        self.outcomes.clear();
+        self.index.clear();
         self.arrival.clear();
     }
 }
@@ -45,6 +51,7 @@ pub(crate) struct Dedup {
 
 impl Dedup {
     pub(crate) fn new(remembered_max: u32) -> Dedup {
+        // Places are u32: a generation never holds more than u32::MAX ids.
         let generation_max = (remembered_max as usize / 2).max(1);
         let initial = generation_max.min(1 << 16);
         Dedup { current: Generation::with_capacity(initial), previous: Generation::default(), generation_max }
@@ -52,7 +59,7 @@ impl Dedup {
 
     #[inline]
     pub(crate) fn get(&self, id: CommandId) -> Option<Remembered> {
-        self.current.outcomes.get(&id).or_else(|| self.previous.outcomes.get(&id)).copied()
+        self.current.get(id).or_else(|| self.previous.get(id))
     }
 
     #[inline]
@@ -61,16 +68,18 @@ impl Dedup {
             std::mem::swap(&mut self.current, &mut self.previous);
             self.current.clear();
         }
-        self.current.arrival.push(id);
-        let previous = self.current.outcomes.insert(id, outcome);
+        let place = self.current.arrival.len() as u32;
+        self.current.arrival.push((id, outcome));
+        let previous = self.current.index.insert(id, place);
         debug_assert!(previous.is_none(), "a remembered id was applied again");
     }
 
     /// Ids and outcomes, oldest first: the canonical form for snapshots.
     pub(crate) fn entries(&self) -> Vec<(CommandId, Remembered)> {
-        let previous = self.previous.arrival.iter().map(|id| (*id, self.previous.outcomes[id]));
-        let current = self.current.arrival.iter().map(|id| (*id, self.current.outcomes[id]));
-        previous.chain(current).collect()
+        let mut entries = Vec::with_capacity(self.previous.arrival.len() + self.current.arrival.len());
+        entries.extend_from_slice(&self.previous.arrival);
+        entries.extend_from_slice(&self.current.arrival);
+        entries
     }
 
     /// Rebuilds the generations exactly: the previous one is either empty or full, so feeding

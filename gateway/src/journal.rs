@@ -50,12 +50,51 @@ pub enum JournalError {
     ConfigMismatch,
 }
 
-/// A snapshot as stored: the state, its sequence number and its hash.
+/// A snapshot as stored: its sequence number, its state hash, and the encoded snapshot the hash
+/// was taken over (encoded once, for both).
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     sequence: u64,
     hash: StateHash,
-    snapshot: Snapshot,
+    snapshot: Vec<u8>,
+}
+
+/// Writes snapshots; cloneable onto a background thread, so that encoding, hashing and syncing a
+/// large state does not stall the engine thread.
+#[derive(Clone)]
+pub struct SnapshotWriter {
+    db: Arc<DB>,
+}
+
+impl SnapshotWriter {
+    /// Stores `snapshot`, taken after `sequence`, synced, and prunes old snapshots.
+    pub fn write(&self, sequence: u64, snapshot: &Snapshot) -> Result<StateHash, JournalError> {
+        let encoded = snapshot.to_bytes();
+        let hash = StateHash(*blake3::hash(&encoded).as_bytes());
+        let payload = postcard::to_allocvec(&StoredSnapshot { sequence, hash, snapshot: encoded }).expect("a snapshot always serializes");
+        let mut record = Vec::with_capacity(payload.len() + 4);
+        seal(&payload, &mut record);
+        let snapshots = self.db.cf_handle(CF_SNAPSHOTS).expect("column family");
+        let mut sync = WriteOptions::default();
+        sync.set_sync(true);
+        self.db.put_cf_opt(snapshots, key(sequence), &record, &sync)?;
+        let sequences = snapshot_sequences(&self.db)?;
+        if sequences.len() > SNAPSHOTS_KEPT_MAX {
+            for old in &sequences[..sequences.len() - SNAPSHOTS_KEPT_MAX] {
+                self.db.delete_cf(snapshots, key(*old))?;
+            }
+        }
+        Ok(hash)
+    }
+}
+
+fn snapshot_sequences(db: &DB) -> Result<Vec<u64>, JournalError> {
+    let mut sequences = Vec::new();
+    for item in db.iterator_cf(db.cf_handle(CF_SNAPSHOTS).expect("column family"), IteratorMode::Start) {
+        let (stored_key, _) = item?;
+        sequences.push(decode_key(&stored_key));
+    }
+    Ok(sequences)
 }
 
 /// What recovery rebuilt.
@@ -166,31 +205,16 @@ impl Journal {
         engine
             .check_invariants()
             .map_err(|violation| JournalError::CorruptSnapshot { sequence, why: violation.to_string() })?;
-        let snapshot = engine.snapshot();
-        let hash = snapshot.hash();
-        let stored = StoredSnapshot { sequence, hash, snapshot };
-        let payload = postcard::to_allocvec(&stored).expect("a snapshot always serializes");
-        let mut record = Vec::with_capacity(payload.len() + 4);
-        seal(&payload, &mut record);
-        let snapshots = self.cf(CF_SNAPSHOTS);
-        self.db.put_cf_opt(snapshots, key(sequence), &record, &self.sync)?;
-        let sequences = self.snapshot_sequences()?;
-        if sequences.len() > SNAPSHOTS_KEPT_MAX {
-            for old in &sequences[..sequences.len() - SNAPSHOTS_KEPT_MAX] {
-                self.db.delete_cf(self.cf(CF_SNAPSHOTS), key(*old))?;
-            }
-        }
-        Ok(hash)
+        self.snapshot_writer().write(sequence, &engine.snapshot())
+    }
+
+    pub fn snapshot_writer(&self) -> SnapshotWriter {
+        SnapshotWriter { db: self.db.clone() }
     }
 
     /// Sequence numbers of stored snapshots, oldest first.
     pub fn snapshot_sequences(&self) -> Result<Vec<u64>, JournalError> {
-        let mut sequences = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_SNAPSHOTS), IteratorMode::Start) {
-            let (stored_key, _) = item?;
-            sequences.push(decode_key(&stored_key));
-        }
-        Ok(sequences)
+        snapshot_sequences(&self.db)
     }
 
     fn read_snapshot(&self, sequence: u64) -> Result<StoredSnapshot, JournalError> {
@@ -201,7 +225,7 @@ impl Journal {
         if stored.sequence != sequence {
             return Err(corrupt(format!("stored under {sequence} but says {}", stored.sequence)));
         }
-        let hash = stored.snapshot.hash();
+        let hash = StateHash(*blake3::hash(&stored.snapshot).as_bytes());
         if hash != stored.hash {
             return Err(JournalError::HashMismatch { sequence, recorded: stored.hash, replayed: hash });
         }
@@ -252,7 +276,8 @@ impl Journal {
         // Records the snapshot covers are not replayed, but a damaged one is still refused.
         self.verify_checksums_through(base)?;
         let stored = self.read_snapshot(base)?;
-        let engine = Engine::from_snapshot(stored.snapshot)
+        let snapshot = Snapshot::from_bytes(&stored.snapshot).map_err(|error| JournalError::CorruptSnapshot { sequence: base, why: error.to_string() })?;
+        let engine = Engine::from_snapshot(snapshot)
             .map_err(|violation| JournalError::CorruptSnapshot { sequence: base, why: violation.to_string() })?;
         let later = snapshots.into_iter().filter(|sequence| *sequence > base).collect();
         let mut recovered = self.replay(engine, base, later, progress)?;

@@ -117,7 +117,9 @@ impl Worker {
             price: PRICE.to_string(),
             quantity: ORDER_QUANTITY.to_string(),
             time_in_force: pb::TimeInForce::GoodTillCancelled as i32,
-            self_trade_prevention: pb::SelfTradePrevention::CancelIncoming as i32,
+            // Cancel the own resting order rather than the incoming one, so that a contributor never
+            // piles up orders on both sides when its two streams drift apart.
+            self_trade_prevention: pb::SelfTradePrevention::CancelResting as i32,
         }
     }
 }

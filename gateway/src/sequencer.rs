@@ -92,7 +92,18 @@ impl Sequencer {
             .name("mutua-engine".into())
             .spawn(move || {
                 let last_time = engine.now();
-                let mut thread = Loop { engine, journal, sequence: last_sequence, config, publisher, last_time, snapshot_sequence: last_sequence };
+                let (snapshots, snapshot_writer) = spawn_snapshot_writer(journal.snapshot_writer());
+                let mut thread = Loop {
+                    engine,
+                    journal,
+                    snapshots: Some(snapshots),
+                    snapshot_writer: Some(snapshot_writer),
+                    sequence: last_sequence,
+                    config,
+                    publisher,
+                    last_time,
+                    snapshot_sequence: last_sequence,
+                };
                 let result = thread.run(inbox);
                 let _ = exit_signal.send(());
                 result
@@ -162,9 +173,38 @@ impl EngineThread {
     }
 }
 
+/// The snapshot writer thread: proves each snapshot it is handed by restoring an engine from it
+/// (which checks every invariant), then encodes, hashes and syncs it. A snapshot that fails the
+/// proof stops the exchange, since the state it copies is wrong; a failed write is only logged,
+/// since the journal alone still rebuilds the state.
+fn spawn_snapshot_writer(writer: crate::journal::SnapshotWriter) -> (crossbeam_channel::Sender<(u64, mutua_engine::Snapshot)>, JoinHandle<()>) {
+    let (sender, receiver) = crossbeam_channel::bounded::<(u64, mutua_engine::Snapshot)>(1);
+    let handle = std::thread::Builder::new()
+        .name("mutua-snapshots".into())
+        .spawn(move || {
+            for (sequence, snapshot) in receiver {
+                let began = std::time::Instant::now();
+                if let Err(violation) = mutua_engine::Engine::from_snapshot(snapshot.clone()) {
+                    tracing::error!(sequence, %violation, "the engine state breaks an invariant; stopping");
+                    std::process::abort();
+                }
+                match writer.write(sequence, &snapshot) {
+                    Ok(hash) => tracing::info!(sequence, %hash, write_ms = began.elapsed().as_millis() as u64, "snapshot written"),
+                    Err(error) => tracing::error!(sequence, %error, "snapshot not written"),
+                }
+            }
+        })
+        .expect("spawn the snapshot writer");
+    (sender, handle)
+}
+
 struct Loop {
     engine: Engine,
     journal: Journal,
+    /// Snapshots taken on this thread go to the writer thread to be encoded, hashed and synced;
+    /// at most one waits, and a snapshot due while one is pending is skipped.
+    snapshots: Option<crossbeam_channel::Sender<(u64, mutua_engine::Snapshot)>>,
+    snapshot_writer: Option<JoinHandle<()>>,
     sequence: u64,
     config: SequencerConfig,
     publisher: broadcast::Sender<PublishedBatch>,
@@ -195,7 +235,12 @@ impl Loop {
             self.process(&mut batch, &mut events)?;
         }
         drop(inbox);
-        // Stopped, or every handle is gone: the server has stopped accepting and drained.
+        // Stopped, or every handle is gone: the server has stopped accepting and drained. Let
+        // the writer finish what it holds, then write the final snapshot here, synchronously.
+        drop(self.snapshots.take());
+        if let Some(writer) = self.snapshot_writer.take() {
+            let _ = writer.join();
+        }
         if self.sequence != self.snapshot_sequence {
             self.journal.write_snapshot(self.sequence, &self.engine)?;
         }
@@ -243,7 +288,23 @@ impl Loop {
             query(&self.engine);
         }
         if self.sequence - self.snapshot_sequence >= self.config.snapshot_every_commands {
-            self.journal.write_snapshot(self.sequence, &self.engine)?;
+            self.take_snapshot()?;
+        }
+        Ok(())
+    }
+
+    /// Copies the state (the only part that must happen here) and hands the copy to the writer
+    /// thread, which proves it and stores it.
+    fn take_snapshot(&mut self) -> Result<(), JournalError> {
+        let Some(snapshots) = &self.snapshots else { return Ok(()) };
+        if snapshots.is_full() {
+            tracing::warn!(sequence = self.sequence, "the previous snapshot is still being written; skipping this one");
+            return Ok(());
+        }
+        let began = std::time::Instant::now();
+        let snapshot = self.engine.snapshot();
+        tracing::debug!(sequence = self.sequence, copy_ms = began.elapsed().as_millis() as u64, "snapshot taken");
+        if snapshots.try_send((self.sequence, snapshot)).is_ok() {
             self.snapshot_sequence = self.sequence;
         }
         Ok(())
