@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the exchange.
     Serve(ServeArgs),
+    /// Replay a stopped exchange's journal from genesis, checking every record and snapshot.
+    Verify(crate::server::VerifyArgs),
     /// Generate load: many connections placing crossing orders, then print throughput and latency.
     Load(LoadArgs),
     /// Participants: register, accredit.
@@ -343,6 +345,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let token = cli.token.as_deref();
     match cli.command {
         Command::Serve(args) => crate::server::serve(args).await,
+        Command::Verify(args) => crate::server::verify(args),
         Command::Load(args) => crate::load::run(&cli.server, token, args).await,
         command => {
             let channel = connect(&cli.server).await?;
@@ -379,7 +382,7 @@ fn sequence_of(commit: Option<&pb::Commit>) -> String {
 
 async fn client_command(mut clients: Clients, token: Option<&str>, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(_) | Command::Load(_) => unreachable!("dispatched by `run`"),
+        Command::Serve(_) | Command::Verify(_) | Command::Load(_) => unreachable!("dispatched by `run`"),
         Command::Participant(command) => participant(&mut clients, token, command).await?,
         Command::Deposit(args) => {
             let message = pb::DepositRequest { request_id: args.mutation.id(), participant_id: args.account, amount: args.amount };

@@ -325,7 +325,6 @@ impl Journal {
         let mut done = 0u64;
         let mut last_replayed = start;
         let mut events = Vec::with_capacity(1024);
-        let mut encoded = Vec::with_capacity(4096);
         std::thread::scope(|scope| -> Result<(), JournalError> {
             scope.spawn(|| self.read_batches(start, sender));
             for batch in receiver {
@@ -333,9 +332,8 @@ impl Journal {
                 for (head, range) in batch.heads.iter().zip(&batch.event_ranges) {
                     events.clear();
                     let outcome = engine.apply(&head.command, head.timestamp, &mut events);
-                    encoded.clear();
-                    encoded = postcard::to_extend(&events, std::mem::take(&mut encoded)).expect("events serialize");
-                    if outcome != head.outcome || encoded != batch.event_bytes[range.clone()] {
+                    let recorded = &batch.event_bytes[range.clone()];
+                    if outcome != head.outcome || !encodes_as(&events, recorded) {
                         return Err(JournalError::ReplayDiverged { sequence: head.sequence });
                     }
                     last_replayed = head.sequence;
@@ -394,6 +392,37 @@ impl Journal {
         if !batch.heads.is_empty() {
             let _ = sender.send(Ok(batch));
         }
+    }
+}
+
+/// Whether `events` encode to exactly `recorded`: the encoder's bytes are compared with the
+/// record's as they are produced, so nothing is written anywhere and a difference stops it early.
+fn encodes_as(events: &Vec<Event>, recorded: &[u8]) -> bool {
+    postcard::serialize_with_flavor(events, Comparing { recorded, position: 0 }).unwrap_or(false)
+}
+
+/// A postcard output that checks each byte against an expected encoding instead of storing it.
+struct Comparing<'a> {
+    recorded: &'a [u8],
+    position: usize,
+}
+
+impl postcard::ser_flavors::Flavor for Comparing<'_> {
+    /// True when the encoding matched to the last byte.
+    type Output = bool;
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        if self.recorded.get(self.position) != Some(&byte) {
+            // Any error ends the encoding; the caller reads it as "not equal".
+            return Err(postcard::Error::SerializeBufferFull);
+        }
+        self.position += 1;
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<bool> {
+        Ok(self.position == self.recorded.len())
     }
 }
 
