@@ -168,6 +168,12 @@ async fn sigkill_at_any_moment_loses_nothing_acknowledged() {
     let stopped = server.terminate();
     assert_eq!(stopped, recovered, "a restart followed by a clean stop changes nothing");
 
+    // `mutua verify`, the operator's check of a stopped exchange, agrees.
+    let verified = Command::new(env!("CARGO_BIN_EXE_mutua")).args(["verify", "--data"]).arg(data.path()).output().expect("run mutua verify");
+    assert!(verified.status.success(), "verify failed: {}", String::from_utf8_lossy(&verified.stderr));
+    let report = String::from_utf8_lossy(&verified.stdout);
+    assert!(report.contains(&format!("state hash at sequence {}: {}", stopped.0, stopped.1)), "verify reported: {report}");
+
     // The journal replayed from genesis, ignoring snapshots, reaches the same state, and holds
     // every acknowledged order, with its trades, at the sequence number it was acknowledged at.
     let journal = Journal::open(data.path(), &MarketConfig::default()).unwrap();
@@ -212,4 +218,8 @@ async fn a_flipped_byte_in_the_journal_stops_the_server_from_starting() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("journal record 5 is corrupt"), "the refusal names the record: {stderr}");
     assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"), "it never served");
+
+    let verified = Command::new(env!("CARGO_BIN_EXE_mutua")).args(["verify", "--data"]).arg(data.path()).output().expect("run mutua verify");
+    assert!(!verified.status.success(), "verify accepted a corrupt journal");
+    assert!(String::from_utf8_lossy(&verified.stderr).contains("journal record 5 is corrupt"), "verify names the record");
 }
