@@ -50,11 +50,19 @@ pub struct TestServer {
 
 /// Starts a server on a free port with an empty data directory.
 pub async fn start() -> TestServer {
+    start_with(&[]).await
+}
+
+/// As `start`, with extra `mutua serve` flags (e.g. `["--queue-capacity", "1"]`).
+pub async fn start_with(extra_flags: &[&str]) -> TestServer {
     let data = tempfile::tempdir().expect("temporary data directory");
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let local = listener.local_addr().expect("bound address");
     let data_flag = data.path().to_str().expect("utf-8 temp path").to_string();
-    let flags = ServeFlags::parse_from(["serve", "--data", &data_flag, "--listen", &local.to_string()]);
+    let local_flag = local.to_string();
+    let mut argv = vec!["serve", "--data", &data_flag, "--listen", &local_flag];
+    argv.extend_from_slice(extra_flags);
+    let flags = ServeFlags::parse_from(argv);
     let (trigger, shutdown) = oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
         server::run(listener, &flags.args, async {
