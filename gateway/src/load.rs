@@ -83,6 +83,19 @@ struct Plan {
 }
 
 impl Plan {
+    /// Waits until the planned send time of this worker's order number `sent` and returns it;
+    /// as fast as possible, that is now.
+    async fn pace(&self, started: Instant, sent: u64) -> Instant {
+        match self.interval {
+            Some(interval) => {
+                let planned = started + interval.saturating_mul(u32::try_from(sent).unwrap_or(u32::MAX));
+                tokio::time::sleep_until(planned.into()).await;
+                planned
+            }
+            None => Instant::now(),
+        }
+    }
+
     /// Claims the next order, or `None` when the run is over.
     fn ticket(&self, totals: &Totals) -> Option<u64> {
         if Instant::now() >= self.deadline {
@@ -241,14 +254,7 @@ async fn unary_worker(worker: Worker, mode: Mode, plan: Plan, started: Instant, 
     let mut sent = 0u64;
     let mut tasks = tokio::task::JoinSet::new();
     while plan.ticket(&totals).is_some() {
-        let planned = match plan.interval {
-            Some(interval) => {
-                let planned = started + interval.saturating_mul(u32::try_from(sent).unwrap_or(u32::MAX));
-                tokio::time::sleep_until(planned.into()).await;
-                planned
-            }
-            None => Instant::now(),
-        };
+        let planned = plan.pace(started, sent).await;
         let permit = permits.clone().acquire_owned().await?;
         let (worker, latency, totals) = (worker.clone(), latency.clone(), totals.clone());
         let message = worker.order(sent);
@@ -296,14 +302,7 @@ async fn stream_worker(worker: Worker, plan: Plan, started: Instant, totals: Arc
         tokio::spawn(async move {
             let mut sent = 0u64;
             while plan.ticket(&totals).is_some() {
-                let planned = match plan.interval {
-                    Some(interval) => {
-                        let planned = started + interval.saturating_mul(u32::try_from(sent).unwrap_or(u32::MAX));
-                        tokio::time::sleep_until(planned.into()).await;
-                        planned
-                    }
-                    None => Instant::now(),
-                };
+                let planned = plan.pace(started, sent).await;
                 let Ok(permit) = window.acquire().await else { break };
                 permit.forget();
                 let since = if plan.interval.is_some() { planned } else { Instant::now() };
