@@ -103,7 +103,11 @@ fn a_missing_record_is_a_gap_not_a_skip() {
     let mut engine = Engine::new(config.clone());
     let applied = apply(&mut engine, &market_commands(20), 1);
     let mut journal = Journal::open(dir.path(), &config).unwrap();
-    journal.append(applied.iter().filter(|record| record.sequence != 12)).unwrap();
+    // A batch must be numbered consecutively...
+    assert!(matches!(journal.append(applied.iter().filter(|record| record.sequence != 12)), Err(JournalError::Gap { expected: 12, found: 13 })));
+    // ...so a lost record is a lost batch: 1–11, then 13–20, and 12 never written.
+    journal.append(&applied[..11]).unwrap();
+    journal.append(&applied[12..]).unwrap();
     match journal.recover(config, |_, _| {}) {
         Err(JournalError::Gap { expected, found }) => assert_eq!((expected, found), (12, 13)),
         other => panic!("expected a gap at 12, got {:?}", other.map(|r| r.last_sequence)),

@@ -2,16 +2,19 @@
 //! synced write batch per engine batch before anything is acknowledged; snapshots of engine state
 //! with their state hash; and recovery (newest trustworthy snapshot + replay).
 //!
-//! Each record is `crc32c (4 bytes, little endian) ++ postcard payload`, keyed by its sequence
-//! number in big-endian so that keys sort in sequence order. A record whose checksum fails, that
-//! does not decode, or that breaks the sequence is reported with its sequence number and the
-//! journal refuses to be served from: nothing is silently skipped.
+//! Each engine batch is one RocksDB value, keyed by the sequence number of its first record in
+//! big-endian (so keys sort in sequence order): `count (u32 LE)`, then per record
+//! `length (u32 LE) ++ crc32c (u32 LE) ++ postcard payload`. Record `i` of the batch keyed `k` is
+//! sequence `k + i`, and its payload carries that number again. One value per batch costs
+//! RocksDB one memtable insert per batch instead of one per command. A record whose checksum
+//! fails, that is torn, that does not decode, or that breaks the sequence is reported with its
+//! sequence number and the journal refuses to be served from: nothing is silently skipped.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use mutua_engine::{Command, Engine, Event, MarketConfig, Outcome, Snapshot, StateHash, Timestamp};
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
 
 const CF_COMMANDS: &str = "commands";
@@ -110,10 +113,8 @@ pub struct Recovered {
 pub struct Journal {
     db: Arc<DB>,
     sync: WriteOptions,
-    /// Reused encode buffer, so appends do not allocate per record in the steady state.
+    /// Reused batch value, so appends do not allocate in the steady state.
     buffer: Vec<u8>,
-    /// The largest write batch so far, so the next one is allocated once at its full size.
-    write_batch_bytes_hint: usize,
 }
 
 fn key(sequence: u64) -> [u8; 8] {
@@ -126,15 +127,93 @@ fn seal(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// Encodes a record straight into `out`: a checksum slot, the payload, then the checksum.
-fn encode_record(applied: &Applied, out: &mut Vec<u8>) {
-    let mut buffer = std::mem::take(out);
-    buffer.clear();
-    buffer.extend_from_slice(&[0; 4]);
-    buffer = postcard::to_extend(applied, buffer).expect("a journal record always serializes");
-    let crc = crc32c::crc32c(&buffer[4..]);
-    buffer[..4].copy_from_slice(&crc.to_le_bytes());
-    *out = buffer;
+/// Appends one record's frame to a batch value: a length slot, a checksum slot, the payload,
+/// then the length and the checksum.
+fn encode_frame(applied: &Applied, value: &mut Vec<u8>) {
+    let start = value.len();
+    value.extend_from_slice(&[0; 8]);
+    postcard::serialize_with_flavor(applied, Appending(value)).expect("a journal record always serializes");
+    let payload_length = (value.len() - start - 8) as u32;
+    let crc = crc32c::crc32c(&value[start + 8..]);
+    value[start..start + 4].copy_from_slice(&payload_length.to_le_bytes());
+    value[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A postcard output that pushes byte by byte onto a vector: records are runs of tiny fields,
+/// for which a call to copy each one costs more than its bytes.
+struct Appending<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Appending<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// The records of one batch value: each one's sequence number and the byte range of its sealed
+/// form (checksum then payload) within the value.
+struct Frames<'a> {
+    value: &'a [u8],
+    offset: usize,
+    next_sequence: u64,
+    remaining: u32,
+}
+
+impl<'a> Frames<'a> {
+    fn new(first_sequence: u64, value: &'a [u8]) -> Result<Frames<'a>, JournalError> {
+        let Some(count) = value.get(..4) else {
+            return Err(JournalError::CorruptRecord { sequence: first_sequence, why: format!("batch of {} bytes is torn", value.len()) });
+        };
+        let remaining = u32::from_le_bytes([count[0], count[1], count[2], count[3]]);
+        if remaining == 0 {
+            return Err(JournalError::CorruptRecord { sequence: first_sequence, why: "batch holds no records".into() });
+        }
+        Ok(Frames { value, offset: 4, next_sequence: first_sequence, remaining })
+    }
+
+    /// The sequence number after the batch's last record.
+    fn end(&self) -> u64 {
+        self.next_sequence + u64::from(self.remaining)
+    }
+}
+
+impl Iterator for Frames<'_> {
+    type Item = Result<(u64, std::ops::Range<usize>), JournalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let sequence = self.next_sequence;
+        if self.remaining == 0 {
+            if self.offset != self.value.len() {
+                self.offset = self.value.len();
+                let why = "bytes follow the batch's last record".to_string();
+                return Some(Err(JournalError::CorruptRecord { sequence: sequence.saturating_sub(1), why }));
+            }
+            return None;
+        }
+        let torn = |why: String| Some(Err(JournalError::CorruptRecord { sequence, why }));
+        let Some(length) = self.value.get(self.offset..self.offset + 4) else {
+            self.remaining = 0;
+            return torn("the record's length is torn".into());
+        };
+        let length = u32::from_le_bytes([length[0], length[1], length[2], length[3]]) as usize;
+        let sealed = self.offset + 4..self.offset + 8 + length;
+        if sealed.end > self.value.len() {
+            self.remaining = 0;
+            self.offset = self.value.len();
+            return torn(format!("record of {length} bytes runs past its batch"));
+        }
+        self.offset = sealed.end;
+        self.next_sequence += 1;
+        self.remaining -= 1;
+        Some(Ok((sequence, sealed)))
+    }
 }
 
 fn unseal(sequence: u64, record: &[u8]) -> Result<&[u8], String> {
@@ -166,7 +245,7 @@ impl Journal {
         let db = DB::open_cf_descriptors(&options, path, families)?;
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        let journal = Journal { db: Arc::new(db), sync, buffer: Vec::with_capacity(1 << 16), write_batch_bytes_hint: 1 << 12 };
+        let journal = Journal { db: Arc::new(db), sync, buffer: Vec::with_capacity(1 << 16) };
         let meta = journal.cf(CF_META);
         let genesis_bytes = postcard::to_allocvec(genesis).expect("config serializes");
         match journal.db.get_cf(meta, META_GENESIS)? {
@@ -186,16 +265,31 @@ impl Journal {
         self.db.cf_handle(name).expect("column families are created at open")
     }
 
-    /// Writes a batch of applied commands in one synced RocksDB write batch.
+    /// Writes a batch of applied commands, numbered consecutively, as one synced RocksDB value.
     pub fn append<'a>(&mut self, batch: impl IntoIterator<Item = &'a Applied>) -> Result<(), JournalError> {
-        let mut write = WriteBatch::with_capacity_bytes(self.write_batch_bytes_hint);
-        let commands = self.db.cf_handle(CF_COMMANDS).expect("column family");
+        let mut value = std::mem::take(&mut self.buffer);
+        value.clear();
+        value.extend_from_slice(&[0; 4]);
+        let mut first = None;
+        let mut count = 0u32;
         for applied in batch {
-            encode_record(applied, &mut self.buffer);
-            write.put_cf(commands, key(applied.sequence), &self.buffer);
+            let first = *first.get_or_insert(applied.sequence);
+            let expected = first + u64::from(count);
+            if applied.sequence != expected {
+                self.buffer = value;
+                return Err(JournalError::Gap { expected, found: applied.sequence });
+            }
+            encode_frame(applied, &mut value);
+            count += 1;
         }
-        self.write_batch_bytes_hint = self.write_batch_bytes_hint.max(write.size_in_bytes());
-        self.db.write_opt(write, &self.sync)?;
+        let Some(first) = first else {
+            self.buffer = value;
+            return Ok(());
+        };
+        value[..4].copy_from_slice(&count.to_le_bytes());
+        let written = self.db.put_cf_opt(self.cf(CF_COMMANDS), key(first), &value, &self.sync);
+        self.buffer = value;
+        written?;
         Ok(())
     }
 
@@ -235,32 +329,82 @@ impl Journal {
     /// The last sequence number written, or 0.
     pub fn last_sequence(&self) -> Result<u64, JournalError> {
         match self.db.iterator_cf(self.cf(CF_COMMANDS), IteratorMode::End).next() {
-            Some(item) => Ok(decode_key(&item?.0)),
+            Some(item) => {
+                let (stored_key, value) = item?;
+                Ok(Frames::new(decode_key(&stored_key), &value)?.end() - 1)
+            }
             None => Ok(0),
         }
     }
 
+    /// Walks the sealed records after `after` in order, checking that batches follow one another
+    /// without a gap or an overlap; `visit` returns false to stop. Returns the last sequence
+    /// visited (`after` if none).
+    fn scan(&self, after: u64, read_options: rocksdb::ReadOptions, mut visit: impl FnMut(u64, &[u8]) -> Result<bool, JournalError>) -> Result<u64, JournalError> {
+        let mut expected = after + 1;
+        // The raw iterator lends each value in place instead of copying it out.
+        let mut batches = self.db.raw_iterator_cf_opt(self.cf(CF_COMMANDS), read_options);
+        batches.seek_for_prev(key(expected));
+        if !batches.valid() {
+            batches.seek_to_first();
+        }
+        let mut first_batch = true;
+        while let (Some(stored_key), Some(value)) = (batches.key(), batches.value()) {
+            let first = decode_key(stored_key);
+            // The batch found by the seek may start before `expected`; every later one must
+            // start exactly there.
+            if first > expected || (!first_batch && first != expected) {
+                return Err(JournalError::Gap { expected, found: first });
+            }
+            first_batch = false;
+            for frame in Frames::new(first, value)? {
+                let (sequence, sealed) = frame?;
+                if sequence < expected {
+                    continue;
+                }
+                if !visit(sequence, &value[sealed])? {
+                    return Ok(expected - 1);
+                }
+                expected = sequence + 1;
+            }
+            batches.next();
+        }
+        batches.status()?;
+        Ok(expected - 1)
+    }
+
     /// Visits journal records after `after`, in order, checking each checksum and the sequence.
     pub fn for_each_after(&self, after: u64, mut visit: impl FnMut(Applied) -> Result<(), JournalError>) -> Result<u64, JournalError> {
-        let mut expected = after + 1;
-        let start = key(expected);
-        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
-        for item in self.db.iterator_cf(self.cf(CF_COMMANDS), mode) {
-            let (stored_key, record) = item?;
-            let sequence = decode_key(&stored_key);
-            if sequence != expected {
-                return Err(JournalError::Gap { expected, found: sequence });
-            }
+        self.scan(after, rocksdb::ReadOptions::default(), |sequence, record| {
             let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
-            let payload = unseal(sequence, &record).map_err(corrupt)?;
+            let payload = unseal(sequence, record).map_err(corrupt)?;
             let applied: Applied = postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
             if applied.sequence != sequence {
-                return Err(corrupt(format!("stored under {sequence} but says {}", applied.sequence)));
+                return Err(corrupt(format!("stored as {sequence} but says {}", applied.sequence)));
             }
             visit(applied)?;
-            expected += 1;
+            Ok(true)
+        })
+    }
+
+    /// Where record `sequence` is stored: its batch's key and the byte range of its sealed form
+    /// (checksum then payload) within the batch's value. For tools that inspect the journal's
+    /// bytes.
+    pub fn record_location(&self, sequence: u64) -> Result<Option<([u8; 8], std::ops::Range<usize>)>, JournalError> {
+        let mut batches = self.db.raw_iterator_cf(self.cf(CF_COMMANDS));
+        batches.seek_for_prev(key(sequence));
+        let (Some(stored_key), Some(value)) = (batches.key(), batches.value()) else {
+            batches.status()?;
+            return Ok(None);
+        };
+        let first = decode_key(stored_key);
+        for frame in Frames::new(first, value)? {
+            let (found, sealed) = frame?;
+            if found == sequence {
+                return Ok(Some((key(first), sealed)));
+            }
         }
-        Ok(expected - 1)
+        Ok(None)
     }
 
     /// Rebuilds the engine: the newest snapshot, then every record after it. When an older
@@ -287,21 +431,15 @@ impl Journal {
 
     /// Checks the checksum and numbering of every record up to `through`, without decoding.
     pub fn verify_checksums_through(&self, through: u64) -> Result<(), JournalError> {
-        let mut expected = 1;
-        for item in self.db.iterator_cf(self.cf(CF_COMMANDS), IteratorMode::Start) {
-            let (stored_key, record) = item?;
-            let sequence = decode_key(&stored_key);
+        let last = self.scan(0, rocksdb::ReadOptions::default(), |sequence, record| {
             if sequence > through {
-                break;
+                return Ok(false);
             }
-            if sequence != expected {
-                return Err(JournalError::Gap { expected, found: sequence });
-            }
-            unseal(sequence, &record).map_err(|why| JournalError::CorruptRecord { sequence, why })?;
-            expected += 1;
-        }
-        if expected <= through {
-            return Err(JournalError::Gap { expected, found: through });
+            unseal(sequence, record).map_err(|why| JournalError::CorruptRecord { sequence, why })?;
+            Ok(true)
+        })?;
+        if last < through {
+            return Err(JournalError::Gap { expected: last + 1, found: through });
         }
         Ok(())
     }
@@ -363,34 +501,26 @@ impl Journal {
 
     /// The reader half of `replay`: checked, decoded records after `after`, in batches.
     fn read_batches(&self, after: u64, sender: crossbeam_channel::Sender<Result<ReplayBatch, JournalError>>) {
-        let mut expected = after + 1;
-        let start = key(expected);
         let mut batch = ReplayBatch::new();
         let mut read_options = rocksdb::ReadOptions::default();
         read_options.fill_cache(false);
         read_options.set_readahead_size(4 << 20);
-        // The raw iterator lends each record in place instead of copying it out.
-        let mut records = self.db.raw_iterator_cf_opt(self.cf(CF_COMMANDS), read_options);
-        records.seek(start);
-        while let (Some(stored_key), Some(record)) = (records.key(), records.value()) {
-            let sequence = decode_key(stored_key);
-            let checked = if sequence != expected { Err(JournalError::Gap { expected, found: sequence }) } else { batch.push(sequence, record) };
-            if let Err(error) = checked {
+        let scanned = self.scan(after, read_options, |sequence, record| {
+            batch.push(sequence, record)?;
+            if batch.heads.len() == REPLAY_BATCH_RECORDS {
+                // The applier has gone (it failed): stop reading.
+                return Ok(sender.send(Ok(std::mem::replace(&mut batch, ReplayBatch::new()))).is_ok());
+            }
+            Ok(true)
+        });
+        match scanned {
+            Err(error) => {
                 let _ = sender.send(Err(error));
-                return;
             }
-            expected += 1;
-            if batch.heads.len() == REPLAY_BATCH_RECORDS && sender.send(Ok(std::mem::replace(&mut batch, ReplayBatch::new()))).is_err() {
-                return;
+            Ok(_) if !batch.heads.is_empty() => {
+                let _ = sender.send(Ok(batch));
             }
-            records.next();
-        }
-        if let Err(error) = records.status() {
-            let _ = sender.send(Err(error.into()));
-            return;
-        }
-        if !batch.heads.is_empty() {
-            let _ = sender.send(Ok(batch));
+            Ok(_) => {}
         }
     }
 }
@@ -460,7 +590,7 @@ impl ReplayBatch {
         let payload = unseal(sequence, record).map_err(corrupt)?;
         let (head, events): (RecordHead, &[u8]) = postcard::take_from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
         if head.sequence != sequence {
-            return Err(corrupt(format!("stored under {sequence} but says {}", head.sequence)));
+            return Err(corrupt(format!("stored as {sequence} but says {}", head.sequence)));
         }
         let from = self.event_bytes.len();
         self.event_bytes.extend_from_slice(events);
