@@ -27,6 +27,11 @@ pub struct OfferingId(pub u32);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CommandId(pub u128);
 
+/// A bearer credential (token), numbered densely by the engine in issue order. The engine holds
+/// only a hash of the token; the token itself is shown once, to whoever asked for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CredentialId(pub u32);
+
 /// Nanoseconds since the Unix epoch, given to the engine with every command (it has no clock).
 pub type Timestamp = u64;
 
@@ -94,7 +99,7 @@ pub enum SelfTradePrevention {
 
 /// Everything the operator states when listing an instrument. Integer units throughout; the
 /// decimal form a person types is converted by `units::InstrumentTerms`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct InstrumentSpec {
     /// Short unique name, e.g. "COOP-SHARE-A". At most `symbol_bytes_max` ASCII bytes.
     pub symbol: String,
@@ -136,7 +141,7 @@ pub struct Command {
     pub kind: CommandKind,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CommandKind {
     /// Operator: add a participant with a role.
     RegisterParticipant { role: Role, name: String },
@@ -176,6 +181,15 @@ pub enum CommandKind {
     PayDistribution { instrument: InstrumentId, per_lot_minor: u64 },
     /// Issuer: at or after maturity, repay par to every holder and retire the units.
     RepayAtMaturity { instrument: InstrumentId },
+    /// Operator: record a new bearer credential for a participant, by the SHA-256 of its token.
+    /// With `replace_existing`, every other live credential of the participant is revoked in the
+    /// same step (a rotation).
+    IssueCredential { participant: ParticipantId, token_hash: [u8; 32], replace_existing: bool },
+    /// Operator: revoke a credential; calls presenting its token are refused from then on.
+    RevokeCredential { credential: CredentialId },
+    /// Operator: suspend a participant (its resting orders are cancelled and every command it
+    /// sends is refused) or reinstate it. Balances, holdings and obligations stay as they are.
+    SetParticipantStatus { participant: ParticipantId, suspended: bool },
 }
 
 /// What an accepted command created, if anything.
@@ -186,15 +200,28 @@ pub enum Ack {
     Instrument(InstrumentId),
     Offering(OfferingId),
     Order(OrderId),
+    Credential(CredentialId),
 }
 
 /// The result of applying one command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     pub result: Result<Ack, RejectReason>,
-    /// True when the command id had been seen before: `result` is the first outcome, and the
-    /// command applied nothing this time.
-    pub replayed: bool,
+    /// `Some(sequence)` when the command id had been seen before with the same command: `result`
+    /// is the first outcome, `sequence` the journal sequence number of the first application
+    /// (where its events are), and the command applied nothing this time.
+    pub replayed: Option<u64>,
+}
+
+impl Outcome {
+    /// An outcome produced by applying the command now.
+    pub fn fresh(result: Result<Ack, RejectReason>) -> Outcome {
+        Outcome { result, replayed: None }
+    }
+
+    pub fn is_replay(&self) -> bool {
+        self.replayed.is_some()
+    }
 }
 
 /// Why an order left the book without trading in full.
@@ -208,6 +235,8 @@ pub enum CancelReason {
     SelfTrade,
     /// The instrument matured and its units were retired.
     Matured,
+    /// The owner was suspended by the operator.
+    OwnerSuspended,
 }
 
 /// Every state change, in the order it happened. Each carries the participants and amounts it
@@ -289,6 +318,9 @@ pub enum Event {
     DistributionReceived { instrument: InstrumentId, holder: ParticipantId, lots: u64, amount_minor: u64 },
     ParRepaid { instrument: InstrumentId, holder: ParticipantId, lots: u64, amount_minor: u64 },
     InstrumentMatured { instrument: InstrumentId, lots_retired: u64, repaid_minor: u64 },
+    CredentialIssued { credential: CredentialId, participant: ParticipantId, role: Role },
+    CredentialRevoked { credential: CredentialId, participant: ParticipantId },
+    ParticipantStatusChanged { participant: ParticipantId, suspended: bool },
 }
 
 macro_rules! reject_reasons {
@@ -383,6 +415,11 @@ reject_reasons! {
     InstrumentsFull = 49 => "the market holds its maximum number of instruments",
     OrdersFull = 50 => "the market holds its maximum number of resting orders",
     NoEffect = 51 => "the command would change nothing",
+    RequestIdReused = 52 => "the request id was already used for a different command; a retry must repeat the first command exactly, and a new command needs a new request id",
+    ParticipantSuspended = 53 => "the participant is suspended by the operator",
+    UnknownCredential = 54 => "no credential has this id",
+    CredentialsFull = 55 => "the participant holds its maximum number of live credentials, or the market its maximum of credentials",
+    CannotSuspendSelf = 56 => "an operator cannot suspend itself or the genesis operator",
 }
 
 impl std::fmt::Display for RejectReason {

@@ -33,9 +33,15 @@ pub struct MarketConfig {
     pub order_lots_max: u64,
     /// Subscriptions one offering can hold.
     pub subscriptions_per_offering_max: u32,
-    /// Recent command ids (and their outcomes) remembered for idempotent retries: always at least
-    /// the last half of this many, at most this many (they are forgotten a half at a time).
-    pub command_ids_remembered_max: u32,
+    /// Recent command ids (with a digest of each command and its outcome) remembered for
+    /// idempotent retries, per participant: each participant's last half of this many are always
+    /// remembered, whatever other participants do, and at most this many (they are forgotten a
+    /// half at a time).
+    pub command_ids_per_participant_max: u32,
+    /// Credentials (bearer tokens) the market records over its life, live or revoked.
+    pub credentials_max: u32,
+    /// Live credentials one participant may hold at once.
+    pub credentials_per_participant_max: u32,
     /// Longest participant name, in bytes.
     pub name_bytes_max: u32,
 }
@@ -54,7 +60,9 @@ impl Default for MarketConfig {
             price_levels_max: 1 << 22,
             order_lots_max: 1_000_000_000,
             subscriptions_per_offering_max: 1_000_000,
-            command_ids_remembered_max: 1 << 20,
+            command_ids_per_participant_max: 1 << 18,
+            credentials_max: 10_000_000,
+            credentials_per_participant_max: 16,
             name_bytes_max: 200,
         }
     }

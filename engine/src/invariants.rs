@@ -31,6 +31,7 @@ impl Engine {
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         self.check_cash()?;
         self.check_instruments()?;
+        self.check_identity()?;
         ensure!(self.order_slots.len() == self.orders.len(), "order index holds {} ids for {} orders", self.order_slots.len(), self.orders.len());
         Ok(())
     }
@@ -60,6 +61,32 @@ impl Engine {
         }
         let circulating = self.deposited_minor - self.withdrawn_minor;
         ensure!(total == circulating, "cash balances sum to {total} but deposits less withdrawals are {circulating}");
+        Ok(())
+    }
+
+    /// Credentials name registered participants, the live index matches them, and a suspended
+    /// participant has nothing resting.
+    fn check_identity(&self) -> Result<(), InvariantViolation> {
+        let mut live: FxHashMap<ParticipantId, Vec<crate::CredentialId>> = FxHashMap::default();
+        for (id, credential) in self.credentials() {
+            ensure!(self.participant(credential.participant).is_some(), "credential {} names unknown participant {}", id.0, credential.participant.0);
+            ensure!(credential.revoked_at.is_none_or(|revoked| revoked >= credential.issued_at), "credential {} was revoked before it was issued", id.0);
+            if credential.is_live() {
+                live.entry(credential.participant).or_default().push(id);
+            }
+        }
+        for (participant, ids) in &live {
+            ensure!(self.live_credentials_of(*participant) == ids.as_slice(), "participant {}'s live credentials are indexed wrongly", participant.0);
+            ensure!(ids.len() <= self.config.credentials_per_participant_max as usize, "participant {} holds {} live credentials", participant.0, ids.len());
+        }
+        for (id, participant) in self.participants() {
+            if live.get(&id).is_none() {
+                ensure!(self.live_credentials_of(id).is_empty(), "participant {} has live credentials indexed that are revoked", id.0);
+            }
+            if participant.suspended {
+                ensure!(self.order_slots.values().all(|slot| self.orders.get(*slot).owner != id), "suspended participant {} has resting orders", id.0);
+            }
+        }
         Ok(())
     }
 

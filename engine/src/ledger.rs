@@ -15,6 +15,8 @@ pub struct Participant {
     pub name: String,
     /// Organizations only: licensed by the regulator to redeem vouchers and service value.
     pub accredited: bool,
+    /// Suspended by the operator: every command it sends is refused until it is reinstated.
+    pub suspended: bool,
     pub cash: CashAccount,
 }
 

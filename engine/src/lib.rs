@@ -10,6 +10,7 @@ pub mod book;
 pub mod command;
 pub mod config;
 mod dedup;
+pub mod identity;
 pub mod instrument;
 mod invariants;
 pub mod ledger;
@@ -25,6 +26,8 @@ use rustc_hash::FxHashMap;
 pub use book::{Order, OrderSlab};
 pub use command::*;
 pub use config::MarketConfig;
+pub use dedup::{command_digest, Remembered};
+pub use identity::Credential;
 pub use instrument::{Instrument, Offering, Subscription, TaxCredit};
 pub use invariants::InvariantViolation;
 pub use ledger::{CashAccount, Holding, Participant};
@@ -49,6 +52,10 @@ pub struct Engine {
     deposited_minor: u128,
     withdrawn_minor: u128,
     dedup: Dedup,
+    credentials: identity::Credentials,
+    /// Commands applied since genesis, retries and rejections included: the journal sequence
+    /// number of the latest command, which is where a retry's first outcome is found.
+    commands_applied: u64,
     /// The latest time seen; the engine's notion of now never goes backwards.
     now: Timestamp,
 }
@@ -60,7 +67,9 @@ impl Engine {
     pub fn new(config: MarketConfig) -> Engine {
         let orders_hint = (config.orders_max as usize).min(1 << 16);
         let mut engine = Engine {
-            dedup: Dedup::new(config.command_ids_remembered_max),
+            dedup: Dedup::new(config.command_ids_per_participant_max),
+            credentials: identity::Credentials::default(),
+            commands_applied: 0,
             config,
             participants: Vec::new(),
             instruments: Vec::new(),
@@ -78,29 +87,44 @@ impl Engine {
             role: Role::Operator,
             name: "genesis operator".to_string(),
             accredited: false,
+            suspended: false,
             cash: CashAccount::default(),
         });
         engine
     }
 
     /// Applies one command at `timestamp`, appending its events to `events`. A rejected command
-    /// appends nothing and changes nothing but the memory of its id. A command whose id was seen
-    /// before returns the first outcome and applies nothing.
+    /// appends nothing and changes nothing but the memory of its id. A command whose id the
+    /// participant used before returns the first outcome and applies nothing, if it is the same
+    /// command; a different command under a used id is refused with `RequestIdReused`.
     pub fn apply(&mut self, command: &Command, timestamp: Timestamp, events: &mut Vec<Event>) -> Outcome {
         self.now = self.now.max(timestamp);
-        if let Some(result) = self.dedup.get(command.id) {
-            return Outcome { result, replayed: true };
+        self.commands_applied += 1;
+        let digest = command_digest(&command.kind);
+        if let Some(first) = self.dedup.get(command.participant, command.id) {
+            if first.digest != digest {
+                return Outcome::fresh(Err(RejectReason::RequestIdReused));
+            }
+            return Outcome { result: first.result, replayed: Some(first.sequence) };
         }
         let events_before = events.len();
         let result = self.dispatch(command, events);
         debug_assert!(result.is_ok() || events.len() == events_before, "a rejection emitted events");
-        self.dedup.remember(command.id, result);
-        Outcome { result, replayed: false }
+        // A command from nobody registered changed nothing and has no window to be kept in.
+        if (command.participant.0 as usize) < self.participants.len() {
+            let remembered = Remembered { digest, result, sequence: self.commands_applied };
+            self.dedup.remember(command.participant, command.id, remembered);
+        }
+        Outcome::fresh(result)
     }
 
     fn dispatch(&mut self, command: &Command, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
         let who = command.participant;
-        let role = self.participant(who).ok_or(RejectReason::UnknownParticipant)?.role;
+        let caller = self.participant(who).ok_or(RejectReason::UnknownParticipant)?;
+        if caller.suspended {
+            return Err(RejectReason::ParticipantSuspended);
+        }
+        let role = caller.role;
         let allowed = |roles: &[Role]| if roles.contains(&role) { Ok(()) } else { Err(RejectReason::RoleNotAllowed) };
         match &command.kind {
             CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, self_trade } => {
@@ -167,6 +191,18 @@ impl Engine {
             CommandKind::RepayAtMaturity { instrument } => {
                 allowed(&[Role::Organization])?;
                 self.repay_at_maturity(who, *instrument, events)
+            }
+            CommandKind::IssueCredential { participant, token_hash, replace_existing } => {
+                allowed(&[Role::Operator])?;
+                self.issue_credential(*participant, *token_hash, *replace_existing, events)
+            }
+            CommandKind::RevokeCredential { credential } => {
+                allowed(&[Role::Operator])?;
+                self.revoke_credential(*credential, events)
+            }
+            CommandKind::SetParticipantStatus { participant, suspended } => {
+                allowed(&[Role::Operator])?;
+                self.set_participant_status(who, *participant, *suspended, events)
             }
         }
     }
@@ -250,8 +286,14 @@ impl Engine {
         self.instrument(instrument).map(|instrument| instrument.book.depth(side, levels_max))
     }
 
-    /// The outcome remembered for a command id, if it is still inside the idempotency window.
-    pub fn remembered_outcome(&self, id: CommandId) -> Option<Result<Ack, RejectReason>> {
-        self.dedup.get(id)
+    /// What is remembered of a participant's command id, if it is still inside the
+    /// participant's idempotency window.
+    pub fn remembered(&self, participant: ParticipantId, id: CommandId) -> Option<Remembered> {
+        self.dedup.get(participant, id)
+    }
+
+    /// Commands applied since genesis: the journal sequence number of the latest one.
+    pub fn commands_applied(&self) -> u64 {
+        self.commands_applied
     }
 }

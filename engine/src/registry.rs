@@ -20,7 +20,7 @@ impl Engine {
             return Err(RejectReason::ParticipantsFull);
         }
         let participant = ParticipantId(self.participants.len() as u32);
-        self.participants.push(Participant { role, name: name.to_string(), accredited: false, cash: CashAccount::default() });
+        self.participants.push(Participant { role, name: name.to_string(), accredited: false, suspended: false, cash: CashAccount::default() });
         events.push(Event::ParticipantRegistered { participant, role, name: name.to_string() });
         Ok(Ack::Participant(participant))
     }

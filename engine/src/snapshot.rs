@@ -8,9 +8,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::book::{Book, Order, OrderSlab};
-use crate::command::{Ack, CommandId, InstrumentId, InstrumentSpec, ParticipantId, RejectReason, Side, Timestamp};
+use crate::command::{CommandId, InstrumentId, InstrumentSpec, ParticipantId, Side, Timestamp};
 use crate::config::MarketConfig;
-use crate::dedup::Dedup;
+use crate::dedup::{Dedup, Remembered};
+use crate::identity::{Credential, Credentials};
 use crate::instrument::{Instrument, InstrumentStatus, Offering, TaxCredit, Terms};
 use crate::invariants::InvariantViolation;
 use crate::ledger::{Holding, Participant};
@@ -27,8 +28,12 @@ pub struct Snapshot {
     pub instruments: Vec<InstrumentSnapshot>,
     pub offerings: Vec<Offering>,
     pub tax_credits: Vec<TaxCredit>,
-    /// Remembered command ids and outcomes, oldest first.
-    pub remembered: Vec<(CommandId, Result<Ack, RejectReason>)>,
+    /// Commands applied since genesis (the journal sequence number).
+    pub commands_applied: u64,
+    /// Each participant's remembered command ids, oldest first, participants in id order.
+    pub remembered: Vec<(ParticipantId, Vec<(CommandId, Remembered)>)>,
+    /// Every credential ever issued, in id order.
+    pub credentials: Vec<Credential>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +118,9 @@ impl Engine {
             instruments,
             offerings: self.offerings.clone(),
             tax_credits: self.tax_credits.clone(),
+            commands_applied: self.commands_applied,
             remembered: self.dedup.entries(),
+            credentials: self.credentials.all.clone(),
         }
     }
 
@@ -132,7 +139,9 @@ impl Engine {
         engine.next_order_id = snapshot.next_order_id;
         engine.deposited_minor = snapshot.deposited_minor;
         engine.withdrawn_minor = snapshot.withdrawn_minor;
-        engine.dedup = Dedup::restore(snapshot.config.command_ids_remembered_max, &snapshot.remembered);
+        engine.commands_applied = snapshot.commands_applied;
+        engine.dedup = Dedup::restore(snapshot.config.command_ids_per_participant_max, &snapshot.remembered);
+        engine.credentials = Credentials::restore(snapshot.credentials);
         for (index, saved) in snapshot.instruments.into_iter().enumerate() {
             let id = InstrumentId(index as u32);
             let mut instrument = Instrument::restore(id, saved.spec, saved.terms, saved.status, engine.config.price_levels_max);

@@ -195,6 +195,14 @@ impl Engine {
         Ok(Ack::Done)
     }
 
+    /// Cancels a resting order for a reason other than its owner's request (suspension).
+    pub(crate) fn cancel_for_owner(&mut self, order: OrderId, reason: CancelReason, events: &mut Vec<Event>) {
+        if let Some(&slot) = self.order_slots.get(&order) {
+            let instrument = self.orders.get(slot).instrument;
+            self.market(instrument).cancel_resting(slot, reason, events);
+        }
+    }
+
     /// The slot and instrument of a resting order that `who` owns.
     fn owned_order(&self, who: ParticipantId, order: OrderId) -> Result<(u32, InstrumentId), RejectReason> {
         let slot = *self.order_slots.get(&order).ok_or(RejectReason::UnknownOrder)?;

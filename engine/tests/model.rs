@@ -223,6 +223,10 @@ struct Model {
     resting: Vec<Resting>,
     /// The result of the last command that was not a retry, which a retry must return.
     last_result: Option<Result<Ack, RejectReason>>,
+    /// Commands applied so far, setup included: the sequence number of the latest one.
+    applied: u64,
+    /// The sequence number of the last command that was not a retry, which a retry names.
+    last_sequence: u64,
     expected: Expected,
 }
 
@@ -293,6 +297,8 @@ impl Model {
             positions,
             resting: Vec::new(),
             last_result: None,
+            applied: setup_commands().len() as u64,
+            last_sequence: 0,
             expected: Expected { outcome: None, events: Vec::new() },
         }
     }
@@ -815,15 +821,23 @@ impl ReferenceStateMachine for MarketModel {
     fn apply(mut state: Model, transition: &Transition) -> Model {
         state.now_ns += transition.advance_ns;
         let mut events = Vec::new();
+        state.applied += 1;
         let outcome = match &transition.step {
-            Step::Retry => {
-                Outcome { result: state.last_result.expect("checked by preconditions"), replayed: true }
+            // A command of nobody registered is not remembered (it had no effect and there is no
+            // participant to keep it for): its retry is refused afresh, the same way.
+            Step::Retry if state.last_result == Some(Err(RejectReason::UnknownParticipant)) => {
+                Outcome::fresh(Err(RejectReason::UnknownParticipant))
             }
+            Step::Retry => Outcome {
+                result: state.last_result.expect("checked by preconditions"),
+                replayed: Some(state.last_sequence),
+            },
             step => {
                 let result = state.execute(step.participant(), step, &mut events);
                 assert!(result.is_ok() || events.is_empty(), "the model emitted events for a rejection");
                 state.last_result = Some(result);
-                Outcome { result, replayed: false }
+                state.last_sequence = state.applied;
+                Outcome::fresh(result)
             }
         };
         state.expected = Expected { outcome: Some(outcome), events };

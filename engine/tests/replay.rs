@@ -24,7 +24,7 @@ const SCRIPT_COMMANDS: usize = 3_000;
 /// A small idempotency window, so that some repeated ids have been forgotten and apply afresh:
 /// the snapshot must carry exactly which ids are still remembered.
 fn market_config() -> MarketConfig {
-    MarketConfig { command_ids_remembered_max: 512, ..MarketConfig::default() }
+    MarketConfig { command_ids_per_participant_max: 64, ..MarketConfig::default() }
 }
 
 /// Marsaglia's xorshift64: deterministic and dependency-free, which is all a script needs.
@@ -489,8 +489,8 @@ struct Coverage {
 fn coverage(script: &[Scripted], run: &Run) -> Coverage {
     let mut seen = Coverage::default();
     for outcome in &run.outcomes {
-        seen.rejected += usize::from(outcome.result.is_err() && !outcome.replayed);
-        seen.replayed += usize::from(outcome.replayed);
+        seen.rejected += usize::from(outcome.result.is_err() && !outcome.is_replay());
+        seen.replayed += usize::from(outcome.is_replay());
     }
     for event in run.events.iter().flatten() {
         match event {

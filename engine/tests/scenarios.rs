@@ -62,7 +62,7 @@ impl Market {
     fn ok(&mut self, participant: ParticipantId, kind: CommandKind) -> Ack {
         let command = self.command(participant, kind);
         let outcome = self.apply(&command);
-        assert!(!outcome.replayed, "a fresh id was treated as a retry: {command:?}");
+        assert!(!outcome.is_replay(), "a fresh id was treated as a retry: {command:?}");
         outcome.result.unwrap_or_else(|reason| panic!("{command:?} was rejected: {reason}"))
     }
 
@@ -73,12 +73,16 @@ impl Market {
         let before = market_state(self.engine.snapshot());
         let command = self.command(participant, kind);
         let outcome = self.apply(&command);
-        assert_eq!(outcome, Outcome { result: Err(reason), replayed: false }, "{command:?}");
+        assert_eq!(outcome, Outcome::fresh(Err(reason)), "{command:?}");
         assert!(self.events.is_empty(), "a rejection emitted {:?}", self.events);
-        let mut after = self.engine.snapshot();
-        assert_eq!(after.remembered.pop(), Some((command.id, Err(reason))), "the rejection was not remembered");
-        after.remembered = before.remembered.clone();
-        assert_eq!(market_state(after), before, "{command:?} was rejected but changed the market");
+        let remembered = self.engine.remembered(participant, command.id);
+        if self.engine.participant(participant).is_some() {
+            let expected = Remembered { digest: command_digest(&command.kind), result: Err(reason), sequence: self.engine.commands_applied() };
+            assert_eq!(remembered, Some(expected), "the rejection was not remembered");
+        } else {
+            assert_eq!(remembered, None, "a command of nobody registered has no window");
+        }
+        assert_eq!(market_state(self.engine.snapshot()), before, "{command:?} was rejected but changed the market");
     }
 
     fn advance(&mut self, nanoseconds: u64) {
@@ -289,6 +293,7 @@ impl Market {
 fn market_state(mut snapshot: Snapshot) -> Snapshot {
     snapshot.remembered.clear();
     snapshot.now = 0;
+    snapshot.commands_applied = 0;
     snapshot
 }
 
@@ -999,7 +1004,7 @@ fn rejected_command_leaves_the_state_hash_unchanged_but_for_its_remembered_id() 
     let command = market.command(alice, gtc(share, Side::Buy, PAR, 10));
     assert_eq!(market.apply(&command).result, Err(InsufficientCash));
     assert_eq!(hash_of(&market.engine), before);
-    assert_eq!(market.engine.remembered_outcome(command.id), Some(Err(InsufficientCash)));
+    assert_eq!(market.engine.remembered(alice, command.id).map(|remembered| remembered.result), Some(Err(InsufficientCash)));
 }
 
 #[test]
@@ -1013,11 +1018,12 @@ fn repeated_command_id_returns_the_first_outcome_and_applies_nothing() {
 
     let command = market.command(bob, gtc(share, Side::Buy, PAR, 4));
     let first = market.apply(&command);
-    assert!(matches!(first, Outcome { result: Ok(Ack::Order(_)), replayed: false }));
+    assert!(matches!(first, Outcome { result: Ok(Ack::Order(_)), replayed: None }));
+    let first_sequence = market.engine.commands_applied();
     let state = market_state(market.engine.snapshot());
 
     let again = market.apply(&command);
-    assert_eq!(again, Outcome { result: first.result, replayed: true });
+    assert_eq!(again, Outcome { result: first.result, replayed: Some(first_sequence) });
     assert!(market.events.is_empty());
     assert_eq!(market.cash(bob), CashAccount { balance_minor: 10_000, reserved_minor: 4_000 });
     assert_eq!(market.engine.resting_orders(), 1);
@@ -1034,9 +1040,10 @@ fn repeated_id_of_a_rejected_command_is_still_rejected() {
 
     let command = market.command(bob, gtc(share, Side::Buy, PAR, 4));
     assert_eq!(market.apply(&command).result, Err(InsufficientCash));
+    let first_sequence = market.engine.commands_applied();
     // The retry would now succeed as a new command, but a retry is the same command: same answer.
     market.deposit(bob, 10_000);
-    assert_eq!(market.apply(&command), Outcome { result: Err(InsufficientCash), replayed: true });
+    assert_eq!(market.apply(&command), Outcome { result: Err(InsufficientCash), replayed: Some(first_sequence) });
     assert_eq!(market.cash(bob).reserved_minor, 0);
     assert_eq!(market.engine.resting_orders(), 0);
 }
@@ -1546,6 +1553,166 @@ mod rejection {
         market.expect_reject(GENESIS_OPERATOR, trading_status(share, true), NoEffect);
         market.expect_reject(regulator, accreditation(hillside, false), NoEffect);
     }
+
+    #[test]
+    fn request_id_reused() {
+        let mut market = Market::new();
+        let alice = market.contributor("alice");
+        let bob = market.contributor("bob");
+        let first = market.command(GENESIS_OPERATOR, deposit(alice, 100));
+        assert!(market.apply(&first).result.is_ok());
+        // The same id with another amount, another account or another kind of command is not a
+        // retry: it is refused, and changes nothing (alice keeps 1.00, bob gets nothing).
+        for kind in [deposit(alice, 50_000), deposit(bob, 100), withdrawal(alice, 100)] {
+            let reused = Command { id: first.id, participant: GENESIS_OPERATOR, kind };
+            assert_eq!(market.apply(&reused), Outcome::fresh(Err(RequestIdReused)));
+            assert!(market.events.is_empty());
+        }
+        assert_eq!((market.cash(alice).balance_minor, market.cash(bob).balance_minor), (100, 0));
+        // The first command, repeated exactly, is still a retry.
+        assert!(market.apply(&first).is_replay());
+        // Another participant may use the same id for anything: ids are per participant.
+        let bobs = Command { id: first.id, participant: bob, kind: gtc(InstrumentId(0), Side::Buy, PAR, 1) };
+        assert_eq!(market.apply(&bobs).result, Err(UnknownInstrument));
+    }
+
+    #[test]
+    fn participant_suspended() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        market.deposit(alice, 10_000);
+        market.ok(GENESIS_OPERATOR, suspension(alice, true));
+        market.expect_reject(alice, gtc(share, Side::Buy, PAR, 1), ParticipantSuspended);
+    }
+
+    #[test]
+    fn unknown_credential() {
+        let mut market = Market::new();
+        market.expect_reject(GENESIS_OPERATOR, CommandKind::RevokeCredential { credential: CredentialId(7) }, UnknownCredential);
+    }
+
+    #[test]
+    fn credentials_full() {
+        let mut market = Market::with_config(|config| config.credentials_per_participant_max = 2);
+        let alice = market.contributor("alice");
+        market.ok(GENESIS_OPERATOR, credential(alice, 1, false));
+        market.ok(GENESIS_OPERATOR, credential(alice, 2, false));
+        market.expect_reject(GENESIS_OPERATOR, credential(alice, 3, false), CredentialsFull);
+        // A rotation replaces the live ones instead of adding to them.
+        market.ok(GENESIS_OPERATOR, credential(alice, 3, true));
+        assert_eq!(market.engine.live_credentials_of(alice).len(), 1);
+    }
+
+    #[test]
+    fn cannot_suspend_self() {
+        let mut market = Market::new();
+        let deputy = market.register(Role::Operator, "deputy operator");
+        market.expect_reject(deputy, suspension(deputy, true), CannotSuspendSelf);
+        market.expect_reject(deputy, suspension(GENESIS_OPERATOR, true), CannotSuspendSelf);
+    }
+}
+
+// =====================================================================================
+// Identity: credentials, suspension, and the per-participant retry window
+// =====================================================================================
+
+fn suspension(participant: ParticipantId, suspended: bool) -> CommandKind {
+    CommandKind::SetParticipantStatus { participant, suspended }
+}
+
+fn credential(participant: ParticipantId, fill: u8, replace_existing: bool) -> CommandKind {
+    CommandKind::IssueCredential { participant, token_hash: [fill; 32], replace_existing }
+}
+
+mod identity {
+    use super::*;
+
+    #[test]
+    fn credentials_are_issued_revoked_and_rotated_with_their_events() {
+        let mut market = Market::new();
+        let alice = market.contributor("alice");
+        let Ack::Credential(first) = market.ok(GENESIS_OPERATOR, credential(alice, 1, false)) else { panic!("no credential") };
+        assert_eq!(market.events, vec![Event::CredentialIssued { credential: first, participant: alice, role: Role::Contributor }]);
+        let Ack::Credential(second) = market.ok(GENESIS_OPERATOR, credential(alice, 2, false)) else { panic!("no credential") };
+        assert_eq!(market.engine.live_credentials_of(alice), &[first, second]);
+
+        market.ok(GENESIS_OPERATOR, CommandKind::RevokeCredential { credential: first });
+        assert_eq!(market.events, vec![Event::CredentialRevoked { credential: first, participant: alice }]);
+        assert_eq!(market.engine.credential(first).unwrap().revoked_at, Some(market.now));
+        market.expect_reject(GENESIS_OPERATOR, CommandKind::RevokeCredential { credential: first }, NoEffect);
+
+        let Ack::Credential(third) = market.ok(GENESIS_OPERATOR, credential(alice, 3, true)) else { panic!("no credential") };
+        assert_eq!(
+            market.events,
+            vec![
+                Event::CredentialRevoked { credential: second, participant: alice },
+                Event::CredentialIssued { credential: third, participant: alice, role: Role::Contributor },
+            ]
+        );
+        assert_eq!(market.engine.live_credentials_of(alice), &[third]);
+        assert_eq!(market.engine.credential(third).unwrap().token_hash, [3; 32]);
+        market.expect_reject(alice, credential(alice, 4, false), RoleNotAllowed);
+    }
+
+    #[test]
+    fn suspension_cancels_resting_orders_keeps_balances_and_reinstatement_restores_trading() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        let bob = market.contributor("bob");
+        market.issue(share, &[(bob, 10)]);
+        market.deposit(alice, 10_000);
+        let bid = market.buy(alice, share, PAR, 4);
+        assert_eq!(market.cash(alice).reserved_minor, 4_000);
+
+        market.ok(GENESIS_OPERATOR, suspension(alice, true));
+        assert_eq!(
+            market.events,
+            vec![
+                Event::ParticipantStatusChanged { participant: alice, suspended: true },
+                Event::OrderCancelled { order: bid, owner: alice, remaining_lots: 4, reason: CancelReason::OwnerSuspended },
+            ]
+        );
+        assert_eq!(market.cash(alice), CashAccount { balance_minor: 10_000, reserved_minor: 0 });
+        assert_eq!(market.engine.resting_orders(), 0);
+        market.expect_reject(alice, gtc(share, Side::Buy, PAR, 1), ParticipantSuspended);
+        market.expect_reject(GENESIS_OPERATOR, suspension(alice, true), NoEffect);
+
+        market.ok(GENESIS_OPERATOR, suspension(alice, false));
+        assert_eq!(market.events, vec![Event::ParticipantStatusChanged { participant: alice, suspended: false }]);
+        market.buy(alice, share, PAR, 1);
+    }
+
+    #[test]
+    fn each_participant_keeps_its_own_retry_window_whatever_others_send() {
+        // Windows of 8 ids per participant: each one's last 4 are always remembered.
+        let mut market = Market::with_config(|config| config.command_ids_per_participant_max = 8);
+        let alice = market.contributor("alice");
+        let bob = market.contributor("bob");
+        market.deposit(alice, 10_000);
+        let alices = market.command(alice, withdrawal_request_of_nothing());
+        let first = market.apply(&alices);
+        // Bob floods the market with a thousand commands of his own.
+        for _ in 0..1_000 {
+            let command = market.command(bob, withdrawal_request_of_nothing());
+            market.apply(&command);
+        }
+        let again = market.apply(&alices);
+        assert_eq!(again.result, first.result);
+        assert!(again.is_replay(), "alice's id was forgotten because bob was busy");
+        // Alice's own traffic does move her window: after 8 more of hers, the first is gone.
+        for _ in 0..8 {
+            let command = market.command(alice, withdrawal_request_of_nothing());
+            market.apply(&command);
+        }
+        assert!(!market.apply(&alices).is_replay());
+    }
+
+    /// A command every contributor may send and that is refused without effect.
+    fn withdrawal_request_of_nothing() -> CommandKind {
+        CommandKind::CancelOrder { order: OrderId(u64::MAX) }
+    }
 }
 
 // =====================================================================================
@@ -1644,6 +1811,11 @@ fn scenario_for(reason: RejectReason) -> &'static str {
         InstrumentsFull => "instruments_full",
         OrdersFull => "orders_full",
         NoEffect => "no_effect",
+        RequestIdReused => "request_id_reused",
+        ParticipantSuspended => "participant_suspended",
+        UnknownCredential => "unknown_credential",
+        CredentialsFull => "credentials_full",
+        CannotSuspendSelf => "cannot_suspend_self",
     }
 }
 
