@@ -11,6 +11,7 @@ const PROTO_FILES: &[&str] = &[
     "mutua/v1/accounts.proto",
     "mutua/v1/registry.proto",
     "mutua/v1/market_data.proto",
+    "mutua/v1/identity.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,6 +22,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = protox::compile(PROTO_FILES, [PROTO_ROOT])?;
     std::fs::write(out_dir.join("mutua_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
-    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
+    // The codec maps undecodable requests to INVALID_ARGUMENT (see src/codec.rs).
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .codec_path("crate::codec::MutuaCodec")
+        .compile_fds(descriptors)?;
     Ok(())
 }

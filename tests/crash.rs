@@ -6,79 +6,15 @@
 mod common;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use mutua_engine::{Ack, Event, MarketConfig, OrderId};
 use mutua_gateway::journal::Journal;
 use mutua_gateway::pb;
 use tonic::transport::Channel;
 
-/// A running `mutua serve` and what it printed on the way up.
-struct Server {
-    child: Child,
-    address: String,
-    operator_token: Option<String>,
-    /// (sequence, state hash) it recovered to.
-    recovered: (u64, String),
-    lines: mpsc::Receiver<String>,
-}
-
-fn start(data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mutua"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--snapshot-every", "700", "--data"])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mutua serve");
-    let (sender, lines) = mpsc::channel();
-    let stdout = child.stdout.take().expect("stdout");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let (mut address, mut operator_token, mut recovered) = (None, None, None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while address.is_none() {
-        let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server printed its address");
-        if let Some(rest) = line.strip_prefix("mutua listening on ") {
-            address = Some(format!("http://{}", rest.trim()));
-        } else if let Some(token) = line.strip_prefix("operator token").and_then(|rest| rest.rsplit(": ").next()) {
-            operator_token = Some(token.trim().to_string());
-        } else if let Some(rest) = line.strip_prefix("mutua state at sequence ") {
-            let (sequence, hash) = rest.split_once(" has state hash ").expect("state line");
-            recovered = Some((sequence.parse().expect("sequence"), hash.trim().to_string()));
-        }
-    }
-    Server { child, address: address.unwrap(), operator_token, recovered: recovered.expect("state line printed"), lines }
-}
-
-impl Server {
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-
-    /// SIGTERM, then the (sequence, state hash) it reports as it stops cleanly.
-    fn terminate(mut self) -> (u64, String) {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill -TERM");
-        assert!(status.success());
-        let exit = self.child.wait().expect("wait");
-        assert!(exit.success(), "graceful shutdown must exit 0, got {exit}");
-        let line = self.lines.iter().find(|line| line.starts_with("mutua stopped at sequence ")).expect("stop line");
-        let rest = line.trim_start_matches("mutua stopped at sequence ");
-        let (sequence, hash) = rest.split_once(" with state hash ").expect("stop line format");
-        (sequence.parse().unwrap(), hash.trim().to_string())
-    }
-}
+use support::process::start;
 
 /// Participants of the crash market: (id, token) for two traders.
 struct Traders {
@@ -135,7 +71,7 @@ async fn place_until_killed(address: String, instrument: u32, trader: (u32, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_any_moment_loses_nothing_acknowledged() {
-    let data = tempfile::tempdir().unwrap();
+    let data = support::private_tempdir();
     let server = start(data.path());
     let operator = server.operator_token.clone().expect("first start prints the operator token");
     let traders = set_up_market(&server.address, &operator).await;
@@ -199,7 +135,7 @@ async fn sigkill_at_any_moment_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_in_the_journal_stops_the_server_from_starting() {
-    let data = tempfile::tempdir().unwrap();
+    let data = support::private_tempdir();
     let server = start(data.path());
     let operator = server.operator_token.clone().unwrap();
     set_up_market(&server.address, &operator).await;

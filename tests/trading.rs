@@ -270,7 +270,8 @@ async fn the_order_entry_stream_answers_in_order_and_survives_rejections() {
     let (_, unknown) = rejections[1];
     assert_eq!((unknown.grpc_code, unknown.reason_code), (Code::NotFound as i32, 5));
     let (_, empty) = rejections[2];
-    assert_eq!((empty.grpc_code, empty.reason_code), (Code::InvalidArgument as i32, 0));
+    // Refused by the gateway before the engine: the gateway's own code, FIELD_INVALID.
+    assert_eq!((empty.grpc_code, empty.reason_code), (Code::InvalidArgument as i32, 1006));
     assert!(empty.message.starts_with("command:"));
 
     // Every good command rested, with increasing order ids, and the book holds all forty.
@@ -321,13 +322,29 @@ async fn a_retried_request_applies_once() {
     let share_id = list(&mut clients, &operator, tradable_cip_share("RETRY-A", organization.0)).await;
     open_trading(&mut clients, &operator, share_id).await;
 
-    // A deposit sent twice credits once; the retry says so and reports no new balance.
+    // A deposit sent twice credits once; the retry says so and repeats the first outcome whole:
+    // the balance after the first deposit, the first commit's sequence and time.
     let deposit_request = pb::DepositRequest { request_id: "bank-transfer-77".into(), participant_id: alice.0, amount: "250.00".into() };
     let first = clients.accounts.deposit(with_token(deposit_request.clone(), &operator)).await.unwrap().into_inner();
-    let again = clients.accounts.deposit(with_token(deposit_request, &operator)).await.unwrap().into_inner();
-    assert_eq!((first.balance.as_str(), first.commit.unwrap().replayed), ("10250.00", false));
-    assert_eq!((again.balance.as_str(), again.commit.unwrap().replayed), ("", true));
+    let again = clients.accounts.deposit(with_token(deposit_request.clone(), &operator)).await.unwrap().into_inner();
+    let (first_commit, again_commit) = (first.commit.unwrap(), again.commit.unwrap());
+    assert_eq!((first.balance.as_str(), first_commit.replayed), ("10250.00", false));
+    assert_eq!((again.balance.as_str(), again_commit.replayed), ("10250.00", true));
+    assert_eq!((again_commit.sequence, again_commit.timestamp_ns), (first_commit.sequence, first_commit.timestamp_ns));
     assert_eq!(balances(&mut clients, &alice.1, None).await.balance, "10250.00");
+
+    // The same request id with another amount or another account is not a retry: it is refused
+    // naming request_id, and moves nothing.
+    for reused in [
+        pb::DepositRequest { amount: "500.00".into(), ..deposit_request.clone() },
+        pb::DepositRequest { participant_id: bob.0, ..deposit_request.clone() },
+    ] {
+        let refused = clients.accounts.deposit(with_token(reused, &operator)).await.unwrap_err();
+        assert_eq!((refused.code(), reason_code(&refused)), (Code::InvalidArgument, Some(52)), "{refused:?}");
+        assert!(refused.message().starts_with("request_id:"), "{refused:?}");
+    }
+    assert_eq!(balances(&mut clients, &alice.1, None).await.balance, "10250.00");
+    assert_eq!(balances(&mut clients, &bob.1, None).await.balance, "10000.00");
 
     // A subscription sent twice reserves once.
     let offering = open_offering(&mut clients, &organization.1, share_id, "1000", "10").await;
@@ -347,7 +364,14 @@ async fn a_retried_request_applies_once() {
     let retried = clients.exchange.place_order(with_token(order.clone(), &alice.1)).await.unwrap().into_inner();
     assert_eq!(retried.order_id, placed.order_id);
     assert!(retried.commit.unwrap().replayed && !placed.commit.unwrap().replayed);
-    assert_eq!(retried.status, pb::OrderStatus::Unspecified as i32, "effects are reported only the first time");
+    assert_eq!((retried.status, retried.remaining_quantity.as_str()), (placed.status, "30"), "the retry repeats the first outcome");
+    assert_eq!(orders(&mut clients, &alice.1).await.len(), 1);
+
+    // A cancel under the order's request id is not a retry of the order: refused, and the order
+    // stays on the book.
+    let cancel_under_order_id = pb::CancelOrderRequest { request_id: "my-order-1".into(), order_id: placed.order_id };
+    let refused = clients.exchange.cancel_order(with_token(cancel_under_order_id, &alice.1)).await.unwrap_err();
+    assert_eq!((refused.code(), reason_code(&refused)), (Code::InvalidArgument, Some(52)), "{refused:?}");
     assert_eq!(orders(&mut clients, &alice.1).await.len(), 1);
     assert_eq!(holding(&mut clients, &alice.1, share_id).await.unwrap().reserved_quantity, "30");
 
@@ -373,14 +397,21 @@ async fn a_retried_request_applies_once() {
     assert!(cancelled_again.commit.unwrap().replayed);
     assert!(orders(&mut clients, &alice.1).await.is_empty());
 
-    // A retried registration returns the same participant and token, and cannot change the
-    // role behind that token, whatever role the retry names.
+    // A registration under a used request id asking for another role is refused: it cannot
+    // return (or re-issue) the first participant's token with an operator's role.
     let registration = pb::RegisterParticipantRequest { request_id: "register-carol".into(), role: pb::Role::Contributor as i32, name: "carol".into() };
-    let carol = clients.registry.register_participant(with_token(registration.clone(), &operator)).await.unwrap().into_inner();
-    let as_operator = pb::RegisterParticipantRequest { role: pb::Role::Operator as i32, ..registration };
-    let retried = clients.registry.register_participant(with_token(as_operator, &operator)).await.unwrap().into_inner();
-    assert_eq!((retried.participant_id, retried.token.as_str()), (carol.participant_id, carol.token.as_str()));
-    assert!(retried.commit.unwrap().replayed);
+    let first_carol = clients.registry.register_participant(with_token(registration.clone(), &operator)).await.unwrap().into_inner();
+    let as_operator = pb::RegisterParticipantRequest { role: pb::Role::Operator as i32, ..registration.clone() };
+    let refused = clients.registry.register_participant(with_token(as_operator, &operator)).await.unwrap_err();
+    assert_eq!((refused.code(), reason_code(&refused)), (Code::InvalidArgument, Some(52)), "{refused:?}");
+    // A true retry returns the same participant with a fresh token that replaces the first
+    // (a token is stored only as a hash and cannot be shown twice).
+    let carol = clients.registry.register_participant(with_token(registration, &operator)).await.unwrap().into_inner();
+    assert_eq!(carol.participant_id, first_carol.participant_id);
+    assert_ne!(carol.token, first_carol.token);
+    assert!(carol.commit.unwrap().replayed);
+    let stale = clients.accounts.get_balances(with_token(pb::GetBalancesRequest { participant_id: None }, &first_carol.token)).await.unwrap_err();
+    assert_eq!(stale.code(), Code::Unauthenticated, "the replaced token is refused: {stale:?}");
     // The gateway reads the token's role to decide who may read others' accounts.
     let snooping = pb::GetBalancesRequest { participant_id: Some(alice.0) };
     let refused = clients.accounts.get_balances(with_token(snooping, &carol.token)).await.unwrap_err();
@@ -407,7 +438,7 @@ async fn health_and_reflection_describe_the_running_server() {
     let channel = server.channel().await;
 
     let mut health = HealthClient::new(channel.clone());
-    for service in ["", "mutua.v1.Exchange", "mutua.v1.Accounts", "mutua.v1.Registry", "mutua.v1.MarketData"] {
+    for service in ["", "mutua.v1.Exchange", "mutua.v1.Accounts", "mutua.v1.Registry", "mutua.v1.MarketData", "mutua.v1.Identity"] {
         let status = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status;
         assert_eq!(status, ServingStatus::Serving as i32, "health of {service:?}");
     }

@@ -48,10 +48,10 @@ pub fn command_id(participant: ParticipantId, request_id: &str) -> CommandId {
 /// As `command_id`, refusing an empty or oversized request id.
 pub fn checked_command_id(participant: ParticipantId, request_id: &str) -> Result<CommandId, Status> {
     if request_id.is_empty() {
-        return Err(Status::invalid_argument("request_id: required, so that a retry cannot apply twice"));
+        return Err(invalid_field("request_id: required, so that a retry cannot apply twice"));
     }
     if request_id.len() > REQUEST_ID_BYTES_MAX {
-        return Err(Status::invalid_argument(format!("request_id: longer than {REQUEST_ID_BYTES_MAX} bytes")));
+        return Err(invalid_field(format!("request_id: longer than {REQUEST_ID_BYTES_MAX} bytes")));
     }
     Ok(command_id(participant, request_id))
 }
@@ -64,14 +64,16 @@ pub fn reject_code(reason: RejectReason) -> Code {
     use RejectReason::*;
     match reason {
         // The thing named does not exist.
-        UnknownParticipant | UnknownAccount | UnknownInstrument | UnknownOrder | UnknownOffering => Code::NotFound,
+        UnknownParticipant | UnknownAccount | UnknownInstrument | UnknownOrder | UnknownOffering | UnknownCredential => {
+            Code::NotFound
+        }
         // The caller may not do this, whatever the state.
-        RoleNotAllowed | NotOrderOwner | NotIssuer => Code::PermissionDenied,
+        RoleNotAllowed | NotOrderOwner | NotIssuer | ParticipantSuspended => Code::PermissionDenied,
         // Malformed requests: wrong however often they are retried.
         NameInvalid | SymbolInvalid | TickSizeInvalid | LotSizeInvalid | ParInvalid | ReturnCapInvalid
         | PriceFloorInvalid | MaturityInvalid | HoldingCapInvalid | TaxCreditInvalid | QuantityZero
         | QuantityTooLarge | QuantityOffLot | PriceNotPositive | PriceOffTick | AmountZero | AmountOffMinorUnit
-        | OfferingMinimumInvalid => Code::InvalidArgument,
+        | OfferingMinimumInvalid | RequestIdReused => Code::InvalidArgument,
         // Outside a range that moves with the market's state (the band accrues, cash circulates).
         PriceAboveCeiling | PriceBelowFloor | AmountTooLarge => Code::OutOfRange,
         SymbolTaken => Code::AlreadyExists,
@@ -79,9 +81,11 @@ pub fn reject_code(reason: RejectReason) -> Code {
         NotAnOrganization | InstrumentMatured | TradingClosed | InsufficientCash | InsufficientUnits
         | HoldingCapExceeded | LockedIn | FillOrKillUnfillable | OfferingAlreadyOpen | OfferingNotOpen
         | OfferingOversubscribed | DistributionAboveCap | NoUnitsOutstanding | NotMatured | DoesNotMature
-        | NoEffect => Code::FailedPrecondition,
+        | NoEffect | CannotSuspendSelf => Code::FailedPrecondition,
         // A bound of the market is reached.
-        BookFull | SubscriptionsFull | ParticipantsFull | InstrumentsFull | OrdersFull => Code::ResourceExhausted,
+        BookFull | SubscriptionsFull | ParticipantsFull | InstrumentsFull | OrdersFull | CredentialsFull => {
+            Code::ResourceExhausted
+        }
     }
 }
 
@@ -116,12 +120,18 @@ pub fn field_error(field: &str, reason: RejectReason, detail: impl std::fmt::Dis
 }
 
 fn coded_status(code: Code, reason: RejectReason, message: String) -> Status {
+    reasoned_status(code, reason.code(), reason_name(reason), message)
+}
+
+/// A status carrying a stable reason code in the `mutua-reason-code` trailer and in a
+/// `google.rpc.ErrorInfo` detail: every refusal the gateway sends has both.
+fn reasoned_status(code: Code, reason_code: u16, name: String, message: String) -> Status {
     let mut metadata = tonic::metadata::MetadataMap::new();
-    metadata.insert(REASON_CODE_METADATA, tonic::metadata::MetadataValue::from(u32::from(reason.code())));
+    metadata.insert(REASON_CODE_METADATA, tonic::metadata::MetadataValue::from(u32::from(reason_code)));
     let info = rpc::ErrorInfo {
-        reason: reason_name(reason),
+        reason: name,
         domain: ERROR_DOMAIN.to_string(),
-        metadata: HashMap::from([("code".to_string(), reason.code().to_string())]),
+        metadata: HashMap::from([("code".to_string(), reason_code.to_string())]),
     };
     let details = rpc::Status {
         code: code as i32,
@@ -129,6 +139,74 @@ fn coded_status(code: Code, reason: RejectReason, message: String) -> Status {
         details: vec![rpc::Any { type_url: rpc::ERROR_INFO_TYPE_URL.to_string(), value: prost::Message::encode_to_vec(&info) }],
     };
     Status::with_details_and_metadata(code, message, prost::Message::encode_to_vec(&details).into(), metadata)
+}
+
+/// Why the gateway refused a call before (or instead of) the engine: stable codes from 1001, in
+/// the same trailer and detail as the engine's `RejectReason` codes (which stay below 1000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+pub enum EdgeReason {
+    /// No `authorization` metadata.
+    TokenMissing = 1001,
+    /// `authorization` is not `Bearer <token>`.
+    TokenMalformed = 1002,
+    /// The token was never issued, or was revoked.
+    TokenUnknown = 1003,
+    /// The token's participant is suspended.
+    ParticipantSuspended = 1004,
+    /// A request message could not be decoded.
+    MessageUndecodable = 1005,
+    /// A field is missing, malformed or out of its bounds.
+    FieldInvalid = 1006,
+    /// The caller's role may not read or do this.
+    NotPermitted = 1007,
+    /// The engine queue is full.
+    Overloaded = 1008,
+    /// The exchange is shutting down or has stopped.
+    Unavailable = 1009,
+    /// A per-participant or per-connection rate or stream bound is reached.
+    LimitReached = 1010,
+}
+
+impl EdgeReason {
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    fn grpc_code(self) -> Code {
+        match self {
+            EdgeReason::TokenMissing | EdgeReason::TokenMalformed | EdgeReason::TokenUnknown => Code::Unauthenticated,
+            EdgeReason::ParticipantSuspended | EdgeReason::NotPermitted => Code::PermissionDenied,
+            EdgeReason::MessageUndecodable | EdgeReason::FieldInvalid => Code::InvalidArgument,
+            EdgeReason::Overloaded | EdgeReason::LimitReached => Code::ResourceExhausted,
+            EdgeReason::Unavailable => Code::Unavailable,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            EdgeReason::TokenMissing => "TOKEN_MISSING",
+            EdgeReason::TokenMalformed => "TOKEN_MALFORMED",
+            EdgeReason::TokenUnknown => "TOKEN_UNKNOWN",
+            EdgeReason::ParticipantSuspended => "PARTICIPANT_SUSPENDED",
+            EdgeReason::MessageUndecodable => "MESSAGE_UNDECODABLE",
+            EdgeReason::FieldInvalid => "FIELD_INVALID",
+            EdgeReason::NotPermitted => "NOT_PERMITTED",
+            EdgeReason::Overloaded => "OVERLOADED",
+            EdgeReason::Unavailable => "UNAVAILABLE",
+            EdgeReason::LimitReached => "LIMIT_REACHED",
+        }
+    }
+}
+
+/// A gateway refusal with its reason code and ErrorInfo.
+pub fn edge_status(reason: EdgeReason, message: impl Into<String>) -> Status {
+    reasoned_status(reason.grpc_code(), reason.code(), reason.name().to_string(), message.into())
+}
+
+/// INVALID_ARGUMENT for a malformed field, coded `FIELD_INVALID`. The message names the field.
+pub fn invalid_field(message: impl Into<String>) -> Status {
+    edge_status(EdgeReason::FieldInvalid, message)
 }
 
 /// The engine reason code a status carries, if it came from a rejection.
@@ -147,23 +225,27 @@ pub fn rejection_message(status: &Status) -> pb::Rejection {
 
 /// The accepted outcome of an applied command, or its rejection as a status.
 pub fn accepted(applied: &Applied) -> Result<Ack, Status> {
-    applied.outcome.result.map_err(rejection_status)
+    applied.outcome.result.map_err(|reason| match reason {
+        RejectReason::RequestIdReused => field_rejection("request_id", reason),
+        _ => rejection_status(reason),
+    })
 }
 
 /// The status for an accepted outcome of another kind than the call expects. On a replay that
 /// is the client's mistake (the request id was first used for a different command), not a
 /// server fault; otherwise the engine broke its contract.
 pub fn mismatched_outcome(applied: &Applied, expected: &str) -> Status {
-    if applied.outcome.replayed {
-        Status::invalid_argument(format!("request_id: already used for another command than {expected}; choose a new request id"))
+    if applied.outcome.is_replay() {
+        invalid_field(format!("request_id: already used for another command than {expected}; choose a new request id"))
     } else {
         Status::internal(format!("the engine answered {expected} with another kind of outcome"))
     }
 }
 
-/// Where an applied command sits in the journal.
+/// Where an applied command sits in the journal. For a retry, `applied` is the first
+/// application's record (see `services::first_outcome`), marked as replayed.
 pub fn commit(applied: &Applied) -> pb::Commit {
-    pb::Commit { sequence: applied.sequence, timestamp_ns: applied.timestamp, replayed: applied.outcome.replayed }
+    pb::Commit { sequence: applied.sequence, timestamp_ns: applied.timestamp, replayed: applied.outcome.is_replay() }
 }
 
 /// The well-known `google.rpc` messages carried in `grpc-status-details-bin`, so that standard
@@ -208,13 +290,13 @@ mod rpc {
 pub fn parse_decimal(field: &str, text: &str) -> Result<Decimal, Status> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(Status::invalid_argument(format!("{field}: required")));
+        return Err(invalid_field(format!("{field}: required")));
     }
     if text.len() > DECIMAL_TEXT_BYTES_MAX {
-        return Err(Status::invalid_argument(format!("{field}: longer than {DECIMAL_TEXT_BYTES_MAX} characters")));
+        return Err(invalid_field(format!("{field}: longer than {DECIMAL_TEXT_BYTES_MAX} characters")));
     }
     Decimal::from_str_exact(text)
-        .map_err(|_| Status::invalid_argument(format!("{field}: {text:?} is not an exact decimal number")))
+        .map_err(|_| invalid_field(format!("{field}: {text:?} is not an exact decimal number")))
 }
 
 /// `mantissa / 10^scale` written with exactly `scale` decimals, for any size of mantissa.
@@ -250,7 +332,7 @@ pub fn rate_bp(field: &str, text: &str) -> Result<u32, Status> {
     let rate = parse_decimal(field, text)?;
     match units::rate_to_bp(rate) {
         Some(bp) if u64::from(bp) <= mutua_engine::config::BP_ONE => Ok(bp),
-        _ => Err(Status::invalid_argument(format!(
+        _ => Err(invalid_field(format!(
             "{field}: must be a fraction from 0 to 1 with at most 4 decimal places (\"0.05\" is 5 %)"
         ))),
     }
@@ -327,12 +409,12 @@ impl InstrumentUnits {
 // ---- Enumerations ----
 
 fn enum_value<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, Status> {
-    E::try_from(value).map_err(|_| Status::invalid_argument(format!("{field}: {value} is not a known value")))
+    E::try_from(value).map_err(|_| invalid_field(format!("{field}: {value} is not a known value")))
 }
 
 pub fn role(field: &str, value: i32) -> Result<Role, Status> {
     match enum_value::<pb::Role>(field, value)? {
-        pb::Role::Unspecified => Err(Status::invalid_argument(format!("{field}: required"))),
+        pb::Role::Unspecified => Err(invalid_field(format!("{field}: required"))),
         pb::Role::Contributor => Ok(Role::Contributor),
         pb::Role::Organization => Ok(Role::Organization),
         pb::Role::Funder => Ok(Role::Funder),
@@ -353,7 +435,7 @@ pub fn role_to_pb(role: Role) -> pb::Role {
 
 pub fn side(field: &str, value: i32) -> Result<Side, Status> {
     match enum_value::<pb::Side>(field, value)? {
-        pb::Side::Unspecified => Err(Status::invalid_argument(format!("{field}: required (buy or sell)"))),
+        pb::Side::Unspecified => Err(invalid_field(format!("{field}: required (buy or sell)"))),
         pb::Side::Buy => Ok(Side::Buy),
         pb::Side::Sell => Ok(Side::Sell),
     }
@@ -394,7 +476,7 @@ pub fn self_trade(field: &str, value: i32) -> Result<SelfTradePrevention, Status
 
 pub fn kind(field: &str, value: i32) -> Result<InstrumentKind, Status> {
     match enum_value::<pb::InstrumentKind>(field, value)? {
-        pb::InstrumentKind::Unspecified => Err(Status::invalid_argument(format!("{field}: required"))),
+        pb::InstrumentKind::Unspecified => Err(invalid_field(format!("{field}: required"))),
         pb::InstrumentKind::CommunityShare => Ok(InstrumentKind::CommunityShare),
         pb::InstrumentKind::CommunityBond => Ok(InstrumentKind::CommunityBond),
         pb::InstrumentKind::CommunityInvestmentNote => Ok(InstrumentKind::CommunityInvestmentNote),
@@ -556,9 +638,6 @@ pub fn place_order_response(applied: &Applied, units: &InstrumentUnits) -> Resul
         fills: Vec::new(),
         remaining_quantity: String::new(),
     };
-    if applied.outcome.replayed {
-        return Ok(response);
-    }
     let mut status = pb::OrderStatus::Filled;
     let mut remaining_lots = 0;
     for event in &applied.events {

@@ -24,6 +24,9 @@ pub const CF_TOKENS: &str = "tokens";
 const META_GENESIS: &[u8] = b"genesis-config";
 /// Snapshots kept; older ones are deleted after a new one is written.
 const SNAPSHOTS_KEPT_MAX: usize = 3;
+/// RocksDB info log files kept in the data directory (the current one and older ones).
+#[allow(non_upper_case_globals)]
+const RocksDB_INFO_LOGS_KEPT_MAX: usize = 4;
 
 /// One journaled command: what came in, when, what it did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +101,56 @@ fn snapshot_sequences(db: &DB) -> Result<Vec<u64>, JournalError> {
         sequences.push(decode_key(&stored_key));
     }
     Ok(sequences)
+}
+
+/// Makes every file this process creates from now on private to its user (umask 077): RocksDB
+/// has no file-mode option, and the journal holds every participant's balances and history.
+pub fn private_files() {
+    #[cfg(unix)]
+    // SAFETY: umask only swaps the process's file-creation mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// Finds record `sequence` and hands its batch's first sequence, the batch value and the byte
+/// range of the record's sealed form to `found`.
+fn locate<R>(db: &DB, sequence: u64, found: impl FnOnce(u64, &[u8], std::ops::Range<usize>) -> R) -> Result<Option<R>, JournalError> {
+    let mut batches = db.raw_iterator_cf(db.cf_handle(CF_COMMANDS).expect("column families are created at open"));
+    batches.seek_for_prev(key(sequence));
+    let (Some(stored_key), Some(value)) = (batches.key(), batches.value()) else {
+        batches.status()?;
+        return Ok(None);
+    };
+    let first = decode_key(stored_key);
+    for frame in Frames::new(first, value)? {
+        let (at, sealed) = frame?;
+        if at == sequence {
+            return Ok(Some(found(first, value, sealed)));
+        }
+    }
+    Ok(None)
+}
+
+/// Reads single journal records by sequence number, beside the engine thread.
+#[derive(Clone)]
+pub struct JournalReader {
+    db: Arc<DB>,
+}
+
+impl JournalReader {
+    /// Record `sequence`, checked and decoded, if it has been written.
+    pub fn read(&self, sequence: u64) -> Result<Option<Applied>, JournalError> {
+        let record = locate(&self.db, sequence, |_, value, sealed| value[sealed].to_vec())?;
+        let Some(record) = record else { return Ok(None) };
+        let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
+        let payload = unseal(sequence, &record).map_err(corrupt)?;
+        let applied: Applied = postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+        if applied.sequence != sequence {
+            return Err(corrupt(format!("stored as {sequence} but says {}", applied.sequence)));
+        }
+        Ok(Some(applied))
+    }
 }
 
 /// What recovery rebuilt.
@@ -233,12 +286,16 @@ impl Journal {
     /// Opens (or creates) the journal in `path`. A new journal records `genesis` as its market
     /// configuration; an existing one must have been created with an equal configuration.
     pub fn open(path: &Path, genesis: &MarketConfig) -> Result<Journal, JournalError> {
+        private_files();
         let mut options = Options::default();
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // Large memtables: the journal is append-only and mostly written, rarely read.
         options.set_write_buffer_size(128 << 20);
+        // RocksDB's own info log: keep a few, not one `LOG.old.*` per start forever.
+        options.set_keep_log_file_num(RocksDB_INFO_LOGS_KEPT_MAX);
+        options.set_max_log_file_size(16 << 20);
         let families = [CF_COMMANDS, CF_SNAPSHOTS, CF_META, CF_TOKENS]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, options.clone()));
@@ -256,9 +313,15 @@ impl Journal {
         Ok(journal)
     }
 
-    /// The database, shared with the token store (a separate column family).
+    /// The database, for tools and tests that inspect its bytes.
     pub fn shared_db(&self) -> Arc<DB> {
         self.db.clone()
+    }
+
+    /// A handle that reads single records while the engine thread appends: the gateway answers
+    /// a retried command with its first application's record.
+    pub fn reader(&self) -> JournalReader {
+        JournalReader { db: self.db.clone() }
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -391,20 +454,7 @@ impl Journal {
     /// (checksum then payload) within the batch's value. For tools that inspect the journal's
     /// bytes.
     pub fn record_location(&self, sequence: u64) -> Result<Option<([u8; 8], std::ops::Range<usize>)>, JournalError> {
-        let mut batches = self.db.raw_iterator_cf(self.cf(CF_COMMANDS));
-        batches.seek_for_prev(key(sequence));
-        let (Some(stored_key), Some(value)) = (batches.key(), batches.value()) else {
-            batches.status()?;
-            return Ok(None);
-        };
-        let first = decode_key(stored_key);
-        for frame in Frames::new(first, value)? {
-            let (found, sealed) = frame?;
-            if found == sequence {
-                return Ok(Some((key(first), sealed)));
-            }
-        }
-        Ok(None)
+        Ok(locate(&self.db, sequence, |first, _, sealed| (key(first), sealed))?)
     }
 
     /// Rebuilds the engine: the newest snapshot, then every record after it. When an older

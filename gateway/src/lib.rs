@@ -10,6 +10,7 @@ pub mod sequencer;
 pub mod server;
 
 pub mod cli;
+pub mod codec;
 pub mod convert;
 pub mod load;
 pub mod services;

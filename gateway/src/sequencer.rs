@@ -82,8 +82,11 @@ pub struct EngineReport {
 }
 
 impl Sequencer {
-    /// Starts the engine thread on a recovered engine. `last_sequence` is the journal's end.
-    pub fn start(engine: Engine, journal: Journal, last_sequence: u64, config: SequencerConfig) -> (Sequencer, EngineThread) {
+    /// Starts the engine thread on a recovered engine. `last_sequence` is the journal's end and
+    /// `snapshot_sequence` the newest stored snapshot's (0 for none): the snapshot cadence counts
+    /// from there, across restarts, so that crashes more frequent than the cadence still leave
+    /// snapshots behind and replay stays bounded.
+    pub fn start(engine: Engine, journal: Journal, last_sequence: u64, snapshot_sequence: u64, config: SequencerConfig) -> (Sequencer, EngineThread) {
         let (requests, inbox) = crossbeam_channel::bounded(config.queue_capacity);
         let (published, _) = broadcast::channel(config.published_batches_max);
         let publisher = published.clone();
@@ -102,7 +105,8 @@ impl Sequencer {
                     config,
                     publisher,
                     last_time,
-                    snapshot_sequence: last_sequence,
+                    snapshot_sequence,
+                    snapshot_skip_logged: false,
                 };
                 let result = thread.run(inbox);
                 let _ = exit_signal.send(());
@@ -209,7 +213,11 @@ struct Loop {
     config: SequencerConfig,
     publisher: broadcast::Sender<PublishedBatch>,
     last_time: Timestamp,
+    /// The sequence of the newest snapshot taken (stored or handed to the writer).
     snapshot_sequence: u64,
+    /// A due snapshot was skipped because the writer was busy, and that was logged: log it once
+    /// per episode, not once per batch.
+    snapshot_skip_logged: bool,
 }
 
 impl Loop {
@@ -265,6 +273,7 @@ impl Loop {
                     events.clear();
                     let outcome = self.engine.apply(&command, timestamp, events);
                     self.sequence += 1;
+                    debug_assert_eq!(self.sequence, self.engine.commands_applied(), "journal and engine count commands alike");
                     let applied = Arc::new(Applied { sequence: self.sequence, timestamp, command, outcome, events: events.clone() });
                     applied_batch.push(applied.clone());
                     replies.push((reply, applied));
@@ -298,9 +307,13 @@ impl Loop {
     fn take_snapshot(&mut self) -> Result<(), JournalError> {
         let Some(snapshots) = &self.snapshots else { return Ok(()) };
         if snapshots.is_full() {
-            tracing::warn!(sequence = self.sequence, "the previous snapshot is still being written; skipping this one");
+            if !self.snapshot_skip_logged {
+                tracing::warn!(sequence = self.sequence, "the previous snapshot is still being written; this one waits for it");
+                self.snapshot_skip_logged = true;
+            }
             return Ok(());
         }
+        self.snapshot_skip_logged = false;
         let began = std::time::Instant::now();
         let snapshot = self.engine.snapshot();
         tracing::debug!(sequence = self.sequence, copy_ms = began.elapsed().as_millis() as u64, "snapshot taken");

@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use mutua_engine::{MarketConfig, Role, GENESIS_OPERATOR};
+use mutua_engine::{MarketConfig, GENESIS_OPERATOR};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
-use crate::auth::Auth;
+use crate::auth::{self, Auth};
 use crate::journal::Journal;
 use crate::sequencer::{EngineReport, Sequencer, SequencerConfig};
 
@@ -51,7 +51,9 @@ impl ServeArgs {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Logs go to stderr (RUST_LOG, default info); stdout carries the lines scripts read.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // Colour only for a person at a terminal: escape codes make log files and collectors unreadable.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).try_init();
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let report = run(listener, &args, shutdown).await?;
@@ -62,21 +64,30 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Serves on `listener` until `shutdown` completes.
 pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<EngineReport> {
-    std::fs::create_dir_all(&args.data).with_context(|| format!("creating {}", args.data.display()))?;
+    private_data_dir(&args.data)?;
     let market = MarketConfig::default();
     let journal = Journal::open(&args.data, &market).with_context(|| format!("opening the journal in {}", args.data.display()))?;
     // Start-up is blocking work by nature: nothing else runs until the state is recovered.
     let recovered = recover(&journal, market)?;
-    let (auth, new_market) = Auth::open(journal.shared_db())?;
-    if new_market {
-        let token = auth.issue_token(GENESIS_OPERATOR, Role::Operator).map_err(|status| anyhow::anyhow!(status.message().to_string()))?;
-        write_operator_token(&args.data, &token)?;
-        println!("operator token (shown once; also in {}): {token}", args.data.join(OPERATOR_TOKEN_FILE).display());
-    }
+    anyhow::ensure!(
+        recovered.engine.commands_applied() == recovered.last_sequence,
+        "the engine counts {} commands but the journal ends at {}; refusing to start",
+        recovered.engine.commands_applied(),
+        recovered.last_sequence
+    );
+    let auth = Auth::from_engine(&recovered.engine);
+    let operator_token_live = read_operator_token(&args.data).is_some_and(|token| auth.is_live_token_of(&token, GENESIS_OPERATOR));
     let state_hash = recovered.engine.state_hash();
     tracing::info!(sequence = recovered.last_sequence, %state_hash, replayed = recovered.replayed, "state recovered");
     println!("mutua state at sequence {} has state hash {state_hash}", recovered.last_sequence);
-    let (sequencer, mut engine_thread) = Sequencer::start(recovered.engine, journal, recovered.last_sequence, args.sequencer_config());
+    let newest_snapshot = journal.snapshot_sequences()?.last().copied().unwrap_or(0);
+    let reader = journal.reader();
+    let (sequencer, mut engine_thread) =
+        Sequencer::start(recovered.engine, journal, recovered.last_sequence, newest_snapshot, args.sequencer_config());
+    if !operator_token_live {
+        issue_operator_token(&sequencer, &auth, &args.data).await?;
+    }
+    let follower = tokio::spawn(follow_identity(sequencer.clone(), auth.clone()));
 
     let address = listener.local_addr()?;
     println!("mutua listening on {address}");
@@ -91,16 +102,106 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
         }
         let _ = stopping_sender.send(true);
     };
-    let router = crate::services::router(crate::services::Context { sequencer: sequencer.clone(), auth, stopping });
+    let context = crate::services::Context { sequencer: sequencer.clone(), auth, journal: reader, stopping };
+    let router = crate::services::router(context);
     // Replies are small and latency-bound: send them at once rather than waiting to coalesce.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
     tracing::info!("no longer accepting; draining the engine");
+    follower.abort();
     sequencer.stop();
     drop(sequencer);
     let report = tokio::task::spawn_blocking(move || engine_thread.join()).await??;
     served.context("gRPC server")?;
     Ok(report)
+}
+
+/// Keeps the token map in step with every journaled batch (credentials issued and revoked,
+/// participants suspended), whoever made the change. Handlers also apply their own changes at
+/// once; following twice is harmless. A follower that falls behind reloads the map whole.
+async fn follow_identity(sequencer: Sequencer, auth: Auth) {
+    let mut batches = sequencer.subscribe();
+    loop {
+        match batches.recv().await {
+            Ok(batch) => batch.iter().for_each(|applied| auth.follow(applied)),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                let reloaded = auth.clone();
+                if sequencer.query(move |engine| reloaded.reload(engine)).await.is_err() {
+                    return;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Makes sure `operator.token` holds a live token of the genesis operator: on the first start,
+/// and on any later start where the file is missing, damaged or names a revoked token. The file
+/// is written (and synced) before the token's hash is journaled, so a crash in between leaves a
+/// file whose token is not live, which the next start replaces: the operator is never locked
+/// out. Earlier tokens of the genesis operator stay live; the operator revokes them if needed.
+async fn issue_operator_token(sequencer: &Sequencer, auth: &Auth, data: &Path) -> anyhow::Result<()> {
+    let new = auth::new_token().map_err(|status| anyhow::anyhow!(status.message().to_string()))?;
+    write_operator_token(data, &new.token)?;
+    let command = mutua_engine::Command {
+        id: auth::random_command_id().map_err(|status| anyhow::anyhow!(status.message().to_string()))?,
+        participant: GENESIS_OPERATOR,
+        kind: mutua_engine::CommandKind::IssueCredential { participant: GENESIS_OPERATOR, token_hash: new.hash, replace_existing: false },
+    };
+    let applied = sequencer.submit(command).await.context("journaling the operator's token")?;
+    if let Err(reason) = applied.outcome.result {
+        anyhow::bail!("the operator's token was refused: {reason}; revoke some of the genesis operator's tokens");
+    }
+    auth.follow(&applied);
+    println!("operator token (shown once; also in {}): {}", data.join(OPERATOR_TOKEN_FILE).display(), new.token);
+    Ok(())
+}
+
+/// The token in `operator.token`, if the file holds one.
+fn read_operator_token(data: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data.join(OPERATOR_TOKEN_FILE)).ok()?;
+    let token = text.trim();
+    (!token.is_empty()).then(|| token.to_string())
+}
+
+/// Creates the data directory private to this user (0700), makes every file the process creates
+/// private (umask 077), and refuses a directory or a file in it that others may read: the journal
+/// holds every participant's balances and the operator's token file is the key to the market.
+fn private_data_dir(data: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        crate::journal::private_files();
+        if !data.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(data)
+                .with_context(|| format!("creating {}", data.display()))?;
+        }
+        let mode = std::fs::metadata(data).with_context(|| format!("reading {}", data.display()))?.permissions().mode();
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "the data directory {} is open to other users (mode {:o}); make it private with `chmod 700 {}` and start again",
+            data.display(),
+            mode & 0o777,
+            data.display()
+        );
+        for entry in std::fs::read_dir(data).with_context(|| format!("reading {}", data.display()))? {
+            let entry = entry?;
+            let mode = entry.metadata()?.permissions().mode();
+            anyhow::ensure!(
+                mode & 0o077 == 0,
+                "{} in the data directory is open to other users (mode {:o}); make it private with `chmod -R go-rwx {}` and start again",
+                entry.path().display(),
+                mode & 0o777,
+                data.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    Ok(())
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -115,6 +216,7 @@ pub struct VerifyArgs {
 /// events. Prints the replay rate and the final state hash; fails naming the first bad record.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.data.join("CURRENT").exists(), "{} holds no journal", args.data.display());
+    private_data_dir(&args.data)?;
     let market = MarketConfig::default();
     let journal = Journal::open(&args.data, &market).with_context(|| format!("opening the journal in {}", args.data.display()))?;
     let bar = replay_progress(journal.last_sequence()?);
@@ -160,9 +262,12 @@ fn recover(journal: &Journal, market: MarketConfig) -> anyhow::Result<crate::jou
     Ok(recovered)
 }
 
+/// Writes the operator's token file (0600) whole or not at all: a temporary file, synced, renamed
+/// over the old one, and the directory synced.
 fn write_operator_token(data: &Path, token: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let path = data.join(OPERATOR_TOKEN_FILE);
+    let temporary = data.join(format!("{OPERATOR_TOKEN_FILE}.new"));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -170,9 +275,12 @@ fn write_operator_token(data: &Path, token: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(&path).with_context(|| format!("writing {}", path.display()))?;
+    let mut file = options.open(&temporary).with_context(|| format!("writing {}", temporary.display()))?;
     writeln!(file, "{token}")?;
     file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, &path).with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
+    std::fs::File::open(data)?.sync_all()?;
     Ok(())
 }
 

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,6 +13,7 @@ use clap::Parser;
 use mutua_gateway::pb;
 use mutua_gateway::pb::accounts_client::AccountsClient;
 use mutua_gateway::pb::exchange_client::ExchangeClient;
+use mutua_gateway::pb::identity_client::IdentityClient;
 use mutua_gateway::pb::market_data_client::MarketDataClient;
 use mutua_gateway::pb::registry_client::RegistryClient;
 use mutua_gateway::sequencer::EngineReport;
@@ -48,6 +51,15 @@ pub struct TestServer {
     _data: tempfile::TempDir,
 }
 
+/// A temporary directory private to this user (0700), as `mutua serve` requires of its data
+/// directory; removed when dropped.
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().expect("temporary data directory");
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700)).expect("make the directory private");
+    data
+}
+
 /// Starts a server on a free port with an empty data directory.
 pub async fn start() -> TestServer {
     start_with(&[]).await
@@ -55,7 +67,7 @@ pub async fn start() -> TestServer {
 
 /// As `start`, with extra `mutua serve` flags (e.g. `["--queue-capacity", "1"]`).
 pub async fn start_with(extra_flags: &[&str]) -> TestServer {
-    let data = tempfile::tempdir().expect("temporary data directory");
+    let data = private_tempdir();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let local = listener.local_addr().expect("bound address");
     let data_flag = data.path().to_str().expect("utf-8 temp path").to_string();
@@ -70,22 +82,32 @@ pub async fn start_with(extra_flags: &[&str]) -> TestServer {
         })
         .await
     });
-    let operator_token = read_operator_token(&data.path().join(OPERATOR_TOKEN_FILE), &handle).await;
+    let operator_token = match read_operator_token(&data.path().join(OPERATOR_TOKEN_FILE), &handle).await {
+        Some(token) => token,
+        None => match handle.await {
+            Ok(Ok(report)) => panic!("the server stopped before writing its operator token: {report:?}"),
+            Ok(Err(error)) => panic!("the server failed before writing its operator token: {error:#}"),
+            Err(panic) => panic!("the server panicked before writing its operator token: {panic}"),
+        },
+    };
     TestServer { address: format!("http://{local}"), operator_token, shutdown: Some(trigger), handle: Some(handle), _data: data }
 }
 
-/// Waits until the server has written the whole token file (it ends with a newline).
-async fn read_operator_token(path: &std::path::Path, handle: &JoinHandle<anyhow::Result<EngineReport>>) -> String {
+/// Waits until the server has written the whole token file (it ends with a newline); `None` if
+/// the server stopped first.
+async fn read_operator_token(path: &std::path::Path, handle: &JoinHandle<anyhow::Result<EngineReport>>) -> Option<String> {
     let started = std::time::Instant::now();
     loop {
         if let Ok(text) = std::fs::read_to_string(path) {
             if text.ends_with('\n') {
                 let token = text.trim().to_string();
                 assert!(token.starts_with("mutua_"), "the operator token file holds a token: {token:?}");
-                return token;
+                return Some(token);
             }
         }
-        assert!(!handle.is_finished(), "the server stopped before writing its operator token");
+        if handle.is_finished() {
+            return None;
+        }
         assert!(started.elapsed() < STARTUP_WAIT_MAX, "no operator token after {STARTUP_WAIT_MAX:?}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -122,6 +144,7 @@ pub struct Clients {
     pub accounts: AccountsClient<Channel>,
     pub registry: RegistryClient<Channel>,
     pub market_data: MarketDataClient<Channel>,
+    pub identity: IdentityClient<Channel>,
 }
 
 impl Clients {
@@ -130,7 +153,8 @@ impl Clients {
             exchange: ExchangeClient::new(channel.clone()),
             accounts: AccountsClient::new(channel.clone()),
             registry: RegistryClient::new(channel.clone()),
-            market_data: MarketDataClient::new(channel),
+            market_data: MarketDataClient::new(channel.clone()),
+            identity: IdentityClient::new(channel),
         }
     }
 }

@@ -63,7 +63,7 @@ impl Catalog {
         use pb::instrument_ref::Instrument as Named;
         let unknown = || convert::field_rejection(field, RejectReason::UnknownInstrument);
         match reference.and_then(|reference| reference.instrument.as_ref()) {
-            None => Err(Status::invalid_argument(format!("{field}: required (an id or a symbol)"))),
+            None => Err(crate::convert::invalid_field(format!("{field}: required (an id or a symbol)"))),
             Some(Named::Id(id)) => self.units(InstrumentId(*id)).await?.ok_or_else(unknown),
             Some(Named::Symbol(symbol)) => {
                 let cached = self.read()?.by_symbol.get(symbol).copied();

@@ -13,8 +13,10 @@ use crate::convert::{self, InstrumentUnits};
 use crate::pb;
 use crate::pb::order_entry_request::Command as EntryCommand;
 use crate::pb::order_entry_response::Result as EntryResult;
+use crate::convert::{edge_status, EdgeReason};
+use crate::journal::JournalReader;
 use crate::sequencer::Applied;
-use crate::services::{account_of, reads_everything, sequencer_status, Shared};
+use crate::services::{account_of, first_outcome, reads_everything, sequencer_status, Shared};
 
 /// Commands of one `OrderEntry` stream queued for the engine but not yet answered. When it is
 /// reached the gateway stops reading the stream, and HTTP/2 flow control slows the client.
@@ -89,6 +91,7 @@ impl Shared {
     async fn execute(&self, caller: Caller, entry: &EntryCommand) -> Result<EntryResult, Status> {
         let prepared = self.prepare(caller, entry).await?;
         let applied = self.sequencer.submit(prepared.command).await.map_err(sequencer_status)?;
+        let applied = first_outcome(&self.journal, applied)?;
         prepared.reply.answer(&applied)
     }
 }
@@ -99,11 +102,19 @@ struct InFlight {
     outcome: Result<(oneshot::Receiver<Arc<Applied>>, Reply), Status>,
 }
 
+/// What the reader hands the writer, in stream order.
+enum Entry {
+    Command(InFlight),
+    /// The stream must end with this status after everything before it is answered: a message
+    /// that could not be decoded, or a token revoked while the stream was open.
+    End(Status),
+}
+
 impl InFlight {
-    async fn finish(self) -> pb::OrderEntryResponse {
+    async fn finish(self, journal: &JournalReader) -> pb::OrderEntryResponse {
         let result = match self.outcome {
             Ok((receiver, reply)) => match receiver.await {
-                Ok(applied) => reply.answer(&applied),
+                Ok(applied) => first_outcome(journal, applied).and_then(|applied| reply.answer(&applied)),
                 Err(_) => Err(sequencer_status(crate::sequencer::SequencerError::Stopped)),
             },
             Err(status) => Err(status),
@@ -122,20 +133,43 @@ fn request_id_of(entry: &EntryCommand) -> &str {
 }
 
 /// Reads commands off the stream and queues each for the engine in arrival order.
-async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb::OrderEntryRequest>, in_flight: mpsc::Sender<InFlight>) {
+async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb::OrderEntryRequest>, in_flight: mpsc::Sender<Entry>) {
+    let invalidated = shared.auth.invalidated(caller);
+    tokio::pin!(invalidated);
+    let mut messages_read: u64 = 0;
     loop {
         let received = tokio::select! {
             received = inbound.message() => received,
             // Shutting down: take no more, answer what is queued, then end.
             _ = shared.stopping() => return,
+            // The token was revoked or the participant suspended: take no more, answer what is
+            // queued, then end with UNAUTHENTICATED.
+            status = &mut invalidated => {
+                let _ = in_flight.send(Entry::End(status)).await;
+                return;
+            }
         };
         let message = match received {
             Ok(Some(message)) => message,
-            // The client finished sending, or the stream broke: answer what is queued, then end.
-            Ok(None) | Err(_) => return,
+            // The client finished sending: answer what is queued, then end.
+            Ok(None) => return,
+            // A message that does not decode ends the stream with INVALID_ARGUMENT, naming it,
+            // after everything before it is answered; nothing after it was read or applied.
+            Err(status) if status.code() == tonic::Code::InvalidArgument || status.code() == tonic::Code::Internal => {
+                let message = format!(
+                    "message {} of this stream is not a valid OrderEntryRequest ({}); it and everything sent after it were not applied",
+                    messages_read + 1,
+                    status.message()
+                );
+                let _ = in_flight.send(Entry::End(edge_status(EdgeReason::MessageUndecodable, message))).await;
+                return;
+            }
+            // The transport broke: nobody is left to answer.
+            Err(_) => return,
         };
+        messages_read += 1;
         let pending = match message.command {
-            None => InFlight { request_id: String::new(), outcome: Err(Status::invalid_argument("command: required (place, cancel or reduce)")) },
+            None => InFlight { request_id: String::new(), outcome: Err(crate::convert::invalid_field("command: required (place, cancel or reduce)")) },
             Some(entry) => {
                 let outcome = match shared.prepare(caller, &entry).await {
                     Ok(prepared) => shared
@@ -148,16 +182,22 @@ async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb:
                 InFlight { request_id: request_id_of(&entry).to_string(), outcome }
             }
         };
-        if in_flight.send(pending).await.is_err() {
+        if in_flight.send(Entry::Command(pending)).await.is_err() {
             return;
         }
     }
 }
 
-/// Answers queued commands strictly in the order they were read.
-async fn write_replies(mut in_flight: mpsc::Receiver<InFlight>, outbound: mpsc::Sender<Result<pb::OrderEntryResponse, Status>>) {
-    while let Some(pending) = in_flight.recv().await {
-        if outbound.send(Ok(pending.finish().await)).await.is_err() {
+/// Answers queued commands strictly in the order they were read, then the ending status if the
+/// reader gave one.
+async fn write_replies(journal: JournalReader, mut in_flight: mpsc::Receiver<Entry>, outbound: mpsc::Sender<Result<pb::OrderEntryResponse, Status>>) {
+    while let Some(entry) = in_flight.recv().await {
+        let reply = match entry {
+            Entry::Command(pending) => Ok(pending.finish(&journal).await),
+            Entry::End(status) => Err(status),
+        };
+        let ends = reply.is_err();
+        if outbound.send(reply).await.is_err() || ends {
             return;
         }
     }
@@ -238,7 +278,7 @@ impl pb::exchange_server::Exchange for ExchangeService {
         let (in_flight_sender, in_flight) = mpsc::channel(ORDER_ENTRY_IN_FLIGHT_MAX);
         let (outbound, replies) = mpsc::channel(ORDER_ENTRY_IN_FLIGHT_MAX);
         tokio::spawn(read_entries(self.shared.clone(), caller, request.into_inner(), in_flight_sender));
-        tokio::spawn(write_replies(in_flight, outbound));
+        tokio::spawn(write_replies(self.shared.journal.clone(), in_flight, outbound));
         Ok(Response::new(ReceiverStream::new(replies)))
     }
 }

@@ -36,7 +36,7 @@ fn levels_wanted(depth: u32) -> Result<usize, Status> {
     match depth as usize {
         0 => Ok(BOOK_LEVELS_DEFAULT),
         levels if levels <= BOOK_LEVELS_MAX => Ok(levels),
-        _ => Err(Status::invalid_argument(format!("depth: at most {BOOK_LEVELS_MAX} levels per side"))),
+        _ => Err(crate::convert::invalid_field(format!("depth: at most {BOOK_LEVELS_MAX} levels per side"))),
     }
 }
 

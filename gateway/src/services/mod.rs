@@ -6,6 +6,7 @@
 mod accounts;
 mod catalog;
 mod exchange;
+mod identity;
 mod market_data;
 mod registry;
 
@@ -17,13 +18,15 @@ use tonic::transport::Server;
 use tonic::Status;
 
 use crate::auth::{Auth, Caller};
-use crate::convert;
+use crate::convert::{self, edge_status, EdgeReason};
+use crate::journal::JournalReader;
 use crate::pb;
 use crate::sequencer::{Applied, Sequencer, SequencerError};
 
 pub use accounts::AccountsService;
 pub use catalog::Catalog;
 pub use exchange::ExchangeService;
+pub use identity::IdentityService;
 pub use market_data::MarketDataService;
 pub use registry::RegistryService;
 
@@ -32,6 +35,8 @@ pub use registry::RegistryService;
 pub struct Context {
     pub sequencer: Sequencer,
     pub auth: Auth,
+    /// Reads a retried command's first record, to answer the retry with its whole outcome.
+    pub journal: JournalReader,
     /// Becomes true when the server begins to shut down: open streams end, so that graceful
     /// shutdown is not held up by a subscriber that would otherwise listen forever.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -42,6 +47,7 @@ pub struct Context {
 pub(crate) struct Shared {
     pub sequencer: Sequencer,
     pub auth: Auth,
+    pub journal: JournalReader,
     pub catalog: Catalog,
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -56,7 +62,7 @@ impl Shared {
 
     fn new(context: Context) -> Shared {
         let catalog = Catalog::new(context.sequencer.clone());
-        Shared { sequencer: context.sequencer, auth: context.auth, catalog, stopping: context.stopping }
+        Shared { sequencer: context.sequencer, auth: context.auth, journal: context.journal, catalog, stopping: context.stopping }
     }
 
     /// Submits a command on behalf of `caller` and waits until it is journaled. Returns the
@@ -64,7 +70,8 @@ impl Shared {
     /// status.
     pub async fn submit(&self, caller: Caller, request_id: &str, kind: CommandKind) -> Result<Arc<Applied>, Status> {
         let command = Command { id: convert::checked_command_id(caller.participant, request_id)?, participant: caller.participant, kind };
-        self.sequencer.submit(command).await.map_err(sequencer_status)
+        let applied = self.sequencer.submit(command).await.map_err(sequencer_status)?;
+        first_outcome(&self.journal, applied)
     }
 
     /// Runs a read-only closure on the engine thread.
@@ -76,11 +83,28 @@ impl Shared {
     }
 }
 
+/// What a client is answered for `applied`: the record itself, or, for a retry, the record of
+/// the command's first application (its fills, balances and ids), marked as replayed. A retry is
+/// answered with the complete first outcome, never a bare acknowledgement.
+pub(crate) fn first_outcome(journal: &JournalReader, applied: Arc<Applied>) -> Result<Arc<Applied>, Status> {
+    let Some(first_sequence) = applied.outcome.replayed else { return Ok(applied) };
+    let first = journal
+        .read(first_sequence)
+        .map_err(|error| Status::internal(format!("reading the first outcome of a retry: {error}")))?
+        .ok_or_else(|| Status::internal(format!("a retry names journal record {first_sequence}, which does not exist")))?;
+    if first.command.id != applied.command.id {
+        return Err(Status::internal(format!("journal record {first_sequence} holds another command than the retry's")));
+    }
+    let mut answer = first;
+    answer.outcome.replayed = Some(first_sequence);
+    Ok(Arc::new(answer))
+}
+
 /// Backpressure and shutdown as clients see them.
 pub fn sequencer_status(error: SequencerError) -> Status {
     match error {
-        SequencerError::Overloaded => Status::resource_exhausted("the exchange is at capacity; retry shortly"),
-        SequencerError::Stopped => Status::unavailable("the exchange is shutting down"),
+        SequencerError::Overloaded => edge_status(EdgeReason::Overloaded, "the exchange is at capacity; retry shortly"),
+        SequencerError::Stopped => edge_status(EdgeReason::Unavailable, "the exchange is shutting down"),
     }
 }
 
@@ -91,7 +115,10 @@ pub(crate) fn account_of(caller: Caller, requested: Option<u32>) -> Result<Parti
     match requested.map(ParticipantId) {
         None => Ok(caller.participant),
         Some(account) if account == caller.participant || reads_everything(caller) => Ok(account),
-        Some(_) => Err(Status::permission_denied("participant_id: only a regulator or operator may read another participant's accounts")),
+        Some(_) => Err(edge_status(
+            EdgeReason::NotPermitted,
+            "participant_id: only a regulator or operator may read another participant's accounts",
+        )),
     }
 }
 
@@ -106,6 +133,7 @@ pub fn router(context: Context) -> Router {
     let exchange = pb::exchange_server::ExchangeServer::new(ExchangeService::new(shared.clone()));
     let accounts = pb::accounts_server::AccountsServer::new(AccountsService::new(shared.clone()));
     let registry = pb::registry_server::RegistryServer::new(RegistryService::new(shared.clone()));
+    let identity = pb::identity_server::IdentityServer::new(IdentityService::new(shared.clone()));
     let market_data = pb::market_data_server::MarketDataServer::new(MarketDataService::new(shared));
 
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -115,6 +143,7 @@ pub fn router(context: Context) -> Router {
         reporter.set_serving::<pb::accounts_server::AccountsServer<AccountsService>>().await;
         reporter.set_serving::<pb::registry_server::RegistryServer<RegistryService>>().await;
         reporter.set_serving::<pb::market_data_server::MarketDataServer<MarketDataService>>().await;
+        reporter.set_serving::<pb::identity_server::IdentityServer<IdentityService>>().await;
     });
 
     // The descriptor sets are compiled into the binary; failing to read them is a build defect,
@@ -130,6 +159,7 @@ pub fn router(context: Context) -> Router {
         .add_service(accounts)
         .add_service(registry)
         .add_service(market_data)
+        .add_service(identity)
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

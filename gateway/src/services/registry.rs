@@ -55,15 +55,10 @@ impl pb::registry_server::Registry for RegistryService {
         let Ack::Participant(participant) = convert::accepted(&applied)? else {
             return Err(convert::mismatched_outcome(&applied, "a registration"));
         };
-        // The role comes from the register, not the request: a retry naming another role must
-        // not re-issue the participant's token with that role.
-        let role = self
-            .shared
-            .query(move |engine| engine.participant(participant).map(|registered| registered.role))
-            .await?
-            .ok_or_else(|| Status::internal("a registered participant is missing from the register"))?;
-        // Tokens are derived from the participant id, so a retried registration gets the same one.
-        let token = self.shared.auth.issue_token(participant, role)?;
+        // Tokens are random and stored only as hashes, so a token cannot be shown twice: a
+        // retried registration (whose first answer was lost) gets a fresh token that replaces
+        // every earlier one of the participant.
+        let (token, _, _) = self.shared.issue_token(caller, participant, applied.outcome.is_replay()).await?;
         Ok(Response::new(pb::RegisterParticipantResponse { commit: Some(convert::commit(&applied)), participant_id: participant.0, token }))
     }
 
