@@ -762,3 +762,95 @@ async fn every_rpc_refuses_bad_input_with_the_right_status_and_changes_nothing()
     assert_eq!(balances(&mut clients, &fixture.operator, Some(fixture.bob.0)).await.reserved, "1500.00", "the engine still answers queries");
     server.stop().await;
 }
+
+// ---- Bytes that are not a message at all ----
+
+/// A codec that sends raw bytes as the request message and decodes replies as `D`, to put
+/// undecodable messages on the wire.
+struct RawCodec<D>(std::marker::PhantomData<D>);
+
+impl<D> Default for RawCodec<D> {
+    fn default() -> Self {
+        RawCodec(std::marker::PhantomData)
+    }
+}
+
+struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, destination: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        prost::bytes::BufMut::put_slice(destination, &item);
+        Ok(())
+    }
+}
+
+struct ReplyDecoder<D>(std::marker::PhantomData<D>);
+
+impl<D: prost::Message + Default> tonic::codec::Decoder for ReplyDecoder<D> {
+    type Item = D;
+    type Error = Status;
+
+    fn decode(&mut self, source: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<D>, Status> {
+        D::decode(source).map(Some).map_err(|error| Status::internal(error.to_string()))
+    }
+}
+
+impl<D: prost::Message + Default + Send + 'static> tonic::codec::Codec for RawCodec<D> {
+    type Encode = Vec<u8>;
+    type Decode = D;
+    type Encoder = RawEncoder;
+    type Decoder = ReplyDecoder<D>;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> ReplyDecoder<D> {
+        ReplyDecoder(std::marker::PhantomData)
+    }
+}
+
+/// Field 1, length-delimited, claiming five bytes where one follows: no protobuf decoder accepts it.
+const UNDECODABLE: &[u8] = &[0x0a, 0x05, 0x01];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_ends_order_entry_with_invalid_argument_after_answering_the_ones_before() {
+    let server = start().await;
+    let fixture = fixture(&server).await;
+    let mut clients = server.clients().await;
+    let resting_before = orders(&mut clients, &fixture.bob.1).await.len();
+
+    let entry = |price: &str| pb::OrderEntryRequest { command: Some(EntryCommand::Place(limit(fixture.share, Buy, price, "10"))) }.encode_to_vec();
+    let messages = vec![entry("10.00"), UNDECODABLE.to_vec(), entry("9.95")];
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/mutua.v1.Exchange/OrderEntry");
+    let request = with_token(tokio_stream::iter(messages), &fixture.bob.1);
+    let mut replies = grpc.streaming(request, path, RawCodec::<pb::OrderEntryResponse>::default()).await.unwrap().into_inner();
+
+    let first = replies.next().await.expect("the first message is answered").expect("answered, not an error");
+    assert!(matches!(first.result, Some(pb::order_entry_response::Result::Placed(_))), "{first:?}");
+    let ended = replies.next().await.expect("the stream does not end silently").unwrap_err();
+    assert_eq!((ended.code(), reason_code(&ended)), (Code::InvalidArgument, Some(1005)), "{ended:?}");
+    assert!(ended.message().contains("message 2 of this stream"), "{ended:?}");
+    assert!(replies.next().await.is_none());
+    // Exactly the first order was placed: the one after the bad message was not applied.
+    assert_eq!(orders(&mut clients, &fixture.bob.1).await.len(), resting_before + 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_unary_request_is_invalid_argument() {
+    let server = start().await;
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/mutua.v1.Accounts/Deposit");
+    let request = with_token(UNDECODABLE.to_vec(), &server.operator_token);
+    let refused = grpc.unary(request, path, RawCodec::<pb::CashMovementResponse>::default()).await.unwrap_err();
+    assert_eq!((refused.code(), reason_code(&refused)), (Code::InvalidArgument, Some(1005)), "{refused:?}");
+    assert!(refused.message().contains("could not be decoded"), "{refused:?}");
+    server.stop().await;
+}

@@ -123,7 +123,17 @@ impl TestServer {
     }
 
     /// Triggers shutdown and asserts the server's run returned Ok (drained, synced, snapshotted).
-    pub async fn stop(mut self) -> EngineReport {
+    pub async fn stop(self) -> EngineReport {
+        self.stop_keeping_data().await.0
+    }
+
+    /// As `stop`, handing back the data directory for inspection (removed when dropped).
+    pub async fn stop_keeping_data(mut self) -> (EngineReport, tempfile::TempDir) {
+        let report = self.shut_down().await;
+        (report, self._data)
+    }
+
+    async fn shut_down(&mut self) -> EngineReport {
         self.shutdown.take().expect("stopped once").send(()).expect("the server is still running");
         let handle = self.handle.take().expect("stopped once");
         let report = tokio::time::timeout(Duration::from_secs(60), handle)
