@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::convert::{edge_status, EdgeReason};
+use crate::limits::Limits;
 use crate::sequencer::Applied;
 
 /// Every token starts with this, so that a leaked one is easy to recognise and scan for.
@@ -61,6 +62,8 @@ impl Tokens {
 #[derive(Clone)]
 pub struct Auth {
     tokens: Arc<RwLock<Tokens>>,
+    /// Every authenticated call is charged to its participant's rate.
+    limits: Limits,
     /// Bumped whenever a credential is revoked or a participant suspended.
     revision: Arc<watch::Sender<u64>>,
 }
@@ -102,7 +105,7 @@ pub fn random_command_id() -> Result<mutua_engine::CommandId, tonic::Status> {
 
 impl Auth {
     /// The live tokens and suspensions of a recovered engine.
-    pub fn from_engine(engine: &Engine) -> Auth {
+    pub fn from_engine(engine: &Engine, limits: Limits) -> Auth {
         let mut tokens = Tokens::default();
         for (credential, entry) in engine.credentials().filter(|(_, entry)| entry.is_live()) {
             if let Some(participant) = engine.participant(entry.participant) {
@@ -111,12 +114,16 @@ impl Auth {
         }
         tokens.suspended = engine.participants().filter(|(_, participant)| participant.suspended).map(|(id, _)| id).collect();
         let (revision, _) = watch::channel(0);
-        Auth { tokens: Arc::new(RwLock::new(tokens)), revision: Arc::new(revision) }
+        Auth { tokens: Arc::new(RwLock::new(tokens)), limits, revision: Arc::new(revision) }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Replaces the whole map with the engine's (after the follower fell behind).
     pub fn reload(&self, engine: &Engine) {
-        let fresh = Auth::from_engine(engine);
+        let fresh = Auth::from_engine(engine, self.limits.clone());
         let tokens = std::mem::take(&mut *fresh.tokens.write().unwrap_or_else(|poisoned| poisoned.into_inner()));
         *self.tokens.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = tokens;
         self.revision.send_modify(|revision| *revision += 1);
@@ -160,9 +167,12 @@ impl Auth {
         }
     }
 
-    /// The caller behind a request's `authorization: Bearer <token>` metadata.
+    /// The caller behind a request's `authorization: Bearer <token>` metadata, charged one
+    /// request against its participant's rate.
     pub fn authenticate<T>(&self, request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
-        self.authenticate_metadata(request.metadata())
+        let caller = self.authenticate_metadata(request.metadata())?;
+        self.limits.charge(caller.participant)?;
+        Ok(caller)
     }
 
     pub fn authenticate_metadata(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, tonic::Status> {

@@ -24,6 +24,24 @@ pub const REQUEST_ID_BYTES_MAX: usize = 128;
 /// cannot be an exact value the ledger can hold.
 pub const DECIMAL_TEXT_BYTES_MAX: usize = 64;
 
+/// Longest instrument symbol, in bytes (the engine's rule, checked here before anything is
+/// journaled or looked up).
+pub const SYMBOL_BYTES_MAX: usize = 16;
+
+/// Longest participant name, in bytes: the market's `name_bytes_max`, checked here before the
+/// registration is journaled.
+pub fn name_bytes_max() -> usize {
+    mutua_engine::MarketConfig::default().name_bytes_max as usize
+}
+
+/// Refuses a symbol longer than any listed symbol can be.
+pub fn checked_symbol<'a>(field: &str, symbol: &'a str) -> Result<&'a str, Status> {
+    if symbol.len() > SYMBOL_BYTES_MAX {
+        return Err(field_error(field, RejectReason::SymbolInvalid, format!("a symbol is at most {SYMBOL_BYTES_MAX} bytes")));
+    }
+    Ok(symbol)
+}
+
 /// Metadata key (sent as a trailer) carrying the engine's stable reason code.
 pub const REASON_CODE_METADATA: &str = "mutua-reason-code";
 
@@ -499,6 +517,9 @@ pub fn kind_to_pb(kind: InstrumentKind) -> pb::InstrumentKind {
 impl TryFrom<&pb::RegisterParticipantRequest> for CommandKind {
     type Error = Status;
     fn try_from(request: &pb::RegisterParticipantRequest) -> Result<CommandKind, Status> {
+        if request.name.len() > name_bytes_max() {
+            return Err(field_error("name", RejectReason::NameInvalid, format!("at most {} bytes", name_bytes_max())));
+        }
         Ok(CommandKind::RegisterParticipant { role: role("role", request.role)?, name: request.name.clone() })
     }
 }
@@ -558,6 +579,7 @@ pub fn withdraw(request: &pb::WithdrawRequest, currency_scale: u32) -> Result<Co
 
 /// A listing, with `now` as the issue time when the request names none.
 pub fn list_instrument(request: &pb::ListInstrumentRequest, currency_scale: u32, now: Timestamp) -> Result<CommandKind, Status> {
+    checked_symbol("symbol", &request.symbol)?;
     let tick_size_minor = cash_minor("tick_size", &request.tick_size, currency_scale)?;
     let lot_size = parse_decimal("lot_size", &request.lot_size)?;
     // Reported as the listing's own reason: a bad lot size is not a bad order quantity.

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod journal;
+pub mod limits;
 pub mod sequencer;
 pub mod server;
 

@@ -12,6 +12,7 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::auth::{self, Auth};
 use crate::journal::Journal;
+use crate::limits::{Limits, LimitsConfig};
 use crate::sequencer::{EngineReport, Sequencer, SequencerConfig};
 
 /// Name of the file in the data directory that holds the operator's token (mode 0600).
@@ -34,9 +35,36 @@ pub struct ServeArgs {
     /// Most commands in one journal write batch.
     #[arg(long, env = "MUTUA_BATCH_MAX", default_value_t = 4_096)]
     pub batch_max: usize,
+    /// Requests one participant may make per second, sustained (unary calls over it are
+    /// RESOURCE_EXHAUSTED; stream messages are paced).
+    #[arg(long, env = "MUTUA_PARTICIPANT_RATE", default_value_t = LimitsConfig::default().participant_requests_per_second)]
+    pub participant_rate: u32,
+    /// Requests one participant may make at once above its sustained rate.
+    #[arg(long, env = "MUTUA_PARTICIPANT_BURST", default_value_t = LimitsConfig::default().participant_requests_burst)]
+    pub participant_burst: u32,
+    /// Market-data streams (which need no token) open at once from one client address.
+    #[arg(long, env = "MUTUA_ANONYMOUS_STREAMS_MAX", default_value_t = LimitsConfig::default().anonymous_streams_per_address_max)]
+    pub anonymous_streams_max: u32,
+    /// Calls in flight at once on one connection (HTTP/2 streams).
+    #[arg(long, env = "MUTUA_CONNECTION_STREAMS_MAX", default_value_t = LimitsConfig::default().connection_streams_max)]
+    pub connection_streams_max: u32,
+    /// Largest request message in bytes.
+    #[arg(long, env = "MUTUA_REQUEST_BYTES_MAX", default_value_t = LimitsConfig::default().request_bytes_max)]
+    pub request_bytes_max: usize,
 }
 
 impl ServeArgs {
+    fn limits_config(&self) -> LimitsConfig {
+        LimitsConfig {
+            participant_requests_per_second: self.participant_rate.max(1),
+            participant_requests_burst: self.participant_burst.max(1),
+            anonymous_streams_per_address_max: self.anonymous_streams_max,
+            connection_streams_max: self.connection_streams_max.max(1),
+            request_bytes_max: self.request_bytes_max.max(1024),
+            ..LimitsConfig::default()
+        }
+    }
+
     fn sequencer_config(&self) -> SequencerConfig {
         SequencerConfig {
             queue_capacity: self.queue_capacity.max(1),
@@ -75,7 +103,8 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
         recovered.engine.commands_applied(),
         recovered.last_sequence
     );
-    let auth = Auth::from_engine(&recovered.engine);
+    let limits = Limits::new(args.limits_config());
+    let auth = Auth::from_engine(&recovered.engine, limits.clone());
     let operator_token_live = read_operator_token(&args.data).is_some_and(|token| auth.is_live_token_of(&token, GENESIS_OPERATOR));
     let state_hash = recovered.engine.state_hash();
     tracing::info!(sequence = recovered.last_sequence, %state_hash, replayed = recovered.replayed, "state recovered");
@@ -102,7 +131,7 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
         }
         let _ = stopping_sender.send(true);
     };
-    let context = crate::services::Context { sequencer: sequencer.clone(), auth, journal: reader, stopping };
+    let context = crate::services::Context { sequencer: sequencer.clone(), auth, journal: reader, limits, stopping };
     let router = crate::services::router(context);
     // Replies are small and latency-bound: send them at once rather than waiting to coalesce.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -66,6 +66,7 @@ impl Catalog {
             None => Err(crate::convert::invalid_field(format!("{field}: required (an id or a symbol)"))),
             Some(Named::Id(id)) => self.units(InstrumentId(*id)).await?.ok_or_else(unknown),
             Some(Named::Symbol(symbol)) => {
+                convert::checked_symbol(field, symbol)?;
                 let cached = self.read()?.by_symbol.get(symbol).copied();
                 if let Some(id) = cached {
                     return self.units(id).await?.ok_or_else(unknown);

@@ -168,6 +168,8 @@ async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb:
             Err(_) => return,
         };
         messages_read += 1;
+        // Paced to the participant's rate: the stream stops reading until the bucket refills.
+        shared.limits.pace(caller.participant).await;
         let pending = match message.command {
             None => InFlight { request_id: String::new(), outcome: Err(crate::convert::invalid_field("command: required (place, cancel or reduce)")) },
             Some(entry) => {

@@ -147,24 +147,35 @@ impl pb::market_data_server::MarketData for MarketDataService {
     type StreamTradesStream = ReceiverStream<Result<pb::Trade, Status>>;
 
     async fn stream_trades(&self, request: Request<pb::StreamTradesRequest>) -> Result<Response<Self::StreamTradesStream>, Status> {
+        let permit = self.shared.limits.anonymous_stream(request.remote_addr())?;
         let request = request.into_inner();
         let only = match request.instrument.as_ref() {
             Some(reference) => Some(self.shared.catalog.resolve(Some(reference), "instrument").await?.id),
             None => None,
         };
         let (outbound, trades) = mpsc::channel(STREAM_MESSAGES_BUFFERED_MAX);
-        tokio::spawn(stream_trades(self.shared.clone(), self.shared.sequencer.subscribe(), only, outbound));
+        let batches = self.shared.sequencer.subscribe();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            stream_trades(shared, batches, only, outbound).await;
+        });
         Ok(Response::new(ReceiverStream::new(trades)))
     }
 
     type StreamBookStream = ReceiverStream<Result<pb::Book, Status>>;
 
     async fn stream_book(&self, request: Request<pb::StreamBookRequest>) -> Result<Response<Self::StreamBookStream>, Status> {
+        let permit = self.shared.limits.anonymous_stream(request.remote_addr())?;
         let request = request.into_inner();
         let levels = levels_wanted(request.depth)?;
         let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
         let (outbound, books) = mpsc::channel(STREAM_MESSAGES_BUFFERED_MAX);
-        tokio::spawn(stream_book(self.shared.clone(), units, levels, outbound));
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            stream_book(shared, units, levels, outbound).await;
+        });
         Ok(Response::new(ReceiverStream::new(books)))
     }
 }

@@ -20,6 +20,7 @@ use tonic::Status;
 use crate::auth::{Auth, Caller};
 use crate::convert::{self, edge_status, EdgeReason};
 use crate::journal::JournalReader;
+use crate::limits::Limits;
 use crate::pb;
 use crate::sequencer::{Applied, Sequencer, SequencerError};
 
@@ -37,6 +38,8 @@ pub struct Context {
     pub auth: Auth,
     /// Reads a retried command's first record, to answer the retry with its whole outcome.
     pub journal: JournalReader,
+    /// What one client may consume.
+    pub limits: Limits,
     /// Becomes true when the server begins to shut down: open streams end, so that graceful
     /// shutdown is not held up by a subscriber that would otherwise listen forever.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -48,6 +51,7 @@ pub(crate) struct Shared {
     pub sequencer: Sequencer,
     pub auth: Auth,
     pub journal: JournalReader,
+    pub limits: Limits,
     pub catalog: Catalog,
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -62,7 +66,14 @@ impl Shared {
 
     fn new(context: Context) -> Shared {
         let catalog = Catalog::new(context.sequencer.clone());
-        Shared { sequencer: context.sequencer, auth: context.auth, journal: context.journal, catalog, stopping: context.stopping }
+        Shared {
+            sequencer: context.sequencer,
+            auth: context.auth,
+            journal: context.journal,
+            limits: context.limits,
+            catalog,
+            stopping: context.stopping,
+        }
     }
 
     /// Submits a command on behalf of `caller` and waits until it is journaled. Returns the
@@ -130,11 +141,14 @@ pub(crate) fn reads_everything(caller: Caller) -> bool {
 /// since grpcurl 1.8 speaks only v1alpha), ready to serve.
 pub fn router(context: Context) -> Router {
     let shared = Shared::new(context);
-    let exchange = pb::exchange_server::ExchangeServer::new(ExchangeService::new(shared.clone()));
-    let accounts = pb::accounts_server::AccountsServer::new(AccountsService::new(shared.clone()));
-    let registry = pb::registry_server::RegistryServer::new(RegistryService::new(shared.clone()));
-    let identity = pb::identity_server::IdentityServer::new(IdentityService::new(shared.clone()));
-    let market_data = pb::market_data_server::MarketDataServer::new(MarketDataService::new(shared));
+    let limits = shared.limits.config();
+    let bytes_max = limits.request_bytes_max;
+    let exchange = pb::exchange_server::ExchangeServer::new(ExchangeService::new(shared.clone())).max_decoding_message_size(bytes_max);
+    let accounts = pb::accounts_server::AccountsServer::new(AccountsService::new(shared.clone())).max_decoding_message_size(bytes_max);
+    let registry = pb::registry_server::RegistryServer::new(RegistryService::new(shared.clone())).max_decoding_message_size(bytes_max);
+    let identity = pb::identity_server::IdentityServer::new(IdentityService::new(shared.clone())).max_decoding_message_size(bytes_max);
+    let market_data =
+        pb::market_data_server::MarketDataServer::new(MarketDataService::new(shared)).max_decoding_message_size(bytes_max);
 
     let (reporter, health) = tonic_health::server::health_reporter();
     // The reporter's lock is uncontended here, so these complete at once without a runtime.
@@ -152,6 +166,9 @@ pub fn router(context: Context) -> Router {
     let reflection_v1alpha = reflection().build_v1alpha().expect("the compiled descriptor sets are valid");
 
     Server::builder()
+        .max_concurrent_streams(limits.connection_streams_max)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

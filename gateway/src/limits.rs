@@ -1,0 +1,158 @@
+//! Bounds on what one client can consume, each named and configurable (`mutua serve --help`):
+//! a per-participant request rate (a token bucket: a sustained rate and a burst), market-data
+//! streams per anonymous client address, and the per-connection bounds tonic enforces
+//! (concurrent streams, concurrent requests, request size, keep-alive of silent peers).
+//!
+//! A unary call over its participant's rate is answered RESOURCE_EXHAUSTED (`LIMIT_REACHED`,
+//! code 1010) at once, before anything reaches the engine or the journal. Commands on an
+//! `OrderEntry` stream are paced instead: the stream stops reading until the bucket refills, and
+//! HTTP/2 flow control slows the sender. So the journal grows from one participant's commands,
+//! accepted or rejected, at most at that participant's rate.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mutua_engine::ParticipantId;
+use tonic::Status;
+
+use crate::convert::{edge_status, EdgeReason};
+
+#[derive(Clone, Copy, Debug)]
+pub struct LimitsConfig {
+    /// Requests (unary calls and stream messages) one participant may make per second, sustained.
+    pub participant_requests_per_second: u32,
+    /// Requests one participant may make at once above the sustained rate.
+    pub participant_requests_burst: u32,
+    /// Market-data streams open at once from one client address (they need no token).
+    pub anonymous_streams_per_address_max: u32,
+    /// HTTP/2 streams (calls in flight, streaming or not) open at once on one connection.
+    pub connection_streams_max: u32,
+    /// Largest request message, in bytes; larger ones are refused before they are decoded.
+    pub request_bytes_max: usize,
+    /// A connection that answers no HTTP/2 ping for this long after one is sent is closed.
+    pub keepalive_timeout: Duration,
+    /// Pings are sent on a connection silent for this long.
+    pub keepalive_interval: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            participant_requests_per_second: 500_000,
+            participant_requests_burst: 1_000_000,
+            anonymous_streams_per_address_max: 64,
+            connection_streams_max: 1_024,
+            request_bytes_max: 64 << 10,
+            keepalive_timeout: Duration::from_secs(20),
+            keepalive_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One participant's token bucket.
+#[derive(Debug)]
+struct Bucket {
+    /// Tokens available, and when they were last counted.
+    state: Mutex<(f64, Instant)>,
+}
+
+/// The limits every handler consults.
+#[derive(Clone)]
+pub struct Limits {
+    config: LimitsConfig,
+    buckets: Arc<Mutex<HashMap<ParticipantId, Arc<Bucket>>>>,
+    anonymous_streams: Arc<Mutex<HashMap<IpAddr, u32>>>,
+}
+
+/// A market-data stream's place in its address's count; given back when dropped.
+pub struct StreamPermit {
+    streams: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    address: IpAddr,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        let mut streams = self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = streams.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                streams.remove(&self.address);
+            }
+        }
+    }
+}
+
+impl Limits {
+    pub fn new(config: LimitsConfig) -> Limits {
+        Limits { config, buckets: Arc::default(), anonymous_streams: Arc::default() }
+    }
+
+    pub fn config(&self) -> LimitsConfig {
+        self.config
+    }
+
+    fn bucket(&self, participant: ParticipantId) -> Arc<Bucket> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        buckets
+            .entry(participant)
+            .or_insert_with(|| Arc::new(Bucket { state: Mutex::new((f64::from(self.config.participant_requests_burst), Instant::now())) }))
+            .clone()
+    }
+
+    /// Takes one request from `participant`'s bucket; `Err(wait)` says how long until one is free.
+    fn take(&self, participant: ParticipantId) -> Result<(), Duration> {
+        let bucket = self.bucket(participant);
+        let rate = f64::from(self.config.participant_requests_per_second.max(1));
+        let burst = f64::from(self.config.participant_requests_burst.max(1));
+        let mut state = bucket.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        let refilled = (state.0 + now.duration_since(state.1).as_secs_f64() * rate).min(burst);
+        if refilled >= 1.0 {
+            *state = (refilled - 1.0, now);
+            Ok(())
+        } else {
+            *state = (refilled, now);
+            Err(Duration::from_secs_f64((1.0 - refilled) / rate))
+        }
+    }
+
+    /// Charges one unary request to `participant`, or refuses it.
+    pub fn charge(&self, participant: ParticipantId) -> Result<(), Status> {
+        self.take(participant).map_err(|wait| {
+            edge_status(
+                EdgeReason::LimitReached,
+                format!(
+                    "participant {} is over its rate of {} requests per second (burst {}); retry in {} ms",
+                    participant.0,
+                    self.config.participant_requests_per_second,
+                    self.config.participant_requests_burst,
+                    wait.as_millis().max(1)
+                ),
+            )
+        })
+    }
+
+    /// Charges one stream message to `participant`, waiting for the bucket to refill if needed.
+    pub async fn pace(&self, participant: ParticipantId) {
+        while let Err(wait) = self.take(participant) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// A place for one more anonymous market-data stream from `address`, or a refusal.
+    pub fn anonymous_stream(&self, address: Option<std::net::SocketAddr>) -> Result<Option<StreamPermit>, Status> {
+        let Some(address) = address.map(|socket| socket.ip()) else { return Ok(None) };
+        let mut streams = self.anonymous_streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = streams.entry(address).or_insert(0);
+        if *count >= self.config.anonymous_streams_per_address_max {
+            return Err(edge_status(
+                EdgeReason::LimitReached,
+                format!("{address} already holds {} market-data streams, the most one address may open", *count),
+            ));
+        }
+        *count += 1;
+        Ok(Some(StreamPermit { streams: self.anonymous_streams.clone(), address }))
+    }
+}
