@@ -146,7 +146,7 @@ async fn a_flipped_byte_in_the_journal_stops_the_server_from_starting() {
         common::flip_byte_in_record(&journal, 5);
     }
     let output = Command::new(env!("CARGO_BIN_EXE_mutua"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data"])
         .arg(data.path())
         .output()
         .expect("run mutua serve");

@@ -36,7 +36,7 @@ fn a_data_directory_open_to_others_is_refused() {
     let open = parent.path().join("shared");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_mutua")).args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(&open).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mutua")).args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data"]).arg(&open).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("is open to other users") && stderr.contains("chmod 700"), "{stderr}");
@@ -56,7 +56,7 @@ async fn a_crash_during_the_first_start_never_locks_the_operator_out() {
     // Kill the first starts at moments spread over start-up, the token's write and its journaling.
     for delay_ms in [1u64, 3, 6, 9, 12, 15, 18, 22, 26, 30, 40, 60] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mutua"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data"])
             .arg(&data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

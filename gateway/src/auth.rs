@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::convert::{edge_status, EdgeReason};
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::sequencer::Applied;
 
 /// Every token starts with this, so that a leaked one is easy to recognise and scan for.
@@ -64,6 +65,7 @@ pub struct Auth {
     tokens: Arc<RwLock<Tokens>>,
     /// Every authenticated call is charged to its participant's rate.
     limits: Limits,
+    metrics: Arc<Metrics>,
     /// Bumped whenever a credential is revoked or a participant suspended.
     revision: Arc<watch::Sender<u64>>,
 }
@@ -105,7 +107,7 @@ pub fn random_command_id() -> Result<mutua_engine::CommandId, tonic::Status> {
 
 impl Auth {
     /// The live tokens and suspensions of a recovered engine.
-    pub fn from_engine(engine: &Engine, limits: Limits) -> Auth {
+    pub fn from_engine(engine: &Engine, limits: Limits, metrics: Arc<Metrics>) -> Auth {
         let mut tokens = Tokens::default();
         for (credential, entry) in engine.credentials().filter(|(_, entry)| entry.is_live()) {
             if let Some(participant) = engine.participant(entry.participant) {
@@ -114,7 +116,7 @@ impl Auth {
         }
         tokens.suspended = engine.participants().filter(|(_, participant)| participant.suspended).map(|(id, _)| id).collect();
         let (revision, _) = watch::channel(0);
-        Auth { tokens: Arc::new(RwLock::new(tokens)), limits, revision: Arc::new(revision) }
+        Auth { tokens: Arc::new(RwLock::new(tokens)), limits, metrics, revision: Arc::new(revision) }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -123,7 +125,7 @@ impl Auth {
 
     /// Replaces the whole map with the engine's (after the follower fell behind).
     pub fn reload(&self, engine: &Engine) {
-        let fresh = Auth::from_engine(engine, self.limits.clone());
+        let fresh = Auth::from_engine(engine, self.limits.clone(), self.metrics.clone());
         let tokens = std::mem::take(&mut *fresh.tokens.write().unwrap_or_else(|poisoned| poisoned.into_inner()));
         *self.tokens.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = tokens;
         self.revision.send_modify(|revision| *revision += 1);
@@ -170,8 +172,13 @@ impl Auth {
     /// The caller behind a request's `authorization: Bearer <token>` metadata, charged one
     /// request against its participant's rate.
     pub fn authenticate<T>(&self, request: &tonic::Request<T>) -> Result<Caller, tonic::Status> {
-        let caller = self.authenticate_metadata(request.metadata())?;
-        self.limits.charge(caller.participant)?;
+        let refused = |status: tonic::Status, reason: &'static str| {
+            self.metrics.edge_refusal(reason);
+            tracing::info!(target: "mutua::requests", reason, peer = ?request.remote_addr(), message = status.message(), "refused at the edge");
+            status
+        };
+        let caller = self.authenticate_metadata(request.metadata()).map_err(|status| refused(status, "authentication"))?;
+        self.limits.charge(caller.participant).map_err(|status| refused(status, "participant_rate"))?;
         Ok(caller)
     }
 

@@ -12,12 +12,17 @@ use crate::server::ServeArgs;
 #[derive(Parser, Debug)]
 #[command(name = "mutua", version, about = "Mutua, the social market exchange")]
 pub struct Cli {
-    /// The exchange to talk to.
-    #[arg(long, global = true, env = "MUTUA_SERVER", default_value = "http://127.0.0.1:50051")]
+    /// The exchange to talk to: `host:port` or `http://host:port`.
+    #[arg(long, global = true, env = "MUTUA_SERVER", default_value = "127.0.0.1:50051")]
     pub server: String,
     /// Bearer token of the participant acting (the operator's is printed by the first `serve`).
+    /// Prefer `MUTUA_TOKEN` or `--token-file`: a token on the command line is visible to others
+    /// in the process list.
     #[arg(long, global = true, env = "MUTUA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// A file holding the bearer token (for example `data/operator.token`).
+    #[arg(long, global = true, env = "MUTUA_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -91,6 +96,40 @@ pub enum Command {
         /// Only this instrument (symbol or numeric id); all when absent.
         instrument: Option<String>,
     },
+    /// Operator: bearer tokens (list, issue, revoke).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Live figures of a running exchange, read from its metrics endpoint.
+    Status {
+        /// The metrics endpoint (`mutua serve --metrics-listen`).
+        #[arg(long, env = "MUTUA_METRICS", default_value = "127.0.0.1:9477")]
+        metrics: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Every token issued (never the token itself), live or revoked.
+    List {
+        /// Only this participant's tokens.
+        #[arg(long)]
+        participant: Option<u32>,
+    },
+    /// Issue a new token for a participant and print it (shown this once).
+    Issue {
+        /// The participant.
+        participant: u32,
+        /// Revoke every other live token of the participant in the same step.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Revoke a token by its id (`mutua token list` shows ids).
+    Revoke {
+        /// The token's id.
+        token_id: u32,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
 }
 
 /// Every mutating command carries a request id; a retry with the same id applies once.
@@ -143,6 +182,22 @@ pub enum ParticipantCommand {
         role: RoleArg,
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Operator or regulator: every participant with its role, accreditation and status.
+    List,
+    /// Operator: suspend a participant (its orders are cancelled, its tokens refused).
+    Suspend {
+        /// The participant.
+        participant: u32,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
+    /// Operator: reinstate a suspended participant.
+    Reinstate {
+        /// The participant.
+        participant: u32,
         #[command(flatten)]
         mutation: Mutation,
     },
@@ -335,18 +390,38 @@ pub fn status_error(status: Status) -> anyhow::Error {
     }
 }
 
+/// `host:port` as a URL tonic can dial; a URL is kept as it is.
+pub fn server_url(server: &str) -> String {
+    if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    }
+}
+
 pub async fn connect(server: &str) -> anyhow::Result<Channel> {
-    let endpoint = Channel::from_shared(server.to_string()).map_err(|error| anyhow::anyhow!("--server {server}: {error}"))?;
+    let server = server_url(server);
+    let endpoint = Channel::from_shared(server.clone()).map_err(|error| anyhow::anyhow!("--server {server}: {error}"))?;
     endpoint.tcp_nodelay(true).connect().await.map_err(|error| anyhow::anyhow!("cannot reach the exchange at {server}: {error}"))
 }
 
 /// Runs one command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let token = cli.token.as_deref();
+    let from_file = match &cli.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|error| anyhow::anyhow!("--token-file {}: {error}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let token = cli.token.as_deref().or(from_file.as_deref());
     match cli.command {
+        Command::Status { metrics } => crate::metrics::print_status(&metrics).await,
         Command::Serve(args) => crate::server::serve(args).await,
         Command::Verify(args) => crate::server::verify(args),
-        Command::Load(args) => crate::load::run(&cli.server, token, args).await,
+        Command::Load(args) => crate::load::run(&server_url(&cli.server), token, args).await,
         command => {
             let channel = connect(&cli.server).await?;
             client_command(Clients::new(channel), token, command).await
@@ -359,6 +434,7 @@ struct Clients {
     accounts: pb::accounts_client::AccountsClient<Channel>,
     registry: pb::registry_client::RegistryClient<Channel>,
     market_data: pb::market_data_client::MarketDataClient<Channel>,
+    identity: pb::identity_client::IdentityClient<Channel>,
 }
 
 impl Clients {
@@ -367,7 +443,8 @@ impl Clients {
             exchange: pb::exchange_client::ExchangeClient::new(channel.clone()),
             accounts: pb::accounts_client::AccountsClient::new(channel.clone()),
             registry: pb::registry_client::RegistryClient::new(channel.clone()),
-            market_data: pb::market_data_client::MarketDataClient::new(channel),
+            market_data: pb::market_data_client::MarketDataClient::new(channel.clone()),
+            identity: pb::identity_client::IdentityClient::new(channel),
         }
     }
 }
@@ -453,6 +530,59 @@ async fn client_command(mut clients: Clients, token: Option<&str>, command: Comm
                 );
             }
         }
+        Command::Token(command) => tokens(&mut clients, token, command).await?,
+        Command::Status { .. } => unreachable!("dispatched by `run`"),
+    }
+    Ok(())
+}
+
+/// Nanoseconds since the Unix epoch as an RFC 3339 UTC time, to the second.
+fn rfc3339(nanoseconds: u64) -> String {
+    let seconds = (nanoseconds / 1_000_000_000) as i64;
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", of_day / 3_600, of_day % 3_600 / 60, of_day % 60)
+}
+
+async fn set_status(clients: &mut Clients, token: Option<&str>, participant: u32, suspended: bool, mutation: Mutation) -> anyhow::Result<()> {
+    let message = pb::SetParticipantStatusRequest { request_id: mutation.id(), participant_id: participant, suspended };
+    let reply = clients.identity.set_participant_status(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+    let what = if suspended { "suspended: its orders are cancelled and its tokens refused" } else { "reinstated" };
+    println!("participant {participant} {what} ({})", sequence_of(reply.commit.as_ref()));
+    Ok(())
+}
+
+async fn tokens(clients: &mut Clients, token: Option<&str>, command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::List { participant } => {
+            let message = pb::ListTokensRequest { participant_id: participant, ..Default::default() };
+            let reply = clients.identity.list_tokens(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            for listed in reply.tokens {
+                let state = listed.revoked_at_ns.map_or("live".to_string(), |revoked| format!("revoked {}", rfc3339(revoked)));
+                println!("token {:>6}  participant {:>6}  issued {}  {state}", listed.token_id, listed.participant_id, rfc3339(listed.issued_at_ns));
+            }
+        }
+        TokenCommand::Issue { participant, replace } => {
+            let message = pb::IssueTokenRequest { participant_id: participant, replace_existing: replace };
+            let reply = clients.identity.issue_token(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            let replaced = if replace { ", every other token of the participant revoked" } else { "" };
+            println!("token {} issued for participant {participant}{replaced} ({})", reply.token_id, sequence_of(reply.commit.as_ref()));
+            println!("token: {}", reply.token);
+        }
+        TokenCommand::Revoke { token_id, mutation } => {
+            let message = pb::RevokeTokenRequest { request_id: mutation.id(), token_id };
+            let reply = clients.identity.revoke_token(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            println!("token {token_id} revoked ({})", sequence_of(reply.commit.as_ref()));
+        }
     }
     Ok(())
 }
@@ -472,6 +602,22 @@ async fn participant(clients: &mut Clients, token: Option<&str>, command: Partic
             println!("participant {} registered ({})", reply.participant_id, sequence_of(reply.commit.as_ref()));
             println!("token: {}", reply.token);
         }
+        ParticipantCommand::List => {
+            let reply = clients
+                .identity
+                .list_participants(authorized(pb::ListParticipantsRequest::default(), token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            for row in reply.participants {
+                let role = pb::Role::try_from(row.role).map_or("unknown", |role| role.as_str_name()).trim_start_matches("ROLE_").to_lowercase();
+                let accredited = if row.accredited { "  accredited" } else { "" };
+                let suspended = if row.suspended { "  SUSPENDED" } else { "" };
+                println!("#{:<6} {role:<12} {:<32} {} live tokens{accredited}{suspended}", row.participant_id, row.name, row.live_tokens);
+            }
+        }
+        ParticipantCommand::Suspend { participant, mutation } => set_status(clients, token, participant, true, mutation).await?,
+        ParticipantCommand::Reinstate { participant, mutation } => set_status(clients, token, participant, false, mutation).await?,
         ParticipantCommand::Accredit { organization, suspend, mutation } => {
             let message = pb::SetAccreditationRequest { request_id: mutation.id(), organization_id: organization, accredited: !suspend };
             let reply = clients.registry.set_accreditation(authorized(message, token)?).await.map_err(status_error)?.into_inner();

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod journal;
 pub mod limits;
+pub mod metrics;
 pub mod sequencer;
 pub mod server;
 

@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, oneshot};
 
 pub use crate::journal::Applied;
 use crate::journal::{Journal, JournalError};
+use crate::metrics::{kind_index, BatchCounts, Metrics};
 
 /// Bounds and cadence of the engine thread.
 #[derive(Clone, Copy, Debug)]
@@ -86,7 +87,14 @@ impl Sequencer {
     /// `snapshot_sequence` the newest stored snapshot's (0 for none): the snapshot cadence counts
     /// from there, across restarts, so that crashes more frequent than the cadence still leave
     /// snapshots behind and replay stays bounded.
-    pub fn start(engine: Engine, journal: Journal, last_sequence: u64, snapshot_sequence: u64, config: SequencerConfig) -> (Sequencer, EngineThread) {
+    pub fn start(
+        engine: Engine,
+        journal: Journal,
+        last_sequence: u64,
+        snapshot_sequence: u64,
+        config: SequencerConfig,
+        metrics: Arc<Metrics>,
+    ) -> (Sequencer, EngineThread) {
         let (requests, inbox) = crossbeam_channel::bounded(config.queue_capacity);
         let (published, _) = broadcast::channel(config.published_batches_max);
         let publisher = published.clone();
@@ -107,6 +115,7 @@ impl Sequencer {
                     last_time,
                     snapshot_sequence,
                     snapshot_skip_logged: false,
+                    metrics,
                 };
                 let result = thread.run(inbox);
                 let _ = exit_signal.send(());
@@ -218,6 +227,7 @@ struct Loop {
     /// A due snapshot was skipped because the writer was busy, and that was logged: log it once
     /// per episode, not once per batch.
     snapshot_skip_logged: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl Loop {
@@ -240,7 +250,7 @@ impl Loop {
                 batch.truncate(stop_at);
                 stopping = true;
             }
-            self.process(&mut batch, &mut events)?;
+            self.process(&mut batch, &mut events, inbox.len())?;
         }
         drop(inbox);
         // Stopped, or every handle is gone: the server has stopped accepting and drained. Let
@@ -262,8 +272,9 @@ impl Loop {
         self.last_time
     }
 
-    fn process(&mut self, batch: &mut Vec<Request>, events: &mut Vec<mutua_engine::Event>) -> Result<(), JournalError> {
+    fn process(&mut self, batch: &mut Vec<Request>, events: &mut Vec<mutua_engine::Event>, queue_depth: usize) -> Result<(), JournalError> {
         let timestamp = self.stamp();
+        let mut counts = BatchCounts::default();
         let mut applied_batch: Vec<Arc<Applied>> = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
         let mut queries = Vec::new();
@@ -272,6 +283,10 @@ impl Loop {
                 Request::Command { command, reply } => {
                     events.clear();
                     let outcome = self.engine.apply(&command, timestamp, events);
+                    counts.commands[kind_index(&command.kind)] += 1;
+                    if let (Err(reason), None) = (outcome.result, outcome.replayed) {
+                        counts.reject(reason);
+                    }
                     self.sequence += 1;
                     debug_assert_eq!(self.sequence, self.engine.commands_applied(), "journal and engine count commands alike");
                     let applied = Arc::new(Applied { sequence: self.sequence, timestamp, command, outcome, events: events.clone() });
@@ -285,7 +300,9 @@ impl Loop {
         if !applied_batch.is_empty() {
             // Durable before anyone hears of it. A failed write leaves memory ahead of disk,
             // so the thread stops: callers see `Stopped`, and a restart replays the journal.
+            let began = std::time::Instant::now();
             self.journal.append(applied_batch.iter().map(|applied| applied.as_ref()))?;
+            self.metrics.record_batch(&counts, applied_batch.len(), queue_depth, began.elapsed(), self.sequence);
         }
         for (reply, applied) in replies {
             let _ = reply.send(applied);

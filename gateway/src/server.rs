@@ -13,6 +13,8 @@ use tonic::transport::server::TcpIncoming;
 use crate::auth::{self, Auth};
 use crate::journal::Journal;
 use crate::limits::{Limits, LimitsConfig};
+use crate::metrics::Metrics;
+use std::sync::Arc;
 use crate::sequencer::{EngineReport, Sequencer, SequencerConfig};
 
 /// Name of the file in the data directory that holds the operator's token (mode 0600).
@@ -48,6 +50,9 @@ pub struct ServeArgs {
     /// Calls in flight at once on one connection (HTTP/2 streams).
     #[arg(long, env = "MUTUA_CONNECTION_STREAMS_MAX", default_value_t = LimitsConfig::default().connection_streams_max)]
     pub connection_streams_max: u32,
+    /// Where to serve Prometheus metrics (`GET /metrics`, read by `mutua status`); `off` to serve none.
+    #[arg(long, env = "MUTUA_METRICS_LISTEN", default_value = "127.0.0.1:9477")]
+    pub metrics_listen: String,
     /// Largest request message in bytes.
     #[arg(long, env = "MUTUA_REQUEST_BYTES_MAX", default_value_t = LimitsConfig::default().request_bytes_max)]
     pub request_bytes_max: usize,
@@ -104,15 +109,24 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
         recovered.last_sequence
     );
     let limits = Limits::new(args.limits_config());
-    let auth = Auth::from_engine(&recovered.engine, limits.clone());
+    let metrics = Arc::new(Metrics::new());
+    let auth = Auth::from_engine(&recovered.engine, limits.clone(), metrics.clone());
     let operator_token_live = read_operator_token(&args.data).is_some_and(|token| auth.is_live_token_of(&token, GENESIS_OPERATOR));
     let state_hash = recovered.engine.state_hash();
     tracing::info!(sequence = recovered.last_sequence, %state_hash, replayed = recovered.replayed, "state recovered");
     println!("mutua state at sequence {} has state hash {state_hash}", recovered.last_sequence);
     let newest_snapshot = journal.snapshot_sequences()?.last().copied().unwrap_or(0);
     let reader = journal.reader();
+    let metrics_server = match args.metrics_listen.as_str() {
+        "off" => None,
+        address => {
+            let listener = TcpListener::bind(address).await.with_context(|| format!("binding the metrics endpoint {address}"))?;
+            println!("mutua metrics on http://{}/metrics", listener.local_addr()?);
+            Some(tokio::spawn(crate::metrics::serve(listener, metrics.clone())))
+        }
+    };
     let (sequencer, mut engine_thread) =
-        Sequencer::start(recovered.engine, journal, recovered.last_sequence, newest_snapshot, args.sequencer_config());
+        Sequencer::start(recovered.engine, journal, recovered.last_sequence, newest_snapshot, args.sequencer_config(), metrics.clone());
     if !operator_token_live {
         issue_operator_token(&sequencer, &auth, &args.data).await?;
     }
@@ -131,13 +145,16 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
         }
         let _ = stopping_sender.send(true);
     };
-    let context = crate::services::Context { sequencer: sequencer.clone(), auth, journal: reader, limits, stopping };
+    let context = crate::services::Context { sequencer: sequencer.clone(), auth, journal: reader, limits, metrics, stopping };
     let router = crate::services::router(context);
     // Replies are small and latency-bound: send them at once rather than waiting to coalesce.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
     tracing::info!("no longer accepting; draining the engine");
     follower.abort();
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     sequencer.stop();
     drop(sequencer);
     let report = tokio::task::spawn_blocking(move || engine_thread.join()).await??;

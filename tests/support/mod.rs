@@ -72,7 +72,7 @@ pub async fn start_with(extra_flags: &[&str]) -> TestServer {
     let local = listener.local_addr().expect("bound address");
     let data_flag = data.path().to_str().expect("utf-8 temp path").to_string();
     let local_flag = local.to_string();
-    let mut argv = vec!["serve", "--data", &data_flag, "--listen", &local_flag];
+    let mut argv = vec!["serve", "--data", &data_flag, "--listen", &local_flag, "--metrics-listen", "127.0.0.1:0"];
     argv.extend_from_slice(extra_flags);
     let flags = ServeFlags::parse_from(argv);
     let (trigger, shutdown) = oneshot::channel::<()>();

@@ -17,6 +17,8 @@ pub struct Server {
     pub recovered: (u64, String),
     /// Journal records it replayed on top of its base snapshot to get there.
     pub replayed_records: u64,
+    /// `http://<address>/metrics`.
+    pub metrics: String,
     pub lines: mpsc::Receiver<String>,
 }
 
@@ -27,7 +29,7 @@ pub fn start(data: &Path) -> Server {
 /// As `start`, with extra `mutua serve` flags.
 pub fn start_with(data: &Path, extra_flags: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mutua"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .args(extra_flags)
         .arg("--data")
         .arg(data)
@@ -45,7 +47,7 @@ pub fn start_with(data: &Path, extra_flags: &[&str]) -> Server {
             }
         }
     });
-    let (mut address, mut operator_token, mut recovered, mut replayed_records) = (None, None, None, 0);
+    let (mut address, mut operator_token, mut recovered, mut replayed_records, mut metrics) = (None, None, None, 0, None);
     let deadline = Instant::now() + Duration::from_secs(60);
     while address.is_none() {
         let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server printed its address");
@@ -53,6 +55,8 @@ pub fn start_with(data: &Path, extra_flags: &[&str]) -> Server {
             address = Some(format!("http://{}", rest.trim()));
         } else if let Some(token) = line.strip_prefix("operator token").and_then(|rest| rest.rsplit(": ").next()) {
             operator_token = Some(token.trim().to_string());
+        } else if let Some(rest) = line.strip_prefix("mutua metrics on ") {
+            metrics = Some(rest.trim().to_string());
         } else if let Some(rest) = line.strip_prefix("replayed ") {
             replayed_records = rest.split_whitespace().next().and_then(|count| count.parse().ok()).expect("replayed line");
         } else if let Some(rest) = line.strip_prefix("mutua state at sequence ") {
@@ -60,7 +64,7 @@ pub fn start_with(data: &Path, extra_flags: &[&str]) -> Server {
             recovered = Some((sequence.parse().expect("sequence"), hash.trim().to_string()));
         }
     }
-    Server { child, address: address.unwrap(), operator_token, recovered: recovered.expect("state line printed"), replayed_records, lines }
+    Server { child, address: address.unwrap(), operator_token, recovered: recovered.expect("state line printed"), replayed_records, metrics: metrics.expect("metrics address printed"), lines }
 }
 
 impl Server {

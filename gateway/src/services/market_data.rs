@@ -83,6 +83,7 @@ async fn stream_trades(shared: Shared, mut batches: broadcast::Receiver<Publishe
             received = batches.recv() => match received {
                 Ok(batch) => batch,
                 Err(RecvError::Lagged(missed)) => {
+                    shared.metrics.subscriber_lagged();
                     let _ = outbound.send(Err(Status::data_loss(format!("fell {missed} batches behind the market; subscribe again")))).await;
                     return;
                 }

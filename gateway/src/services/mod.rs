@@ -21,6 +21,7 @@ use crate::auth::{Auth, Caller};
 use crate::convert::{self, edge_status, EdgeReason};
 use crate::journal::JournalReader;
 use crate::limits::Limits;
+use crate::metrics::Metrics;
 use crate::pb;
 use crate::sequencer::{Applied, Sequencer, SequencerError};
 
@@ -40,6 +41,7 @@ pub struct Context {
     pub journal: JournalReader,
     /// What one client may consume.
     pub limits: Limits,
+    pub metrics: Arc<Metrics>,
     /// Becomes true when the server begins to shut down: open streams end, so that graceful
     /// shutdown is not held up by a subscriber that would otherwise listen forever.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -52,6 +54,7 @@ pub(crate) struct Shared {
     pub auth: Auth,
     pub journal: JournalReader,
     pub limits: Limits,
+    pub metrics: Arc<Metrics>,
     pub catalog: Catalog,
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -71,6 +74,7 @@ impl Shared {
             auth: context.auth,
             journal: context.journal,
             limits: context.limits,
+            metrics: context.metrics,
             catalog,
             stopping: context.stopping,
         }

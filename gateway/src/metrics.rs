@@ -1,0 +1,254 @@
+//! Live figures of the running exchange in the Prometheus text format, served over plain HTTP on
+//! `--metrics-listen` (`GET /metrics`) and read by `mutua status`: commands by kind, rejections by
+//! reason, the engine queue's depth, batch sizes, journal sync latency, requests refused at the
+//! edge, and market-data subscribers that fell behind.
+//!
+//! The engine thread records once per batch, from counts it keeps on its own stack, so the cost
+//! per command is an array increment, not a shared atomic or a lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mutua_engine::{CommandKind, RejectReason};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+type Labels = Vec<(&'static str, String)>;
+
+/// Every metric of the exchange.
+pub struct Metrics {
+    registry: Registry,
+    commands: Family<Labels, Counter>,
+    rejections: Family<Labels, Counter>,
+    edge_refusals: Family<Labels, Counter>,
+    queue_depth: Gauge,
+    sequence: Gauge,
+    batch_commands: Histogram,
+    journal_sync_seconds: Histogram,
+    subscriber_lagged: Counter,
+}
+
+/// The kinds of command, in the order `kind_index` numbers them.
+pub const COMMAND_KINDS: [&str; 17] = [
+    "register_participant",
+    "set_accreditation",
+    "deposit",
+    "withdraw",
+    "list_instrument",
+    "set_trading_status",
+    "open_offering",
+    "subscribe",
+    "close_offering",
+    "place_order",
+    "cancel_order",
+    "reduce_order",
+    "pay_distribution",
+    "repay_at_maturity",
+    "issue_credential",
+    "revoke_credential",
+    "set_participant_status",
+];
+
+pub fn kind_index(kind: &CommandKind) -> usize {
+    match kind {
+        CommandKind::RegisterParticipant { .. } => 0,
+        CommandKind::SetAccreditation { .. } => 1,
+        CommandKind::Deposit { .. } => 2,
+        CommandKind::Withdraw { .. } => 3,
+        CommandKind::ListInstrument { .. } => 4,
+        CommandKind::SetTradingStatus { .. } => 5,
+        CommandKind::OpenOffering { .. } => 6,
+        CommandKind::Subscribe { .. } => 7,
+        CommandKind::CloseOffering { .. } => 8,
+        CommandKind::PlaceOrder { .. } => 9,
+        CommandKind::CancelOrder { .. } => 10,
+        CommandKind::ReduceOrder { .. } => 11,
+        CommandKind::PayDistribution { .. } => 12,
+        CommandKind::RepayAtMaturity { .. } => 13,
+        CommandKind::IssueCredential { .. } => 14,
+        CommandKind::RevokeCredential { .. } => 15,
+        CommandKind::SetParticipantStatus { .. } => 16,
+    }
+}
+
+/// What one engine batch did, counted on the engine thread's stack.
+#[derive(Default)]
+pub struct BatchCounts {
+    pub commands: [u64; COMMAND_KINDS.len()],
+    /// Indexed by reason code.
+    pub rejections: Vec<(RejectReason, u64)>,
+}
+
+impl BatchCounts {
+    #[inline]
+    pub fn reject(&mut self, reason: RejectReason) {
+        match self.rejections.iter_mut().find(|(seen, _)| *seen == reason) {
+            Some((_, count)) => *count += 1,
+            None => self.rejections.push((reason, 1)),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("mutua");
+        let commands = Family::<Labels, Counter>::default();
+        registry.register("commands", "Commands journaled, by kind (retries and rejections included)", commands.clone());
+        let rejections = Family::<Labels, Counter>::default();
+        registry.register("rejections", "Commands the engine refused, by reason", rejections.clone());
+        let edge_refusals = Family::<Labels, Counter>::default();
+        registry.register("edge_refusals", "Requests the gateway refused before the engine, by reason", edge_refusals.clone());
+        let queue_depth = Gauge::default();
+        registry.register("engine_queue_depth", "Requests waiting for the engine thread when the last batch was taken", queue_depth.clone());
+        let sequence = Gauge::default();
+        registry.register("journal_sequence", "Sequence number of the last journaled command", sequence.clone());
+        let batch_commands = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register("batch_commands", "Commands per journaled batch", batch_commands.clone());
+        let journal_sync_seconds = Histogram::new(exponential_buckets(0.000_02, 2.0, 16));
+        registry.register("journal_sync_seconds", "Time to write and sync one batch to the journal", journal_sync_seconds.clone());
+        let subscriber_lagged = Counter::default();
+        registry.register("subscriber_lagged", "Market-data subscribers disconnected for falling behind", subscriber_lagged.clone());
+        Metrics { registry, commands, rejections, edge_refusals, queue_depth, sequence, batch_commands, journal_sync_seconds, subscriber_lagged }
+    }
+
+    /// Records one journaled batch.
+    pub fn record_batch(&self, counts: &BatchCounts, batch_len: usize, queue_depth: usize, sync: Duration, sequence: u64) {
+        for (index, count) in counts.commands.iter().enumerate().filter(|(_, count)| **count > 0) {
+            self.commands.get_or_create(&vec![("kind", COMMAND_KINDS[index].to_string())]).inc_by(*count);
+        }
+        for (reason, count) in &counts.rejections {
+            let labels = vec![("reason", crate::convert::reason_name(*reason)), ("code", reason.code().to_string())];
+            self.rejections.get_or_create(&labels).inc_by(*count);
+        }
+        self.queue_depth.set(queue_depth as i64);
+        self.sequence.set(sequence as i64);
+        self.batch_commands.observe(batch_len as f64);
+        self.journal_sync_seconds.observe(sync.as_secs_f64());
+    }
+
+    /// Records a request the gateway refused itself (authentication, limits, malformed input).
+    pub fn edge_refusal(&self, reason: &'static str) {
+        self.edge_refusals.get_or_create(&vec![("reason", reason.to_string())]).inc();
+    }
+
+    pub fn subscriber_lagged(&self) {
+        self.subscriber_lagged.inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Longest HTTP request head the metrics endpoint reads.
+const METRICS_REQUEST_BYTES_MAX: usize = 8 << 10;
+
+/// Serves `GET /metrics` on `listener` until the task is dropped: a minimal HTTP/1.1 responder
+/// (one request per connection, then close), which is all a Prometheus scraper needs.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while !head.windows(4).any(|window| window == b"\r\n\r\n") && head.len() < METRICS_REQUEST_BYTES_MAX {
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(read) => head.extend_from_slice(&chunk[..read]),
+                    }
+                }
+                true
+            })
+            .await;
+            if read != Ok(true) {
+                return;
+            }
+            let (status, body) = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
+                ("200 OK", metrics.render())
+            } else {
+                ("404 Not Found", "only GET /metrics is served here\n".to_string())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}
+
+/// `mutua status`: fetches the metrics endpoint at `address` and prints the figures a person
+/// watches: commands by kind, rejections by reason, queue depth, batch size, sync latency.
+pub async fn print_status(address: &str) -> anyhow::Result<()> {
+    let host = address.trim_start_matches("http://").trim_end_matches("/metrics").trim_end_matches('/');
+    let mut socket = tokio::net::TcpStream::connect(host).await.map_err(|error| anyhow::anyhow!("cannot reach the metrics endpoint {host}: {error}"))?;
+    socket.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let samples: Vec<(&str, f64)> = body
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| {
+            let (name, value) = line.rsplit_once(' ')?;
+            Some((name, value.parse().ok()?))
+        })
+        .collect();
+    let value = |name: &str| samples.iter().find(|(sample, _)| *sample == name).map_or(0.0, |(_, value)| *value);
+    println!("journal sequence      {}", value("mutua_journal_sequence"));
+    println!("engine queue depth    {}", value("mutua_engine_queue_depth"));
+    let batches = value("mutua_batch_commands_count");
+    if batches > 0.0 {
+        println!("batches               {batches} (mean {:.1} commands)", value("mutua_batch_commands_sum") / batches);
+        println!("journal sync          mean {:.3} ms", 1_000.0 * value("mutua_journal_sync_seconds_sum") / batches);
+        for quantile in [0.5, 0.99] {
+            println!("journal sync p{:<3}     <= {:.3} ms", (quantile * 100.0) as u32, 1_000.0 * bucket_quantile(&samples, "mutua_journal_sync_seconds_bucket", quantile));
+        }
+    }
+    println!("commands by kind:");
+    for (name, count) in samples.iter().filter(|(name, _)| name.starts_with("mutua_commands_total{")) {
+        println!("  {:<40} {count}", name.trim_start_matches("mutua_commands_total"));
+    }
+    println!("rejections by reason:");
+    for (name, count) in samples.iter().filter(|(name, _)| name.starts_with("mutua_rejections_total{")) {
+        println!("  {:<60} {count}", name.trim_start_matches("mutua_rejections_total"));
+    }
+    for (name, count) in samples.iter().filter(|(name, _)| name.starts_with("mutua_edge_refusals_total{")) {
+        println!("refused at the edge {:<40} {count}", name.trim_start_matches("mutua_edge_refusals_total"));
+    }
+    println!("subscribers lagged    {}", value("mutua_subscriber_lagged_total"));
+    Ok(())
+}
+
+/// The upper bound of the histogram bucket holding `quantile` of the observations.
+fn bucket_quantile(samples: &[(&str, f64)], bucket: &str, quantile: f64) -> f64 {
+    let buckets: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|(name, _)| name.starts_with(bucket))
+        .filter_map(|(name, count)| {
+            let bound = name.split("le=\"").nth(1)?.split('"').next()?;
+            Some((if bound == "+Inf" { f64::INFINITY } else { bound.parse().ok()? }, *count))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |(_, count)| *count);
+    buckets.iter().find(|(_, count)| *count >= quantile * total).map_or(f64::NAN, |(bound, _)| *bound)
+}
