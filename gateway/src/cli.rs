@@ -20,6 +20,9 @@ pub struct Cli {
     /// in the process list.
     #[arg(long, global = true, env = "MUTUA_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM certificate of the authority that signed the server's TLS certificate: talk TLS.
+    #[arg(long, global = true, env = "MUTUA_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// A file holding the bearer token (for example `data/operator.token`).
     #[arg(long, global = true, env = "MUTUA_TOKEN_FILE", conflicts_with = "token")]
     pub token_file: Option<std::path::PathBuf>,
@@ -390,17 +393,29 @@ pub fn status_error(status: Status) -> anyhow::Error {
     }
 }
 
-/// `host:port` as a URL tonic can dial; a URL is kept as it is.
-pub fn server_url(server: &str) -> String {
-    if server.contains("://") {
-        server.to_string()
-    } else {
-        format!("http://{server}")
+/// `host:port` as a URL tonic can dial (`https` when talking TLS); a URL is kept as it is.
+pub fn server_url(server: &str, tls: bool) -> String {
+    match (server.contains("://"), tls) {
+        (true, _) => server.to_string(),
+        (false, true) => format!("https://{server}"),
+        (false, false) => format!("http://{server}"),
     }
 }
 
+/// A channel to `server`, over TLS verified against the CA in `tls_ca` when one is given.
+pub async fn connect_with(server: &str, tls_ca: Option<&std::path::Path>) -> anyhow::Result<Channel> {
+    let url = server_url(server, tls_ca.is_some());
+    let mut endpoint = Channel::from_shared(url.clone()).map_err(|error| anyhow::anyhow!("--server {url}: {error}"))?;
+    if let Some(ca) = tls_ca {
+        let pem = std::fs::read(ca).map_err(|error| anyhow::anyhow!("--tls-ca {}: {error}", ca.display()))?;
+        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        endpoint = endpoint.tls_config(tls).map_err(|error| anyhow::anyhow!("--tls-ca: {error}"))?;
+    }
+    endpoint.tcp_nodelay(true).connect().await.map_err(|error| anyhow::anyhow!("cannot reach the exchange at {url}: {error}"))
+}
+
 pub async fn connect(server: &str) -> anyhow::Result<Channel> {
-    let server = server_url(server);
+    let server = server_url(server, false);
     let endpoint = Channel::from_shared(server.clone()).map_err(|error| anyhow::anyhow!("--server {server}: {error}"))?;
     endpoint.tcp_nodelay(true).connect().await.map_err(|error| anyhow::anyhow!("cannot reach the exchange at {server}: {error}"))
 }
@@ -421,9 +436,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { metrics } => crate::metrics::print_status(&metrics).await,
         Command::Serve(args) => crate::server::serve(args).await,
         Command::Verify(args) => crate::server::verify(args),
-        Command::Load(args) => crate::load::run(&server_url(&cli.server), token, args).await,
+        Command::Load(args) => crate::load::run(&server_url(&cli.server, false), token, args).await,
         command => {
-            let channel = connect(&cli.server).await?;
+            let channel = connect_with(&cli.server, cli.tls_ca.as_deref()).await?;
             client_command(Clients::new(channel), token, command).await
         }
     }

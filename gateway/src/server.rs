@@ -50,6 +50,12 @@ pub struct ServeArgs {
     /// Calls in flight at once on one connection (HTTP/2 streams).
     #[arg(long, env = "MUTUA_CONNECTION_STREAMS_MAX", default_value_t = LimitsConfig::default().connection_streams_max)]
     pub connection_streams_max: u32,
+    /// PEM certificate chain to serve TLS with (with --tls-key); plaintext when absent.
+    #[arg(long, env = "MUTUA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "MUTUA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Where to serve Prometheus metrics (`GET /metrics`, read by `mutua status`); `off` to serve none.
     #[arg(long, env = "MUTUA_METRICS_LISTEN", default_value = "127.0.0.1:9477")]
     pub metrics_listen: String,
@@ -98,6 +104,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// Serves on `listener` until `shutdown` completes.
 pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<EngineReport> {
     private_data_dir(&args.data)?;
+    let tls = tls_config(args)?;
     let market = MarketConfig::default();
     let journal = Journal::open(&args.data, &market).with_context(|| format!("opening the journal in {}", args.data.display()))?;
     // Start-up is blocking work by nature: nothing else runs until the state is recovered.
@@ -146,7 +153,7 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
         let _ = stopping_sender.send(true);
     };
     let context = crate::services::Context { sequencer: sequencer.clone(), auth, journal: reader, limits, metrics, stopping };
-    let router = crate::services::router(context);
+    let router = crate::services::router(context, tls)?;
     // Replies are small and latency-bound: send them at once rather than waiting to coalesce.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
@@ -160,6 +167,14 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
     let report = tokio::task::spawn_blocking(move || engine_thread.join()).await??;
     served.context("gRPC server")?;
     Ok(report)
+}
+
+/// The TLS identity named by `--tls-cert` and `--tls-key`, if any.
+fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else { return Ok(None) };
+    let cert = std::fs::read(cert).with_context(|| format!("reading --tls-cert {}", cert.display()))?;
+    let key = std::fs::read(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
+    Ok(Some(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key))))
 }
 
 /// Keeps the token map in step with every journaled batch (credentials issued and revoked,

@@ -143,7 +143,7 @@ pub(crate) fn reads_everything(caller: Caller) -> bool {
 
 /// Every service of the exchange, plus `grpc.health.v1` and server reflection (v1 and v1alpha,
 /// since grpcurl 1.8 speaks only v1alpha), ready to serve.
-pub fn router(context: Context) -> Router {
+pub fn router(context: Context, tls: Option<tonic::transport::ServerTlsConfig>) -> anyhow::Result<Router> {
     let shared = Shared::new(context);
     let limits = shared.limits.config();
     let bytes_max = limits.request_bytes_max;
@@ -169,7 +169,11 @@ pub fn router(context: Context) -> Router {
     let reflection_v1 = reflection().build_v1().expect("the compiled descriptor sets are valid");
     let reflection_v1alpha = reflection().build_v1alpha().expect("the compiled descriptor sets are valid");
 
-    Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).map_err(|error| anyhow::anyhow!("the TLS certificate or key is not usable: {error}"))?;
+    }
+    Ok(server
         .max_concurrent_streams(limits.connection_streams_max)
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
@@ -180,7 +184,7 @@ pub fn router(context: Context) -> Router {
         .add_service(accounts)
         .add_service(registry)
         .add_service(market_data)
-        .add_service(identity)
+        .add_service(identity))
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {
