@@ -102,6 +102,16 @@ pub enum Command {
     /// Operator: bearer tokens (list, issue, revoke).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Make a self-signed TLS certificate and key for testing (`serve --tls-cert/--tls-key`,
+    /// clients `--tls-ca` the same certificate).
+    TestCertificate {
+        /// Names the certificate is valid for.
+        #[arg(long, default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        name: Vec<String>,
+        /// Directory to write `server.pem` and `server.key` (mode 0600) into.
+        #[arg(long, default_value = ".")]
+        out: std::path::PathBuf,
+    },
     /// Live figures of a running exchange, read from its metrics endpoint.
     Status {
         /// The metrics endpoint (`mutua serve --metrics-listen`).
@@ -411,7 +421,7 @@ pub async fn connect_with(server: &str, tls_ca: Option<&std::path::Path>) -> any
         let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
         endpoint = endpoint.tls_config(tls).map_err(|error| anyhow::anyhow!("--tls-ca: {error}"))?;
     }
-    endpoint.tcp_nodelay(true).connect().await.map_err(|error| anyhow::anyhow!("cannot reach the exchange at {url}: {error}"))
+    endpoint.tcp_nodelay(true).connect().await.map_err(|error| anyhow::Error::new(error).context(format!("cannot reach the exchange at {url}")))
 }
 
 pub async fn connect(server: &str) -> anyhow::Result<Channel> {
@@ -434,9 +444,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let token = cli.token.as_deref().or(from_file.as_deref());
     match cli.command {
         Command::Status { metrics } => crate::metrics::print_status(&metrics).await,
+        Command::TestCertificate { name, out } => test_certificate(name, &out),
         Command::Serve(args) => crate::server::serve(args).await,
         Command::Verify(args) => crate::server::verify(args),
-        Command::Load(args) => crate::load::run(&server_url(&cli.server, false), token, args).await,
+        Command::Load(args) => crate::load::run(&cli.server, cli.tls_ca.as_deref(), token, args).await,
         command => {
             let channel = connect_with(&cli.server, cli.tls_ca.as_deref()).await?;
             client_command(Clients::new(channel), token, command).await
@@ -546,8 +557,25 @@ async fn client_command(mut clients: Clients, token: Option<&str>, command: Comm
             }
         }
         Command::Token(command) => tokens(&mut clients, token, command).await?,
-        Command::Status { .. } => unreachable!("dispatched by `run`"),
+        Command::Status { .. } | Command::TestCertificate { .. } => unreachable!("dispatched by `run`"),
     }
+    Ok(())
+}
+
+/// Writes a self-signed certificate for `names` and its key into `out`, both private.
+fn test_certificate(names: Vec<String>, out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let certified = rcgen::generate_simple_self_signed(names.clone()).map_err(|error| anyhow::anyhow!("making the certificate: {error}"))?;
+    std::fs::create_dir_all(out)?;
+    for (file, text) in [("server.pem", certified.cert.pem()), ("server.key", certified.signing_key.serialize_pem())] {
+        let path = out.join(file);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(&path).and_then(|mut opened| opened.write_all(text.as_bytes())).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+    }
+    println!("wrote {} and {} for {}", out.join("server.pem").display(), out.join("server.key").display(), names.join(", "));
     Ok(())
 }
 

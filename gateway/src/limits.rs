@@ -53,7 +53,7 @@ impl Default for LimitsConfig {
 
 /// One participant's token bucket.
 #[derive(Debug)]
-struct Bucket {
+pub struct Bucket {
     /// Tokens available, and when they were last counted.
     state: Mutex<(f64, Instant)>,
 }
@@ -93,7 +93,8 @@ impl Limits {
         self.config
     }
 
-    fn bucket(&self, participant: ParticipantId) -> Arc<Bucket> {
+    /// `participant`'s bucket, for a stream to hold instead of finding it per message.
+    pub fn bucket(&self, participant: ParticipantId) -> Arc<Bucket> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         buckets
             .entry(participant)
@@ -103,7 +104,10 @@ impl Limits {
 
     /// Takes one request from `participant`'s bucket; `Err(wait)` says how long until one is free.
     fn take(&self, participant: ParticipantId) -> Result<(), Duration> {
-        let bucket = self.bucket(participant);
+        self.take_from(&self.bucket(participant))
+    }
+
+    fn take_from(&self, bucket: &Bucket) -> Result<(), Duration> {
         let rate = f64::from(self.config.participant_requests_per_second.max(1));
         let burst = f64::from(self.config.participant_requests_burst.max(1));
         let mut state = bucket.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -134,9 +138,9 @@ impl Limits {
         })
     }
 
-    /// Charges one stream message to `participant`, waiting for the bucket to refill if needed.
-    pub async fn pace(&self, participant: ParticipantId) {
-        while let Err(wait) = self.take(participant) {
+    /// Charges one stream message to a participant's bucket, waiting for it to refill if needed.
+    pub async fn pace(&self, bucket: &Bucket) {
+        while let Err(wait) = self.take_from(bucket) {
             tokio::time::sleep(wait).await;
         }
     }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use crate::cli::{authorized, connect, instrument_ref, status_error};
+use crate::cli::{authorized, connect_with, instrument_ref, status_error};
 use crate::pb;
 use crate::pb::order_entry_response::Result as EntryResult;
 
@@ -146,10 +146,10 @@ fn record(histogram: &mut Histogram<u64>, since: Instant) {
     histogram.saturating_record(nanoseconds.clamp(1, LATENCY_NS_MAX));
 }
 
-pub async fn run(server: &str, token: Option<&str>, args: LoadArgs) -> anyhow::Result<()> {
+pub async fn run(server: &str, tls_ca: Option<&std::path::Path>, token: Option<&str>, args: LoadArgs) -> anyhow::Result<()> {
     let token = token.ok_or_else(|| anyhow::anyhow!("mutua load sets up its own market: pass the operator's --token"))?;
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
-    let setup_channel = connect(server).await?;
+    let setup_channel = connect_with(server, tls_ca).await?;
     let contributors = args.connections * 2;
     let market = set_up_market(setup_channel, token, contributors, args.units_each).await?;
     println!("market ready: {} with {contributors} contributors on {} connections", market.symbol, args.connections);
@@ -157,7 +157,7 @@ pub async fn run(server: &str, token: Option<&str>, args: LoadArgs) -> anyhow::R
     let run = format!("load-{:016x}", rand::random::<u64>());
     let mut workers = Vec::with_capacity(contributors);
     for connection in 0..args.connections {
-        let channel = connect(server).await?;
+        let channel = connect_with(server, tls_ca).await?;
         for seat in 0..2 {
             let index = connection * 2 + seat;
             workers.push(Worker {

@@ -137,6 +137,7 @@ async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb:
     let invalidated = shared.auth.invalidated(caller);
     tokio::pin!(invalidated);
     let mut messages_read: u64 = 0;
+    let bucket = shared.limits.bucket(caller.participant);
     loop {
         let received = tokio::select! {
             received = inbound.message() => received,
@@ -169,7 +170,7 @@ async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb:
         };
         messages_read += 1;
         // Paced to the participant's rate: the stream stops reading until the bucket refills.
-        shared.limits.pace(caller.participant).await;
+        shared.limits.pace(&bucket).await;
         let pending = match message.command {
             None => InFlight { request_id: String::new(), outcome: Err(crate::convert::invalid_field("command: required (place, cancel or reduce)")) },
             Some(entry) => {
