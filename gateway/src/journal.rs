@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 const CF_COMMANDS: &str = "commands";
 const CF_SNAPSHOTS: &str = "snapshots";
 const CF_META: &str = "meta";
-pub const CF_TOKENS: &str = "tokens";
 const META_GENESIS: &[u8] = b"genesis-config";
 /// Snapshots kept; older ones are deleted after a new one is written.
 const SNAPSHOTS_KEPT_MAX: usize = 3;
@@ -296,7 +295,7 @@ impl Journal {
         // RocksDB's own info log: keep a few, not one `LOG.old.*` per start forever.
         options.set_keep_log_file_num(RocksDB_INFO_LOGS_KEPT_MAX);
         options.set_max_log_file_size(16 << 20);
-        let families = [CF_COMMANDS, CF_SNAPSHOTS, CF_META, CF_TOKENS]
+        let families = [CF_COMMANDS, CF_SNAPSHOTS, CF_META]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, options.clone()));
         let db = DB::open_cf_descriptors(&options, path, families)?;

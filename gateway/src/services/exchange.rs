@@ -90,7 +90,9 @@ impl Shared {
 
     async fn execute(&self, caller: Caller, entry: &EntryCommand) -> Result<EntryResult, Status> {
         let prepared = self.prepare(caller, entry).await?;
+        let began = std::time::Instant::now();
         let applied = self.sequencer.submit(prepared.command).await.map_err(sequencer_status)?;
+        crate::services::log_command(caller, request_id_of(entry), &applied, began);
         let applied = first_outcome(&self.journal, applied)?;
         prepared.reply.answer(&applied)
     }

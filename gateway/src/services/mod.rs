@@ -85,7 +85,9 @@ impl Shared {
     /// status.
     pub async fn submit(&self, caller: Caller, request_id: &str, kind: CommandKind) -> Result<Arc<Applied>, Status> {
         let command = Command { id: convert::checked_command_id(caller.participant, request_id)?, participant: caller.participant, kind };
+        let began = std::time::Instant::now();
         let applied = self.sequencer.submit(command).await.map_err(sequencer_status)?;
+        log_command(caller, request_id, &applied, began);
         first_outcome(&self.journal, applied)
     }
 
@@ -96,6 +98,24 @@ impl Shared {
     ) -> Result<R, Status> {
         self.sequencer.query(f).await.map_err(sequencer_status)
     }
+}
+
+/// One structured line per command (target `mutua::requests`, level debug: enable it with
+/// `RUST_LOG=info,mutua::requests=debug`): who, which request, what kind, what became of it,
+/// where it sits in the journal and how long the caller waited.
+pub(crate) fn log_command(caller: Caller, request_id: &str, applied: &Applied, began: std::time::Instant) {
+    tracing::debug!(
+        target: "mutua::requests",
+        participant = caller.participant.0,
+        role = ?caller.role,
+        request_id,
+        kind = crate::metrics::COMMAND_KINDS[crate::metrics::kind_index(&applied.command.kind)],
+        outcome = %applied.outcome.result.map_or_else(|reason| crate::convert::reason_name(reason), |_| "accepted".to_string()),
+        replayed = applied.outcome.is_replay(),
+        sequence = applied.sequence,
+        latency_us = began.elapsed().as_micros() as u64,
+        "command"
+    );
 }
 
 /// What a client is answered for `applied`: the record itself, or, for a retry, the record of
