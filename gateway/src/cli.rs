@@ -23,8 +23,9 @@ pub struct Cli {
     /// PEM certificate of the authority that signed the server's TLS certificate: talk TLS.
     #[arg(long, global = true, env = "MUTUA_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,
-    /// A file holding the bearer token (for example `data/operator.token`).
-    #[arg(long, global = true, env = "MUTUA_TOKEN_FILE", conflicts_with = "token")]
+    /// A file holding the bearer token (for example `data/operator.token`); `--token` wins when
+    /// both are given.
+    #[arg(long, global = true, env = "MUTUA_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
@@ -432,14 +433,14 @@ pub async fn connect(server: &str) -> anyhow::Result<Channel> {
 
 /// Runs one command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let from_file = match &cli.token_file {
-        Some(path) => Some(
+    let from_file = match (&cli.token_file, &cli.token) {
+        (Some(path), None) => Some(
             std::fs::read_to_string(path)
                 .map_err(|error| anyhow::anyhow!("--token-file {}: {error}", path.display()))?
                 .trim()
                 .to_string(),
         ),
-        None => None,
+        _ => None,
     };
     let token = cli.token.as_deref().or(from_file.as_deref());
     match cli.command {
