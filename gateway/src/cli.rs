@@ -57,7 +57,7 @@ pub enum Command {
     Order(OrderCommand),
     /// An instrument's order book depth (public).
     Book {
-        /// Symbol, or numeric instrument id.
+        /// Symbol, or `#<id>` for an instrument id (a symbol of digits is still a symbol).
         instrument: String,
         /// Price levels per side.
         #[arg(long, default_value_t = 10)]
@@ -80,7 +80,7 @@ pub enum Command {
     },
     /// Issuer: pay a distribution per unit to every holder.
     Distribute {
-        /// Symbol, or numeric instrument id.
+        /// Symbol, or `#<id>` for an instrument id (a symbol of digits is still a symbol).
         instrument: String,
         /// Cash per unit held.
         #[arg(long)]
@@ -90,14 +90,14 @@ pub enum Command {
     },
     /// Issuer: repay a matured bond or note at par.
     Repay {
-        /// Symbol, or numeric instrument id.
+        /// Symbol, or `#<id>` for an instrument id (a symbol of digits is still a symbol).
         instrument: String,
         #[command(flatten)]
         mutation: Mutation,
     },
     /// Stream trades as they happen (public).
     Trades {
-        /// Only this instrument (symbol or numeric id); all when absent.
+        /// Only this instrument (symbol, or `#<id>`); all when absent.
         instrument: Option<String>,
     },
     /// Operator: bearer tokens (list, issue, revoke).
@@ -279,9 +279,9 @@ pub struct InstrumentAddArgs {
     /// Lowest price an order may carry (par for withdrawable shares).
     #[arg(long, default_value = "")]
     pub floor: String,
-    /// Maturity, nanoseconds since the Unix epoch (bonds and notes).
-    #[arg(long)]
-    pub maturity_ns: Option<u64>,
+    /// Maturity of a bond or note, RFC 3339 in UTC (`2031-12-01` or `2031-12-01T12:00:00Z`).
+    #[arg(long, value_parser = parse_rfc3339)]
+    pub maturity: Option<u64>,
     /// Holding cap per contributor as a fraction; the market default (0.1) when absent.
     #[arg(long)]
     pub holding_cap: Option<String>,
@@ -377,11 +377,12 @@ pub enum OrderCommand {
 }
 
 /// `"COOP-A"` names by symbol, `"3"` by id.
+/// `#5` names instrument 5; anything else is a symbol, digits or not ("2030" is a symbol).
 pub fn instrument_ref(text: &str) -> pb::InstrumentRef {
     use pb::instrument_ref::Instrument;
-    let named = match text.parse::<u32>() {
-        Ok(id) => Instrument::Id(id),
-        Err(_) => Instrument::Symbol(text.to_string()),
+    let named = match text.strip_prefix('#').map(str::parse::<u32>) {
+        Some(Ok(id)) => Instrument::Id(id),
+        _ => Instrument::Symbol(text.to_string()),
     };
     pb::InstrumentRef { instrument: Some(named) }
 }
@@ -529,7 +530,7 @@ async fn client_command(mut clients: Clients, token: Option<&str>, command: Comm
             let reply = clients.accounts.get_tax_credits(authorized(message, token)?).await.map_err(status_error)?.into_inner();
             println!("participant {}: total credit {}", reply.participant_id, reply.total_credit);
             for credit in reply.credits {
-                println!("  {:<16} at {} ns: purchase {} × rate {} = credit {}", credit.symbol, credit.time_ns, credit.purchase, credit.rate, credit.credit);
+                println!("  {:<16} at {}: purchase {} × rate {} = credit {}", credit.symbol, rfc3339(credit.time_ns), credit.purchase, credit.rate, credit.credit);
             }
         }
         Command::Distribute { instrument, per_unit, mutation } => {
@@ -578,6 +579,38 @@ fn test_certificate(names: Vec<String>, out: &std::path::Path) -> anyhow::Result
     }
     println!("wrote {} and {} for {}", out.join("server.pem").display(), out.join("server.key").display(), names.join(", "));
     Ok(())
+}
+
+/// An RFC 3339 UTC date or time (`2031-12-01`, `2031-12-01T12:30:00Z`) as nanoseconds since the
+/// Unix epoch.
+pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
+    let wrong = || format!("{text:?} is not an RFC 3339 UTC time such as 2031-12-01 or 2031-12-01T12:30:00Z");
+    let (date, time) = match text.split_once('T') {
+        Some((date, time)) => (date, time.strip_suffix('Z').ok_or_else(wrong)?),
+        None => (text, "00:00:00"),
+    };
+    let numbers = |part: &str, separator: char| -> Result<Vec<i64>, String> {
+        part.split(separator).map(|number| number.parse::<i64>().map_err(|_| wrong())).collect()
+    };
+    let (date, time) = (numbers(date, '-')?, numbers(time, ':')?);
+    let [year, month, day] = <[i64; 3]>::try_from(date).map_err(|_| wrong())?;
+    let [hour, minute, second] = <[i64; 3]>::try_from(time).map_err(|_| wrong())?;
+    if !(1970..=2500).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return Err(wrong());
+    }
+    // Days since 1970-01-01 (Howard Hinnant's algorithm), the inverse of `rfc3339`.
+    let shifted_year = if month <= 2 { year - 1 } else { year };
+    let era = shifted_year.div_euclid(400);
+    let year_of_era = shifted_year - era * 400;
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    let formatted = rfc3339(seconds as u64 * 1_000_000_000);
+    if !formatted.starts_with(&format!("{year:04}-{month:02}-{day:02}")) {
+        return Err(wrong());
+    }
+    Ok(seconds as u64 * 1_000_000_000)
 }
 
 /// Nanoseconds since the Unix epoch as an RFC 3339 UTC time, to the second.
@@ -731,7 +764,7 @@ async fn instrument(clients: &mut Clients, token: Option<&str>, command: Instrum
                 return_cap: args.return_cap,
                 price_floor: args.floor,
                 issue_time_ns: None,
-                maturity_time_ns: args.maturity_ns,
+                maturity_time_ns: args.maturity,
                 holding_cap: args.holding_cap,
                 cooperative_investment_plan: args.cip,
                 lock_in_ns: None,
@@ -902,6 +935,26 @@ mod tests {
         let cli = Cli::try_parse_from(["mutua", "--token", "t", "order", "place", "COOP-A", "buy", "--quantity", "10", "--price", "1.05"])
             .expect("parses");
         assert!(matches!(cli.command, Command::Order(OrderCommand::Place { side: SideArg::Buy, .. })));
-        assert_eq!(instrument_ref("3").instrument, Some(pb::instrument_ref::Instrument::Id(3)));
+        assert_eq!(instrument_ref("#3").instrument, Some(pb::instrument_ref::Instrument::Id(3)));
+    }
+
+    #[test]
+    fn rfc3339_round_trips_at_leap_days_and_epoch_edges() {
+        for text in ["1970-01-01T00:00:00Z", "2024-02-29T23:59:59Z", "2000-03-01T00:00:00Z", "2031-12-01T12:30:05Z", "2100-02-28T00:00:00Z"] {
+            let nanoseconds = parse_rfc3339(text).unwrap();
+            assert_eq!(rfc3339(nanoseconds), text);
+        }
+        assert_eq!(parse_rfc3339("2024-03-01").unwrap() - parse_rfc3339("2024-02-28").unwrap(), 2 * 86_400 * 1_000_000_000);
+        for wrong in ["2023-02-29", "2024-13-01", "yesterday", "2024-01-01T10:00:00", "2024-01-01T25:00:00Z"] {
+            assert!(parse_rfc3339(wrong).is_err(), "{wrong}");
+        }
+    }
+
+    #[test]
+    fn a_symbol_of_digits_is_a_symbol_and_a_hash_names_an_id() {
+        use pb::instrument_ref::Instrument;
+        assert_eq!(instrument_ref("2030").instrument, Some(Instrument::Symbol("2030".into())));
+        assert_eq!(instrument_ref("#7").instrument, Some(Instrument::Id(7)));
+        assert_eq!(instrument_ref("GVC-SHARE").instrument, Some(Instrument::Symbol("GVC-SHARE".into())));
     }
 }
