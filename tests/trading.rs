@@ -463,5 +463,12 @@ async fn health_and_reflection_describe_the_running_server() {
     let Some(MessageResponse::FileDescriptorResponse(files)) = reply.message_response else { panic!("{reply:?}") };
     assert!(!files.file_descriptor_proto.is_empty());
 
+    // The status detail every refusal carries is served too, so generic clients decode it.
+    let detail = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::FileContainingSymbol("google.rpc.ErrorInfo".into())) };
+    let mut replies = reflection.server_reflection_info(tokio_stream::iter([detail])).await.unwrap().into_inner();
+    let reply = replies.next().await.expect("a reflection reply").unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(files)) = reply.message_response else { panic!("google.rpc.ErrorInfo is not served: {reply:?}") };
+    assert!(!files.file_descriptor_proto.is_empty());
+
     server.stop().await;
 }
