@@ -645,20 +645,6 @@ fn every_case() -> Vec<Case> {
     cases
 }
 
-/// Every `Service.Method` of `mutua.v1`, read from the descriptor the server reflects, so a new
-/// RPC without bad-input cases fails the test.
-fn every_rpc() -> Vec<String> {
-    let descriptors = prost_types::FileDescriptorSet::decode(mutua_gateway::FILE_DESCRIPTOR_SET).expect("the compiled descriptor set decodes");
-    let mut rpcs = Vec::new();
-    for file in descriptors.file.iter().filter(|file| file.package() == "mutua.v1") {
-        for service in &file.service {
-            for method in &service.method {
-                rpcs.push(format!("{}.{}", service.name(), method.name()));
-            }
-        }
-    }
-    rpcs
-}
 
 // ---- The market's observable state ----
 

@@ -25,7 +25,6 @@ use mutua_gateway::pb;
 use pb::order_entry_request::Command as EntryCommand;
 use pb::order_entry_response::Result as EntryResult;
 use pb::Side::Buy;
-use prost::Message as _;
 use support::*;
 use tokio_stream::StreamExt;
 use tonic::{Code, Request, Status};
@@ -188,19 +187,6 @@ fn markdown() -> String {
     table
 }
 
-/// Every `Service.Method` of `mutua.v1`, read from the descriptor the server reflects.
-fn every_rpc() -> Vec<String> {
-    let descriptors = prost_types::FileDescriptorSet::decode(mutua_gateway::FILE_DESCRIPTOR_SET).expect("the compiled descriptor set decodes");
-    let mut rpcs = Vec::new();
-    for file in descriptors.file.iter().filter(|file| file.package() == "mutua.v1") {
-        for service in &file.service {
-            for method in &service.method {
-                rpcs.push(format!("{}.{}", service.name(), method.name()));
-            }
-        }
-    }
-    rpcs
-}
 
 // ---- The market every call is made in ----
 

@@ -335,3 +335,19 @@ pub fn levels(levels: &[pb::Level]) -> Vec<(&str, &str, u32)> {
 pub fn reason_code(status: &tonic::Status) -> Option<u16> {
     status.metadata().get("mutua-reason-code")?.to_str().ok()?.parse().ok()
 }
+
+/// Every `Service.Method` of `mutua.v1`, read from the descriptor the server reflects, so that a
+/// table of RPCs can prove it covers them all.
+pub fn every_rpc() -> Vec<String> {
+    use prost::Message as _;
+    let descriptors = prost_types::FileDescriptorSet::decode(mutua_gateway::FILE_DESCRIPTOR_SET).expect("the compiled descriptor set decodes");
+    let mut rpcs = Vec::new();
+    for file in descriptors.file.iter().filter(|file| file.package() == "mutua.v1") {
+        for service in &file.service {
+            for method in &service.method {
+                rpcs.push(format!("{}.{}", service.name(), method.name()));
+            }
+        }
+    }
+    rpcs
+}
