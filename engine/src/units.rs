@@ -50,7 +50,8 @@ pub fn price_to_ticks(price: Decimal, tick_size_minor: u64, currency_scale: u32)
         return Err(RejectReason::PriceOffTick);
     }
     let ticks = minor.checked_div(Decimal::from(tick_size_minor)).ok_or(RejectReason::PriceOffTick)?;
-    if !ticks.fract().is_zero() {
+    // Decimal division rounds past 28 digits: a quotient is only trusted if it multiplies back.
+    if !ticks.fract().is_zero() || ticks.is_zero() || ticks.checked_mul(Decimal::from(tick_size_minor)) != Some(minor) {
         return Err(RejectReason::PriceOffTick);
     }
     whole_u64(ticks).ok_or(RejectReason::PriceAboveCeiling)
@@ -67,7 +68,9 @@ pub fn units_to_lots(units: Decimal, lot_size_units: u64) -> Result<u64, RejectR
         return Err(RejectReason::QuantityZero);
     }
     let lots = units.checked_div(Decimal::from(lot_size_units)).ok_or(RejectReason::QuantityOffLot)?;
-    if !lots.fract().is_zero() {
+    // Decimal division rounds past 28 digits (a tiny quantity over a huge lot rounds to zero
+    // lots): a quotient is only trusted if it is positive and multiplies back exactly.
+    if !lots.fract().is_zero() || lots.is_zero() || lots.checked_mul(Decimal::from(lot_size_units)) != Some(units) {
         return Err(RejectReason::QuantityOffLot);
     }
     whole_u64(lots).ok_or(RejectReason::QuantityTooLarge)

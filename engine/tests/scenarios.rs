@@ -1743,6 +1743,9 @@ mod decimal_edge {
         assert_eq!(units_to_lots(decimal(30, 0), 10), Ok(3));
         assert_eq!(units_to_lots(decimal(35, 0), 10), Err(QuantityOffLot));
         assert_eq!(units_to_lots(decimal(305, 1), 10), Err(QuantityOffLot));
+        // A tiny quantity over a huge lot would round to zero lots in decimal division: refused.
+        assert_eq!(units_to_lots(decimal(1, 10), 10_000_000_000_000_000_000), Err(QuantityOffLot));
+        assert_eq!(units_to_lots(decimal(1, 10), u64::MAX), Err(QuantityOffLot));
     }
 
     #[test]
