@@ -23,7 +23,9 @@ pub struct Instrument {
     pub(crate) holdings: FxHashMap<ParticipantId, Holding>,
     /// The last (time, ceiling) computed: commands of one batch share a time, so the band is
     /// computed once per batch rather than once per order. Not part of the state.
-    ceiling_cache: (Timestamp, u64),
+    /// `None` until the first computation: no time can stand for "nothing cached", since every
+    /// time, `Timestamp::MAX` included, is one the engine may be given.
+    ceiling_cache: Option<(Timestamp, u64)>,
 }
 
 /// The spec's defaults resolved against the market config at listing, plus derived units.
@@ -73,7 +75,7 @@ impl Instrument {
             status,
             book,
             holdings: FxHashMap::default(),
-            ceiling_cache: (Timestamp::MAX, 0),
+            ceiling_cache: None,
         }
     }
 
@@ -123,10 +125,14 @@ impl Instrument {
     /// As `ceiling_ticks`, remembering the answer for the rest of the batch.
     #[inline]
     pub(crate) fn ceiling_ticks_cached(&mut self, now: Timestamp) -> u64 {
-        if self.ceiling_cache.0 != now {
-            self.ceiling_cache = (now, self.ceiling_ticks(now));
+        match self.ceiling_cache {
+            Some((cached_at, ceiling)) if cached_at == now => ceiling,
+            _ => {
+                let ceiling = self.ceiling_ticks(now);
+                self.ceiling_cache = Some((now, ceiling));
+                ceiling
+            }
         }
-        self.ceiling_cache.1
     }
 
     /// Largest distribution per lot allowed at `now`: par × cap × the period since the last one.

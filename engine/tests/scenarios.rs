@@ -1008,6 +1008,22 @@ fn rejected_command_leaves_the_state_hash_unchanged_but_for_its_remembered_id() 
 }
 
 #[test]
+fn a_restored_engine_prices_orders_like_the_original_even_at_the_last_timestamp() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let (alice, bob) = (market.contributor("alice"), market.contributor("bob"));
+    market.issue(share, &[(bob, 1)]);
+    market.deposit(alice, 10_000);
+    market.now = Timestamp::MAX;
+    let mut restored = Engine::from_snapshot(market.engine.snapshot()).expect("a valid snapshot");
+    let order = market.command(alice, gtc(share, Side::Buy, PAR, 1));
+    let original = market.apply(&order);
+    let again = restored.apply(&order, Timestamp::MAX, &mut Vec::new());
+    assert_eq!(again, original, "a restored engine decided differently at the last timestamp");
+    assert_eq!(restored.state_hash(), market.engine.state_hash());
+}
+
+#[test]
 fn repeated_command_id_returns_the_first_outcome_and_applies_nothing() {
     let mut market = Market::new();
     let share = market.share_listed("RIVER-A");

@@ -1,0 +1,1513 @@
+//! Fuzz-style property tests of the engine: random command sequences through `Engine::apply`,
+//! covering every `CommandKind` (registrations with random roles and names, listings with random
+//! specs, offerings, distributions, maturity, orders with random prices, quantities, time in
+//! force and self-trade prevention, cancels and reductions of real and made-up orders, deposits
+//! and withdrawals from zero to `u64::MAX`, credentials, suspensions), sent by fitting, wrong,
+//! suspended and unregistered participants, with command ids fresh, retried exactly, or reused
+//! for another command, while time moves by 0 ns to years (across maturities and lock-ins), now
+//! and then backwards.
+//!
+//! After every command: `check_invariants()` holds; the engine's time is the latest given and its
+//! command count grew by one; a rejected command emitted no events and changed nothing but the
+//! memory of its id; an accepted one emitted events and acknowledged what it created (the next
+//! participant, instrument, offering, order or credential id); identity and role are checked
+//! first (unknown, suspended, role not allowed); a remembered id answers with its first outcome
+//! if the command is the same and `RequestIdReused` if not, and changes nothing; each
+//! participant's last `command_ids_per_participant_max / 2` ids are always remembered. At the end
+//! of every sequence: `Engine::from_snapshot(engine.snapshot())` succeeds with the same snapshot
+//! and `state_hash()`, and carries on exactly as the original does (the last commands again,
+//! then every resting order cancelled by its owner, after which no cash is reserved but for open
+//! subscriptions); replaying the recorded commands with their timestamps into a fresh engine
+//! gives the same outcomes, events and hash. Each sequence also swaps its engine for one restored
+//! from a snapshot at a random step.
+//!
+//! Commands are written by a client that aims most of them at real participants, instruments,
+//! offerings and orders (read from the engine as it goes) and the rest at anything at all.
+//! What proptest generates, and shrinks, is the client's abstract choices; the concrete commands
+//! are recorded as they are applied, and the recording is what the replay replays.
+//!
+//! `the_generator_reaches_every_command_and_outcome` checks, on a fixed-seed sample, that the
+//! client does reach every command accepted and refused, retries, reused ids, trades, maturity,
+//! lock-ins, full books and suspensions.
+//!
+//! The cases per property come from `MUTUA_FUZZ_CASES` (default 500, a few seconds in release
+//! mode). There are 4 properties, so the run below runs 4 × 250 000 = 1 000 000 sequences (each
+//! the 39-command standard market in four cases of five, then 1 to 90 random commands, 120 when
+//! trading):
+//!
+//! ```text
+//! MUTUA_FUZZ_CASES=250000 CARGO_TARGET_DIR=/var/tmp/mutua-target cargo test --release -p mutua-engine --test fuzz_engine
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+
+use mutua_engine::config::YEAR_NS;
+use mutua_engine::{
+    command_digest, Ack, CancelReason, Command, CommandId, CommandKind, CredentialId, Engine, Event, InstrumentId,
+    InstrumentKind, InstrumentSpec, MarketConfig, OfferingId, OrderId, Outcome, ParticipantId, RejectReason, Remembered,
+    Role, SelfTradePrevention, Side, Snapshot, TimeInForce, Timestamp, GENESIS_OPERATOR,
+};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
+
+// ---- How many cases ----
+
+/// Sequences per property when `MUTUA_FUZZ_CASES` is not set.
+const CASES_DEFAULT: u32 = 500;
+
+fn cases() -> u32 {
+    match std::env::var("MUTUA_FUZZ_CASES") {
+        Ok(text) => text.trim().parse().expect("MUTUA_FUZZ_CASES must be a whole number of cases per property"),
+        Err(_) => CASES_DEFAULT,
+    }
+}
+
+/// No regression files are written: a failure is reported with its shrunk input instead.
+fn proptest_config() -> ProptestConfig {
+    ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(cases()) }
+}
+
+// ---- Markets ----
+
+const HOUR_NS: u64 = 3_600_000_000_000;
+const DAY_NS: u64 = 24 * HOUR_NS;
+/// 14 November 2023: when every sequence starts.
+const START_NS: u64 = 1_700_000_000_000_000_000;
+
+/// The default market with a small idempotency window and few credentials per participant.
+fn roomy_market() -> MarketConfig {
+    MarketConfig { command_ids_per_participant_max: 64, credentials_per_participant_max: 4, ..MarketConfig::default() }
+}
+
+/// Every bound small enough to be reached in a short sequence: full books, full markets, full
+/// offerings, credentials and participants, ids forgotten after a handful of commands, and a
+/// price ladder that is not a power of two.
+fn tight_market() -> MarketConfig {
+    MarketConfig {
+        participants_max: 12,
+        instruments_max: 4,
+        orders_max: 5,
+        orders_per_book_max: 3,
+        price_levels_max: 1_000,
+        order_lots_max: 500,
+        subscriptions_per_offering_max: 4,
+        command_ids_per_participant_max: 6,
+        credentials_max: 8,
+        credentials_per_participant_max: 2,
+        name_bytes_max: 24,
+        ..MarketConfig::default()
+    }
+}
+
+// ---- What the client chooses (generated and shrunk by proptest) ----
+
+/// How the clock moves before a command.
+#[derive(Clone, Copy, Debug)]
+enum Time {
+    /// Forward by this many nanoseconds (0 included).
+    Advance(u64),
+    /// A timestamp this much older than the latest: the engine's time must not go back.
+    Stale(u64),
+    /// Close to the end of time (`u64::MAX` less this).
+    Far(u64),
+}
+
+/// Who sends a command.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    /// The participant the command belongs to (the order's owner, the instrument's issuer), or
+    /// the n-th participant whose role may send it.
+    Fitting(u16),
+    /// The n-th registered participant, whatever its role.
+    Anyone(u16),
+    /// Not (yet) registered: n ids past the last registered one.
+    Unregistered(u8),
+    /// Any id at all.
+    Raw(u32),
+}
+
+/// Which participant, instrument, offering, order or credential a command names.
+#[derive(Clone, Copy, Debug)]
+enum Pick {
+    /// The n-th existing one (preferring live ones: open offerings, resting orders, live
+    /// credentials), or a made-up id when there are none.
+    Real(u16),
+    /// This id, whether it exists or not.
+    Raw(u64),
+}
+
+/// A quantity in lots.
+#[derive(Clone, Copy, Debug)]
+enum Lots {
+    Zero,
+    Small(u64),
+    /// This percentage of what the command could use: free units for a sell, room under the
+    /// holding cap for a buy, what rests for a reduction, what is left in an offering.
+    Share(u8),
+    /// The market's `order_lots_max` plus this.
+    Limit(i8),
+    Max,
+    Any(u64),
+}
+
+/// An amount of cash in minor units.
+#[derive(Clone, Copy, Debug)]
+enum Cash {
+    Zero,
+    Small(u64),
+    Large(u64),
+    /// This percentage of the natural amount: free cash for a withdrawal, the room left before
+    /// the cash in circulation reaches `u64::MAX` for a deposit, the distribution cap.
+    Share(u8),
+    Max,
+    Any(u64),
+}
+
+/// An order price in ticks.
+#[derive(Clone, Copy, Debug)]
+enum Price {
+    Par(i16),
+    Ceiling(i16),
+    Floor(i16),
+    /// The best price on the other side (par if there is none), plus this.
+    Best(i16),
+    Zero,
+    Max,
+    Any(u64),
+}
+
+#[derive(Clone, Debug)]
+enum Name {
+    Numbered(u16),
+    Empty,
+    Blank,
+    /// This many bytes around the market's `name_bytes_max` (plus the offset).
+    AtLimit(i8),
+    /// Two-byte characters up to around the bound.
+    Wide(i8),
+    Any(String),
+}
+
+#[derive(Clone, Debug)]
+enum Symbol {
+    /// One of a few symbols, so that some are taken.
+    Pool(u8),
+    Length(u8),
+    Any(String),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum IssueTime {
+    Now,
+    Past(u64),
+    Future(u64),
+    Raw(u64),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Maturity {
+    None,
+    /// This long after issue (0 included, which is invalid).
+    After(u64),
+    Raw(u64),
+}
+
+#[derive(Clone, Debug)]
+struct Listing {
+    symbol: Symbol,
+    kind: InstrumentKind,
+    issuer: Pick,
+    tick_size_minor: u64,
+    lot_size_units: u64,
+    par_ticks: u64,
+    return_cap_bp: u32,
+    /// Percentage of par, or any number of ticks.
+    price_floor: Result<u8, u64>,
+    issue: IssueTime,
+    maturity: Maturity,
+    holding_cap_bp: Option<u32>,
+    cooperative_investment_plan: bool,
+    lock_in_ns: Option<u64>,
+    tax_credit_bp: Option<u32>,
+}
+
+/// One command, as the client thinks of it. Every `CommandKind` has one.
+#[derive(Clone, Debug)]
+enum Action {
+    Register { role: Role, name: Name },
+    SetAccreditation { organization: Pick, accredited: bool },
+    Deposit { account: Pick, amount: Cash },
+    Withdraw { account: Pick, amount: Cash },
+    List(Box<Listing>),
+    SetTradingStatus { instrument: Pick, open: bool },
+    OpenOffering { instrument: Pick, lots: Lots, minimum: Lots },
+    Subscribe { offering: Pick, lots: Lots },
+    CloseOffering { offering: Pick },
+    Place { instrument: Pick, side: Side, price: Price, lots: Lots, time_in_force: TimeInForce, self_trade: SelfTradePrevention },
+    Cancel { order: Pick },
+    Reduce { order: Pick, by: Lots },
+    Distribute { instrument: Pick, per_lot: Cash },
+    Repay { instrument: Pick },
+    IssueCredential { participant: Pick, token: u8, replace_existing: bool },
+    RevokeCredential { credential: Pick },
+    SetParticipantStatus { participant: Pick, suspended: bool },
+}
+
+/// Which command id a command carries.
+#[derive(Clone, Copy, Debug)]
+enum Id {
+    Fresh,
+    /// Send the n-th recorded command again, exactly: same participant, id and command.
+    Retry(u16),
+    /// The n-th recorded command's participant and id with this step's command.
+    Reuse(u16),
+    /// This step's participant and command with the n-th recorded command's id (another
+    /// participant's id is a fresh one for this participant).
+    Borrow(u16),
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    time: Time,
+    who: Who,
+    action: Action,
+    id: Id,
+}
+
+#[derive(Clone, Debug)]
+struct Sequence {
+    /// Start from the standard market (participants, three instruments issued and trading).
+    prelude: bool,
+    steps: Vec<Step>,
+    /// Before this step, the engine is replaced by one restored from its snapshot.
+    swap_at: usize,
+}
+
+/// Which mix of commands a property sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mix {
+    /// Everything, evenly.
+    Mixed,
+    /// Everything, in a market where every bound is small.
+    Tight,
+    /// Mostly orders, cancels and reductions, with little time passing.
+    Trading,
+    /// Years passing: offerings, distributions, maturity, lock-ins, credentials, suspensions and
+    /// reused ids.
+    Lifecycle,
+}
+
+// ---- Strategies ----
+
+/// Mostly small steps; years now and then (often in the lifecycle mix); rarely a jump to the
+/// end of time, after which every timestamp is near `u64::MAX`.
+fn time(mix: Mix) -> impl Strategy<Value = Time> {
+    let years = if mix == Mix::Lifecycle { 60 } else { 8 };
+    let same = if mix == Mix::Trading { 80 } else { 40 };
+    prop_oneof![
+        same => Just(Time::Advance(0)),
+        40 => (1..1_000_000u64).prop_map(Time::Advance),
+        20 => (0..2 * DAY_NS).prop_map(Time::Advance),
+        10 => (0..90 * DAY_NS).prop_map(Time::Advance),
+        years => (0..=6 * YEAR_NS).prop_map(Time::Advance),
+        10 => (0..2 * DAY_NS).prop_map(Time::Stale),
+        1 => prop_oneof![Just(0u64), 0..YEAR_NS].prop_map(Time::Far),
+    ]
+}
+
+/// `plausible` scales the weight of the choices that are usually valid against the wild ones.
+fn who(plausible: u32) -> impl Strategy<Value = Who> {
+    prop_oneof![
+        28 * plausible => any::<u16>().prop_map(Who::Fitting),
+        2 => any::<u16>().prop_map(Who::Anyone),
+        1 => (0..3u8).prop_map(Who::Unregistered),
+        1 => any::<u32>().prop_map(Who::Raw),
+    ]
+}
+
+fn pick() -> impl Strategy<Value = Pick> {
+    plausible_pick(1)
+}
+
+fn plausible_pick(plausible: u32) -> impl Strategy<Value = Pick> {
+    prop_oneof![
+        28 * plausible => any::<u16>().prop_map(Pick::Real),
+        1 => (0..12u64).prop_map(Pick::Raw),
+        1 => any::<u64>().prop_map(Pick::Raw),
+    ]
+}
+
+fn lots() -> impl Strategy<Value = Lots> {
+    plausible_lots(1)
+}
+
+fn plausible_lots(plausible: u32) -> impl Strategy<Value = Lots> {
+    prop_oneof![
+        1 => Just(Lots::Zero),
+        12 * plausible => (1..=20u64).prop_map(Lots::Small),
+        12 * plausible => (0..=150u8).prop_map(Lots::Share),
+        1 => (-1..=1i8).prop_map(Lots::Limit),
+        1 => Just(Lots::Max),
+        1 => any::<u64>().prop_map(Lots::Any),
+    ]
+}
+
+fn cash() -> impl Strategy<Value = Cash> {
+    prop_oneof![
+        1 => Just(Cash::Zero),
+        4 => (1..=10_000u64).prop_map(Cash::Small),
+        3 => (1_000_000..10_000_000_000_000u64).prop_map(Cash::Large),
+        4 => (0..=120u8).prop_map(Cash::Share),
+        1 => Just(Cash::Max),
+        1 => any::<u64>().prop_map(Cash::Any),
+    ]
+}
+
+fn price(plausible: u32) -> impl Strategy<Value = Price> {
+    prop_oneof![
+        4 * plausible => prop_oneof![3 => -20..=0i16, 1 => 1..=20i16].prop_map(Price::Par),
+        2 * plausible => prop_oneof![3 => -3..=0i16, 1 => 1..=3i16].prop_map(Price::Ceiling),
+        plausible => (-3..=3i16).prop_map(Price::Floor),
+        6 * plausible => (-4..=4i16).prop_map(Price::Best),
+        1 => Just(Price::Zero),
+        1 => Just(Price::Max),
+        1 => any::<u64>().prop_map(Price::Any),
+    ]
+}
+
+fn role() -> impl Strategy<Value = Role> {
+    prop_oneof![
+        4 => Just(Role::Contributor),
+        3 => Just(Role::Organization),
+        1 => Just(Role::Funder),
+        1 => Just(Role::Regulator),
+        1 => Just(Role::Operator),
+    ]
+}
+
+fn name() -> impl Strategy<Value = Name> {
+    prop_oneof![
+        8 => any::<u16>().prop_map(Name::Numbered),
+        1 => Just(Name::Empty),
+        1 => Just(Name::Blank),
+        1 => (-2..=2i8).prop_map(Name::AtLimit),
+        1 => (-2..=2i8).prop_map(Name::Wide),
+        1 => ".{0,12}".prop_map(Name::Any),
+    ]
+}
+
+fn symbol() -> impl Strategy<Value = Symbol> {
+    prop_oneof![
+        6 => (0..8u8).prop_map(Symbol::Pool),
+        1 => (0..=18u8).prop_map(Symbol::Length),
+        1 => "[A-Za-z0-9._ -]{0,18}".prop_map(Symbol::Any),
+    ]
+}
+
+fn instrument_kind() -> impl Strategy<Value = InstrumentKind> {
+    prop_oneof![Just(InstrumentKind::CommunityShare), Just(InstrumentKind::CommunityBond), Just(InstrumentKind::CommunityInvestmentNote)]
+}
+
+/// A spec that is usually valid, with every field now and then out of its range.
+fn listing() -> impl Strategy<Value = Listing> {
+    let units = (
+        prop_oneof![8 => 1..=100u64, 1 => Just(0u64), 1 => any::<u64>()],
+        prop_oneof![8 => 1..=100u64, 1 => Just(0u64), 1 => any::<u64>()],
+        prop_oneof![8 => 1..=3_000u64, 1 => Just(0u64), 1 => (1u64 << 22) - 2..(1u64 << 22) + 2, 1 => any::<u64>()],
+        prop_oneof![8 => 0..=2_000u32, 1 => 9_990..=10_010u32, 1 => any::<u32>()],
+        prop_oneof![6 => (0..=100u8).prop_map(Ok), 1 => (101..=255u8).prop_map(Ok), 1 => any::<u64>().prop_map(Err)],
+    );
+    let times = (
+        prop_oneof![
+            6 => Just(IssueTime::Now),
+            2 => (0..5 * YEAR_NS).prop_map(IssueTime::Past),
+            1 => (0..YEAR_NS).prop_map(IssueTime::Future),
+            1 => any::<u64>().prop_map(IssueTime::Raw),
+        ],
+        prop_oneof![
+            3 => Just(Maturity::None),
+            5 => prop_oneof![Just(0u64), 1..DAY_NS, 1..=4 * YEAR_NS].prop_map(Maturity::After),
+            1 => any::<u64>().prop_map(Maturity::Raw),
+        ],
+    );
+    let terms = (
+        prop_oneof![4 => Just(None), 4 => (1..=10_000u32).prop_map(Some), 1 => Just(Some(0)), 1 => any::<u32>().prop_map(Some)],
+        prop_oneof![4 => Just(false), 1 => Just(true)],
+        prop_oneof![4 => Just(None), 2 => (0..=6 * YEAR_NS).prop_map(Some), 1 => Just(Some(u64::MAX)), 1 => any::<u64>().prop_map(Some)],
+        prop_oneof![4 => Just(None), 3 => (0..=10_000u32).prop_map(Some), 1 => any::<u32>().prop_map(Some)],
+    );
+    (symbol(), instrument_kind(), pick(), units, times, terms).prop_map(
+        |(symbol, kind, issuer, (tick_size_minor, lot_size_units, par_ticks, return_cap_bp, price_floor), (issue, maturity), (holding_cap_bp, cooperative_investment_plan, lock_in_ns, tax_credit_bp))| Listing {
+            symbol,
+            kind,
+            issuer,
+            tick_size_minor,
+            lot_size_units,
+            par_ticks,
+            return_cap_bp,
+            price_floor,
+            issue,
+            maturity,
+            holding_cap_bp,
+            cooperative_investment_plan,
+            lock_in_ns,
+            tax_credit_bp,
+        },
+    )
+}
+
+fn side() -> impl Strategy<Value = Side> {
+    prop_oneof![Just(Side::Buy), Just(Side::Sell)]
+}
+
+fn time_in_force() -> impl Strategy<Value = TimeInForce> {
+    prop_oneof![6 => Just(TimeInForce::GoodTillCancelled), 2 => Just(TimeInForce::ImmediateOrCancel), 2 => Just(TimeInForce::FillOrKill)]
+}
+
+fn self_trade() -> impl Strategy<Value = SelfTradePrevention> {
+    prop_oneof![Just(SelfTradePrevention::CancelIncoming), Just(SelfTradePrevention::CancelResting), Just(SelfTradePrevention::CancelBoth)]
+}
+
+/// Relative weights of each command in a mix.
+struct Weights {
+    register: u32,
+    accreditation: u32,
+    deposit: u32,
+    withdraw: u32,
+    list: u32,
+    trading_status: u32,
+    open_offering: u32,
+    subscribe: u32,
+    close_offering: u32,
+    place: u32,
+    cancel: u32,
+    reduce: u32,
+    distribute: u32,
+    repay: u32,
+    issue_credential: u32,
+    revoke_credential: u32,
+    participant_status: u32,
+}
+
+impl Mix {
+    fn weights(self) -> Weights {
+        let even = Weights {
+            register: 3,
+            accreditation: 2,
+            deposit: 3,
+            withdraw: 2,
+            list: 3,
+            trading_status: 2,
+            open_offering: 3,
+            subscribe: 4,
+            close_offering: 3,
+            place: 12,
+            cancel: 3,
+            reduce: 3,
+            distribute: 3,
+            repay: 2,
+            issue_credential: 2,
+            revoke_credential: 2,
+            participant_status: 2,
+        };
+        let quiet = Weights {
+            register: 1,
+            accreditation: 1,
+            list: 1,
+            trading_status: 1,
+            open_offering: 1,
+            subscribe: 1,
+            close_offering: 1,
+            distribute: 1,
+            repay: 1,
+            issue_credential: 1,
+            revoke_credential: 1,
+            participant_status: 1,
+            ..even
+        };
+        match self {
+            Mix::Mixed => even,
+            Mix::Tight => Weights { place: 30, cancel: 2, reduce: 2, issue_credential: 5, ..even },
+            Mix::Trading => Weights { place: 40, cancel: 8, reduce: 8, deposit: 3, withdraw: 2, ..quiet },
+            Mix::Lifecycle => Weights { place: 6, distribute: 6, repay: 5, issue_credential: 4, revoke_credential: 4, participant_status: 4, ..even },
+        }
+    }
+
+    /// How much more often the usually valid choices are made than the wild ones.
+    fn plausible(self) -> u32 {
+        match self {
+            Mix::Trading => 4,
+            Mix::Tight => 3,
+            Mix::Mixed | Mix::Lifecycle => 1,
+        }
+    }
+
+    fn market(self) -> MarketConfig {
+        match self {
+            Mix::Tight => tight_market(),
+            _ => roomy_market(),
+        }
+    }
+}
+
+fn action(mix: Mix) -> impl Strategy<Value = Action> {
+    let w = mix.weights();
+    let plausible = mix.plausible();
+    prop_oneof![
+        w.register => (role(), name()).prop_map(|(role, name)| Action::Register { role, name }),
+        w.accreditation => (pick(), any::<bool>()).prop_map(|(organization, accredited)| Action::SetAccreditation { organization, accredited }),
+        w.deposit => (pick(), cash()).prop_map(|(account, amount)| Action::Deposit { account, amount }),
+        w.withdraw => (pick(), cash()).prop_map(|(account, amount)| Action::Withdraw { account, amount }),
+        w.list => listing().prop_map(|listing| Action::List(Box::new(listing))),
+        w.trading_status => (pick(), prop_oneof![2 => Just(true), 1 => Just(false)]).prop_map(|(instrument, open)| Action::SetTradingStatus { instrument, open }),
+        w.open_offering => (pick(), lots(), lots()).prop_map(|(instrument, lots, minimum)| Action::OpenOffering { instrument, lots, minimum }),
+        w.subscribe => (pick(), lots()).prop_map(|(offering, lots)| Action::Subscribe { offering, lots }),
+        w.close_offering => pick().prop_map(|offering| Action::CloseOffering { offering }),
+        w.place => (plausible_pick(plausible), side(), price(plausible), plausible_lots(plausible), time_in_force(), self_trade()).prop_map(|(instrument, side, price, lots, time_in_force, self_trade)| Action::Place {
+            instrument,
+            side,
+            price,
+            lots,
+            time_in_force,
+            self_trade,
+        }),
+        w.cancel => plausible_pick(plausible).prop_map(|order| Action::Cancel { order }),
+        w.reduce => (plausible_pick(plausible), plausible_lots(plausible)).prop_map(|(order, by)| Action::Reduce { order, by }),
+        w.distribute => (pick(), cash()).prop_map(|(instrument, per_lot)| Action::Distribute { instrument, per_lot }),
+        w.repay => pick().prop_map(|instrument| Action::Repay { instrument }),
+        w.issue_credential => (pick(), 0..4u8, any::<bool>()).prop_map(|(participant, token, replace_existing)| Action::IssueCredential { participant, token, replace_existing }),
+        w.revoke_credential => pick().prop_map(|credential| Action::RevokeCredential { credential }),
+        w.participant_status => (pick(), any::<bool>()).prop_map(|(participant, suspended)| Action::SetParticipantStatus { participant, suspended }),
+    ]
+}
+
+fn id(mix: Mix) -> impl Strategy<Value = Id> {
+    let reuse = if mix == Mix::Lifecycle { 3 } else { 1 };
+    prop_oneof![
+        16 => Just(Id::Fresh),
+        2 => any::<u16>().prop_map(Id::Retry),
+        reuse => any::<u16>().prop_map(Id::Reuse),
+        1 => any::<u16>().prop_map(Id::Borrow),
+    ]
+}
+
+fn step(mix: Mix) -> impl Strategy<Value = Step> {
+    (time(mix), who(mix.plausible()), action(mix), id(mix)).prop_map(|(time, who, action, id)| Step { time, who, action, id })
+}
+
+fn sequence(mix: Mix) -> impl Strategy<Value = Sequence> {
+    let steps = if mix == Mix::Trading { 1..=120usize } else { 1..=90usize };
+    (prop_oneof![4 => Just(true), 1 => Just(false)], prop::collection::vec(step(mix), steps), 0..150usize)
+        .prop_map(|(prelude, steps, swap_at)| Sequence { prelude, steps, swap_at })
+}
+
+// ---- The client and its checks ----
+
+/// One command as applied: what the replay must reproduce.
+#[derive(Clone, Debug)]
+struct Applied {
+    command: Command,
+    timestamp: Timestamp,
+    outcome: Outcome,
+    events: Vec<Event>,
+}
+
+/// The first application of a (participant, command id), as this file remembers it.
+#[derive(Clone, Debug)]
+struct First {
+    kind: CommandKind,
+    result: Result<Ack, RejectReason>,
+    sequence: u64,
+}
+
+/// What a run covered, for `the_generator_reaches_every_command_and_outcome`.
+#[derive(Default, Debug)]
+struct Coverage {
+    accepted: BTreeMap<&'static str, u64>,
+    rejected: BTreeMap<&'static str, u64>,
+    reasons: BTreeMap<String, u64>,
+    events: BTreeMap<&'static str, u64>,
+    replays: u64,
+    commands: u64,
+}
+
+struct Client {
+    config: MarketConfig,
+    engine: Engine,
+    /// The latest timestamp handed to the engine.
+    time: Timestamp,
+    script: Vec<Applied>,
+    next_command_id: u128,
+    first: HashMap<(ParticipantId, CommandId), First>,
+    /// Each participant's ids in the order they were remembered (fresh applications).
+    remembered_order: HashMap<ParticipantId, Vec<CommandId>>,
+    /// Every order id ever accepted.
+    orders: Vec<OrderId>,
+    coverage: Coverage,
+}
+
+fn pick_from<T: Copy>(items: &[T], index: u16) -> Option<T> {
+    (!items.is_empty()).then(|| items[usize::from(index) % items.len()])
+}
+
+fn offset(base: u64, by: i64) -> u64 {
+    base.saturating_add_signed(by)
+}
+
+fn share(of: u64, percent: u8) -> u64 {
+    (u128::from(of) * u128::from(percent) / 100) as u64
+}
+
+/// The roles that may send a command (the engine's role check, as `command.rs` documents it).
+fn allowed_roles(kind: &CommandKind) -> &'static [Role] {
+    match kind {
+        CommandKind::PlaceOrder { .. } | CommandKind::CancelOrder { .. } | CommandKind::ReduceOrder { .. } | CommandKind::Subscribe { .. } => {
+            &[Role::Contributor]
+        }
+        CommandKind::SetAccreditation { .. } => &[Role::Regulator, Role::Operator],
+        CommandKind::OpenOffering { .. }
+        | CommandKind::CloseOffering { .. }
+        | CommandKind::PayDistribution { .. }
+        | CommandKind::RepayAtMaturity { .. } => &[Role::Organization],
+        CommandKind::RegisterParticipant { .. }
+        | CommandKind::Deposit { .. }
+        | CommandKind::Withdraw { .. }
+        | CommandKind::ListInstrument { .. }
+        | CommandKind::SetTradingStatus { .. }
+        | CommandKind::IssueCredential { .. }
+        | CommandKind::RevokeCredential { .. }
+        | CommandKind::SetParticipantStatus { .. } => &[Role::Operator],
+    }
+}
+
+fn kind_name(kind: &CommandKind) -> &'static str {
+    match kind {
+        CommandKind::RegisterParticipant { .. } => "RegisterParticipant",
+        CommandKind::SetAccreditation { .. } => "SetAccreditation",
+        CommandKind::Deposit { .. } => "Deposit",
+        CommandKind::Withdraw { .. } => "Withdraw",
+        CommandKind::ListInstrument { .. } => "ListInstrument",
+        CommandKind::SetTradingStatus { .. } => "SetTradingStatus",
+        CommandKind::OpenOffering { .. } => "OpenOffering",
+        CommandKind::Subscribe { .. } => "Subscribe",
+        CommandKind::CloseOffering { .. } => "CloseOffering",
+        CommandKind::PlaceOrder { .. } => "PlaceOrder",
+        CommandKind::CancelOrder { .. } => "CancelOrder",
+        CommandKind::ReduceOrder { .. } => "ReduceOrder",
+        CommandKind::PayDistribution { .. } => "PayDistribution",
+        CommandKind::RepayAtMaturity { .. } => "RepayAtMaturity",
+        CommandKind::IssueCredential { .. } => "IssueCredential",
+        CommandKind::RevokeCredential { .. } => "RevokeCredential",
+        CommandKind::SetParticipantStatus { .. } => "SetParticipantStatus",
+    }
+}
+
+const EVERY_KIND: [&str; 17] = [
+    "RegisterParticipant",
+    "SetAccreditation",
+    "Deposit",
+    "Withdraw",
+    "ListInstrument",
+    "SetTradingStatus",
+    "OpenOffering",
+    "Subscribe",
+    "CloseOffering",
+    "PlaceOrder",
+    "CancelOrder",
+    "ReduceOrder",
+    "PayDistribution",
+    "RepayAtMaturity",
+    "IssueCredential",
+    "RevokeCredential",
+    "SetParticipantStatus",
+];
+
+fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::ParticipantRegistered { .. } => "ParticipantRegistered",
+        Event::AccreditationChanged { .. } => "AccreditationChanged",
+        Event::CashDeposited { .. } => "CashDeposited",
+        Event::CashWithdrawn { .. } => "CashWithdrawn",
+        Event::InstrumentListed { .. } => "InstrumentListed",
+        Event::TradingStatusChanged { .. } => "TradingStatusChanged",
+        Event::OfferingOpened { .. } => "OfferingOpened",
+        Event::Subscribed { .. } => "Subscribed",
+        Event::UnitsIssued { .. } => "UnitsIssued",
+        Event::SubscriptionReleased { .. } => "SubscriptionReleased",
+        Event::TaxCreditRecorded { .. } => "TaxCreditRecorded",
+        Event::OfferingClosed { .. } => "OfferingClosed",
+        Event::OrderAccepted { .. } => "OrderAccepted",
+        Event::Trade { .. } => "Trade",
+        Event::OrderRested { .. } => "OrderRested",
+        Event::OrderReduced { .. } => "OrderReduced",
+        Event::OrderCancelled { reason: CancelReason::Requested, .. } => "OrderCancelled(Requested)",
+        Event::OrderCancelled { reason: CancelReason::ImmediateOrCancelRemainder, .. } => "OrderCancelled(ImmediateOrCancelRemainder)",
+        Event::OrderCancelled { reason: CancelReason::SelfTrade, .. } => "OrderCancelled(SelfTrade)",
+        Event::OrderCancelled { reason: CancelReason::Matured, .. } => "OrderCancelled(Matured)",
+        Event::OrderCancelled { reason: CancelReason::OwnerSuspended, .. } => "OrderCancelled(OwnerSuspended)",
+        Event::DistributionPaid { .. } => "DistributionPaid",
+        Event::DistributionReceived { .. } => "DistributionReceived",
+        Event::ParRepaid { .. } => "ParRepaid",
+        Event::InstrumentMatured { .. } => "InstrumentMatured",
+        Event::CredentialIssued { .. } => "CredentialIssued",
+        Event::CredentialRevoked { .. } => "CredentialRevoked",
+        Event::ParticipantStatusChanged { .. } => "ParticipantStatusChanged",
+    }
+}
+
+/// The snapshot without what every command changes, accepted or not: the engine's time, its
+/// command count and its memory of command ids.
+fn without_bookkeeping(mut snapshot: Snapshot) -> Snapshot {
+    snapshot.now = 0;
+    snapshot.commands_applied = 0;
+    snapshot.remembered = Vec::new();
+    snapshot
+}
+
+impl Client {
+    fn new(config: MarketConfig) -> Client {
+        Client {
+            engine: Engine::new(config.clone()),
+            config,
+            time: START_NS,
+            script: Vec::new(),
+            next_command_id: 1,
+            first: HashMap::new(),
+            remembered_order: HashMap::new(),
+            orders: Vec::new(),
+            coverage: Coverage::default(),
+        }
+    }
+
+    /// Ids remembered for sure: each participant's last this many.
+    fn window_kept(&self) -> usize {
+        (self.config.command_ids_per_participant_max as usize / 2).max(1)
+    }
+
+    fn fresh_id(&mut self) -> CommandId {
+        let id = CommandId(self.next_command_id);
+        self.next_command_id += 1;
+        id
+    }
+
+    // ---- Reading the market ----
+
+    fn participants_with(&self, roles: &[Role]) -> Vec<ParticipantId> {
+        self.engine.participants().filter(|(_, p)| roles.contains(&p.role)).map(|(id, _)| id).collect()
+    }
+
+    fn participant_count(&self) -> u32 {
+        self.engine.participants().count() as u32
+    }
+
+    fn participant(&self, pick: Pick, roles: &[Role]) -> ParticipantId {
+        match pick {
+            Pick::Real(index) => {
+                let fitting = self.participants_with(roles);
+                let fitting = if fitting.len() > 8 && index % 2 == 0 { fitting[..8].to_vec() } else { fitting };
+                let chosen = if index % 4 != 3 { pick_from(&fitting, index / 4) } else { None };
+                chosen.unwrap_or_else(|| ParticipantId(u32::from(index) % self.participant_count()))
+            }
+            Pick::Raw(raw) => ParticipantId(raw as u32),
+        }
+    }
+
+    fn instrument(&self, pick: Pick) -> InstrumentId {
+        match pick {
+            Pick::Real(index) => {
+                let trading: Vec<InstrumentId> = self.engine.instruments().filter(|i| i.status.trading_open).map(|i| i.id).collect();
+                let all: Vec<InstrumentId> = self.engine.instruments().map(|i| i.id).collect();
+                let chosen = if index % 4 != 3 { pick_from(&trading, index / 4) } else { None };
+                chosen.or_else(|| pick_from(&all, index)).unwrap_or(InstrumentId(u32::from(index) % 4))
+            }
+            Pick::Raw(raw) => InstrumentId(raw as u32),
+        }
+    }
+
+    fn offering(&self, pick: Pick) -> OfferingId {
+        match pick {
+            Pick::Real(index) => {
+                let open: Vec<OfferingId> = self.engine.offerings().filter(|o| o.open).map(|o| o.id).collect();
+                let all: Vec<OfferingId> = self.engine.offerings().map(|o| o.id).collect();
+                let chosen = if index % 4 != 3 { pick_from(&open, index / 4) } else { None };
+                chosen.or_else(|| pick_from(&all, index)).unwrap_or(OfferingId(u32::from(index) % 4))
+            }
+            Pick::Raw(raw) => OfferingId(raw as u32),
+        }
+    }
+
+    fn order(&self, pick: Pick) -> OrderId {
+        match pick {
+            Pick::Real(index) => {
+                let resting: Vec<OrderId> = self.orders.iter().copied().filter(|id| self.engine.order(*id).is_some()).collect();
+                let chosen = if index % 5 != 4 { pick_from(&resting, index / 5) } else { None };
+                chosen.or_else(|| pick_from(&self.orders, index)).unwrap_or(OrderId(u64::from(index) % 8))
+            }
+            Pick::Raw(raw) => OrderId(raw),
+        }
+    }
+
+    fn credential(&self, pick: Pick) -> CredentialId {
+        match pick {
+            Pick::Real(index) => {
+                let live: Vec<CredentialId> = self.engine.credentials().filter(|(_, c)| c.is_live()).map(|(id, _)| id).collect();
+                let all: Vec<CredentialId> = self.engine.credentials().map(|(id, _)| id).collect();
+                let chosen = if index % 4 != 3 { pick_from(&live, index / 4) } else { None };
+                chosen.or_else(|| pick_from(&all, index)).unwrap_or(CredentialId(u32::from(index) % 4))
+            }
+            Pick::Raw(raw) => CredentialId(raw as u32),
+        }
+    }
+
+    fn free_cash(&self, account: ParticipantId) -> u64 {
+        self.engine.participant(account).map_or(0, |p| p.cash.free_minor())
+    }
+
+    fn lots(&self, lots: Lots, natural: u64) -> u64 {
+        match lots {
+            Lots::Zero => 0,
+            Lots::Small(lots) => lots,
+            Lots::Share(percent) => share(natural, percent).max(1),
+            Lots::Limit(by) => offset(self.config.order_lots_max, i64::from(by)),
+            Lots::Max => u64::MAX,
+            Lots::Any(lots) => lots,
+        }
+    }
+
+    fn cash(&self, cash: Cash, natural: u64) -> u64 {
+        match cash {
+            Cash::Zero => 0,
+            Cash::Small(amount) | Cash::Large(amount) | Cash::Any(amount) => amount,
+            Cash::Share(percent) => share(natural, percent),
+            Cash::Max => u64::MAX,
+        }
+    }
+
+    /// The sender of a command: `who`, resolved against the participants of `roles`, with
+    /// `natural` (the owner or issuer of what the command names) for `Who::Fitting`.
+    fn sender(&self, who: Who, roles: &[Role], natural: Option<ParticipantId>) -> ParticipantId {
+        match who {
+            Who::Fitting(index) => {
+                let natural = if index % 6 == 5 { None } else { natural };
+                natural.or_else(|| pick_from(&self.participants_with(roles), index)).unwrap_or(GENESIS_OPERATOR)
+            }
+            Who::Anyone(index) => ParticipantId(u32::from(index) % self.participant_count()),
+            Who::Unregistered(past) => ParticipantId(self.participant_count() + u32::from(past)),
+            Who::Raw(raw) => ParticipantId(raw),
+        }
+    }
+
+    /// Turns the client's choice into a concrete command, at `timestamp`. `forced` is the
+    /// sender when the command id is another command's.
+    fn resolve(&self, action: &Action, who: Who, forced: Option<ParticipantId>, timestamp: Timestamp) -> (ParticipantId, CommandKind) {
+        let now = self.engine.now().max(timestamp);
+        let sender = |roles: &[Role], natural: Option<ParticipantId>| forced.unwrap_or_else(|| self.sender(who, roles, natural));
+        let operators = &[Role::Operator];
+        let contributors = &[Role::Contributor];
+        let organizations = &[Role::Organization];
+        match action {
+            Action::Register { role, name } => {
+                let limit = self.config.name_bytes_max as usize;
+                let name = match name {
+                    Name::Numbered(n) => format!("participant {n}"),
+                    Name::Empty => String::new(),
+                    Name::Blank => " \t ".to_string(),
+                    Name::AtLimit(by) => "n".repeat(offset(limit as u64, i64::from(*by)) as usize),
+                    Name::Wide(by) => "é".repeat(offset(limit as u64 / 2, i64::from(*by)) as usize),
+                    Name::Any(text) => text.clone(),
+                };
+                (sender(operators, None), CommandKind::RegisterParticipant { role: *role, name })
+            }
+            Action::SetAccreditation { organization, accredited } => {
+                let organization = self.participant(*organization, organizations);
+                (sender(&[Role::Regulator, Role::Operator], None), CommandKind::SetAccreditation { organization, accredited: *accredited })
+            }
+            Action::Deposit { account, amount } => {
+                let account = self.participant(*account, contributors);
+                let (deposited, withdrawn) = self.engine.cash_totals_minor();
+                let headroom = u128::from(u64::MAX).saturating_sub(deposited - withdrawn) as u64;
+                (sender(operators, None), CommandKind::Deposit { account, amount_minor: self.cash(*amount, headroom) })
+            }
+            Action::Withdraw { account, amount } => {
+                let account = self.participant(*account, contributors);
+                (sender(operators, None), CommandKind::Withdraw { account, amount_minor: self.cash(*amount, self.free_cash(account)) })
+            }
+            Action::List(listing) => {
+                let symbol = match &listing.symbol {
+                    Symbol::Pool(n) => ["S0", "S1", "B0", "C0", "COOP-A", "BOND.2", "N-1", "X"][usize::from(*n) % 8].to_string(),
+                    Symbol::Length(length) => "Q".repeat(usize::from(*length)),
+                    Symbol::Any(text) => text.clone(),
+                };
+                let issue_time = match listing.issue {
+                    IssueTime::Now => now,
+                    IssueTime::Past(ago) => now.saturating_sub(ago),
+                    IssueTime::Future(ahead) => now.saturating_add(ahead),
+                    IssueTime::Raw(time) => time,
+                };
+                let maturity_time = match listing.maturity {
+                    Maturity::None => None,
+                    Maturity::After(after) => Some(issue_time.saturating_add(after)),
+                    Maturity::Raw(time) => Some(time),
+                };
+                let price_floor_ticks = match listing.price_floor {
+                    Ok(percent) => share(listing.par_ticks, percent),
+                    Err(ticks) => ticks,
+                };
+                let spec = InstrumentSpec {
+                    symbol,
+                    kind: listing.kind,
+                    issuer: self.participant(listing.issuer, organizations),
+                    tick_size_minor: listing.tick_size_minor,
+                    lot_size_units: listing.lot_size_units,
+                    par_ticks: listing.par_ticks,
+                    return_cap_bp: listing.return_cap_bp,
+                    price_floor_ticks,
+                    issue_time,
+                    maturity_time,
+                    holding_cap_bp: listing.holding_cap_bp,
+                    cooperative_investment_plan: listing.cooperative_investment_plan,
+                    lock_in_ns: listing.lock_in_ns,
+                    tax_credit_bp: listing.tax_credit_bp,
+                };
+                (sender(operators, None), CommandKind::ListInstrument { spec: Box::new(spec) })
+            }
+            Action::SetTradingStatus { instrument, open } => {
+                (sender(operators, None), CommandKind::SetTradingStatus { instrument: self.instrument(*instrument), open: *open })
+            }
+            Action::OpenOffering { instrument, lots, minimum } => {
+                let instrument = self.instrument(*instrument);
+                let issuer = self.engine.instrument(instrument).map(|i| i.spec.issuer);
+                let lots = self.lots(*lots, 1_000);
+                let minimum_lots = self.lots(*minimum, lots);
+                (sender(organizations, issuer), CommandKind::OpenOffering { instrument, lots, minimum_lots })
+            }
+            Action::Subscribe { offering, lots } => {
+                let offering = self.offering(*offering);
+                let left = self.engine.offering(offering).map_or(100, |o| o.lots - o.subscribed_lots);
+                (sender(contributors, None), CommandKind::Subscribe { offering, lots: self.lots(*lots, left) })
+            }
+            Action::CloseOffering { offering } => {
+                let offering = self.offering(*offering);
+                let issuer = self.engine.offering(offering).map(|o| o.issuer);
+                (sender(organizations, issuer), CommandKind::CloseOffering { offering })
+            }
+            Action::Place { instrument, side, price, lots, time_in_force, self_trade } => {
+                let id = self.instrument(*instrument);
+                let listed = self.engine.instrument(id);
+                let (owner, natural_lots) = match (listed, who) {
+                    (Some(listed), Who::Fitting(index)) if *side == Side::Sell => {
+                        let holders: Vec<ParticipantId> =
+                            listed.holders_sorted().into_iter().filter(|holder| listed.holding(*holder).is_some_and(|h| h.free_lots(now) > 0)).collect();
+                        match pick_from(&holders, index) {
+                            Some(holder) => (Some(holder), listed.holding(holder).map_or(0, |h| h.free_lots(now))),
+                            None => (None, 10),
+                        }
+                    }
+                    _ => (None, 0),
+                };
+                let owner = sender(contributors, owner);
+                let natural_lots = match (listed, side) {
+                    (Some(listed), Side::Buy) => {
+                        let exposure = listed.holding(owner).map_or(0, |h| h.cap_exposure_lots());
+                        listed.holding_cap_lots(listed.lots_outstanding()).saturating_sub(exposure)
+                    }
+                    (Some(listed), Side::Sell) if natural_lots == 0 => listed.holding(owner).map_or(0, |h| h.free_lots(now)),
+                    _ => natural_lots.max(10),
+                };
+                let (par, floor) = listed.map_or((100, 0), |l| (l.spec.par_ticks, l.spec.price_floor_ticks));
+                let price_ticks = match price {
+                    Price::Par(by) => offset(par, i64::from(*by)),
+                    Price::Ceiling(by) => offset(listed.map_or(par, |l| l.ceiling_ticks(now)), i64::from(*by)),
+                    Price::Floor(by) => offset(floor, i64::from(*by)),
+                    Price::Best(by) => {
+                        let best = self.engine.depth(id, side.opposite(), 1).and_then(|levels| levels.first().map(|level| level.0));
+                        offset(best.unwrap_or(par), i64::from(*by))
+                    }
+                    Price::Zero => 0,
+                    Price::Max => u64::MAX,
+                    Price::Any(ticks) => *ticks,
+                };
+                let kind = CommandKind::PlaceOrder {
+                    instrument: id,
+                    side: *side,
+                    price_ticks,
+                    lots: self.lots(*lots, natural_lots),
+                    time_in_force: *time_in_force,
+                    self_trade: *self_trade,
+                };
+                (owner, kind)
+            }
+            Action::Cancel { order } => {
+                let order = self.order(*order);
+                let owner = self.engine.order(order).map(|o| o.owner);
+                (sender(contributors, owner), CommandKind::CancelOrder { order })
+            }
+            Action::Reduce { order, by } => {
+                let order = self.order(*order);
+                let resting = self.engine.order(order);
+                let reduce_by_lots = self.lots(*by, resting.map_or(10, |o| o.remaining_lots));
+                (sender(contributors, resting.map(|o| o.owner)), CommandKind::ReduceOrder { order, reduce_by_lots })
+            }
+            Action::Distribute { instrument, per_lot } => {
+                let instrument = self.instrument(*instrument);
+                let listed = self.engine.instrument(instrument);
+                let cap = listed.map_or(0, |l| l.distribution_cap_per_lot_minor(now));
+                let per_lot_minor = self.cash(*per_lot, cap);
+                (sender(organizations, listed.map(|l| l.spec.issuer)), CommandKind::PayDistribution { instrument, per_lot_minor })
+            }
+            Action::Repay { instrument } => {
+                let instrument = self.instrument(*instrument);
+                let issuer = self.engine.instrument(instrument).map(|l| l.spec.issuer);
+                (sender(organizations, issuer), CommandKind::RepayAtMaturity { instrument })
+            }
+            Action::IssueCredential { participant, token, replace_existing } => {
+                let participant = self.participant(*participant, &[Role::Contributor, Role::Organization, Role::Regulator, Role::Funder, Role::Operator]);
+                let kind = CommandKind::IssueCredential { participant, token_hash: [*token; 32], replace_existing: *replace_existing };
+                (sender(operators, None), kind)
+            }
+            Action::RevokeCredential { credential } => {
+                (sender(operators, None), CommandKind::RevokeCredential { credential: self.credential(*credential) })
+            }
+            Action::SetParticipantStatus { participant, suspended } => {
+                let participant = self.participant(*participant, &[Role::Contributor, Role::Organization, Role::Operator]);
+                (sender(operators, None), CommandKind::SetParticipantStatus { participant, suspended: *suspended })
+            }
+        }
+    }
+
+    // ---- Applying, with every per-command check ----
+
+    fn run_step(&mut self, index: usize, step: &Step) {
+        let timestamp = match step.time {
+            Time::Advance(by) => self.time.saturating_add(by),
+            Time::Stale(by) => self.time.saturating_sub(by),
+            Time::Far(by) => u64::MAX - by,
+        };
+        self.time = self.time.max(timestamp);
+        let recorded = |n: u16| (!self.script.is_empty()).then(|| self.script[usize::from(n) % self.script.len()].command.clone());
+        let command = match step.id {
+            Id::Retry(n) if !self.script.is_empty() => recorded(n).expect("a recorded command"),
+            Id::Reuse(n) if !self.script.is_empty() => {
+                let earlier = recorded(n).expect("a recorded command");
+                let (participant, kind) = self.resolve(&step.action, step.who, Some(earlier.participant), timestamp);
+                Command { id: earlier.id, participant, kind }
+            }
+            Id::Borrow(n) if !self.script.is_empty() => {
+                let earlier = recorded(n).expect("a recorded command");
+                let (participant, kind) = self.resolve(&step.action, step.who, None, timestamp);
+                Command { id: earlier.id, participant, kind }
+            }
+            _ => {
+                let (participant, kind) = self.resolve(&step.action, step.who, None, timestamp);
+                Command { id: self.fresh_id(), participant, kind }
+            }
+        };
+        self.apply(command, timestamp, &format!("step {index} ({step:?})"));
+    }
+
+    fn apply(&mut self, command: Command, timestamp: Timestamp, context: &str) -> Outcome {
+        let before = without_bookkeeping(self.engine.snapshot());
+        let (now_before, applied_before) = (self.engine.now(), self.engine.commands_applied());
+        let sender = command.participant;
+        let sender_state = self.engine.participant(sender).map(|p| (p.role, p.suspended));
+        let remembered = self.engine.remembered(sender, command.id);
+        if remembered.is_none() {
+            let order = self.remembered_order.get(&sender).map_or(&[][..], Vec::as_slice);
+            let kept = &order[order.len().saturating_sub(self.window_kept())..];
+            assert!(
+                !kept.contains(&command.id),
+                "{context}: participant {} forgot command id {:?}, one of its last {} ids",
+                sender.0,
+                command.id,
+                self.window_kept()
+            );
+        }
+
+        let mut events = Vec::new();
+        let outcome = self.engine.apply(&command, timestamp, &mut events);
+        let sequence = self.engine.commands_applied();
+        let describe = || format!("{context}: {command:?} at {timestamp} → {outcome:?} with {events:?}");
+
+        assert_eq!(sequence, applied_before + 1, "{}", describe());
+        assert_eq!(self.engine.now(), now_before.max(timestamp), "the engine's time is the latest given: {}", describe());
+        if let Err(violation) = self.engine.check_invariants() {
+            panic!("{violation} after {}", describe());
+        }
+        let after = without_bookkeeping(self.engine.snapshot());
+
+        self.coverage.commands += 1;
+        match remembered {
+            Some(first) => {
+                let known = self.first.get(&(sender, command.id)).unwrap_or_else(|| panic!("the engine remembers an id never applied: {}", describe()));
+                let expected = Remembered { digest: command_digest(&known.kind), result: known.result, sequence: known.sequence };
+                assert_eq!(first, expected, "what is remembered of the id: {}", describe());
+                if known.kind == command.kind {
+                    assert_eq!(outcome, Outcome { result: known.result, replayed: Some(known.sequence) }, "a retry answers the first outcome: {}", describe());
+                    self.coverage.replays += 1;
+                } else {
+                    assert_eq!(outcome, Outcome::fresh(Err(RejectReason::RequestIdReused)), "an id reused for another command: {}", describe());
+                    *self.coverage.reasons.entry("RequestIdReused".to_string()).or_default() += 1;
+                }
+                assert!(events.is_empty(), "a retry or reused id emitted events: {}", describe());
+                assert!(after == before, "a retry or reused id changed the state: {}", describe());
+                assert_eq!(self.engine.remembered(sender, command.id), Some(first), "a retry or reused id changed its memory: {}", describe());
+            }
+            None => {
+                assert_eq!(outcome.replayed, None, "{}", describe());
+                // Identity and role come before everything else.
+                let expected_refusal = match sender_state {
+                    None => Some(RejectReason::UnknownParticipant),
+                    Some((_, true)) => Some(RejectReason::ParticipantSuspended),
+                    Some((role, false)) if !allowed_roles(&command.kind).contains(&role) => Some(RejectReason::RoleNotAllowed),
+                    Some(_) => None,
+                };
+                if let Some(reason) = expected_refusal {
+                    assert_eq!(outcome.result, Err(reason), "{}", describe());
+                }
+                match outcome.result {
+                    Err(reason) => {
+                        assert_ne!(reason, RejectReason::RequestIdReused, "a fresh id refused as reused: {}", describe());
+                        assert!(events.is_empty(), "a rejected command emitted events: {}", describe());
+                        assert!(after == before, "a rejected command changed the state: {}", describe());
+                        *self.coverage.rejected.entry(kind_name(&command.kind)).or_default() += 1;
+                        *self.coverage.reasons.entry(format!("{reason:?}")).or_default() += 1;
+                    }
+                    Ok(ack) => {
+                        assert!(!events.is_empty(), "an accepted command emitted no events: {}", describe());
+                        self.check_ack(&command, ack, &events, &before, &describe);
+                        *self.coverage.accepted.entry(kind_name(&command.kind)).or_default() += 1;
+                        for event in &events {
+                            *self.coverage.events.entry(event_name(event)).or_default() += 1;
+                        }
+                    }
+                }
+                let memory = self.engine.remembered(sender, command.id);
+                if sender_state.is_some() {
+                    let first = First { kind: command.kind.clone(), result: outcome.result, sequence };
+                    let expected = Remembered { digest: command_digest(&first.kind), result: first.result, sequence };
+                    assert_eq!(memory, Some(expected), "a registered participant's command is remembered: {}", describe());
+                    self.first.insert((sender, command.id), first);
+                    self.remembered_order.entry(sender).or_default().push(command.id);
+                } else {
+                    assert_eq!(memory, None, "an unregistered participant's command is remembered: {}", describe());
+                }
+            }
+        }
+        self.script.push(Applied { command, timestamp, outcome, events });
+        outcome
+    }
+
+    /// An accepted command acknowledges what it created, with the next id of its kind.
+    fn check_ack(&mut self, command: &Command, ack: Ack, events: &[Event], before: &Snapshot, describe: &dyn Fn() -> String) {
+        match (&command.kind, ack) {
+            (CommandKind::RegisterParticipant { role, name }, Ack::Participant(id)) => {
+                assert_eq!(id.0 as usize, before.participants.len(), "{}", describe());
+                assert_eq!(events, [Event::ParticipantRegistered { participant: id, role: *role, name: name.clone() }], "{}", describe());
+            }
+            (CommandKind::ListInstrument { spec }, Ack::Instrument(id)) => {
+                assert_eq!(id.0 as usize, before.instruments.len(), "{}", describe());
+                assert_eq!(events, [Event::InstrumentListed { instrument: id, spec: spec.clone() }], "{}", describe());
+            }
+            (CommandKind::OpenOffering { .. }, Ack::Offering(id)) => {
+                assert_eq!(id.0 as usize, before.offerings.len(), "{}", describe());
+            }
+            (CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, .. }, Ack::Order(id)) => {
+                assert_eq!(id.0, before.next_order_id, "order ids are handed out in order: {}", describe());
+                assert!(self.orders.last().is_none_or(|last| *last < id), "order ids are never reused: {}", describe());
+                let accepted = Event::OrderAccepted {
+                    order: id,
+                    instrument: *instrument,
+                    owner: command.participant,
+                    side: *side,
+                    price_ticks: *price_ticks,
+                    lots: *lots,
+                    time_in_force: *time_in_force,
+                };
+                assert_eq!(events.first(), Some(&accepted), "{}", describe());
+                self.orders.push(id);
+            }
+            (CommandKind::IssueCredential { participant, .. }, Ack::Credential(id)) => {
+                assert_eq!(id.0 as usize, before.credentials.len(), "{}", describe());
+                assert!(
+                    events.iter().any(|e| matches!(e, Event::CredentialIssued { credential, participant: p, .. } if *credential == id && p == participant)),
+                    "{}",
+                    describe()
+                );
+            }
+            (
+                CommandKind::SetAccreditation { .. }
+                | CommandKind::Deposit { .. }
+                | CommandKind::Withdraw { .. }
+                | CommandKind::SetTradingStatus { .. }
+                | CommandKind::Subscribe { .. }
+                | CommandKind::CloseOffering { .. }
+                | CommandKind::CancelOrder { .. }
+                | CommandKind::ReduceOrder { .. }
+                | CommandKind::PayDistribution { .. }
+                | CommandKind::RepayAtMaturity { .. }
+                | CommandKind::RevokeCredential { .. }
+                | CommandKind::SetParticipantStatus { .. },
+                Ack::Done,
+            ) => {}
+            (kind, ack) => panic!("{} acknowledged with {ack:?}: {}", kind_name(kind), describe()),
+        }
+    }
+
+    /// A fresh command from `participant`, which must be accepted: the standard market.
+    fn setup(&mut self, participant: ParticipantId, kind: CommandKind) -> Ack {
+        let id = self.fresh_id();
+        self.time += 1;
+        let outcome = self.apply(Command { id, participant, kind: kind.clone() }, self.time, "prelude");
+        outcome.result.unwrap_or_else(|reason| panic!("the prelude's {kind:?} was refused: {reason:?}"))
+    }
+
+    /// A regulator, two organizations, four contributors and a funder, all with cash; a share
+    /// (60 % holding cap), a two-year bond and a CIP share (five-year lock-in, tax credit), each
+    /// issued to the contributors through an offering and open for trading.
+    fn prelude(&mut self) {
+        let op = GENESIS_OPERATOR;
+        let register = |client: &mut Client, role: Role, name: &str| match client.setup(op, CommandKind::RegisterParticipant { role, name: name.to_string() }) {
+            Ack::Participant(id) => id,
+            other => panic!("registration acknowledged with {other:?}"),
+        };
+        let regulator = register(self, Role::Regulator, "regulator");
+        let organizations = [register(self, Role::Organization, "org one"), register(self, Role::Organization, "org two")];
+        let contributors: Vec<ParticipantId> = (1..=4).map(|n| register(self, Role::Contributor, &format!("contributor {n}"))).collect();
+        register(self, Role::Funder, "funder");
+        for contributor in &contributors {
+            self.setup(op, CommandKind::Deposit { account: *contributor, amount_minor: 10_000_000 });
+        }
+        for organization in organizations {
+            self.setup(op, CommandKind::Deposit { account: organization, amount_minor: 100_000_000 });
+        }
+        self.setup(regulator, CommandKind::SetAccreditation { organization: organizations[0], accredited: true });
+        let start = self.time;
+        let spec = |symbol: &str, kind, issuer, tick, lot, par, cap, floor, maturity, holding_cap, cip| InstrumentSpec {
+            symbol: symbol.to_string(),
+            kind,
+            issuer,
+            tick_size_minor: tick,
+            lot_size_units: lot,
+            par_ticks: par,
+            return_cap_bp: cap,
+            price_floor_ticks: floor,
+            issue_time: start,
+            maturity_time: maturity,
+            holding_cap_bp: holding_cap,
+            cooperative_investment_plan: cip,
+            lock_in_ns: None,
+            tax_credit_bp: None,
+        };
+        // Offerings of 400 lots (within the tight market's 500 per command), each contributor
+        // subscribing up to the holding cap measured against the whole offering.
+        let listings = [
+            (spec("S0", InstrumentKind::CommunityShare, organizations[0], 5, 10, 200, 500, 100, None, Some(6_000), false), 80),
+            (spec("B0", InstrumentKind::CommunityBond, organizations[1], 20, 1, 500, 400, 0, Some(start + 2 * YEAR_NS), Some(5_000), false), 40),
+            (spec("C0", InstrumentKind::CommunityShare, organizations[0], 1, 1, 100, 300, 0, None, None, true), 10),
+        ];
+        for (spec, subscribed) in listings {
+            let issuer = spec.issuer;
+            let Ack::Instrument(instrument) = self.setup(op, CommandKind::ListInstrument { spec: Box::new(spec) }) else { panic!("listing not acknowledged") };
+            let Ack::Offering(offering) = self.setup(issuer, CommandKind::OpenOffering { instrument, lots: 400, minimum_lots: 10 }) else {
+                panic!("offering not acknowledged")
+            };
+            for contributor in &contributors {
+                self.setup(*contributor, CommandKind::Subscribe { offering, lots: subscribed });
+            }
+            self.setup(issuer, CommandKind::CloseOffering { offering });
+            self.setup(op, CommandKind::SetTradingStatus { instrument, open: true });
+        }
+    }
+
+    // ---- The checks at the end of a sequence ----
+
+    fn finish(&mut self) {
+        // Each participant's last ids are remembered, and never more than the window.
+        for (participant, order) in &self.remembered_order {
+            let kept = &order[order.len().saturating_sub(self.window_kept())..];
+            for id in kept {
+                assert!(self.engine.remembered(*participant, *id).is_some(), "participant {} forgot {id:?}, one of its last ids", participant.0);
+            }
+            let mut distinct = order.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let remembered = distinct.iter().filter(|id| self.engine.remembered(*participant, **id).is_some()).count();
+            assert!(remembered <= 2 * self.window_kept(), "participant {} has {remembered} ids remembered", participant.0);
+        }
+
+        // A snapshot restores to the same state, through bytes too.
+        let snapshot = self.engine.snapshot();
+        let decoded = Snapshot::from_bytes(&snapshot.to_bytes()).expect("a snapshot decodes");
+        assert!(decoded == snapshot, "a snapshot changed through its bytes");
+        let mut restored = Engine::from_snapshot(decoded).unwrap_or_else(|violation| panic!("the snapshot does not restore: {violation}"));
+        assert_eq!(restored.state_hash(), self.engine.state_hash(), "a restored engine hashes differently");
+        assert!(restored.snapshot() == snapshot, "a restored engine snapshots differently");
+        restored.check_invariants().expect("a restored engine keeps every invariant");
+
+        // The same commands at the same times give the same outcomes, events and state.
+        let mut replayed = Engine::new(self.config.clone());
+        for (index, applied) in self.script.iter().enumerate() {
+            let mut events = Vec::new();
+            let outcome = replayed.apply(&applied.command, applied.timestamp, &mut events);
+            assert_eq!(outcome, applied.outcome, "replay of command {index}: {:?}", applied.command);
+            assert_eq!(events, applied.events, "replay of command {index}: {:?}", applied.command);
+        }
+        assert_eq!(replayed.state_hash(), self.engine.state_hash(), "a replay from genesis hashes differently");
+
+        // The restored engine carries on as the original: the last commands again (retries, or
+        // fresh if forgotten), then its owner's cancel of every resting order.
+        let later = self.time.saturating_add(DAY_NS);
+        let again: Vec<Command> = self.script.iter().rev().take(8).map(|applied| applied.command.clone()).collect();
+        let both = |client: &mut Client, restored: &mut Engine, command: &Command| {
+            let (mut original_events, mut restored_events) = (Vec::new(), Vec::new());
+            let original = client.engine.apply(command, later, &mut original_events);
+            let carried_on = restored.apply(command, later, &mut restored_events);
+            assert_eq!(carried_on, original, "a restored engine answers {command:?} differently");
+            assert_eq!(restored_events, original_events, "a restored engine's events for {command:?} differ");
+            client.engine.check_invariants().expect("invariants after the closing commands");
+            original
+        };
+        for command in &again {
+            both(self, &mut restored, command);
+        }
+        let participants: Vec<ParticipantId> = self.engine.participants().map(|(id, _)| id).collect();
+        let mut closing_id = u128::MAX;
+        for owner in participants {
+            if self.engine.participant(owner).is_some_and(|p| p.suspended) {
+                let reinstate = CommandKind::SetParticipantStatus { participant: owner, suspended: false };
+                both(self, &mut restored, &Command { id: CommandId(closing_id), participant: GENESIS_OPERATOR, kind: reinstate });
+                closing_id -= 1;
+            }
+            for order in self.engine.orders_of(owner) {
+                let cancel = Command { id: CommandId(closing_id), participant: owner, kind: CommandKind::CancelOrder { order: order.id } };
+                closing_id -= 1;
+                let outcome = both(self, &mut restored, &cancel);
+                assert_eq!(outcome.result, Ok(Ack::Done), "the owner's cancel of a resting order: {cancel:?}");
+            }
+        }
+        assert_eq!(restored.state_hash(), self.engine.state_hash(), "a restored engine diverged");
+        assert_eq!(self.engine.resting_orders(), 0, "every resting order was cancelled at the end");
+        // With nothing resting, nothing is reserved but open subscriptions.
+        for (id, participant) in self.engine.participants() {
+            let subscribed: u64 = self
+                .engine
+                .offerings()
+                .filter(|offering| offering.open)
+                .flat_map(|offering| offering.subscriptions.iter())
+                .filter(|subscription| subscription.contributor == id)
+                .map(|subscription| subscription.cash_reserved_minor)
+                .sum();
+            assert_eq!(participant.cash.reserved_minor, subscribed, "participant {} reserves cash for nothing", id.0);
+        }
+    }
+}
+
+/// Runs one generated sequence with every check; returns what it covered.
+fn run(mix: Mix, sequence: &Sequence) -> Coverage {
+    let mut client = Client::new(mix.market());
+    if sequence.prelude {
+        client.prelude();
+    }
+    for (index, step) in sequence.steps.iter().enumerate() {
+        if index == sequence.swap_at {
+            let hash = client.engine.state_hash();
+            client.engine = Engine::from_snapshot(client.engine.snapshot()).unwrap_or_else(|violation| panic!("mid-sequence snapshot: {violation}"));
+            assert_eq!(client.engine.state_hash(), hash, "a mid-sequence restore hashes differently");
+        }
+        client.run_step(index, step);
+    }
+    client.finish();
+    client.coverage
+}
+
+// ---- The properties ----
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    /// Every command, evenly mixed, in the default market with a 64-id window.
+    #[test]
+    fn mixed_commands_keep_every_invariant(sequence in sequence(Mix::Mixed)) {
+        run(Mix::Mixed, &sequence);
+    }
+
+    /// Every command in a market whose every bound is small.
+    #[test]
+    fn tight_bounds_keep_every_invariant(sequence in sequence(Mix::Tight)) {
+        run(Mix::Tight, &sequence);
+    }
+
+    /// Mostly orders, cancels and reductions at nearly the same time: deep books, partial
+    /// fills, self-trades, fill-or-kill and immediate-or-cancel.
+    #[test]
+    fn trading_keeps_every_invariant(sequence in sequence(Mix::Trading)) {
+        run(Mix::Trading, &sequence);
+    }
+
+    /// Years passing: maturities, lock-ins, distribution periods, credentials, suspensions and
+    /// reused ids.
+    #[test]
+    fn years_of_lifecycle_keep_every_invariant(sequence in sequence(Mix::Lifecycle)) {
+        run(Mix::Lifecycle, &sequence);
+    }
+}
+
+/// The generator is only as good as what it reaches: over a fixed-seed sample, every command
+/// kind is both accepted and refused, retries replay, reused ids are refused, and trades,
+/// maturity, distributions, issues, lock-ins and suspensions happen.
+#[test]
+fn the_generator_reaches_every_command_and_outcome() {
+    let mut total = Coverage::default();
+    for (mix, seed) in [(Mix::Mixed, 1u8), (Mix::Tight, 2), (Mix::Trading, 3), (Mix::Lifecycle, 4)] {
+        let mut runner = TestRunner::new_with_rng(ProptestConfig::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]));
+        let strategy = sequence(mix);
+        for _ in 0..60 {
+            let sequence = strategy.new_tree(&mut runner).expect("a sequence").current();
+            let covered = run(mix, &sequence);
+            for (kind, n) in covered.accepted {
+                *total.accepted.entry(kind).or_default() += n;
+            }
+            for (kind, n) in covered.rejected {
+                *total.rejected.entry(kind).or_default() += n;
+            }
+            for (reason, n) in covered.reasons {
+                *total.reasons.entry(reason).or_default() += n;
+            }
+            for (event, n) in covered.events {
+                *total.events.entry(event).or_default() += n;
+            }
+            total.replays += covered.replays;
+            total.commands += covered.commands;
+        }
+    }
+    eprintln!("{total:#?}");
+    for kind in EVERY_KIND {
+        assert!(total.accepted.get(kind).is_some_and(|n| *n > 0), "no {kind} was accepted: {total:#?}");
+        assert!(total.rejected.get(kind).is_some_and(|n| *n > 0), "no {kind} was refused: {total:#?}");
+    }
+    assert!(total.replays > 0, "no retry was answered with its first outcome");
+    for reason in ["RequestIdReused", "UnknownParticipant", "ParticipantSuspended", "RoleNotAllowed", "LockedIn", "HoldingCapExceeded", "BookFull", "OrdersFull", "CredentialsFull", "SymbolTaken", "NotMatured"] {
+        assert!(total.reasons.contains_key(reason), "no command was refused with {reason}: {total:#?}");
+    }
+    for event in [
+        "Trade",
+        "OrderRested",
+        "OrderReduced",
+        "OrderCancelled(Requested)",
+        "OrderCancelled(ImmediateOrCancelRemainder)",
+        "OrderCancelled(SelfTrade)",
+        "OrderCancelled(Matured)",
+        "OrderCancelled(OwnerSuspended)",
+        "UnitsIssued",
+        "SubscriptionReleased",
+        "TaxCreditRecorded",
+        "DistributionReceived",
+        "ParRepaid",
+        "InstrumentMatured",
+        "CredentialRevoked",
+        "ParticipantStatusChanged",
+    ] {
+        assert!(total.events.contains_key(event), "no {event} event happened: {total:#?}");
+    }
+}
