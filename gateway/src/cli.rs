@@ -914,10 +914,53 @@ async fn book(clients: &mut Clients, instrument: &str, depth: u32, follow: bool)
 }
 
 impl Cli {
-    /// Parses the process arguments (so `main` needs no clap import of its own).
+    /// Parses the process arguments (so `main` needs no clap import of its own), with the serve
+    /// options of a `--config` file filled in.
     pub fn parse_args() -> Cli {
-        <Cli as Parser>::parse()
+        let arguments: Vec<String> = std::env::args().collect();
+        match with_config_file(arguments) {
+            Ok(arguments) => <Cli as Parser>::parse_from(arguments),
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                std::process::exit(2);
+            }
+        }
     }
+}
+
+/// `mutua serve --config mutua.toml`: every key of the file is a serve option by its long name
+/// (`snapshot-every = 500000`, `listen = "0.0.0.0:50051"`, `tls-cert = "tls/server.pem"`;
+/// underscores work too). An option given on the command line wins over the file, and the file
+/// over the environment and the defaults.
+pub fn with_config_file(arguments: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let Some(serve_at) = arguments.iter().position(|argument| argument == "serve") else { return Ok(arguments) };
+    let config_at = arguments.iter().position(|argument| argument == "--config" || argument.starts_with("--config="));
+    let Some(config_at) = config_at.filter(|at| *at > serve_at) else { return Ok(arguments) };
+    let (path, taken) = match arguments[config_at].strip_prefix("--config=") {
+        Some(path) => (path.to_string(), 1),
+        None => (arguments.get(config_at + 1).cloned().ok_or_else(|| anyhow::anyhow!("--config needs a file"))?, 2),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|error| anyhow::anyhow!("--config {path}: {error}"))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|error| anyhow::anyhow!("--config {path}: {error}"))?;
+    let mut expanded: Vec<String> = arguments[..config_at].to_vec();
+    let given = |flag: &str| arguments.iter().any(|argument| argument == flag || argument.starts_with(&format!("{flag}=")));
+    for (key, value) in table {
+        let flag = format!("--{}", key.replace('_', "-"));
+        if given(&flag) {
+            continue;
+        }
+        let value = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Integer(number) => number.to_string(),
+            toml::Value::Float(number) => number.to_string(),
+            toml::Value::Boolean(flag_on) => flag_on.to_string(),
+            other => anyhow::bail!("--config {path}: `{key}` must be a string, number or boolean, not {}", other.type_str()),
+        };
+        expanded.push(flag);
+        expanded.push(value);
+    }
+    expanded.extend_from_slice(&arguments[config_at + taken..]);
+    Ok(expanded)
 }
 
 #[cfg(test)]
@@ -948,6 +991,22 @@ mod tests {
         for wrong in ["2023-02-29", "2024-13-01", "yesterday", "2024-01-01T10:00:00", "2024-01-01T25:00:00Z"] {
             assert!(parse_rfc3339(wrong).is_err(), "{wrong}");
         }
+    }
+
+    #[test]
+    fn a_config_file_fills_serve_options_the_command_line_does_not_give() {
+        let directory = std::env::temp_dir().join(format!("mutua-config-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        let path = directory.join("mutua.toml");
+        std::fs::write(&path, "snapshot_every = 500\nlisten = \"127.0.0.1:6000\"\nparticipant-rate = 77\n").unwrap();
+        let argv = ["mutua", "serve", "--listen", "127.0.0.1:7000", "--config", path.to_str().unwrap()].map(String::from).to_vec();
+        let cli = Cli::try_parse_from(with_config_file(argv).unwrap()).expect("parses");
+        let Command::Serve(args) = cli.command else { panic!("not serve") };
+        assert_eq!((args.snapshot_every, args.listen.to_string(), args.participant_rate), (500, "127.0.0.1:7000".to_string(), 77));
+        std::fs::write(&path, "no_such_option = 1\n").unwrap();
+        let argv = ["mutua", "serve", "--config", path.to_str().unwrap()].map(String::from).to_vec();
+        assert!(Cli::try_parse_from(with_config_file(argv).unwrap()).is_err(), "an unknown key is refused");
+        std::fs::remove_dir_all(&directory).unwrap();
     }
 
     #[test]

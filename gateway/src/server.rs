@@ -22,6 +22,10 @@ pub const OPERATOR_TOKEN_FILE: &str = "operator.token";
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServeArgs {
+    /// A TOML file of serve options by their long names (`snapshot-every = 500000`); options on
+    /// the command line win over it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Directory of the embedded RocksDB journal (created if missing).
     #[arg(long, env = "MUTUA_DATA", default_value = "./data")]
     pub data: PathBuf,
