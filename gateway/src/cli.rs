@@ -734,6 +734,28 @@ fn print_instrument(instrument: &pb::Instrument) {
     );
 }
 
+/// Every term of an instrument, one per line, for `instrument show`.
+fn print_terms(instrument: &pb::Instrument) {
+    // The engine's 365-day year (config::YEAR_NS), so the figure is the one it enforces.
+    const YEAR_NS: f64 = mutua_engine::config::YEAR_NS as f64;
+    let rows = [
+        ("issuer", format!("participant {}", instrument.issuer_id)),
+        ("issued", rfc3339(instrument.issue_time_ns)),
+        ("maturity", instrument.maturity_time_ns.map_or("none (a share never matures)".to_string(), rfc3339)),
+        ("par", instrument.par.clone()),
+        ("annual return cap", instrument.return_cap.clone()),
+        ("price band now", format!("{} to {}", instrument.price_floor, instrument.price_ceiling)),
+        ("holding cap per contributor", instrument.holding_cap.clone()),
+        ("co-operative investment plan", if instrument.cooperative_investment_plan { "yes".into() } else { "no".into() }),
+        ("lock-in of purchases", if instrument.lock_in_ns == 0 { "none".into() } else { format!("{:.2} years", instrument.lock_in_ns as f64 / YEAR_NS) }),
+        ("tax credit on primary purchases", instrument.tax_credit_rate.clone()),
+        ("issued / outstanding", format!("{} / {}", instrument.issued_quantity, instrument.outstanding_quantity)),
+    ];
+    for (term, value) in rows {
+        println!("  {term:<32} {value}");
+    }
+}
+
 async fn instrument(clients: &mut Clients, token: Option<&str>, command: InstrumentCommand) -> anyhow::Result<()> {
     match command {
         InstrumentCommand::List => {
@@ -746,6 +768,7 @@ async fn instrument(clients: &mut Clients, token: Option<&str>, command: Instrum
             let message = pb::GetInstrumentRequest { instrument: Some(instrument_ref(&instrument)) };
             let reply = clients.registry.get_instrument(authorized(message, token)?).await.map_err(status_error)?;
             print_instrument(reply.get_ref());
+            print_terms(reply.get_ref());
         }
         InstrumentCommand::Add(args) => {
             let kind = match args.kind {
