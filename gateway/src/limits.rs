@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use mutua_engine::ParticipantId;
@@ -62,7 +62,9 @@ pub struct Bucket {
 #[derive(Clone)]
 pub struct Limits {
     config: LimitsConfig,
-    buckets: Arc<Mutex<HashMap<ParticipantId, Arc<Bucket>>>>,
+    /// Read-locked on every call (concurrent callers do not wait on each other); write-locked
+    /// only the first time a participant calls.
+    buckets: Arc<RwLock<HashMap<ParticipantId, Arc<Bucket>>>>,
     anonymous_streams: Arc<Mutex<HashMap<IpAddr, u32>>>,
 }
 
@@ -95,7 +97,10 @@ impl Limits {
 
     /// `participant`'s bucket, for a stream to hold instead of finding it per message.
     pub fn bucket(&self, participant: ParticipantId) -> Arc<Bucket> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(bucket) = self.buckets.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&participant) {
+            return bucket.clone();
+        }
+        let mut buckets = self.buckets.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         buckets
             .entry(participant)
             .or_insert_with(|| Arc::new(Bucket { state: Mutex::new((f64::from(self.config.participant_requests_burst), Instant::now())) }))
