@@ -236,7 +236,7 @@ fn private_data_dir(data: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        crate::journal::private_files();
+        // Files are made private by `Journal::open` (umask 077); the directory is made so here.
         if !data.exists() {
             std::fs::DirBuilder::new()
                 .recursive(true)
