@@ -32,8 +32,24 @@ pub struct CommandId(pub u128);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct CredentialId(pub u32);
 
+/// A request to withdraw shares, numbered by the engine from 1; never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct WithdrawalId(pub u64);
+
+/// A resolution an organization puts to its members, numbered densely by the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResolutionId(pub u32);
+
 /// Nanoseconds since the Unix epoch, given to the engine with every command (it has no clock).
 pub type Timestamp = u64;
+
+/// A member's vote on a resolution: one per member, whatever its holding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum VoteChoice {
+    For,
+    Against,
+    Abstain,
+}
 
 /// What a participant is allowed to do on the exchange (DOMAIN.md, "Who uses it").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,7 +97,8 @@ pub enum TimeInForce {
     GoodTillCancelled,
     /// Trades what it can at once; the remainder is cancelled.
     ImmediateOrCancel,
-    /// Trades in full at once or is rejected with no effect.
+    /// Trades in full at once, or is accepted and killed at once with no effect on the book or
+    /// the accounts.
     FillOrKill,
 }
 
@@ -114,22 +131,28 @@ pub struct InstrumentSpec {
     pub par_ticks: u64,
     /// Annual return cap in basis points (500 = 5 %).
     pub return_cap_bp: u32,
-    /// Lowest price an order may carry, in ticks (par for withdrawable shares, 0 otherwise).
+    /// Lowest price an order may carry, in ticks, at most par. Withdrawable shares always have
+    /// par as their floor, whatever is stated here.
     pub price_floor_ticks: u64,
-    pub issue_time: Timestamp,
-    /// Required for bonds and notes, absent for shares.
+    /// Required for bonds and notes (after the listing), absent for shares. Accrual starts at the
+    /// first issue, which the engine records when the first offering closes with units issued.
     pub maturity_time: Option<Timestamp>,
     /// Largest share of units outstanding one contributor may hold, in basis points;
     /// `None` takes the market default (10 %).
     pub holding_cap_bp: Option<u32>,
     /// Co-operative Investment Plan shares: default lock-in and tax credit apply.
     pub cooperative_investment_plan: bool,
-    /// Minimum holding period of purchased units; `None` takes the default (5 years for CIP
-    /// shares, none otherwise).
-    pub lock_in_ns: Option<u64>,
-    /// Non-refundable tax credit on primary purchases, basis points; `None` takes the default
-    /// (30 % for CIP shares, none otherwise).
+    /// Minimum holding period of acquired units, in whole years to the anniversary (UTC);
+    /// `None` takes the default (5 years for CIP shares, none otherwise).
+    pub lock_in_years: Option<u32>,
+    /// Non-refundable tax credit on primary purchases, basis points; `None` takes the market's
+    /// rate for the instrument's kind (`MarketConfig::tax_credit_bp`).
     pub tax_credit_bp: Option<u32>,
+    /// Community shares only: a holder may ask the issuer to buy units back at par, after any
+    /// lock-in and `withdrawal_notice_days` of notice.
+    pub withdrawable: bool,
+    /// Days between a withdrawal request and its payout (withdrawable shares only).
+    pub withdrawal_notice_days: u32,
 }
 
 /// One command, as the sequencer hands it to the engine.
@@ -190,6 +213,23 @@ pub enum CommandKind {
     /// Operator: suspend a participant (its resting orders are cancelled and every command it
     /// sends is refused) or reinstate it. Balances, holdings and obligations stay as they are.
     SetParticipantStatus { participant: ParticipantId, suspended: bool },
+    /// Holder: give notice to withdraw free units of a withdrawable share; they are held back
+    /// from sale until paid or the request is cancelled.
+    RequestWithdrawal { instrument: InstrumentId, lots: u64 },
+    /// Holder: cancel a pending withdrawal; its units are free again.
+    CancelWithdrawal { withdrawal: WithdrawalId },
+    /// Holder or issuer: once the notice has run, the issuer buys the units back at par from its
+    /// free cash and retires them, delivery versus payment.
+    CompleteWithdrawal { withdrawal: WithdrawalId },
+    /// Issuer: suspend withdrawals (to protect its capital base) or resume them.
+    SetWithdrawalsSuspended { instrument: InstrumentId, suspended: bool },
+    /// Organization: put a resolution to its members; voting runs until `closes_at`.
+    ProposeResolution { title: String, closes_at: Timestamp },
+    /// Member (contributor): vote once on an open resolution.
+    CastVote { resolution: ResolutionId, choice: VoteChoice },
+    /// The proposing organization: at or after `closes_at`, count the votes and make the
+    /// result final.
+    CloseResolution { resolution: ResolutionId },
 }
 
 /// What an accepted command created, if anything.
@@ -201,6 +241,8 @@ pub enum Ack {
     Offering(OfferingId),
     Order(OrderId),
     Credential(CredentialId),
+    Withdrawal(WithdrawalId),
+    Resolution(ResolutionId),
 }
 
 /// The result of applying one command.
@@ -237,6 +279,8 @@ pub enum CancelReason {
     Matured,
     /// The owner was suspended by the operator.
     OwnerSuspended,
+    /// A fill-or-kill order that could not trade in full at once: killed without trading.
+    FillOrKillUnfillable,
 }
 
 /// Every state change, in the order it happened. Each carries the participants and amounts it
@@ -281,7 +325,20 @@ pub enum Event {
         credit_minor: u64,
         rate_bp: u32,
     },
+    /// A contributor's subscriptions cut back at allotment so that its holding stays within the
+    /// holding cap of the units outstanding after the close; the excess cash is released.
+    SubscriptionScaledBack {
+        offering: OfferingId,
+        contributor: ParticipantId,
+        subscribed_lots: u64,
+        allotted_lots: u64,
+        cash_released_minor: u64,
+        /// The most lots any one contributor may hold after this close.
+        cap_lots: u64,
+    },
     OfferingClosed { offering: OfferingId, issued: bool, subscribed_lots: u64, proceeds_minor: u64 },
+    /// The instrument's first units were issued: its accrued value accrues from this time.
+    FirstIssue { instrument: InstrumentId, time: Timestamp },
     OrderAccepted {
         order: OrderId,
         instrument: InstrumentId,
@@ -321,6 +378,37 @@ pub enum Event {
     CredentialIssued { credential: CredentialId, participant: ParticipantId, role: Role },
     CredentialRevoked { credential: CredentialId, participant: ParticipantId },
     ParticipantStatusChanged { participant: ParticipantId, suspended: bool },
+    WithdrawalRequested {
+        withdrawal: WithdrawalId,
+        instrument: InstrumentId,
+        holder: ParticipantId,
+        lots: u64,
+        payable_from: Timestamp,
+    },
+    WithdrawalCancelled { withdrawal: WithdrawalId, instrument: InstrumentId, holder: ParticipantId, lots: u64 },
+    /// The issuer bought the units back at par and retired them.
+    WithdrawalPaid {
+        withdrawal: WithdrawalId,
+        instrument: InstrumentId,
+        holder: ParticipantId,
+        issuer: ParticipantId,
+        lots: u64,
+        amount_minor: u64,
+    },
+    WithdrawalsSuspended { instrument: InstrumentId, suspended: bool },
+    ResolutionProposed { resolution: ResolutionId, organization: ParticipantId, title: String, closes_at: Timestamp },
+    VoteCast { resolution: ResolutionId, member: ParticipantId, choice: VoteChoice },
+    ResolutionClosed {
+        resolution: ResolutionId,
+        organization: ParticipantId,
+        votes_for: u32,
+        votes_against: u32,
+        abstentions: u32,
+        /// Votes of members who sold out (or left and rejoined) before the close: not counted.
+        votes_lapsed: u32,
+        /// More votes for than against.
+        passed: bool,
+    },
 }
 
 macro_rules! reject_reasons {
@@ -368,7 +456,7 @@ reject_reasons! {
     RoleNotAllowed = 2 => "the participant's role is not allowed to do this",
     UnknownAccount = 3 => "the account named by the command belongs to no registered participant",
     UnknownInstrument = 4 => "no instrument has this id",
-    UnknownOrder = 5 => "no resting order has this id",
+    UnknownOrder = 5 => "no order has this id",
     UnknownOffering = 6 => "no offering has this id",
     NotOrderOwner = 7 => "the order belongs to another participant",
     NotIssuer = 8 => "only the instrument's issuer may do this",
@@ -389,7 +477,7 @@ reject_reasons! {
     QuantityOffLot = 23 => "the quantity is not a whole number of lots",
     PriceNotPositive = 24 => "the price must be positive",
     PriceOffTick = 25 => "the price is not a whole number of ticks",
-    PriceAboveCeiling = 26 => "the price is above the capped-return ceiling (par plus the return cap accrued since issue)",
+    PriceAboveCeiling = 26 => "the price is above the accrued value: par plus the return cap accrued since the first issue (years actual/actual), less the distributions per unit paid, rounded down to a tick",
     PriceBelowFloor = 27 => "the price is below the instrument's floor",
     AmountZero = 28 => "the amount must be positive",
     AmountOffMinorUnit = 29 => "the amount is not a whole number of the currency's minor units",
@@ -398,16 +486,16 @@ reject_reasons! {
     TradingClosed = 32 => "the instrument is not open for trading",
     InsufficientCash = 33 => "not enough free cash (balance less reservations)",
     InsufficientUnits = 34 => "not enough free units (holding less units reserved or locked in)",
-    HoldingCapExceeded = 35 => "the holding, with open buy orders and subscriptions, would exceed the cap on one contributor's share of the issue",
+    HoldingCapExceeded = 35 => "the holding, with open buy orders and subscriptions, would exceed the cap on one contributor's share of the units outstanding (rounded down to a lot)",
     LockedIn = 36 => "the units are still inside their lock-in period",
-    FillOrKillUnfillable = 37 => "a fill-or-kill order could not trade in full at once",
+    FillOrKillUnfillable = 37 => "a fill-or-kill order could not trade in full at once (no longer a rejection: such an order is accepted and killed)",
     BookFull = 38 => "the instrument's order book holds its maximum number of orders",
     OfferingAlreadyOpen = 39 => "the instrument already has an open offering",
     OfferingNotOpen = 40 => "the offering is closed",
     OfferingOversubscribed = 41 => "the subscription exceeds the units left in the offering",
     OfferingMinimumInvalid = 42 => "the offering minimum must be between 1 and the units offered",
     SubscriptionsFull = 43 => "the offering holds its maximum number of subscriptions",
-    DistributionAboveCap = 44 => "the distribution exceeds par times the return cap over the period since the last one",
+    DistributionAboveCap = 44 => "the distribution exceeds the return accrued since the first issue (par × cap × years actual/actual, rounded down to a minor unit) less the distributions already paid",
     NoUnitsOutstanding = 45 => "no units of the instrument are outstanding",
     NotMatured = 46 => "the instrument has not reached maturity",
     DoesNotMature = 47 => "community shares have no maturity",
@@ -420,6 +508,24 @@ reject_reasons! {
     UnknownCredential = 54 => "no credential has this id",
     CredentialsFull = 55 => "the participant holds its maximum number of live credentials, or the market its maximum of credentials",
     CannotSuspendSelf = 56 => "an operator cannot suspend itself or the genesis operator",
+    OrderNotResting = 57 => "the order is no longer resting: it was filled, cancelled or killed",
+    NotWithdrawable = 58 => "the instrument is not a withdrawable community share",
+    WithdrawalsSuspended = 59 => "the issuer has suspended withdrawals",
+    UnknownWithdrawal = 60 => "no pending withdrawal has this id",
+    NoticeRunning = 61 => "the withdrawal's notice period has not ended",
+    NotWithdrawalHolder = 62 => "the withdrawal belongs to another holder",
+    UnknownResolution = 63 => "no resolution has this id",
+    VotingClosed = 64 => "voting on the resolution has ended",
+    NotAMember = 65 => "only a member (a holder of at least one unit of the organization's community shares) may vote",
+    AlreadyVoted = 66 => "the member has already voted on this resolution; each member votes once",
+    VotingStillOpen = 67 => "the resolution cannot be closed before its stated closing time",
+    ResolutionInvalid = 68 => "the resolution needs a title of 1 to the market's maximum bytes and a closing time after now",
+    ResolutionsFull = 69 => "the organization holds its maximum of open resolutions, or the market its maximum of resolutions",
+    WithdrawalsFull = 70 => "the market holds its maximum of pending withdrawals, or the holder its maximum for the instrument",
+    MaturityReached = 71 => "the instrument's maturity date has passed: no new units can be offered",
+    WithdrawalTermsInvalid = 72 => "only community shares may be withdrawable, and the notice is at most 3 660 days",
+    LockInInvalid = 73 => "the lock-in is at most 100 years",
+    NotProposer = 74 => "only the organization that put the resolution may close it",
 }
 
 impl std::fmt::Display for RejectReason {

@@ -3,8 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Nanoseconds in the 365-day year used for accrual of return caps and lock-in periods.
-pub const YEAR_NS: u64 = 365 * 24 * 3600 * 1_000_000_000;
+use crate::command::InstrumentKind;
 
 /// Basis points in one whole (100 %).
 pub const BP_ONE: u64 = 10_000;
@@ -15,10 +14,10 @@ pub struct MarketConfig {
     pub currency_scale: u32,
     /// Default holding cap: one contributor's share of units outstanding, in basis points.
     pub holding_cap_bp_default: u32,
-    /// Default lock-in of Co-operative Investment Plan shares.
-    pub cip_lock_in_ns_default: u64,
-    /// Default tax credit on purchases of Co-operative Investment Plan shares, basis points.
-    pub cip_tax_credit_bp_default: u32,
+    /// Default lock-in of Co-operative Investment Plan shares, in whole years to the anniversary.
+    pub cip_lock_in_years_default: u32,
+    /// Non-refundable tax credit on primary purchases, per kind of social investment.
+    pub tax_credit_bp: TaxCreditRates,
 
     // Bounds. Exceeding one is a clear rejection, never unbounded growth.
     pub participants_max: u32,
@@ -44,6 +43,44 @@ pub struct MarketConfig {
     pub credentials_per_participant_max: u32,
     /// Longest participant name, in bytes.
     pub name_bytes_max: u32,
+    /// Longest resolution title, in bytes.
+    pub resolution_title_bytes_max: u32,
+    /// Resolutions the market records over its life.
+    pub resolutions_max: u32,
+    /// Resolutions one organization may have open at once.
+    pub resolutions_open_per_organization_max: u32,
+    /// Withdrawal requests pending across the market.
+    pub withdrawals_pending_max: u32,
+    /// Withdrawal requests one holder may have pending in one instrument.
+    pub withdrawals_pending_per_holding_max: u32,
+}
+
+/// Tax-credit rates in basis points, one per kind of social investment the paper names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaxCreditRates {
+    pub community_share: u32,
+    pub community_bond: u32,
+    pub community_investment_note: u32,
+    /// Co-operative Investment Plan shares (which also carry the CIP lock-in).
+    pub cooperative_investment_plan: u32,
+}
+
+impl Default for TaxCreditRates {
+    /// 30 % for every kind (DOMAIN.md: "Other social investments also earn 30 %").
+    fn default() -> Self {
+        TaxCreditRates { community_share: 3_000, community_bond: 3_000, community_investment_note: 3_000, cooperative_investment_plan: 3_000 }
+    }
+}
+
+impl TaxCreditRates {
+    pub fn for_kind(&self, kind: InstrumentKind, cooperative_investment_plan: bool) -> u32 {
+        match kind {
+            _ if cooperative_investment_plan => self.cooperative_investment_plan,
+            InstrumentKind::CommunityShare => self.community_share,
+            InstrumentKind::CommunityBond => self.community_bond,
+            InstrumentKind::CommunityInvestmentNote => self.community_investment_note,
+        }
+    }
 }
 
 impl Default for MarketConfig {
@@ -51,8 +88,8 @@ impl Default for MarketConfig {
         MarketConfig {
             currency_scale: 2,
             holding_cap_bp_default: 1_000,
-            cip_lock_in_ns_default: 5 * YEAR_NS,
-            cip_tax_credit_bp_default: 3_000,
+            cip_lock_in_years_default: 5,
+            tax_credit_bp: TaxCreditRates::default(),
             participants_max: 10_000_000,
             instruments_max: 100_000,
             orders_max: 10_000_000,
@@ -64,6 +101,11 @@ impl Default for MarketConfig {
             credentials_max: 10_000_000,
             credentials_per_participant_max: 16,
             name_bytes_max: 200,
+            resolution_title_bytes_max: 500,
+            resolutions_max: 1_000_000,
+            resolutions_open_per_organization_max: 64,
+            withdrawals_pending_max: 1_000_000,
+            withdrawals_pending_per_holding_max: 16,
         }
     }
 }

@@ -1,4 +1,6 @@
-//! Returns to holders: capped distributions, and repayment of par at maturity.
+//! Returns to holders: distributions capped by the return accrued since the first issue (and
+//! deducted from the accrued value, so a distribution and a sale at the ceiling never return
+//! more than the cap), and repayment of par at maturity.
 
 use crate::command::{Ack, Event, InstrumentId, ParticipantId, RejectReason};
 use crate::Engine;
@@ -30,7 +32,9 @@ impl Engine {
         self.participants[issuer.0 as usize].cash.pay_free(total_minor);
         events.push(Event::DistributionPaid { instrument, issuer, per_lot_minor, lots_outstanding, total_minor });
         let paying = &mut self.instruments[instrument.0 as usize];
-        paying.status.distribution_period_start = now;
+        // Within the cap, so at most the accrued return, which fits a u64.
+        paying.status.distributed_per_lot_minor += per_lot_minor;
+        paying.accrued_value_changed();
         let mut paid_minor = 0;
         for holder in paying.holders_sorted() {
             let lots = paying.holdings[&holder].lots;

@@ -1,12 +1,21 @@
-//! Instruments and their capped-return rules: the price band, the distribution cap and the
-//! holding cap (DOMAIN.md, "Instruments").
+//! Instruments and their capped-return rules: the accrued value that bounds prices, the
+//! distribution cap and the holding cap (DOMAIN.md, "Instruments").
+//!
+//! The rule, in one place: an instrument's **accrued value** per unit is par plus the return cap
+//! accrued since its first issue (years read actual/actual, `calendar.rs`) less the distributions
+//! per unit already paid. No trade may pay a seller more than it (the ceiling is the accrued value
+//! rounded down to a tick), no distribution may take the total paid past the accrued return
+//! (rounded down to a minor unit), and a follow-on offering is priced at it (rounded up to a
+//! tick), so no new holder gets an instant gain. Every rounding goes against the holder, by less
+//! than one tick or minor unit.
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::book::Book;
+use crate::calendar;
 use crate::command::{InstrumentId, InstrumentSpec, OfferingId, ParticipantId, Timestamp};
-use crate::config::{BP_ONE, YEAR_NS};
+use crate::config::BP_ONE;
 use crate::ledger::Holding;
 
 /// Price levels a new book indexes before any order arrives; beyond this it grows on demand.
@@ -32,8 +41,11 @@ pub struct Instrument {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Terms {
     pub holding_cap_bp: u32,
-    pub lock_in_ns: u64,
+    /// Whole years, to the anniversary, before acquired units may be sold or withdrawn.
+    pub lock_in_years: u32,
     pub tax_credit_bp: u32,
+    /// Lowest price an order may carry, in ticks: par for withdrawable shares.
+    pub price_floor_ticks: u64,
     /// Cash minor units per tick per lot: notional = price_ticks × lots × tick_value_minor.
     pub tick_value_minor: u64,
     /// Highest price a book can index, in ticks.
@@ -47,9 +59,14 @@ pub struct InstrumentStatus {
     pub matured: bool,
     pub lots_issued: u64,
     pub lots_retired: u64,
-    /// Start of the current distribution period: issue time, then each distribution's time.
-    pub distribution_period_start: Timestamp,
+    /// When the first units were issued: the accrued value accrues from here. Set by the engine
+    /// when the first offering closes with units issued; never by the lister.
+    pub first_issue_time: Option<Timestamp>,
+    /// Distributions paid per lot since the first issue, in cash minor units.
+    pub distributed_per_lot_minor: u64,
     pub open_offering: Option<OfferingId>,
+    /// Withdrawable shares: the issuer has suspended withdrawals.
+    pub withdrawals_suspended: bool,
 }
 
 impl Instrument {
@@ -59,8 +76,10 @@ impl Instrument {
             matured: false,
             lots_issued: 0,
             lots_retired: 0,
-            distribution_period_start: spec.issue_time,
+            first_issue_time: None,
+            distributed_per_lot_minor: 0,
             open_offering: None,
+            withdrawals_suspended: false,
         };
         let mut book = Book::new(price_levels_max);
         // Index the band as it stands near issue (up to twice par), so that ordinary trading
@@ -115,11 +134,27 @@ impl Instrument {
         price_ticks.checked_mul(lots)?.checked_mul(self.terms.tick_value_minor)
     }
 
-    /// The capped-return ceiling at `now`: par × (1 + cap × years since issue), rounded down to
-    /// a tick so that no trade can exceed the cap, and never above what the book can index.
+    /// The return accrued per lot since the first issue, in cash minor units, before any
+    /// distribution: par × cap × years since the first issue (actual/actual), rounded down.
+    pub fn accrued_return_per_lot_minor(&self, now: Timestamp) -> u64 {
+        match self.status.first_issue_time {
+            Some(first_issue) => calendar::accrue(self.par_per_lot_minor(), self.spec.return_cap_bp, first_issue, now),
+            None => 0,
+        }
+    }
+
+    /// The accrued value of one lot at `now`, in cash minor units: par plus the accrued return
+    /// less the distributions per lot paid (never below par, since distributions are capped by
+    /// the accrued return). Saturates at the ledger's limit.
+    pub fn accrued_value_per_lot_minor(&self, now: Timestamp) -> u64 {
+        let undistributed = self.accrued_return_per_lot_minor(now).saturating_sub(self.status.distributed_per_lot_minor);
+        self.par_per_lot_minor().saturating_add(undistributed)
+    }
+
+    /// The highest price a trade may carry at `now`: the accrued value rounded down to a tick,
+    /// and never above what the book can index.
     pub fn ceiling_ticks(&self, now: Timestamp) -> u64 {
-        ceiling_ticks(self.spec.par_ticks, self.spec.return_cap_bp, now.saturating_sub(self.spec.issue_time))
-            .min(self.terms.price_ticks_max)
+        (self.accrued_value_per_lot_minor(now) / self.terms.tick_value_minor).min(self.terms.price_ticks_max)
     }
 
     /// As `ceiling_ticks`, remembering the answer for the rest of the batch.
@@ -135,43 +170,48 @@ impl Instrument {
         }
     }
 
-    /// Largest distribution per lot allowed at `now`: par × cap × the period since the last one.
+    /// Forgets the cached ceiling: the accrued value changed within the batch (first issue,
+    /// distribution).
+    pub(crate) fn accrued_value_changed(&mut self) {
+        self.ceiling_cache = None;
+    }
+
+    /// The price of new units offered at `now`: par before the first issue, then the accrued
+    /// value rounded up, to a minor unit and then to a tick (so the ceiling, rounded down, never
+    /// lets a new holder sell above what it paid).
+    pub fn offering_price_ticks(&self, now: Timestamp) -> u64 {
+        let Some(first_issue) = self.status.first_issue_time else {
+            return self.spec.par_ticks;
+        };
+        let accrued = calendar::accrue_rounded_up(self.par_per_lot_minor(), self.spec.return_cap_bp, first_issue, now);
+        let value = self.par_per_lot_minor().saturating_add(accrued.saturating_sub(self.status.distributed_per_lot_minor));
+        value.div_ceil(self.terms.tick_value_minor)
+    }
+
+    /// Largest distribution per lot allowed at `now`: the return accrued since the first issue
+    /// less what was already distributed.
     pub fn distribution_cap_per_lot_minor(&self, now: Timestamp) -> u64 {
-        let period_ns = now.saturating_sub(self.status.distribution_period_start);
-        accrued(self.par_per_lot_minor(), self.spec.return_cap_bp, period_ns)
+        self.accrued_return_per_lot_minor(now).saturating_sub(self.status.distributed_per_lot_minor)
     }
 
-    /// Most lots one contributor may be exposed to, with `base_lots` outstanding.
+    /// Most lots one contributor may hold with `base_lots` outstanding, rounded down to a lot.
     pub fn holding_cap_lots(&self, base_lots: u64) -> u64 {
-        (u128::from(base_lots) * u128::from(self.terms.holding_cap_bp) / u128::from(BP_ONE)) as u64
+        holding_cap_lots(base_lots, self.terms.holding_cap_bp)
     }
 
-    /// When units acquired at `now` may first be sold, if the instrument has a lock-in.
+    /// When units acquired at `now` may first be sold or withdrawn: the lock-in's anniversary.
     pub fn lock_until(&self, now: Timestamp) -> Option<Timestamp> {
-        (self.terms.lock_in_ns > 0).then(|| now.saturating_add(self.terms.lock_in_ns))
+        (self.terms.lock_in_years > 0).then(|| calendar::anniversary(now, self.terms.lock_in_years))
     }
 }
 
-/// par + par × cap × elapsed / year, rounded down.
-pub fn ceiling_ticks(par_ticks: u64, return_cap_bp: u32, elapsed_ns: u64) -> u64 {
-    par_ticks.saturating_add(accrued(par_ticks, return_cap_bp, elapsed_ns))
+/// `base_lots × cap`, rounded down to a whole lot.
+pub fn holding_cap_lots(base_lots: u64, holding_cap_bp: u32) -> u64 {
+    (u128::from(base_lots) * u128::from(holding_cap_bp) / u128::from(BP_ONE)) as u64
 }
 
-/// amount × cap × elapsed / year, rounded down, saturating.
-pub fn accrued(amount: u64, cap_bp: u32, elapsed_ns: u64) -> u64 {
-    // The full product can need 160 bits (a lot's par in minor units reaches 2^64), so multiply
-    // by the high and low 32 bits of `elapsed_ns` apart and divide each exactly, carrying the
-    // remainders: every intermediate fits in a u128 and the quotient is the exact floor.
-    let rate = u128::from(amount) * u128::from(cap_bp);
-    let divisor = u128::from(BP_ONE) * u128::from(YEAR_NS);
-    let high = rate * u128::from(elapsed_ns >> 32);
-    let low = rate * u128::from(elapsed_ns & 0xFFFF_FFFF);
-    let carried = (((high % divisor) << 32) + low % divisor) / divisor;
-    let accrued = ((high / divisor) << 32) + low / divisor + carried;
-    u64::try_from(accrued).unwrap_or(u64::MAX)
-}
-
-/// A primary offering of new units at par.
+/// A primary offering of new units: at par for the first issue, at the accrued value (rounded
+/// up to a tick) for a follow-on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offering {
     pub id: OfferingId,
@@ -181,6 +221,9 @@ pub struct Offering {
     pub minimum_lots: u64,
     pub price_ticks: u64,
     pub subscribed_lots: u64,
+    /// Lots issued at the close (after any scale-back); zero while open or if the minimum was
+    /// not met.
+    pub issued_lots: u64,
     pub open: bool,
     /// Subscriptions in arrival order; one contributor may subscribe several times.
     pub subscriptions: Vec<Subscription>,
@@ -209,12 +252,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ceiling_accrues_the_cap_linearly_and_rounds_down() {
-        // par 1000 ticks, 5 %: after one year 1050, after half a year 1025, at issue 1000.
-        assert_eq!(ceiling_ticks(1000, 500, 0), 1000);
-        assert_eq!(ceiling_ticks(1000, 500, YEAR_NS), 1050);
-        assert_eq!(ceiling_ticks(1000, 500, YEAR_NS / 2), 1025);
-        // 1000 × 5 % × 1/365 = 0.137 ticks: rounds down to par.
-        assert_eq!(ceiling_ticks(1000, 500, YEAR_NS / 365), 1000);
+    fn the_holding_cap_rounds_down_to_a_lot() {
+        assert_eq!(holding_cap_lots(100, 1_000), 10);
+        assert_eq!(holding_cap_lots(109, 1_000), 10);
+        assert_eq!(holding_cap_lots(9, 1_000), 0);
+        assert_eq!(holding_cap_lots(u64::MAX, 10_000), u64::MAX);
     }
 }

@@ -32,6 +32,8 @@ impl Engine {
         self.check_cash()?;
         self.check_instruments()?;
         self.check_identity()?;
+        self.check_withdrawals()?;
+        self.check_resolutions()?;
         ensure!(self.order_slots.len() == self.orders.len(), "order index holds {} ids for {} orders", self.order_slots.len(), self.orders.len());
         Ok(())
     }
@@ -136,7 +138,15 @@ impl Engine {
             let mut held: u64 = 0;
             for (holder, holding) in &instrument.holdings {
                 let locked: u64 = holding.locks.iter().map(|lock| lock.lots).sum();
-                ensure!(holding.reserved_lots + locked <= holding.lots, "{name}: holder {} reserves {} and locks {} of {} lots", holder.0, holding.reserved_lots, locked, holding.lots);
+                ensure!(
+                    holding.reserved_lots + holding.withdrawing_lots + locked <= holding.lots,
+                    "{name}: holder {} reserves {}, withdraws {} and locks {} of {} lots",
+                    holder.0,
+                    holding.reserved_lots,
+                    holding.withdrawing_lots,
+                    locked,
+                    holding.lots
+                );
                 ensure!(holding.reserved_lots == sell_lots.get(holder).copied().unwrap_or(0), "{name}: holder {} reserves {} lots but sells {}", holder.0, holding.reserved_lots, sell_lots.get(holder).copied().unwrap_or(0));
                 ensure!(holding.open_buy_lots == buy_lots.get(holder).copied().unwrap_or(0), "{name}: holder {} counts {} lots of open buys but bids {}", holder.0, holding.open_buy_lots, buy_lots.get(holder).copied().unwrap_or(0));
                 ensure!(holding.subscribed_lots == subscribed.get(holder).copied().unwrap_or(0), "{name}: holder {} counts {} subscribed lots", holder.0, holding.subscribed_lots);
@@ -146,8 +156,67 @@ impl Engine {
                 ensure!(instrument.holdings.contains_key(owner), "{name}: participant {} has orders but no holding entry", owner.0);
             }
             ensure!(held == instrument.lots_outstanding(), "{name}: holdings sum to {held} lots but {} are outstanding", instrument.lots_outstanding());
+            let status = &instrument.status;
+            ensure!(status.first_issue_time.is_some() == (status.lots_issued > 0), "{name}: first issue time {:?} with {} lots issued", status.first_issue_time, status.lots_issued);
+            ensure!(
+                status.distributed_per_lot_minor <= instrument.accrued_return_per_lot_minor(self.now),
+                "{name}: {} per lot distributed, above the {} accrued",
+                status.distributed_per_lot_minor,
+                instrument.accrued_return_per_lot_minor(self.now)
+            );
+            ensure!(instrument.terms.price_floor_ticks <= instrument.spec.par_ticks, "{name}: floor above par");
+            ensure!(!instrument.spec.withdrawable || instrument.terms.price_floor_ticks == instrument.spec.par_ticks, "{name}: a withdrawable share's floor is not par");
         }
         ensure!(resting_total == self.orders.len(), "books link {resting_total} orders but the slab holds {}", self.orders.len());
+        Ok(())
+    }
+
+    /// Units under notice are exactly the pending withdrawals, of withdrawable shares.
+    fn check_withdrawals(&self) -> Result<(), InvariantViolation> {
+        let mut expected: FxHashMap<(crate::InstrumentId, ParticipantId), u64> = FxHashMap::default();
+        for withdrawal in self.withdrawals_pending() {
+            let instrument = self.instrument(withdrawal.instrument);
+            ensure!(instrument.is_some_and(|share| share.spec.withdrawable), "withdrawal {:?} is of an instrument that is not withdrawable", withdrawal.id);
+            ensure!(withdrawal.id.0 < self.withdrawals.next_id, "withdrawal {:?} is numbered past the next id", withdrawal.id);
+            ensure!(withdrawal.lots > 0, "withdrawal {:?} is of no lots", withdrawal.id);
+            *expected.entry((withdrawal.instrument, withdrawal.holder)).or_default() += withdrawal.lots;
+        }
+        for instrument in &self.instruments {
+            for (holder, holding) in &instrument.holdings {
+                let pending = expected.get(&(instrument.id, *holder)).copied().unwrap_or(0);
+                ensure!(holding.withdrawing_lots == pending, "{}: holder {} holds back {} lots but has {} under notice", instrument.spec.symbol, holder.0, holding.withdrawing_lots, pending);
+            }
+        }
+        for (instrument, holder) in expected.keys() {
+            ensure!(self.instruments[instrument.0 as usize].holdings.contains_key(holder), "withdrawal by participant {} without a holding", holder.0);
+        }
+        Ok(())
+    }
+
+    /// Resolutions are put by organizations, voted by contributors, and counted per organization.
+    fn check_resolutions(&self) -> Result<(), InvariantViolation> {
+        let mut open: FxHashMap<ParticipantId, u32> = FxHashMap::default();
+        for (index, resolution) in self.resolutions().enumerate() {
+            ensure!(resolution.id.0 as usize == index, "resolution {} is stored at {index}", resolution.id.0);
+            let organization = self.participant(resolution.organization).map(|p| p.role);
+            ensure!(organization == Some(crate::Role::Organization), "resolution {} was put by participant {} who is not an organization", index, resolution.organization.0);
+            for (member, vote) in &resolution.votes {
+                ensure!(self.participant(*member).map(|p| p.role) == Some(crate::Role::Contributor), "resolution {index}: participant {} voted but is not a contributor", member.0);
+                ensure!(vote.cast_at >= resolution.proposed_at && vote.cast_at < resolution.closes_at, "resolution {index}: a vote was cast outside the voting period");
+            }
+            match resolution.result {
+                None => *open.entry(resolution.organization).or_default() += 1,
+                Some(result) => {
+                    let counted = result.votes_for + result.votes_against + result.abstentions + result.votes_lapsed;
+                    ensure!(counted as usize == resolution.votes.len(), "resolution {index} counts {counted} of {} votes", resolution.votes.len());
+                    ensure!(result.passed == (result.votes_for > result.votes_against), "resolution {index}: result disagrees with its count");
+                }
+            }
+        }
+        for (organization, count) in &open {
+            ensure!(self.membership.open_of(*organization) == *count, "organization {} has {count} open resolutions, counted {}", organization.0, self.membership.open_of(*organization));
+            ensure!(*count <= self.config.resolutions_open_per_organization_max, "organization {} has {count} open resolutions", organization.0);
+        }
         Ok(())
     }
 }

@@ -89,6 +89,11 @@ pub struct Holding {
     pub open_buy_lots: u64,
     /// Lots subscribed in the open offering: counted against the holding cap.
     pub subscribed_lots: u64,
+    /// Lots under notice of withdrawal: held back from sale until paid or the notice is cancelled.
+    pub withdrawing_lots: u64,
+    /// When the holding last went from no lots to some: for a community share, when the holder
+    /// became a member of the issuer. Meaningless while `lots` is zero.
+    pub held_since: Timestamp,
     /// Lock-in entries in acquisition order (so also in expiry order).
     pub locks: Vec<Lock>,
 }
@@ -99,9 +104,15 @@ impl Holding {
         self.locks.iter().filter(|lock| lock.until > now).map(|lock| lock.lots).sum()
     }
 
-    /// Lots that may be sold at `now`.
+    /// Lots neither reserved for a sale nor under notice of withdrawal.
+    pub fn unreserved_lots(&self) -> u64 {
+        self.lots - self.reserved_lots - self.withdrawing_lots
+    }
+
+    /// Lots that may be sold or withdrawn at `now`.
     pub fn free_lots(&self, now: Timestamp) -> u64 {
-        self.lots - self.reserved_lots - self.locked_lots(now).min(self.lots - self.reserved_lots)
+        let unreserved = self.unreserved_lots();
+        unreserved - self.locked_lots(now).min(unreserved)
     }
 
     /// Forgets expired locks. Called whenever units are reserved, so that reserved plus the sum
@@ -119,11 +130,14 @@ impl Holding {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lots == 0 && self.reserved_lots == 0 && self.open_buy_lots == 0 && self.subscribed_lots == 0
+        self.lots == 0 && self.reserved_lots == 0 && self.open_buy_lots == 0 && self.subscribed_lots == 0 && self.withdrawing_lots == 0
     }
 
-    /// Receives lots, locked until `lock_until` when the instrument has a lock-in.
-    pub fn receive(&mut self, lots: u64, lock_until: Option<Timestamp>) {
+    /// Receives lots at `now`, locked until `lock_until` when the instrument has a lock-in.
+    pub fn receive(&mut self, lots: u64, now: Timestamp, lock_until: Option<Timestamp>) {
+        if self.lots == 0 {
+            self.held_since = now;
+        }
         self.lots += lots;
         if let Some(until) = lock_until {
             match self.locks.last_mut() {

@@ -7,6 +7,7 @@
 //! [`Engine::state_hash`]. The sequencer thread in the gateway is its only caller.
 
 pub mod book;
+pub mod calendar;
 pub mod command;
 pub mod config;
 mod dedup;
@@ -14,12 +15,14 @@ pub mod identity;
 pub mod instrument;
 mod invariants;
 pub mod ledger;
+pub mod membership;
 mod primary;
 mod income;
 mod registry;
 pub mod snapshot;
 mod trading;
 pub mod units;
+pub mod withdrawals;
 
 use rustc_hash::FxHashMap;
 
@@ -31,6 +34,8 @@ pub use identity::Credential;
 pub use instrument::{Instrument, Offering, Subscription, TaxCredit};
 pub use invariants::InvariantViolation;
 pub use ledger::{CashAccount, Holding, Participant};
+pub use membership::{Resolution, ResolutionResult, Vote};
+pub use withdrawals::Withdrawal;
 pub use snapshot::{Snapshot, StateHash};
 
 use dedup::Dedup;
@@ -42,6 +47,8 @@ pub struct Engine {
     participants: Vec<Participant>,
     instruments: Vec<Instrument>,
     symbols: FxHashMap<String, InstrumentId>,
+    /// Each issuer's instruments in listing order. Derived from `instruments`.
+    shares_by_issuer: FxHashMap<ParticipantId, Vec<InstrumentId>>,
     offerings: Vec<Offering>,
     orders: OrderSlab,
     /// Resting order id → slab slot.
@@ -53,6 +60,8 @@ pub struct Engine {
     withdrawn_minor: u128,
     dedup: Dedup,
     credentials: identity::Credentials,
+    withdrawals: withdrawals::Withdrawals,
+    membership: membership::Membership,
     /// Commands applied since genesis, retries and rejections included: the journal sequence
     /// number of the latest command, which is where a retry's first outcome is found.
     commands_applied: u64,
@@ -74,6 +83,9 @@ impl Engine {
             participants: Vec::new(),
             instruments: Vec::new(),
             symbols: FxHashMap::default(),
+            shares_by_issuer: FxHashMap::default(),
+            withdrawals: withdrawals::Withdrawals::default(),
+            membership: membership::Membership::default(),
             offerings: Vec::new(),
             orders: OrderSlab::with_capacity(orders_hint),
             order_slots: FxHashMap::with_capacity_and_hasher(orders_hint, Default::default()),
@@ -203,6 +215,34 @@ impl Engine {
             CommandKind::SetParticipantStatus { participant, suspended } => {
                 allowed(&[Role::Operator])?;
                 self.set_participant_status(who, *participant, *suspended, events)
+            }
+            CommandKind::RequestWithdrawal { instrument, lots } => {
+                allowed(&[Role::Contributor])?;
+                self.request_withdrawal(who, *instrument, *lots, events)
+            }
+            CommandKind::CancelWithdrawal { withdrawal } => {
+                allowed(&[Role::Contributor])?;
+                self.cancel_withdrawal(who, *withdrawal, events)
+            }
+            CommandKind::CompleteWithdrawal { withdrawal } => {
+                allowed(&[Role::Contributor, Role::Organization])?;
+                self.complete_withdrawal(who, *withdrawal, events)
+            }
+            CommandKind::SetWithdrawalsSuspended { instrument, suspended } => {
+                allowed(&[Role::Organization])?;
+                self.set_withdrawals_suspended(who, *instrument, *suspended, events)
+            }
+            CommandKind::ProposeResolution { title, closes_at } => {
+                allowed(&[Role::Organization])?;
+                self.propose_resolution(who, title, *closes_at, events)
+            }
+            CommandKind::CastVote { resolution, choice } => {
+                allowed(&[Role::Contributor])?;
+                self.cast_vote(who, *resolution, *choice, events)
+            }
+            CommandKind::CloseResolution { resolution } => {
+                allowed(&[Role::Organization])?;
+                self.close_resolution(who, *resolution, events)
             }
         }
     }

@@ -1,9 +1,13 @@
-//! The primary market: an issuer offers new units at par, contributors subscribe with reserved
-//! cash, and closing either issues every subscription (minimum met) or releases them all.
+//! The primary market: an issuer offers new units (at par for the first issue, at the accrued
+//! value for a follow-on), contributors subscribe with reserved cash, and closing allots the
+//! subscriptions so that nobody ends above the holding cap of the units then outstanding,
+//! releasing the excess at once, then issues them if the minimum is met or releases them all.
+
+use rustc_hash::FxHashMap;
 
 use crate::command::{Ack, Event, InstrumentId, OfferingId, ParticipantId, RejectReason};
 use crate::config::BP_ONE;
-use crate::instrument::{Offering, Subscription, TaxCredit};
+use crate::instrument::{holding_cap_lots, Offering, Subscription, TaxCredit};
 use crate::Engine;
 
 impl Engine {
@@ -25,10 +29,15 @@ impl Engine {
         if lots > self.config.order_lots_max {
             return Err(RejectReason::QuantityTooLarge);
         }
+        // Par for the first issue, the accrued value for a follow-on: no new holder gets a jump.
+        let price_ticks = listed.offering_price_ticks(self.now);
         // The whole offering must be payable, and stay payable as part of the circulating cash.
-        listed.notional_minor(listed.spec.par_ticks, lots).ok_or(RejectReason::AmountTooLarge)?;
+        listed.notional_minor(price_ticks, lots).ok_or(RejectReason::AmountTooLarge)?;
         if listed.status.matured {
             return Err(RejectReason::InstrumentMatured);
+        }
+        if listed.spec.maturity_time.is_some_and(|maturity| maturity <= self.now) {
+            return Err(RejectReason::MaturityReached);
         }
         if listed.status.open_offering.is_some() {
             return Err(RejectReason::OfferingAlreadyOpen);
@@ -37,7 +46,6 @@ impl Engine {
             return Err(RejectReason::OfferingMinimumInvalid);
         }
         let id = OfferingId(self.offerings.len() as u32);
-        let price_ticks = listed.spec.par_ticks;
         self.offerings.push(Offering {
             id,
             instrument,
@@ -46,6 +54,7 @@ impl Engine {
             minimum_lots,
             price_ticks,
             subscribed_lots: 0,
+            issued_lots: 0,
             open: true,
             subscriptions: Vec::new(),
         });
@@ -100,46 +109,81 @@ impl Engine {
         if !closing.open {
             return Err(RejectReason::OfferingNotOpen);
         }
+        let now = self.now;
         let closing = &mut self.offerings[offering.0 as usize];
         closing.open = false;
-        let issued = closing.subscribed_lots >= closing.minimum_lots;
         let subscriptions = std::mem::take(&mut closing.subscriptions);
-        let (instrument_id, subscribed_lots) = (closing.instrument, closing.subscribed_lots);
+        let (instrument_id, price_ticks, minimum_lots) = (closing.instrument, closing.price_ticks, closing.minimum_lots);
         let instrument = &mut self.instruments[instrument_id.0 as usize];
         instrument.status.open_offering = None;
-        let lock_until = instrument.lock_until(self.now);
-        let tax_credit_bp = instrument.terms.tax_credit_bp;
-        let mut proceeds_minor = 0;
+
+        // One line per contributor, in the order of its first subscription.
+        let mut lines: Vec<Allotment> = Vec::new();
+        let mut line_of: FxHashMap<ParticipantId, usize> = FxHashMap::default();
         for subscription in &subscriptions {
-            let holding = instrument.holdings.get_mut(&subscription.contributor).expect("a subscriber has a holding entry");
-            holding.subscribed_lots -= subscription.lots;
-            let cash = &mut self.participants[subscription.contributor.0 as usize].cash;
-            if !issued {
-                cash.release(subscription.cash_reserved_minor);
+            let index = *line_of.entry(subscription.contributor).or_insert_with(|| {
+                let held_lots = instrument.holding(subscription.contributor).map_or(0, |holding| holding.lots);
+                lines.push(Allotment { contributor: subscription.contributor, held_lots, subscribed_lots: 0, reserved_minor: 0, allotted_lots: 0 });
+                lines.len() - 1
+            });
+            lines[index].subscribed_lots += subscription.lots;
+            lines[index].reserved_minor += subscription.cash_reserved_minor;
+        }
+        let outstanding = instrument.lots_outstanding();
+        let allotted_lots = allot(outstanding, instrument.terms.holding_cap_bp, &mut lines);
+        let issued = allotted_lots >= minimum_lots;
+        let cap_lots = holding_cap_lots(outstanding + allotted_lots, instrument.terms.holding_cap_bp);
+
+        let lock_until = instrument.lock_until(now);
+        let tax_credit_bp = instrument.terms.tax_credit_bp;
+        let tick_value_minor = instrument.terms.tick_value_minor;
+        let mut proceeds_minor = 0;
+        if !issued {
+            for subscription in &subscriptions {
+                self.participants[subscription.contributor.0 as usize].cash.release(subscription.cash_reserved_minor);
                 events.push(Event::SubscriptionReleased {
                     offering,
                     contributor: subscription.contributor,
                     cash_released_minor: subscription.cash_reserved_minor,
                 });
+            }
+        }
+        for line in &lines {
+            let holding = instrument.holdings.get_mut(&line.contributor).expect("a subscriber has a holding entry");
+            holding.subscribed_lots -= line.subscribed_lots;
+            if !issued {
                 continue;
             }
-            cash.pay_reserved(subscription.cash_reserved_minor);
-            holding.receive(subscription.lots, lock_until);
-            proceeds_minor += subscription.cash_reserved_minor;
-            events.push(Event::UnitsIssued {
-                offering,
-                instrument: instrument_id,
-                contributor: subscription.contributor,
-                lots: subscription.lots,
-                paid_minor: subscription.cash_reserved_minor,
-            });
+            let cash = &mut self.participants[line.contributor.0 as usize].cash;
+            // Cannot overflow: the subscription reserved at least this much with checked arithmetic.
+            let paid_minor = price_ticks * line.allotted_lots * tick_value_minor;
+            let released_minor = line.reserved_minor - paid_minor;
+            cash.pay_reserved(paid_minor);
+            cash.release(released_minor);
+            if line.allotted_lots < line.subscribed_lots {
+                events.push(Event::SubscriptionScaledBack {
+                    offering,
+                    contributor: line.contributor,
+                    subscribed_lots: line.subscribed_lots,
+                    allotted_lots: line.allotted_lots,
+                    cash_released_minor: released_minor,
+                    cap_lots,
+                });
+            }
+            if line.allotted_lots == 0 {
+                continue;
+            }
+            holding.receive(line.allotted_lots, now, lock_until);
+            proceeds_minor += paid_minor;
+            events.push(Event::UnitsIssued { offering, instrument: instrument_id, contributor: line.contributor, lots: line.allotted_lots, paid_minor });
             if tax_credit_bp > 0 {
                 let credit = TaxCredit {
-                    contributor: subscription.contributor,
+                    contributor: line.contributor,
                     instrument: instrument_id,
-                    time: self.now,
-                    purchase_minor: subscription.cash_reserved_minor,
-                    credit_minor: (u128::from(subscription.cash_reserved_minor) * u128::from(tax_credit_bp) / u128::from(BP_ONE)) as u64,
+                    time: now,
+                    purchase_minor: paid_minor,
+                    // Rounded down: against the holder, by less than one minor unit.
+                    credit_minor: (u128::from(paid_minor) * u128::from(tax_credit_bp) / u128::from(BP_ONE)) as u64,
                     rate_bp: tax_credit_bp,
                 };
                 self.tax_credits.push(credit);
@@ -152,13 +196,101 @@ impl Engine {
                 });
             }
         }
+        let issued_lots = if issued { allotted_lots } else { 0 };
         if issued {
-            instrument.status.lots_issued += subscribed_lots;
+            instrument.status.lots_issued += allotted_lots;
             self.participants[issuer.0 as usize].cash.credit(proceeds_minor);
+            if instrument.status.first_issue_time.is_none() {
+                instrument.status.first_issue_time = Some(now);
+                instrument.accrued_value_changed();
+                events.push(Event::FirstIssue { instrument: instrument_id, time: now });
+            }
         }
         // Keep the subscriptions as the offering's record.
-        self.offerings[offering.0 as usize].subscriptions = subscriptions;
-        events.push(Event::OfferingClosed { offering, issued, subscribed_lots: if issued { subscribed_lots } else { 0 }, proceeds_minor });
+        let closed = &mut self.offerings[offering.0 as usize];
+        closed.subscriptions = subscriptions;
+        closed.issued_lots = issued_lots;
+        events.push(Event::OfferingClosed { offering, issued, subscribed_lots: issued_lots, proceeds_minor });
         Ok(Ack::Done)
     }
+}
+
+/// One contributor's subscriptions to an offering, and what it is allotted at the close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Allotment {
+    pub contributor: ParticipantId,
+    /// Lots held before the close.
+    pub held_lots: u64,
+    pub subscribed_lots: u64,
+    pub reserved_minor: u64,
+    pub allotted_lots: u64,
+}
+
+/// Allots an offering's subscriptions so that no contributor ends above the holding cap of the
+/// units outstanding after the close, scaling back the largest holdings first, and allotting as
+/// many lots as that allows. Sets each line's `allotted_lots` and returns their sum.
+///
+/// Everyone is allotted up to a common level `L` of final holding: `min(subscribed, L − held)`.
+/// The level is the highest `L` with `L ≤ cap × (outstanding + allotted(L))`, found exactly by
+/// walking the piecewise-linear `allotted(L)` down from the top, segment by segment, in
+/// O(n log n) for n contributors.
+pub(crate) fn allot(outstanding_lots: u64, holding_cap_bp: u32, lines: &mut [Allotment]) -> u64 {
+    let bp = i128::from(holding_cap_bp);
+    let bp_one = i128::from(BP_ONE);
+    let outstanding = i128::from(outstanding_lots);
+    // Below `held` a line takes nothing; between `held` and `held + subscribed` it takes
+    // `L − held`; above, all it subscribed. Events: (level, +1 for a line's top, −1 for its bottom).
+    let mut points: Vec<(u64, usize, bool)> = Vec::with_capacity(lines.len() * 2);
+    for (index, line) in lines.iter().enumerate() {
+        if line.subscribed_lots > 0 {
+            points.push((line.held_lots + line.subscribed_lots, index, true));
+            points.push((line.held_lots, index, false));
+        }
+    }
+    points.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    // allotted(L) = base + active × L on the segment being looked at.
+    let mut base: i128 = lines.iter().map(|line| i128::from(line.subscribed_lots)).sum();
+    let mut active: i128 = 0;
+    let feasible = |level: i128, base: i128, active: i128| bp_one * level <= bp * (outstanding + base + active * level);
+    let mut level: i128 = points.first().map_or(0, |point| i128::from(point.0));
+    let mut next = 0;
+    loop {
+        if feasible(level, base, active) {
+            break;
+        }
+        // Take every event at this level, then look at the segment below it.
+        while next < points.len() && i128::from(points[next].0) == level {
+            let (_, index, top) = points[next];
+            let (held, subscribed) = (i128::from(lines[index].held_lots), i128::from(lines[index].subscribed_lots));
+            if top {
+                base -= held + subscribed;
+                active += 1;
+            } else {
+                base += held;
+                active -= 1;
+            }
+            next += 1;
+        }
+        let bottom = points.get(next).map_or(0, |point| i128::from(point.0));
+        // On [bottom, level): feasible where level × (1 − cap × active) ≤ cap × (outstanding + base).
+        let slack = bp_one - bp * active;
+        let best = if slack <= 0 { level - 1 } else { (bp * (outstanding + base) / slack).min(level - 1) };
+        if best >= bottom {
+            level = best;
+            debug_assert!(feasible(level, base, active));
+            break;
+        }
+        if bottom == 0 && best < 0 {
+            level = 0;
+            break;
+        }
+        level = bottom;
+    }
+    let level = u64::try_from(level.max(0)).unwrap_or(0);
+    let mut allotted = 0;
+    for line in lines.iter_mut() {
+        line.allotted_lots = line.subscribed_lots.min(level.saturating_sub(line.held_lots));
+        allotted += line.allotted_lots;
+    }
+    allotted
 }

@@ -11,6 +11,12 @@ use crate::Engine;
 /// Longest instrument symbol, in bytes.
 pub const SYMBOL_BYTES_MAX: usize = 16;
 
+/// Longest lock-in a listing may state.
+pub const LOCK_IN_YEARS_MAX: u32 = 100;
+
+/// Longest withdrawal notice a listing may state (about ten years).
+pub const WITHDRAWAL_NOTICE_DAYS_MAX: u32 = 3_660;
+
 impl Engine {
     pub(crate) fn register_participant(&mut self, role: Role, name: &str, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
         if name.trim().is_empty() || name.len() > self.config.name_bytes_max as usize {
@@ -75,6 +81,7 @@ impl Engine {
         }
         let id = InstrumentId(self.instruments.len() as u32);
         self.symbols.insert(spec.symbol.clone(), id);
+        self.shares_by_issuer.entry(spec.issuer).or_default().push(id);
         self.instruments.push(Instrument::new(id, spec.clone(), terms, self.config.price_levels_max));
         events.push(Event::InstrumentListed { instrument: id, spec: Box::new(spec.clone()) });
         Ok(Ack::Instrument(id))
@@ -117,7 +124,7 @@ impl Engine {
             return Err(RejectReason::PriceFloorInvalid);
         }
         let maturity_ok = match (spec.kind.matures(), spec.maturity_time) {
-            (true, Some(maturity)) => maturity > spec.issue_time,
+            (true, Some(maturity)) => maturity > self.now,
             (false, None) => true,
             _ => false,
         };
@@ -129,12 +136,24 @@ impl Engine {
             return Err(RejectReason::HoldingCapInvalid);
         }
         let cip = spec.cooperative_investment_plan;
-        let tax_credit_bp = spec.tax_credit_bp.unwrap_or(if cip { self.config.cip_tax_credit_bp_default } else { 0 });
+        let tax_credit_bp = spec.tax_credit_bp.unwrap_or(self.config.tax_credit_bp.for_kind(spec.kind, cip));
         if u64::from(tax_credit_bp) > BP_ONE {
             return Err(RejectReason::TaxCreditInvalid);
         }
-        let lock_in_ns = spec.lock_in_ns.unwrap_or(if cip { self.config.cip_lock_in_ns_default } else { 0 });
-        Ok(Terms { holding_cap_bp, lock_in_ns, tax_credit_bp, tick_value_minor, price_ticks_max })
+        let lock_in_years = spec.lock_in_years.unwrap_or(if cip { self.config.cip_lock_in_years_default } else { 0 });
+        if lock_in_years > LOCK_IN_YEARS_MAX {
+            return Err(RejectReason::LockInInvalid);
+        }
+        let withdrawal_terms_ok = if spec.withdrawable {
+            spec.kind == InstrumentKind::CommunityShare && spec.withdrawal_notice_days <= WITHDRAWAL_NOTICE_DAYS_MAX
+        } else {
+            spec.withdrawal_notice_days == 0
+        };
+        if !withdrawal_terms_ok {
+            return Err(RejectReason::WithdrawalTermsInvalid);
+        }
+        let price_floor_ticks = if spec.withdrawable { spec.par_ticks } else { spec.price_floor_ticks };
+        Ok(Terms { holding_cap_bp, lock_in_years, tax_credit_bp, price_floor_ticks, tick_value_minor, price_ticks_max })
     }
 
     pub(crate) fn set_trading_status(&mut self, instrument: InstrumentId, open: bool, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {

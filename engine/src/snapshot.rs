@@ -15,6 +15,8 @@ use crate::identity::{Credential, Credentials};
 use crate::instrument::{Instrument, InstrumentStatus, Offering, TaxCredit, Terms};
 use crate::invariants::InvariantViolation;
 use crate::ledger::{Holding, Participant};
+use crate::membership::{Membership, Resolution};
+use crate::withdrawals::{Withdrawal, Withdrawals};
 use crate::Engine;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +36,11 @@ pub struct Snapshot {
     pub remembered: Vec<(ParticipantId, Vec<(CommandId, Remembered)>)>,
     /// Every credential ever issued, in id order.
     pub credentials: Vec<Credential>,
+    /// Pending withdrawals in id order, and the next id to give.
+    pub withdrawals_pending: Vec<Withdrawal>,
+    pub next_withdrawal_id: u64,
+    /// Every resolution ever put, in id order, with its votes.
+    pub resolutions: Vec<Resolution>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +128,9 @@ impl Engine {
             commands_applied: self.commands_applied,
             remembered: self.dedup.entries(),
             credentials: self.credentials.all.clone(),
+            withdrawals_pending: self.withdrawals.pending.values().copied().collect(),
+            next_withdrawal_id: self.withdrawals.next_id,
+            resolutions: self.membership.resolutions.clone(),
         }
     }
 
@@ -142,6 +152,8 @@ impl Engine {
         engine.commands_applied = snapshot.commands_applied;
         engine.dedup = Dedup::restore(snapshot.config.command_ids_per_participant_max, &snapshot.remembered);
         engine.credentials = Credentials::restore(snapshot.credentials);
+        engine.withdrawals = Withdrawals::restore(snapshot.withdrawals_pending, snapshot.next_withdrawal_id);
+        engine.membership = Membership::restore(snapshot.resolutions);
         for (index, saved) in snapshot.instruments.into_iter().enumerate() {
             let id = InstrumentId(index as u32);
             let mut instrument = Instrument::restore(id, saved.spec, saved.terms, saved.status, engine.config.price_levels_max);
@@ -156,6 +168,7 @@ impl Engine {
                 engine.order_slots.insert(order_id, slot);
             }
             engine.symbols.insert(instrument.spec.symbol.clone(), id);
+            engine.shares_by_issuer.entry(instrument.spec.issuer).or_default().push(id);
             engine.instruments.push(instrument);
         }
         engine.check_invariants()?;

@@ -29,6 +29,14 @@ pub(crate) struct PlaceRequest {
     pub self_trade: SelfTradePrevention,
 }
 
+/// What an order that passed every rule does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Trade,
+    /// A fill-or-kill order that cannot trade in full at once.
+    Kill,
+}
+
 /// The incoming order while it matches.
 struct Taker {
     id: OrderId,
@@ -60,11 +68,9 @@ struct Market<'a> {
 
 impl Engine {
     pub(crate) fn place_order(&mut self, request: PlaceRequest, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        self.check_order(&request)?;
+        let verdict = self.check_order(&request)?;
         let id = OrderId(self.next_order_id);
         self.next_order_id += 1;
-        let mut market = self.market(request.instrument);
-        market.reserve_for_taker(&request);
         events.push(Event::OrderAccepted {
             order: id,
             instrument: request.instrument,
@@ -74,6 +80,14 @@ impl Engine {
             lots: request.lots,
             time_in_force: request.time_in_force,
         });
+        if verdict == Verdict::Kill {
+            // Nothing was reserved and nothing trades: the order is killed as it arrives.
+            let reason = CancelReason::FillOrKillUnfillable;
+            events.push(Event::OrderCancelled { order: id, owner: request.owner, remaining_lots: request.lots, reason });
+            return Ok(Ack::Order(id));
+        }
+        let mut market = self.market(request.instrument);
+        market.reserve_for_taker(&request);
         let mut taker = Taker {
             id,
             owner: request.owner,
@@ -104,7 +118,8 @@ impl Engine {
     }
 
     /// Every rule an order must pass before it rests or trades, in the order of `RejectReason`.
-    fn check_order(&mut self, request: &PlaceRequest) -> Result<(), RejectReason> {
+    /// A fill-or-kill order that passes them all but cannot trade in full is to be killed.
+    fn check_order(&mut self, request: &PlaceRequest) -> Result<Verdict, RejectReason> {
         let now = self.now;
         let instrument = self.instruments.get_mut(request.instrument.0 as usize).ok_or(RejectReason::UnknownInstrument)?;
         if request.lots == 0 {
@@ -119,7 +134,7 @@ impl Engine {
         if request.price_ticks > instrument.ceiling_ticks_cached(now) {
             return Err(RejectReason::PriceAboveCeiling);
         }
-        if request.price_ticks < instrument.spec.price_floor_ticks {
+        if request.price_ticks < instrument.terms.price_floor_ticks {
             return Err(RejectReason::PriceBelowFloor);
         }
         if instrument.status.matured {
@@ -141,7 +156,7 @@ impl Engine {
                 }
             }
             Side::Sell => {
-                let unreserved = holding.map_or(0, |h| h.lots - h.reserved_lots);
+                let unreserved = holding.map_or(0, |h| h.unreserved_lots());
                 if unreserved < request.lots {
                     return Err(RejectReason::InsufficientUnits);
                 }
@@ -163,12 +178,12 @@ impl Engine {
             TimeInForce::FillOrKill => {
                 let opposite = instrument.book.side(request.side.opposite());
                 if !fillable(opposite, &self.orders, request) {
-                    return Err(RejectReason::FillOrKillUnfillable);
+                    return Ok(Verdict::Kill);
                 }
             }
             TimeInForce::ImmediateOrCancel => {}
         }
-        Ok(())
+        Ok(Verdict::Trade)
     }
 
     pub(crate) fn cancel_order(&mut self, who: ParticipantId, order: OrderId, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
@@ -203,9 +218,13 @@ impl Engine {
         }
     }
 
-    /// The slot and instrument of a resting order that `who` owns.
+    /// The slot and instrument of a resting order that `who` owns. An id the engine gave out
+    /// that is no longer resting is told apart from one it never gave.
     fn owned_order(&self, who: ParticipantId, order: OrderId) -> Result<(u32, InstrumentId), RejectReason> {
-        let slot = *self.order_slots.get(&order).ok_or(RejectReason::UnknownOrder)?;
+        let Some(&slot) = self.order_slots.get(&order) else {
+            let given = order.0 >= 1 && order.0 < self.next_order_id;
+            return Err(if given { RejectReason::OrderNotResting } else { RejectReason::UnknownOrder });
+        };
         let resting = self.orders.get(slot);
         if resting.owner != who {
             return Err(RejectReason::NotOrderOwner);
@@ -367,7 +386,7 @@ impl Market<'_> {
         buyer_cash.pay_reserved(notional_minor);
         let buyer_holding = self.instrument.holdings.get_mut(&buyer).expect("a buyer's holding was opened when it ordered");
         buyer_holding.open_buy_lots -= lots;
-        buyer_holding.receive(lots, lock_until);
+        buyer_holding.receive(lots, self.now, lock_until);
 
         let seller_holding = self.instrument.holdings.get_mut(&seller).expect("a seller holds the units it sells");
         seller_holding.reserved_lots -= lots;

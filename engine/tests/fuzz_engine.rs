@@ -41,11 +41,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use mutua_engine::config::YEAR_NS;
 use mutua_engine::{
     command_digest, Ack, CancelReason, Command, CommandId, CommandKind, CredentialId, Engine, Event, InstrumentId,
     InstrumentKind, InstrumentSpec, MarketConfig, OfferingId, OrderId, Outcome, ParticipantId, RejectReason, Remembered,
-    Role, SelfTradePrevention, Side, Snapshot, TimeInForce, Timestamp, GENESIS_OPERATOR,
+    ResolutionId, Role, SelfTradePrevention, Side, Snapshot, TimeInForce, Timestamp, VoteChoice, WithdrawalId,
+    GENESIS_OPERATOR,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -72,6 +72,8 @@ fn proptest_config() -> ProptestConfig {
 
 const HOUR_NS: u64 = 3_600_000_000_000;
 const DAY_NS: u64 = 24 * HOUR_NS;
+/// A 365-day year: the fuzzer's unit of "years", not the engine's calendar.
+const YEAR_NS: u64 = 365 * DAY_NS;
 /// 14 November 2023: when every sequence starts.
 const START_NS: u64 = 1_700_000_000_000_000_000;
 
@@ -198,17 +200,9 @@ enum Symbol {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum IssueTime {
-    Now,
-    Past(u64),
-    Future(u64),
-    Raw(u64),
-}
-
-#[derive(Clone, Copy, Debug)]
 enum Maturity {
     None,
-    /// This long after issue (0 included, which is invalid).
+    /// This long after the listing (0 included, which is invalid).
     After(u64),
     Raw(u64),
 }
@@ -224,12 +218,13 @@ struct Listing {
     return_cap_bp: u32,
     /// Percentage of par, or any number of ticks.
     price_floor: Result<u8, u64>,
-    issue: IssueTime,
     maturity: Maturity,
     holding_cap_bp: Option<u32>,
     cooperative_investment_plan: bool,
-    lock_in_ns: Option<u64>,
+    lock_in_years: Option<u32>,
     tax_credit_bp: Option<u32>,
+    withdrawable: bool,
+    withdrawal_notice_days: u32,
 }
 
 /// One command, as the client thinks of it. Every `CommandKind` has one.
@@ -252,6 +247,13 @@ enum Action {
     IssueCredential { participant: Pick, token: u8, replace_existing: bool },
     RevokeCredential { credential: Pick },
     SetParticipantStatus { participant: Pick, suspended: bool },
+    RequestWithdrawal { instrument: Pick, lots: Lots },
+    CancelWithdrawal { withdrawal: Pick },
+    CompleteWithdrawal { withdrawal: Pick },
+    SuspendWithdrawals { instrument: Pick, suspended: bool },
+    Propose { title: u8, closes_in: u64 },
+    Vote { resolution: Pick, choice: VoteChoice },
+    CloseResolution { resolution: Pick },
 }
 
 /// Which command id a command carries.
@@ -418,27 +420,21 @@ fn listing() -> impl Strategy<Value = Listing> {
         prop_oneof![8 => 0..=2_000u32, 1 => 9_990..=10_010u32, 1 => any::<u32>()],
         prop_oneof![6 => (0..=100u8).prop_map(Ok), 1 => (101..=255u8).prop_map(Ok), 1 => any::<u64>().prop_map(Err)],
     );
-    let times = (
-        prop_oneof![
-            6 => Just(IssueTime::Now),
-            2 => (0..5 * YEAR_NS).prop_map(IssueTime::Past),
-            1 => (0..YEAR_NS).prop_map(IssueTime::Future),
-            1 => any::<u64>().prop_map(IssueTime::Raw),
-        ],
-        prop_oneof![
-            3 => Just(Maturity::None),
-            5 => prop_oneof![Just(0u64), 1..DAY_NS, 1..=4 * YEAR_NS].prop_map(Maturity::After),
-            1 => any::<u64>().prop_map(Maturity::Raw),
-        ],
-    );
+    let maturity = prop_oneof![
+        3 => Just(Maturity::None),
+        5 => prop_oneof![Just(0u64), 1..DAY_NS, 1..=4 * YEAR_NS].prop_map(Maturity::After),
+        1 => any::<u64>().prop_map(Maturity::Raw),
+    ];
     let terms = (
         prop_oneof![4 => Just(None), 4 => (1..=10_000u32).prop_map(Some), 1 => Just(Some(0)), 1 => any::<u32>().prop_map(Some)],
         prop_oneof![4 => Just(false), 1 => Just(true)],
-        prop_oneof![4 => Just(None), 2 => (0..=6 * YEAR_NS).prop_map(Some), 1 => Just(Some(u64::MAX)), 1 => any::<u64>().prop_map(Some)],
+        prop_oneof![4 => Just(None), 2 => (0..=6u32).prop_map(Some), 1 => Just(Some(101)), 1 => any::<u32>().prop_map(Some)],
         prop_oneof![4 => Just(None), 3 => (0..=10_000u32).prop_map(Some), 1 => any::<u32>().prop_map(Some)],
+        prop_oneof![3 => Just(false), 1 => Just(true)],
+        prop_oneof![3 => Just(0u32), 3 => 1..=90u32, 1 => any::<u32>()],
     );
-    (symbol(), instrument_kind(), pick(), units, times, terms).prop_map(
-        |(symbol, kind, issuer, (tick_size_minor, lot_size_units, par_ticks, return_cap_bp, price_floor), (issue, maturity), (holding_cap_bp, cooperative_investment_plan, lock_in_ns, tax_credit_bp))| Listing {
+    (symbol(), instrument_kind(), pick(), units, maturity, terms).prop_map(
+        |(symbol, kind, issuer, (tick_size_minor, lot_size_units, par_ticks, return_cap_bp, price_floor), maturity, (holding_cap_bp, cooperative_investment_plan, lock_in_years, tax_credit_bp, withdrawable, withdrawal_notice_days))| Listing {
             symbol,
             kind,
             issuer,
@@ -447,12 +443,13 @@ fn listing() -> impl Strategy<Value = Listing> {
             par_ticks,
             return_cap_bp,
             price_floor,
-            issue,
             maturity,
             holding_cap_bp,
             cooperative_investment_plan,
-            lock_in_ns,
+            lock_in_years,
             tax_credit_bp,
+            withdrawable,
+            withdrawal_notice_days,
         },
     )
 }
@@ -488,6 +485,8 @@ struct Weights {
     issue_credential: u32,
     revoke_credential: u32,
     participant_status: u32,
+    withdrawal: u32,
+    vote: u32,
 }
 
 impl Mix {
@@ -510,6 +509,8 @@ impl Mix {
             issue_credential: 2,
             revoke_credential: 2,
             participant_status: 2,
+            withdrawal: 2,
+            vote: 2,
         };
         let quiet = Weights {
             register: 1,
@@ -524,13 +525,25 @@ impl Mix {
             issue_credential: 1,
             revoke_credential: 1,
             participant_status: 1,
+            withdrawal: 1,
+            vote: 1,
             ..even
         };
         match self {
             Mix::Mixed => even,
             Mix::Tight => Weights { place: 30, cancel: 2, reduce: 2, issue_credential: 5, ..even },
             Mix::Trading => Weights { place: 40, cancel: 8, reduce: 8, deposit: 3, withdraw: 2, ..quiet },
-            Mix::Lifecycle => Weights { place: 6, distribute: 6, repay: 5, issue_credential: 4, revoke_credential: 4, participant_status: 4, ..even },
+            Mix::Lifecycle => Weights {
+                place: 6,
+                distribute: 6,
+                repay: 5,
+                issue_credential: 4,
+                revoke_credential: 4,
+                participant_status: 4,
+                withdrawal: 4,
+                vote: 4,
+                ..even
+            },
         }
     }
 
@@ -579,6 +592,14 @@ fn action(mix: Mix) -> impl Strategy<Value = Action> {
         w.issue_credential => (pick(), 0..4u8, any::<bool>()).prop_map(|(participant, token, replace_existing)| Action::IssueCredential { participant, token, replace_existing }),
         w.revoke_credential => pick().prop_map(|credential| Action::RevokeCredential { credential }),
         w.participant_status => (pick(), any::<bool>()).prop_map(|(participant, suspended)| Action::SetParticipantStatus { participant, suspended }),
+        w.withdrawal => (plausible_pick(plausible), plausible_lots(plausible)).prop_map(|(instrument, lots)| Action::RequestWithdrawal { instrument, lots }),
+        w.withdrawal => plausible_pick(plausible).prop_map(|withdrawal| Action::CancelWithdrawal { withdrawal }),
+        w.withdrawal => plausible_pick(plausible).prop_map(|withdrawal| Action::CompleteWithdrawal { withdrawal }),
+        1 => (pick(), any::<bool>()).prop_map(|(instrument, suspended)| Action::SuspendWithdrawals { instrument, suspended }),
+        w.vote => (any::<u8>(), prop_oneof![Just(0u64), 1..=90 * DAY_NS, Just(u64::MAX)]).prop_map(|(title, closes_in)| Action::Propose { title, closes_in }),
+        w.vote * 2 => (plausible_pick(plausible), prop_oneof![Just(VoteChoice::For), Just(VoteChoice::Against), Just(VoteChoice::Abstain)])
+            .prop_map(|(resolution, choice)| Action::Vote { resolution, choice }),
+        w.vote => plausible_pick(plausible).prop_map(|resolution| Action::CloseResolution { resolution }),
     ]
 }
 
@@ -662,14 +683,22 @@ fn share(of: u64, percent: u8) -> u64 {
 /// The roles that may send a command (the engine's role check, as `command.rs` documents it).
 fn allowed_roles(kind: &CommandKind) -> &'static [Role] {
     match kind {
-        CommandKind::PlaceOrder { .. } | CommandKind::CancelOrder { .. } | CommandKind::ReduceOrder { .. } | CommandKind::Subscribe { .. } => {
-            &[Role::Contributor]
-        }
+        CommandKind::PlaceOrder { .. }
+        | CommandKind::CancelOrder { .. }
+        | CommandKind::ReduceOrder { .. }
+        | CommandKind::Subscribe { .. }
+        | CommandKind::RequestWithdrawal { .. }
+        | CommandKind::CancelWithdrawal { .. }
+        | CommandKind::CastVote { .. } => &[Role::Contributor],
+        CommandKind::CompleteWithdrawal { .. } => &[Role::Contributor, Role::Organization],
         CommandKind::SetAccreditation { .. } => &[Role::Regulator, Role::Operator],
         CommandKind::OpenOffering { .. }
         | CommandKind::CloseOffering { .. }
         | CommandKind::PayDistribution { .. }
-        | CommandKind::RepayAtMaturity { .. } => &[Role::Organization],
+        | CommandKind::RepayAtMaturity { .. }
+        | CommandKind::SetWithdrawalsSuspended { .. }
+        | CommandKind::ProposeResolution { .. }
+        | CommandKind::CloseResolution { .. } => &[Role::Organization],
         CommandKind::RegisterParticipant { .. }
         | CommandKind::Deposit { .. }
         | CommandKind::Withdraw { .. }
@@ -700,10 +729,17 @@ fn kind_name(kind: &CommandKind) -> &'static str {
         CommandKind::IssueCredential { .. } => "IssueCredential",
         CommandKind::RevokeCredential { .. } => "RevokeCredential",
         CommandKind::SetParticipantStatus { .. } => "SetParticipantStatus",
+        CommandKind::RequestWithdrawal { .. } => "RequestWithdrawal",
+        CommandKind::CancelWithdrawal { .. } => "CancelWithdrawal",
+        CommandKind::CompleteWithdrawal { .. } => "CompleteWithdrawal",
+        CommandKind::SetWithdrawalsSuspended { .. } => "SetWithdrawalsSuspended",
+        CommandKind::ProposeResolution { .. } => "ProposeResolution",
+        CommandKind::CastVote { .. } => "CastVote",
+        CommandKind::CloseResolution { .. } => "CloseResolution",
     }
 }
 
-const EVERY_KIND: [&str; 17] = [
+const EVERY_KIND: [&str; 24] = [
     "RegisterParticipant",
     "SetAccreditation",
     "Deposit",
@@ -721,6 +757,13 @@ const EVERY_KIND: [&str; 17] = [
     "IssueCredential",
     "RevokeCredential",
     "SetParticipantStatus",
+    "RequestWithdrawal",
+    "CancelWithdrawal",
+    "CompleteWithdrawal",
+    "SetWithdrawalsSuspended",
+    "ProposeResolution",
+    "CastVote",
+    "CloseResolution",
 ];
 
 fn event_name(event: &Event) -> &'static str {
@@ -746,6 +789,7 @@ fn event_name(event: &Event) -> &'static str {
         Event::OrderCancelled { reason: CancelReason::SelfTrade, .. } => "OrderCancelled(SelfTrade)",
         Event::OrderCancelled { reason: CancelReason::Matured, .. } => "OrderCancelled(Matured)",
         Event::OrderCancelled { reason: CancelReason::OwnerSuspended, .. } => "OrderCancelled(OwnerSuspended)",
+        Event::OrderCancelled { reason: CancelReason::FillOrKillUnfillable, .. } => "OrderCancelled(FillOrKillUnfillable)",
         Event::DistributionPaid { .. } => "DistributionPaid",
         Event::DistributionReceived { .. } => "DistributionReceived",
         Event::ParRepaid { .. } => "ParRepaid",
@@ -753,6 +797,15 @@ fn event_name(event: &Event) -> &'static str {
         Event::CredentialIssued { .. } => "CredentialIssued",
         Event::CredentialRevoked { .. } => "CredentialRevoked",
         Event::ParticipantStatusChanged { .. } => "ParticipantStatusChanged",
+        Event::SubscriptionScaledBack { .. } => "SubscriptionScaledBack",
+        Event::FirstIssue { .. } => "FirstIssue",
+        Event::WithdrawalRequested { .. } => "WithdrawalRequested",
+        Event::WithdrawalCancelled { .. } => "WithdrawalCancelled",
+        Event::WithdrawalPaid { .. } => "WithdrawalPaid",
+        Event::WithdrawalsSuspended { .. } => "WithdrawalsSuspended",
+        Event::ResolutionProposed { .. } => "ResolutionProposed",
+        Event::VoteCast { .. } => "VoteCast",
+        Event::ResolutionClosed { .. } => "ResolutionClosed",
     }
 }
 
@@ -939,15 +992,9 @@ impl Client {
                     Symbol::Length(length) => "Q".repeat(usize::from(*length)),
                     Symbol::Any(text) => text.clone(),
                 };
-                let issue_time = match listing.issue {
-                    IssueTime::Now => now,
-                    IssueTime::Past(ago) => now.saturating_sub(ago),
-                    IssueTime::Future(ahead) => now.saturating_add(ahead),
-                    IssueTime::Raw(time) => time,
-                };
                 let maturity_time = match listing.maturity {
                     Maturity::None => None,
-                    Maturity::After(after) => Some(issue_time.saturating_add(after)),
+                    Maturity::After(after) => Some(now.saturating_add(after)),
                     Maturity::Raw(time) => Some(time),
                 };
                 let price_floor_ticks = match listing.price_floor {
@@ -963,12 +1010,13 @@ impl Client {
                     par_ticks: listing.par_ticks,
                     return_cap_bp: listing.return_cap_bp,
                     price_floor_ticks,
-                    issue_time,
                     maturity_time,
                     holding_cap_bp: listing.holding_cap_bp,
                     cooperative_investment_plan: listing.cooperative_investment_plan,
-                    lock_in_ns: listing.lock_in_ns,
+                    lock_in_years: listing.lock_in_years,
                     tax_credit_bp: listing.tax_credit_bp,
+                    withdrawable: listing.withdrawable,
+                    withdrawal_notice_days: listing.withdrawal_notice_days,
                 };
                 (sender(operators, None), CommandKind::ListInstrument { spec: Box::new(spec) })
             }
@@ -984,8 +1032,17 @@ impl Client {
             }
             Action::Subscribe { offering, lots } => {
                 let offering = self.offering(*offering);
-                let left = self.engine.offering(offering).map_or(100, |o| o.lots - o.subscribed_lots);
-                (sender(contributors, None), CommandKind::Subscribe { offering, lots: self.lots(*lots, left) })
+                let contributor = sender(contributors, None);
+                // As much as the engine would accept: what is left, within the cap of a full
+                // take-up. Few such subscriptions leave an offering undersubscribed, and the
+                // close must then scale them back.
+                let natural = self.engine.offering(offering).map_or(100, |o| {
+                    let left = o.lots - o.subscribed_lots;
+                    let listed = self.engine.instrument(o.instrument).expect("an offering's instrument is listed");
+                    let exposure = listed.holding(contributor).map_or(0, |h| h.cap_exposure_lots());
+                    left.min(listed.holding_cap_lots(listed.lots_outstanding() + o.lots).saturating_sub(exposure)).max(1)
+                });
+                (contributor, CommandKind::Subscribe { offering, lots: self.lots(*lots, natural) })
             }
             Action::CloseOffering { offering } => {
                 let offering = self.offering(*offering);
@@ -1015,7 +1072,7 @@ impl Client {
                     (Some(listed), Side::Sell) if natural_lots == 0 => listed.holding(owner).map_or(0, |h| h.free_lots(now)),
                     _ => natural_lots.max(10),
                 };
-                let (par, floor) = listed.map_or((100, 0), |l| (l.spec.par_ticks, l.spec.price_floor_ticks));
+                let (par, floor) = listed.map_or((100, 0), |l| (l.spec.par_ticks, l.terms.price_floor_ticks));
                 let price_ticks = match price {
                     Price::Par(by) => offset(par, i64::from(*by)),
                     Price::Ceiling(by) => offset(listed.map_or(par, |l| l.ceiling_ticks(now)), i64::from(*by)),
@@ -1073,6 +1130,88 @@ impl Client {
                 let participant = self.participant(*participant, &[Role::Contributor, Role::Organization, Role::Operator]);
                 (sender(operators, None), CommandKind::SetParticipantStatus { participant, suspended: *suspended })
             }
+            Action::RequestWithdrawal { instrument, lots } => {
+                let instrument = self.withdrawable(*instrument);
+                let listed = self.engine.instrument(instrument);
+                let holder = listed.and_then(|share| {
+                    share.holders_sorted().into_iter().find(|holder| share.holding(*holder).is_some_and(|h| h.free_lots(now) > 0))
+                });
+                let holder = sender(contributors, holder);
+                let free = listed.and_then(|share| share.holding(holder)).map_or(10, |h| h.free_lots(now));
+                (holder, CommandKind::RequestWithdrawal { instrument, lots: self.lots(*lots, free) })
+            }
+            Action::CancelWithdrawal { withdrawal } => {
+                let withdrawal = self.withdrawal(*withdrawal);
+                let holder = self.engine.withdrawal(withdrawal).map(|w| w.holder);
+                (sender(contributors, holder), CommandKind::CancelWithdrawal { withdrawal })
+            }
+            Action::CompleteWithdrawal { withdrawal } => {
+                let withdrawal = self.withdrawal(*withdrawal);
+                let pending = self.engine.withdrawal(withdrawal);
+                // The holder or the issuer, as the id's parity says.
+                let natural = pending.map(|w| if withdrawal.0 % 2 == 0 { w.holder } else { self.engine.instrument(w.instrument).expect("listed").spec.issuer });
+                (sender(&[Role::Contributor, Role::Organization], natural), CommandKind::CompleteWithdrawal { withdrawal })
+            }
+            Action::SuspendWithdrawals { instrument, suspended } => {
+                let instrument = self.withdrawable(*instrument);
+                let issuer = self.engine.instrument(instrument).map(|l| l.spec.issuer);
+                (sender(organizations, issuer), CommandKind::SetWithdrawalsSuspended { instrument, suspended: *suspended })
+            }
+            Action::Propose { title, closes_in } => {
+                let title = match title % 8 {
+                    0 => String::new(),
+                    1 => "x".repeat(self.config.resolution_title_bytes_max as usize + 1),
+                    n => format!("resolution {n}"),
+                };
+                // An issuer of a share most of the time, so that someone can vote.
+                let issuer = self.engine.instruments().find(|i| i.spec.kind == InstrumentKind::CommunityShare).map(|i| i.spec.issuer);
+                (sender(organizations, issuer), CommandKind::ProposeResolution { title, closes_at: now.saturating_add(*closes_in) })
+            }
+            Action::Vote { resolution, choice } => {
+                let resolution = self.resolution(*resolution);
+                let member = self.engine.resolution(resolution).and_then(|r| {
+                    let members = self.engine.members_of(r.organization);
+                    members.iter().map(|(member, _)| *member).find(|member| !r.votes.contains_key(member)).or(members.first().map(|m| m.0))
+                });
+                (sender(contributors, member), CommandKind::CastVote { resolution, choice: *choice })
+            }
+            Action::CloseResolution { resolution } => {
+                let resolution = self.resolution(*resolution);
+                let organization = self.engine.resolution(resolution).map(|r| r.organization);
+                (sender(organizations, organization), CommandKind::CloseResolution { resolution })
+            }
+        }
+    }
+
+    fn withdrawable(&self, pick: Pick) -> InstrumentId {
+        match pick {
+            Pick::Real(index) if index % 4 != 3 => {
+                let withdrawable: Vec<InstrumentId> = self.engine.instruments().filter(|i| i.spec.withdrawable).map(|i| i.id).collect();
+                pick_from(&withdrawable, index / 4).unwrap_or_else(|| self.instrument(pick))
+            }
+            _ => self.instrument(pick),
+        }
+    }
+
+    fn withdrawal(&self, pick: Pick) -> WithdrawalId {
+        match pick {
+            Pick::Real(index) => {
+                let pending: Vec<WithdrawalId> = self.engine.withdrawals_pending().map(|w| w.id).collect();
+                let chosen = if index % 4 != 3 { pick_from(&pending, index / 4) } else { None };
+                chosen.unwrap_or(WithdrawalId(u64::from(index) % 6))
+            }
+            Pick::Raw(raw) => WithdrawalId(raw),
+        }
+    }
+
+    fn resolution(&self, pick: Pick) -> ResolutionId {
+        match pick {
+            Pick::Real(index) => {
+                let open: Vec<ResolutionId> = self.engine.resolutions().filter(|r| r.is_open()).map(|r| r.id).collect();
+                let chosen = if index % 4 != 3 { pick_from(&open, index / 4) } else { None };
+                chosen.unwrap_or(ResolutionId(u32::from(index) % 6))
+            }
+            Pick::Raw(raw) => ResolutionId(raw as u32),
         }
     }
 
@@ -1227,6 +1366,19 @@ impl Client {
                 assert_eq!(events.first(), Some(&accepted), "{}", describe());
                 self.orders.push(id);
             }
+            (CommandKind::RequestWithdrawal { instrument, lots }, Ack::Withdrawal(id)) => {
+                assert_eq!(id.0, before.next_withdrawal_id, "withdrawal ids are handed out in order: {}", describe());
+                assert!(
+                    matches!(events, [Event::WithdrawalRequested { withdrawal, instrument: i, holder, lots: l, .. }] if *withdrawal == id && i == instrument && *holder == command.participant && l == lots),
+                    "{}",
+                    describe()
+                );
+            }
+            (CommandKind::ProposeResolution { title, closes_at }, Ack::Resolution(id)) => {
+                assert_eq!(id.0 as usize, before.resolutions.len(), "{}", describe());
+                let proposed = Event::ResolutionProposed { resolution: id, organization: command.participant, title: title.clone(), closes_at: *closes_at };
+                assert_eq!(events, [proposed], "{}", describe());
+            }
             (CommandKind::IssueCredential { participant, .. }, Ack::Credential(id)) => {
                 assert_eq!(id.0 as usize, before.credentials.len(), "{}", describe());
                 assert!(
@@ -1247,7 +1399,12 @@ impl Client {
                 | CommandKind::PayDistribution { .. }
                 | CommandKind::RepayAtMaturity { .. }
                 | CommandKind::RevokeCredential { .. }
-                | CommandKind::SetParticipantStatus { .. },
+                | CommandKind::SetParticipantStatus { .. }
+                | CommandKind::CancelWithdrawal { .. }
+                | CommandKind::CompleteWithdrawal { .. }
+                | CommandKind::SetWithdrawalsSuspended { .. }
+                | CommandKind::CastVote { .. }
+                | CommandKind::CloseResolution { .. },
                 Ack::Done,
             ) => {}
             (kind, ack) => panic!("{} acknowledged with {ack:?}: {}", kind_name(kind), describe()),
@@ -1262,8 +1419,9 @@ impl Client {
         outcome.result.unwrap_or_else(|reason| panic!("the prelude's {kind:?} was refused: {reason:?}"))
     }
 
-    /// A regulator, two organizations, four contributors and a funder, all with cash; a share
-    /// (60 % holding cap), a two-year bond and a CIP share (five-year lock-in, tax credit), each
+    /// A regulator, two organizations, four contributors and a funder, all with cash; a
+    /// withdrawable share (60 % holding cap, 30 days' notice), a two-year bond and a CIP share
+    /// (five-year lock-in, tax credit, 30 % holding cap), each
     /// issued to the contributors through an offering and open for trading.
     fn prelude(&mut self) {
         let op = GENESIS_OPERATOR;
@@ -1283,7 +1441,7 @@ impl Client {
         }
         self.setup(regulator, CommandKind::SetAccreditation { organization: organizations[0], accredited: true });
         let start = self.time;
-        let spec = |symbol: &str, kind, issuer, tick, lot, par, cap, floor, maturity, holding_cap, cip| InstrumentSpec {
+        let spec = |symbol: &str, kind, issuer, tick, lot, par, cap, floor, maturity, holding_cap, cip, withdrawable: bool| InstrumentSpec {
             symbol: symbol.to_string(),
             kind,
             issuer,
@@ -1292,19 +1450,20 @@ impl Client {
             par_ticks: par,
             return_cap_bp: cap,
             price_floor_ticks: floor,
-            issue_time: start,
             maturity_time: maturity,
             holding_cap_bp: holding_cap,
             cooperative_investment_plan: cip,
-            lock_in_ns: None,
+            lock_in_years: None,
             tax_credit_bp: None,
+            withdrawable,
+            withdrawal_notice_days: if withdrawable { 30 } else { 0 },
         };
         // Offerings of 400 lots (within the tight market's 500 per command), each contributor
         // subscribing up to the holding cap measured against the whole offering.
         let listings = [
-            (spec("S0", InstrumentKind::CommunityShare, organizations[0], 5, 10, 200, 500, 100, None, Some(6_000), false), 80),
-            (spec("B0", InstrumentKind::CommunityBond, organizations[1], 20, 1, 500, 400, 0, Some(start + 2 * YEAR_NS), Some(5_000), false), 40),
-            (spec("C0", InstrumentKind::CommunityShare, organizations[0], 1, 1, 100, 300, 0, None, None, true), 10),
+            (spec("S0", InstrumentKind::CommunityShare, organizations[0], 5, 10, 200, 500, 100, None, Some(6_000), false, true), 80),
+            (spec("B0", InstrumentKind::CommunityBond, organizations[1], 20, 1, 500, 400, 0, Some(start + 2 * YEAR_NS), Some(5_000), false, false), 40),
+            (spec("C0", InstrumentKind::CommunityShare, organizations[0], 1, 1, 100, 300, 0, None, Some(3_000), true, false), 10),
         ];
         for (spec, subscribed) in listings {
             let issuer = spec.issuer;
@@ -1487,7 +1646,7 @@ fn the_generator_reaches_every_command_and_outcome() {
         assert!(total.rejected.get(kind).is_some_and(|n| *n > 0), "no {kind} was refused: {total:#?}");
     }
     assert!(total.replays > 0, "no retry was answered with its first outcome");
-    for reason in ["RequestIdReused", "UnknownParticipant", "ParticipantSuspended", "RoleNotAllowed", "LockedIn", "HoldingCapExceeded", "BookFull", "OrdersFull", "CredentialsFull", "SymbolTaken", "NotMatured"] {
+    for reason in ["RequestIdReused", "UnknownParticipant", "ParticipantSuspended", "RoleNotAllowed", "LockedIn", "HoldingCapExceeded", "BookFull", "OrdersFull", "CredentialsFull", "SymbolTaken", "NotMatured", "OrderNotResting", "NoticeRunning", "NotAMember", "AlreadyVoted", "VotingStillOpen", "VotingClosed", "NotWithdrawable"] {
         assert!(total.reasons.contains_key(reason), "no command was refused with {reason}: {total:#?}");
     }
     for event in [
@@ -1507,6 +1666,14 @@ fn the_generator_reaches_every_command_and_outcome() {
         "InstrumentMatured",
         "CredentialRevoked",
         "ParticipantStatusChanged",
+        "OrderCancelled(FillOrKillUnfillable)",
+        "FirstIssue",
+        "WithdrawalRequested",
+        "WithdrawalCancelled",
+        "WithdrawalPaid",
+        "WithdrawalsSuspended",
+        "VoteCast",
+        "ResolutionClosed",
     ] {
         assert!(total.events.contains_key(event), "no {event} event happened: {total:#?}");
     }

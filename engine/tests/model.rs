@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 
-use mutua_engine::config::YEAR_NS;
 use mutua_engine::{
     Ack, CancelReason, Command, CommandId, CommandKind, Engine, Event, InstrumentId, InstrumentKind, InstrumentSpec,
     MarketConfig, OfferingId, OrderId, Outcome, ParticipantId, RejectReason, Role, SelfTradePrevention, Side,
@@ -30,10 +29,17 @@ const CONTRIBUTORS: [u32; 4] = [2, 3, 4, 5];
 /// Never registered: commands in its name must be refused.
 const UNREGISTERED: u32 = 9;
 
+/// When the offerings close (the first issue, 1 ms into 1970), and the length of the year from
+/// there to its first anniversary: 1970 has no 29 February, so 365 days. The model knows no
+/// calendar beyond that: every sequence stays inside its first two years (1971 has no 29
+/// February either), which `Model::apply` checks.
 const ISSUE_TIME_NS: u64 = 1_000_000;
-/// 0.85 of a year after issue, so the capped-return ceiling sits a few ticks above par and stays
-/// there for the few thousand nanoseconds a sequence spans.
-const SETUP_TIME_NS: u64 = ISSUE_TIME_NS + YEAR_NS / 100 * 85;
+const YEAR_1970_NS: u64 = 365 * 86_400 * 1_000_000_000;
+const MODEL_HORIZON_NS: u64 = ISSUE_TIME_NS + 2 * YEAR_1970_NS;
+/// Trading starts 40 ns before the first anniversary of the issue: the ceiling sits a tick
+/// below par × (1 + cap) and steps up to it at the anniversary, and the bond's one-year lock-in
+/// ends there, all within the few thousand nanoseconds a sequence spans.
+const SETUP_TIME_NS: u64 = ISSUE_TIME_NS + YEAR_1970_NS - 40;
 
 /// Small book bounds so that `BookFull` and `OrdersFull` are reachable.
 const ORDERS_PER_BOOK_MAX: u32 = 8;
@@ -50,7 +56,8 @@ struct Listing {
     return_cap_bp: u32,
     price_floor_ticks: u64,
     holding_cap_bp: u32,
-    lock_in_ns: u64,
+    /// Whole years; units bought in 1970 or 1971 are locked for exactly 365 days a year.
+    lock_in_years: u32,
     offering_lots: u64,
     /// Lots each contributor subscribed, in `CONTRIBUTORS` order.
     subscribed_lots: [u64; 4],
@@ -58,7 +65,7 @@ struct Listing {
 
 const LISTINGS: [Listing; 2] = [
     // A share with a 100 % holding cap (which still binds: held plus bid lots may not exceed
-    // the units outstanding) and no floor. Ceiling: 100 + 100 × 5 % × 0.85 = 104 ticks.
+    // the units outstanding) and no floor. Ceiling: 104 ticks, then 105 from the anniversary.
     Listing {
         symbol: "RIVER-SHARE",
         kind: InstrumentKind::CommunityShare,
@@ -68,13 +75,13 @@ const LISTINGS: [Listing; 2] = [
         return_cap_bp: 500,
         price_floor_ticks: 0,
         holding_cap_bp: 10_000,
-        lock_in_ns: 0,
+        lock_in_years: 0,
         offering_lots: 400,
         subscribed_lots: [150, 100, 80, 40],
     },
-    // A bond with a floor, a tight 40 % holding cap and a short lock-in, so that
-    // `PriceBelowFloor`, `HoldingCapExceeded` and `LockedIn` all happen.
-    // Ceiling: 40 + 40 × 8 % × 0.85 = 42 ticks.
+    // A bond with a floor, a tight 40 % holding cap and a one-year lock-in that ends during the
+    // sequence, so that `PriceBelowFloor`, `HoldingCapExceeded` and `LockedIn` all happen.
+    // Ceiling: 42 ticks, then 43 (40 × 1.08 = 43.2, rounded down) from the anniversary.
     Listing {
         symbol: "RIVER-BOND",
         kind: InstrumentKind::CommunityBond,
@@ -84,9 +91,9 @@ const LISTINGS: [Listing; 2] = [
         return_cap_bp: 800,
         price_floor_ticks: 38,
         holding_cap_bp: 4_000,
-        lock_in_ns: 40,
+        lock_in_years: 1,
         offering_lots: 300,
-        subscribed_lots: [120, 90, 50, 0],
+        subscribed_lots: [90, 90, 60, 0],
     },
 ];
 
@@ -113,12 +120,13 @@ fn spec(listing: &Listing) -> InstrumentSpec {
         par_ticks: listing.par_ticks,
         return_cap_bp: listing.return_cap_bp,
         price_floor_ticks: listing.price_floor_ticks,
-        issue_time: ISSUE_TIME_NS,
-        maturity_time: listing.kind.matures().then_some(ISSUE_TIME_NS + 10 * YEAR_NS),
+        maturity_time: listing.kind.matures().then_some(ISSUE_TIME_NS + 10 * YEAR_1970_NS),
         holding_cap_bp: Some(listing.holding_cap_bp),
         cooperative_investment_plan: false,
-        lock_in_ns: Some(listing.lock_in_ns),
+        lock_in_years: Some(listing.lock_in_years),
         tax_credit_bp: Some(0),
+        withdrawable: false,
+        withdrawal_notice_days: 0,
     }
 }
 
@@ -187,17 +195,23 @@ struct ModelInstrument {
     price_floor_ticks: u64,
     tick_value_minor: u64,
     holding_cap_bp: u32,
-    lock_in_ns: u64,
+    lock_in_years: u32,
     lots_outstanding: u64,
     trading_open: bool,
 }
 
 impl ModelInstrument {
-    /// par × (1 + cap × years since issue), rounded down to a tick.
+    /// par × (1 + cap × years since the first issue), rounded down to a tick, with years of
+    /// 365 days (true of 1970 and 1971, the only years the model runs in).
     fn ceiling_ticks(&self, now_ns: u64) -> u64 {
         let elapsed = u128::from(now_ns - ISSUE_TIME_NS);
-        let accrued = u128::from(self.par_ticks) * u128::from(self.return_cap_bp) * elapsed / (10_000 * u128::from(YEAR_NS));
+        let accrued = u128::from(self.par_ticks) * u128::from(self.return_cap_bp) * elapsed / (10_000 * u128::from(YEAR_1970_NS));
         self.par_ticks + accrued as u64
+    }
+
+    /// When units bought at `now_ns` may be sold: whole years of 365 days later.
+    fn lock_until(&self, now_ns: u64) -> u64 {
+        now_ns + u64::from(self.lock_in_years) * YEAR_1970_NS
     }
 }
 
@@ -273,7 +287,7 @@ impl Model {
                 }
                 balances_minor[*contributor as usize] -= lots * par_lot_minor;
                 balances_minor[ORGANIZATION as usize] += lots * par_lot_minor;
-                let locks = if listing.lock_in_ns > 0 { vec![(SETUP_TIME_NS + listing.lock_in_ns, lots)] } else { vec![] };
+                let locks = if listing.lock_in_years > 0 { vec![(ISSUE_TIME_NS + u64::from(listing.lock_in_years) * YEAR_1970_NS, lots)] } else { vec![] };
                 positions.insert((*contributor, instrument as u32), Position { lots, locks });
             }
             instruments.push(ModelInstrument {
@@ -282,7 +296,7 @@ impl Model {
                 price_floor_ticks: listing.price_floor_ticks,
                 tick_value_minor: tick_value_minor(listing),
                 holding_cap_bp: listing.holding_cap_bp,
-                lock_in_ns: listing.lock_in_ns,
+                lock_in_years: listing.lock_in_years,
                 lots_outstanding: listing.subscribed_lots.iter().sum(),
                 trading_open: true,
             });
@@ -297,7 +311,8 @@ impl Model {
             positions,
             resting: Vec::new(),
             last_result: None,
-            applied: setup_commands().len() as u64,
+            // The setup, and the command that moves the clock to the start of trading.
+            applied: setup_commands().len() as u64 + 1,
             last_sequence: 0,
             expected: Expected { outcome: None, events: Vec::new() },
         }
@@ -367,7 +382,9 @@ impl Model {
     }
 
     /// Every check an order must pass, in the precedence order of `RejectReason`.
-    fn check_order(&self, owner: u32, args: &PlaceArgs) -> Result<(), RejectReason> {
+    /// `Ok(false)`: the order is accepted and trades; `Ok(true)`: a fill-or-kill order that
+    /// cannot trade in full, accepted and killed.
+    fn check_order(&self, owner: u32, args: &PlaceArgs) -> Result<bool, RejectReason> {
         self.require(owner, Role::Contributor)?;
         let instrument = self.instruments.get(args.instrument as usize).ok_or(RejectReason::UnknownInstrument)?;
         if args.lots == 0 {
@@ -430,16 +447,16 @@ impl Model {
                 let mut trial = self.clone();
                 let (remaining_lots, _) = trial.match_incoming(owner, u64::MAX, args, &mut Vec::new());
                 if remaining_lots > 0 {
-                    return Err(RejectReason::FillOrKillUnfillable);
+                    return Ok(true);
                 }
             }
             TimeInForce::ImmediateOrCancel => {}
         }
-        Ok(())
+        Ok(false)
     }
 
     fn place(&mut self, owner: u32, args: PlaceArgs, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        self.check_order(owner, &args)?;
+        let killed = self.check_order(owner, &args)?;
         let id = self.next_order_id;
         self.next_order_id += 1;
         events.push(Event::OrderAccepted {
@@ -451,6 +468,11 @@ impl Model {
             lots: args.lots,
             time_in_force: args.time_in_force,
         });
+        if killed {
+            let reason = CancelReason::FillOrKillUnfillable;
+            events.push(Event::OrderCancelled { order: OrderId(id), owner: ParticipantId(owner), remaining_lots: args.lots, reason });
+            return Ok(Ack::Order(OrderId(id)));
+        }
         let (remaining_lots, stopped_by_self_trade) = self.match_incoming(owner, id, &args, events);
         if remaining_lots == 0 {
             return Ok(Ack::Order(OrderId(id)));
@@ -536,14 +558,15 @@ impl Model {
     fn settle(&mut self, instrument: u32, taker_side: Side, taker: u32, maker: u32, price_ticks: u64, lots: u64) -> u64 {
         let terms = &self.instruments[instrument as usize];
         let notional_minor = price_ticks * lots * terms.tick_value_minor;
-        let lock_in_ns = terms.lock_in_ns;
+        let lock_until = terms.lock_until(self.now_ns);
+        let locked = terms.lock_in_years > 0;
         let (buyer, seller) = if taker_side == Side::Buy { (taker, maker) } else { (maker, taker) };
         self.balances_minor[buyer as usize] -= notional_minor;
         self.balances_minor[seller as usize] += notional_minor;
         let bought = self.positions.entry((buyer, instrument)).or_default();
         bought.lots += lots;
-        if lock_in_ns > 0 {
-            bought.locks.push((self.now_ns + lock_in_ns, lots));
+        if locked {
+            bought.locks.push((lock_until, lots));
         }
         let sold = self.positions.get_mut(&(seller, instrument)).expect("a seller holds what it sells");
         sold.lots -= lots;
@@ -553,7 +576,10 @@ impl Model {
     /// The owner's resting order `order`, checked the way cancel and reduce check it.
     fn owned(&self, participant: u32, order: u64) -> Result<usize, RejectReason> {
         self.require(participant, Role::Contributor)?;
-        let index = self.resting.iter().position(|resting| resting.id == order).ok_or(RejectReason::UnknownOrder)?;
+        let Some(index) = self.resting.iter().position(|resting| resting.id == order) else {
+            // An id given out earlier is filled, cancelled or killed; any other was never given.
+            return Err(if order >= 1 && order < self.next_order_id { RejectReason::OrderNotResting } else { RejectReason::UnknownOrder });
+        };
         if self.resting[index].owner != participant {
             return Err(RejectReason::NotOrderOwner);
         }
@@ -700,7 +726,7 @@ fn price_ticks(instrument: u32) -> BoxedStrategy<u64> {
     let (core, band) = match Model::initial().instruments.get(instrument as usize) {
         Some(terms) => {
             let par = terms.par_ticks;
-            ((par - 1)..=(par + 1), (par - 3)..=(terms.ceiling_ticks(SETUP_TIME_NS) + 1))
+            ((par - 1)..=(par + 1), (par - 3)..=(terms.ceiling_ticks(SETUP_TIME_NS) + 2))
         }
         None => (1..=10, 1..=10),
     };
@@ -820,6 +846,7 @@ impl ReferenceStateMachine for MarketModel {
 
     fn apply(mut state: Model, transition: &Transition) -> Model {
         state.now_ns += transition.advance_ns;
+        assert!(state.now_ns < MODEL_HORIZON_NS, "the model's calendar holds for two years of 365 days");
         let mut events = Vec::new();
         state.applied += 1;
         let outcome = match &transition.step {
@@ -869,9 +896,14 @@ impl StateMachineTest for Exchange {
         let mut exchange = Exchange { engine: Engine::new(market_config()), time_ns: SETUP_TIME_NS, next_command_id: 0, last_command: None };
         for (participant, kind) in setup_commands() {
             let command = exchange.command(participant.0, kind);
-            let outcome = exchange.engine.apply(&command, SETUP_TIME_NS, &mut Vec::new());
+            let outcome = exchange.engine.apply(&command, ISSUE_TIME_NS, &mut Vec::new());
             assert!(outcome.result.is_ok(), "setup command {command:?} was refused: {outcome:?}");
         }
+        // Trading starts later: a command of nobody registered moves the engine's clock there
+        // and changes nothing else.
+        let tick = exchange.command(UNREGISTERED, CommandKind::CancelOrder { order: OrderId(1) });
+        let outcome = exchange.engine.apply(&tick, SETUP_TIME_NS, &mut Vec::new());
+        assert_eq!(outcome.result, Err(RejectReason::UnknownParticipant));
         exchange
     }
 

@@ -8,7 +8,6 @@
 //! ids) written by a seeded client that looks at a shadow engine to choose plausible targets.
 //! The recorded script, not the client, is what every run replays.
 
-use mutua_engine::config::YEAR_NS;
 use mutua_engine::{
     Ack, Command, CommandId, CommandKind, Engine, Event, InstrumentId, InstrumentKind, InstrumentSpec, MarketConfig,
     OfferingId, Outcome, ParticipantId, RejectReason, Role, SelfTradePrevention, Side, Snapshot, StateHash, TimeInForce,
@@ -404,15 +403,14 @@ fn listing(
         par_ticks,
         return_cap_bp: 500,
         price_floor_ticks,
-        // Issued half a year before the script starts, so the ceiling is above par and rising.
-        issue_time: START_NS - YEAR_NS / 2,
         maturity_time,
         holding_cap_bp: Some(3_000),
         cooperative_investment_plan,
-        // CIP units are locked for two days rather than five years, so that they trade within
-        // the script's span.
-        lock_in_ns: cooperative_investment_plan.then_some(2 * DAY_NS),
+        // CIP units carry no lock-in here, so that they trade within the script's span.
+        lock_in_years: cooperative_investment_plan.then_some(0),
         tax_credit_bp: None,
+        withdrawable: false,
+        withdrawal_notice_days: 0,
     }
 }
 

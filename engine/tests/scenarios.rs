@@ -1,387 +1,13 @@
 //! Scenario tests: each rule of the exchange, and each reason it refuses a command, told as a
 //! short market story through `Engine::apply`, with every invariant checked after every step.
 
-use mutua_engine::config::YEAR_NS;
 use mutua_engine::*;
 use RejectReason::*;
 
-/// 2025-01-01T00:00:00Z. Scenarios start on a round date so that "years since issue" reads plainly.
-const START: Timestamp = 1_735_689_600 * 1_000_000_000;
+mod support;
 
-/// Par of every scenario instrument: 10.00 in one-cent ticks. With one unit per lot, one lot at
-/// par costs 1_000 minor units, so cash amounts in the tests are easy to check by eye.
-const PAR: u64 = 1_000;
-
-/// One market and the clock the tests drive it with.
-struct Market {
-    engine: Engine,
-    /// Events of the last command only, so each step's effects can be read on their own.
-    events: Vec<Event>,
-    now: Timestamp,
-    next_command: u128,
-    /// The organization that issues the scenario instruments.
-    issuer: ParticipantId,
-}
-
-impl Market {
-    fn new() -> Market {
-        Market::with_config(|_| {})
-    }
-
-    /// A market whose bounds or defaults a scenario needs to be different (small, to reach them).
-    fn with_config(adjust: impl FnOnce(&mut MarketConfig)) -> Market {
-        let mut config = MarketConfig::default();
-        adjust(&mut config);
-        let engine = Engine::new(config);
-        engine.check_invariants().unwrap();
-        let mut market = Market { engine, events: Vec::new(), now: START, next_command: 1, issuer: GENESIS_OPERATOR };
-        market.issuer = market.organization("Riverside Housing Co-operative");
-        market
-    }
-
-    // ---- Commands ----
-
-    /// A command with a fresh id.
-    fn command(&mut self, participant: ParticipantId, kind: CommandKind) -> Command {
-        let id = CommandId(self.next_command);
-        self.next_command += 1;
-        Command { id, participant, kind }
-    }
-
-    /// Applies one command now and checks every invariant afterwards, whatever the outcome.
-    fn apply(&mut self, command: &Command) -> Outcome {
-        self.events.clear();
-        let outcome = self.engine.apply(command, self.now, &mut self.events);
-        if let Err(violation) = self.engine.check_invariants() {
-            panic!("{violation} after {command:?} -> {outcome:?}");
-        }
-        outcome
-    }
-
-    /// Submits a command that must be accepted.
-    fn ok(&mut self, participant: ParticipantId, kind: CommandKind) -> Ack {
-        let command = self.command(participant, kind);
-        let outcome = self.apply(&command);
-        assert!(!outcome.is_replay(), "a fresh id was treated as a retry: {command:?}");
-        outcome.result.unwrap_or_else(|reason| panic!("{command:?} was rejected: {reason}"))
-    }
-
-    /// Submits a command that must be refused for `reason`, and proves the refusal had no effect:
-    /// no events, and a snapshot equal to the one before apart from the engine's memory of the
-    /// command (kept so that a retry gets the same answer) and its count of commands seen.
-    fn expect_reject(&mut self, participant: ParticipantId, kind: CommandKind, reason: RejectReason) {
-        let before = market_state(self.engine.snapshot());
-        let command = self.command(participant, kind);
-        let outcome = self.apply(&command);
-        assert_eq!(outcome, Outcome::fresh(Err(reason)), "{command:?}");
-        assert!(self.events.is_empty(), "a rejection emitted {:?}", self.events);
-        let remembered = self.engine.remembered(participant, command.id);
-        if self.engine.participant(participant).is_some() {
-            let expected = Remembered { digest: command_digest(&command.kind), result: Err(reason), sequence: self.engine.commands_applied() };
-            assert_eq!(remembered, Some(expected), "the rejection was not remembered");
-        } else {
-            assert_eq!(remembered, None, "a command of nobody registered has no window");
-        }
-        assert_eq!(market_state(self.engine.snapshot()), before, "{command:?} was rejected but changed the market");
-    }
-
-    fn advance(&mut self, nanoseconds: u64) {
-        self.now += nanoseconds;
-    }
-
-    // ---- People and cash ----
-
-    fn register(&mut self, role: Role, name: &str) -> ParticipantId {
-        match self.ok(GENESIS_OPERATOR, registration(role, name)) {
-            Ack::Participant(id) => id,
-            other => panic!("registration acknowledged as {other:?}"),
-        }
-    }
-
-    fn contributor(&mut self, name: &str) -> ParticipantId {
-        self.register(Role::Contributor, name)
-    }
-
-    fn organization(&mut self, name: &str) -> ParticipantId {
-        self.register(Role::Organization, name)
-    }
-
-    fn regulator(&mut self, name: &str) -> ParticipantId {
-        self.register(Role::Regulator, name)
-    }
-
-    fn funder(&mut self, name: &str) -> ParticipantId {
-        self.register(Role::Funder, name)
-    }
-
-    fn deposit(&mut self, account: ParticipantId, amount_minor: u64) {
-        self.ok(GENESIS_OPERATOR, deposit(account, amount_minor));
-    }
-
-    fn withdraw(&mut self, account: ParticipantId, amount_minor: u64) {
-        self.ok(GENESIS_OPERATOR, withdrawal(account, amount_minor));
-    }
-
-    fn cash(&self, participant: ParticipantId) -> CashAccount {
-        self.engine.participant(participant).unwrap().cash
-    }
-
-    fn free_cash(&self, participant: ParticipantId) -> u64 {
-        self.cash(participant).free_minor()
-    }
-
-    // ---- Instruments ----
-
-    /// A community share of the issuer: par 10.00 in one-cent ticks, one unit per lot, return
-    /// capped at 5 % a year, no floor, issued now. The holding cap is lifted to 100 % because
-    /// the cap has scenarios of its own and would otherwise dictate the size of every small book.
-    fn share_spec(&self, symbol: &str) -> InstrumentSpec {
-        InstrumentSpec {
-            symbol: symbol.to_string(),
-            kind: InstrumentKind::CommunityShare,
-            issuer: self.issuer,
-            tick_size_minor: 1,
-            lot_size_units: 1,
-            par_ticks: PAR,
-            return_cap_bp: 500,
-            price_floor_ticks: 0,
-            issue_time: self.now,
-            maturity_time: None,
-            holding_cap_bp: Some(10_000),
-            cooperative_investment_plan: false,
-            lock_in_ns: None,
-            tax_credit_bp: None,
-        }
-    }
-
-    /// A community bond with the share's terms, maturing `years` after issue.
-    fn bond_spec(&self, symbol: &str, years: u64) -> InstrumentSpec {
-        InstrumentSpec {
-            kind: InstrumentKind::CommunityBond,
-            maturity_time: Some(self.now + years * YEAR_NS),
-            ..self.share_spec(symbol)
-        }
-    }
-
-    /// A Co-operative Investment Plan share: the market's default lock-in and tax credit apply.
-    fn cip_share_spec(&self, symbol: &str) -> InstrumentSpec {
-        InstrumentSpec { cooperative_investment_plan: true, ..self.share_spec(symbol) }
-    }
-
-    /// Lists an instrument and opens it for trading.
-    fn list(&mut self, spec: InstrumentSpec) -> InstrumentId {
-        let instrument = match self.ok(GENESIS_OPERATOR, listing(spec)) {
-            Ack::Instrument(id) => id,
-            other => panic!("listing acknowledged as {other:?}"),
-        };
-        self.ok(GENESIS_OPERATOR, trading_status(instrument, true));
-        instrument
-    }
-
-    fn share_listed(&mut self, symbol: &str) -> InstrumentId {
-        let spec = self.share_spec(symbol);
-        self.list(spec)
-    }
-
-    fn lots(&self, holder: ParticipantId, instrument: InstrumentId) -> u64 {
-        self.engine.instrument(instrument).unwrap().holding(holder).map_or(0, |holding| holding.lots)
-    }
-
-    fn reserved_lots(&self, holder: ParticipantId, instrument: InstrumentId) -> u64 {
-        self.engine.instrument(instrument).unwrap().holding(holder).map_or(0, |holding| holding.reserved_lots)
-    }
-
-    // ---- Primary market ----
-
-    fn open_offering(&mut self, instrument: InstrumentId, lots: u64, minimum_lots: u64) -> OfferingId {
-        match self.ok(self.issuer, offering_of(instrument, lots, minimum_lots)) {
-            Ack::Offering(id) => id,
-            other => panic!("offering acknowledged as {other:?}"),
-        }
-    }
-
-    fn subscribe(&mut self, contributor: ParticipantId, offering: OfferingId, lots: u64) {
-        self.ok(contributor, subscription(offering, lots));
-    }
-
-    fn close_offering(&mut self, offering: OfferingId) {
-        self.ok(self.issuer, closing(offering));
-    }
-
-    /// Issues units at par to each holder through a complete offering. Each holder is given
-    /// exactly the cash it pays, so its free cash is the same afterwards as before.
-    fn issue(&mut self, instrument: InstrumentId, holders: &[(ParticipantId, u64)]) {
-        let par_per_lot_minor = self.engine.instrument(instrument).unwrap().par_per_lot_minor();
-        let total_lots = holders.iter().map(|(_, lots)| lots).sum();
-        let offering = self.open_offering(instrument, total_lots, total_lots);
-        for &(holder, lots) in holders {
-            self.deposit(holder, par_per_lot_minor * lots);
-            self.subscribe(holder, offering, lots);
-        }
-        self.close_offering(offering);
-    }
-
-    // ---- Trading ----
-
-    /// Places an order that must be accepted (it may still trade, rest or be cancelled).
-    fn place(&mut self, owner: ParticipantId, order: CommandKind) -> OrderId {
-        match self.ok(owner, order) {
-            Ack::Order(id) => id,
-            other => panic!("order acknowledged as {other:?}"),
-        }
-    }
-
-    fn buy(&mut self, owner: ParticipantId, instrument: InstrumentId, price_ticks: u64, lots: u64) -> OrderId {
-        self.place(owner, gtc(instrument, Side::Buy, price_ticks, lots))
-    }
-
-    fn sell(&mut self, owner: ParticipantId, instrument: InstrumentId, price_ticks: u64, lots: u64) -> OrderId {
-        self.place(owner, gtc(instrument, Side::Sell, price_ticks, lots))
-    }
-
-    fn cancel(&mut self, owner: ParticipantId, order: OrderId) {
-        self.ok(owner, cancellation(order));
-    }
-
-    fn reduce(&mut self, owner: ParticipantId, order: OrderId, reduce_by_lots: u64) {
-        self.ok(owner, reduction(order, reduce_by_lots));
-    }
-
-    fn remaining_lots(&self, order: OrderId) -> Option<u64> {
-        self.engine.order(order).map(|resting| resting.remaining_lots)
-    }
-
-    /// The last command's fills as (resting order, price ticks, lots), in the order they happened.
-    fn trades(&self) -> Vec<(OrderId, u64, u64)> {
-        self.events
-            .iter()
-            .filter_map(|event| match event {
-                Event::Trade { maker_order, price_ticks, lots, .. } => Some((*maker_order, *price_ticks, *lots)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The last command's cancellations as (order, lots left, reason).
-    fn cancellations(&self) -> Vec<(OrderId, u64, CancelReason)> {
-        self.events
-            .iter()
-            .filter_map(|event| match event {
-                Event::OrderCancelled { order, remaining_lots, reason, .. } => Some((*order, *remaining_lots, *reason)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn bids(&self, instrument: InstrumentId) -> Vec<(u64, u64, u32)> {
-        self.engine.depth(instrument, Side::Buy, 10).unwrap()
-    }
-
-    fn asks(&self, instrument: InstrumentId) -> Vec<(u64, u64, u32)> {
-        self.engine.depth(instrument, Side::Sell, 10).unwrap()
-    }
-
-    // ---- Returns ----
-
-    fn pay_distribution(&mut self, instrument: InstrumentId, per_lot_minor: u64) {
-        self.ok(self.issuer, distribution(instrument, per_lot_minor));
-    }
-}
-
-/// The market's state without the bookkeeping every command touches, accepted or not: the
-/// remembered command ids and the latest time seen.
-fn market_state(mut snapshot: Snapshot) -> Snapshot {
-    snapshot.remembered.clear();
-    snapshot.now = 0;
-    snapshot.commands_applied = 0;
-    snapshot
-}
-
-// Commands by their domain names, so that a scenario line reads as what it asks for.
-
-fn registration(role: Role, name: &str) -> CommandKind {
-    CommandKind::RegisterParticipant { role, name: name.to_string() }
-}
-
-fn accreditation(organization: ParticipantId, accredited: bool) -> CommandKind {
-    CommandKind::SetAccreditation { organization, accredited }
-}
-
-fn deposit(account: ParticipantId, amount_minor: u64) -> CommandKind {
-    CommandKind::Deposit { account, amount_minor }
-}
-
-fn withdrawal(account: ParticipantId, amount_minor: u64) -> CommandKind {
-    CommandKind::Withdraw { account, amount_minor }
-}
-
-fn listing(spec: InstrumentSpec) -> CommandKind {
-    CommandKind::ListInstrument { spec: Box::new(spec) }
-}
-
-fn trading_status(instrument: InstrumentId, open: bool) -> CommandKind {
-    CommandKind::SetTradingStatus { instrument, open }
-}
-
-fn offering_of(instrument: InstrumentId, lots: u64, minimum_lots: u64) -> CommandKind {
-    CommandKind::OpenOffering { instrument, lots, minimum_lots }
-}
-
-fn subscription(offering: OfferingId, lots: u64) -> CommandKind {
-    CommandKind::Subscribe { offering, lots }
-}
-
-fn closing(offering: OfferingId) -> CommandKind {
-    CommandKind::CloseOffering { offering }
-}
-
-fn cancellation(order: OrderId) -> CommandKind {
-    CommandKind::CancelOrder { order }
-}
-
-fn reduction(order: OrderId, reduce_by_lots: u64) -> CommandKind {
-    CommandKind::ReduceOrder { order, reduce_by_lots }
-}
-
-fn distribution(instrument: InstrumentId, per_lot_minor: u64) -> CommandKind {
-    CommandKind::PayDistribution { instrument, per_lot_minor }
-}
-
-fn repayment(instrument: InstrumentId) -> CommandKind {
-    CommandKind::RepayAtMaturity { instrument }
-}
-
-fn order(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64, time_in_force: TimeInForce) -> CommandKind {
-    CommandKind::PlaceOrder {
-        instrument,
-        side,
-        price_ticks,
-        lots,
-        time_in_force,
-        self_trade: SelfTradePrevention::default(),
-    }
-}
-
-fn gtc(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64) -> CommandKind {
-    order(instrument, side, price_ticks, lots, TimeInForce::GoodTillCancelled)
-}
-
-fn ioc(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64) -> CommandKind {
-    order(instrument, side, price_ticks, lots, TimeInForce::ImmediateOrCancel)
-}
-
-fn fok(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64) -> CommandKind {
-    order(instrument, side, price_ticks, lots, TimeInForce::FillOrKill)
-}
-
-fn preventing_self_trade(order: CommandKind, mode: SelfTradePrevention) -> CommandKind {
-    match order {
-        CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, .. } => {
-            CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, self_trade: mode }
-        }
-        other => panic!("not an order: {other:?}"),
-    }
-}
+use mutua_engine::calendar::anniversary;
+use support::*;
 
 // =====================================================================================
 // Primary market
@@ -436,13 +62,21 @@ fn offering_that_meets_its_minimum_issues_units_pays_the_issuer_and_records_tax_
 }
 
 #[test]
-fn ordinary_share_purchase_records_no_tax_credit() {
+fn other_social_investments_also_earn_the_thirty_percent_credit() {
     let mut market = Market::new();
     let alice = market.contributor("alice");
     let share = market.share_listed("RIVER-A");
     market.issue(share, &[(alice, 10)]);
     assert_eq!(market.lots(alice, share), 10);
-    assert!(market.engine.tax_credits_of(alice).is_empty());
+    let credits = market.engine.tax_credits_of(alice);
+    assert_eq!(credits.len(), 1);
+    assert_eq!((credits[0].purchase_minor, credits[0].credit_minor, credits[0].rate_bp), (10_000, 3_000, 3_000));
+    // A buy on the secondary market is not a purchase from the issuer and earns nothing.
+    let bob = market.contributor("bob");
+    market.sell(alice, share, PAR, 1);
+    market.deposit(bob, PAR);
+    market.buy(bob, share, PAR, 1);
+    assert!(market.engine.tax_credits_of(bob).is_empty());
 }
 
 #[test]
@@ -599,9 +233,19 @@ fn fill_or_kill_trades_in_full_or_not_at_all() {
     let carol_ask = market.sell(carol, share, 1_000, 3);
     market.deposit(bob, 7_000);
 
-    // Seven lots are not there; six are, but only three within 995. Both leave no trace.
-    market.expect_reject(bob, fok(share, Side::Buy, 1_000, 7), FillOrKillUnfillable);
-    market.expect_reject(bob, fok(share, Side::Buy, 995, 6), FillOrKillUnfillable);
+    // Seven lots are not there; six are, but only three within 995. Each order is accepted,
+    // gets an id, and is killed at once: nothing trades and nothing else changes.
+    for (limit, lots) in [(1_000, 7), (995, 6)] {
+        let before = market_state(market.engine.snapshot());
+        let killed = market.place(bob, fok(share, Side::Buy, limit, lots));
+        assert_eq!(market.cancellations(), vec![(killed, lots, CancelReason::FillOrKillUnfillable)]);
+        assert!(market.trades().is_empty());
+        assert_eq!(market.remaining_lots(killed), None);
+        let mut after = market_state(market.engine.snapshot());
+        after.next_order_id -= 1;
+        assert_eq!(after, before, "a killed fill-or-kill order changed the market");
+        market.expect_reject(bob, cancellation(killed), OrderNotResting);
+    }
 
     market.place(bob, fok(share, Side::Buy, 1_000, 6));
     assert_eq!(market.trades(), vec![(alice_ask, 990, 3), (carol_ask, 1_000, 3)]);
@@ -744,7 +388,8 @@ fn price_floor_is_par_for_withdrawable_shares_and_zero_otherwise() {
     let mut market = Market::new();
     let alice = market.contributor("alice");
     let ordinary = market.share_listed("RIVER-A");
-    let spec = InstrumentSpec { price_floor_ticks: PAR, ..market.share_spec("RIVER-W") };
+    // No floor is stated: a withdrawable share's floor is par whatever the listing says.
+    let spec = InstrumentSpec { withdrawable: true, ..market.share_spec("RIVER-W") };
     let withdrawable = market.list(spec);
     market.issue(ordinary, &[(alice, 1)]);
     market.issue(withdrawable, &[(alice, 2)]);
@@ -805,7 +450,8 @@ fn cooperative_investment_plan_shares_are_locked_in_for_five_years() {
     let cip = market.list(spec);
     market.issue(cip, &[(alice, 10)]);
 
-    market.advance(5 * YEAR_NS - 1);
+    // To the fifth anniversary (2030-01-01, across the leap day of 2028), never before.
+    market.at(anniversary(START, 5) - 1);
     market.expect_reject(alice, gtc(cip, Side::Sell, PAR, 4), LockedIn);
 
     market.advance(1);
@@ -814,9 +460,12 @@ fn cooperative_investment_plan_shares_are_locked_in_for_five_years() {
     market.buy(bob, cip, PAR, 4);
     assert_eq!(market.trades(), vec![(ask, PAR, 4)]);
 
-    // Units bought on the market start a lock-in of their own.
+    // Units bought on the market start a lock-in of their own, to their own fifth anniversary.
+    let bought = market.now;
     market.expect_reject(bob, gtc(cip, Side::Sell, PAR, 4), LockedIn);
-    market.advance(5 * YEAR_NS);
+    market.at(anniversary(bought, 5) - 1);
+    market.expect_reject(bob, gtc(cip, Side::Sell, PAR, 4), LockedIn);
+    market.advance(1);
     market.sell(bob, cip, PAR, 4);
 }
 
@@ -832,7 +481,7 @@ fn distributions_are_capped_by_par_times_return_cap_times_period() {
     market.expect_reject(market.issuer, distribution(share, 51), DistributionAboveCap);
     market.pay_distribution(share, 50);
 
-    // The period restarts at each distribution: nothing more has accrued yet.
+    // What is paid comes off the accrued return: nothing more until more accrues.
     market.expect_reject(market.issuer, distribution(share, 1), DistributionAboveCap);
     market.advance(YEAR_NS / 2);
     market.expect_reject(market.issuer, distribution(share, 26), DistributionAboveCap);
@@ -866,20 +515,21 @@ fn distributions_are_paid_pro_rata_to_holders() {
 #[test]
 fn distribution_cap_stays_exact_when_par_times_cap_times_time_exceeds_128_bits() {
     let mut market = Market::new();
-    // A lot's par of 2^62 minor units (2^21 ticks of 2^41, which the listing accepts), issued at
-    // the epoch: par × cap × elapsed needs more than 128 bits, though the cap itself fits a u64.
+    // A lot's par of 2^62 minor units (2^21 ticks of 2^41, which the listing accepts), first
+    // issued in 2025 and read 55 years and 364 days later: par × cap × the nanoseconds into the
+    // year needs more than 128 bits, though the cap itself fits a u64.
     let spec = InstrumentSpec {
         tick_size_minor: 1 << 41,
         par_ticks: 1 << 21,
-        issue_time: 0,
         ..market.share_spec("RIVER-BIG")
     };
     let share = market.list(spec);
     let alice = market.contributor("alice");
     market.issue(share, &[(alice, 1)]);
+    market.at(anniversary(START, 55) + 364 * DAY_NS);
 
-    // 2^62 × 5 % × (START / year), rounded down, worked out with exact integers.
-    let cap_minor: u64 = 12_690_980_880_025_725_425;
+    // 2^62 × 5 % × (55 + 364/366) (2080 is a leap year), rounded down, with exact integers.
+    let cap_minor: u64 = 12_911_460_828_094_383_566;
     assert_eq!(market.engine.instrument(share).unwrap().distribution_cap_per_lot_minor(market.now), cap_minor);
     market.expect_reject(market.issuer, distribution(share, cap_minor + 1), DistributionAboveCap);
     // Within the cap, the only limit left is the issuer's cash: the offering's proceeds.
@@ -1399,9 +1049,61 @@ mod rejection {
         let bob = market.contributor("bob");
         market.issue(share, &[(alice, 5), (bob, 5)]);
         market.sell(alice, share, PAR, 2);
-        market.expect_reject(bob, fok(share, Side::Sell, 900, 1), FillOrKillUnfillable);
+        // No longer a rejection: an unfillable fill-or-kill order is accepted and killed, as an
+        // immediate-or-cancel order that trades nothing is.
+        let killed = market.place(bob, fok(share, Side::Sell, 900, 1));
+        assert_eq!(market.cancellations(), vec![(killed, 1, CancelReason::FillOrKillUnfillable)]);
         market.deposit(bob, 3 * PAR);
-        market.expect_reject(bob, fok(share, Side::Buy, PAR, 3), FillOrKillUnfillable);
+        let killed = market.place(bob, fok(share, Side::Buy, PAR, 3));
+        assert_eq!(market.cancellations(), vec![(killed, 3, CancelReason::FillOrKillUnfillable)]);
+        assert_eq!(market.cash(bob).reserved_minor, 0, "a killed order reserves nothing");
+    }
+
+    #[test]
+    fn order_not_resting() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let [alice, bob] = ["alice", "bob"].map(|name| market.contributor(name));
+        market.issue(share, &[(alice, 5)]);
+        let filled = market.sell(alice, share, PAR, 2);
+        let cancelled = market.sell(alice, share, PAR, 1);
+        market.cancel(alice, cancelled);
+        market.deposit(bob, 2 * PAR);
+        market.place(bob, ioc(share, Side::Buy, PAR, 2));
+        // Filled, cancelled: the engine gave these ids, and says they are no longer resting.
+        for order in [filled, cancelled] {
+            market.expect_reject(alice, cancellation(order), OrderNotResting);
+            market.expect_reject(alice, reduction(order, 1), OrderNotResting);
+        }
+        // An id it never gave is unknown.
+        market.expect_reject(alice, cancellation(OrderId(market.engine.snapshot().next_order_id)), UnknownOrder);
+    }
+
+    #[test]
+    fn maturity_reached() {
+        let mut market = Market::new();
+        let spec = market.bond_spec("RIVER-BOND", 1);
+        let bond = market.list(spec);
+        market.at(anniversary(START, 1));
+        market.expect_reject(market.issuer, offering_of(bond, 10, 1), MaturityReached);
+    }
+
+    #[test]
+    fn lock_in_invalid() {
+        let mut market = Market::new();
+        let spec = InstrumentSpec { lock_in_years: Some(101), ..market.share_spec("RIVER-A") };
+        expect_listing_rejected(&mut market, spec, LockInInvalid);
+    }
+
+    #[test]
+    fn withdrawal_terms_invalid() {
+        let mut market = Market::new();
+        let withdrawable_bond = InstrumentSpec { withdrawable: true, ..market.bond_spec("RIVER-BOND", 3) };
+        let notice_too_long = InstrumentSpec { withdrawable: true, withdrawal_notice_days: 3_661, ..market.share_spec("RIVER-A") };
+        let notice_without_withdrawal = InstrumentSpec { withdrawal_notice_days: 30, ..market.share_spec("RIVER-A") };
+        for spec in [withdrawable_bond, notice_too_long, notice_without_withdrawal] {
+            expect_listing_rejected(&mut market, spec, WithdrawalTermsInvalid);
+        }
     }
 
     #[test]
@@ -1835,12 +1537,31 @@ fn scenario_for(reason: RejectReason) -> &'static str {
         UnknownCredential => "unknown_credential",
         CredentialsFull => "credentials_full",
         CannotSuspendSelf => "cannot_suspend_self",
+        OrderNotResting => "order_not_resting",
+        MaturityReached => "maturity_reached",
+        LockInInvalid => "lock_in_invalid",
+        WithdrawalTermsInvalid => "withdrawal_terms_invalid",
+        NotWithdrawable => "not_withdrawable",
+        WithdrawalsSuspended => "withdrawals_suspended",
+        UnknownWithdrawal => "unknown_withdrawal",
+        NoticeRunning => "notice_running",
+        NotWithdrawalHolder => "not_withdrawal_holder",
+        WithdrawalsFull => "withdrawals_full",
+        UnknownResolution => "unknown_resolution",
+        VotingClosed => "voting_closed",
+        NotAMember => "not_a_member",
+        AlreadyVoted => "already_voted",
+        VotingStillOpen => "voting_still_open",
+        ResolutionInvalid => "resolution_invalid",
+        ResolutionsFull => "resolutions_full",
+        NotProposer => "not_proposer",
     }
 }
 
 #[test]
 fn every_reject_reason_has_a_scenario() {
-    let source = include_str!("scenarios.rs");
+    // Each capability keeps the scenarios of its own reasons.
+    let source = [include_str!("scenarios.rs"), include_str!("capped_returns.rs"), include_str!("membership.rs"), include_str!("withdrawals.rs")].concat();
     for &reason in RejectReason::ALL {
         let scenario = scenario_for(reason);
         assert!(
