@@ -18,7 +18,13 @@ use support::{exchange_core_mix, Market, NOW};
 fn records(count: usize) -> Vec<Applied> {
     let mut market = Market::new(1_000);
     let mut commands = market.setup.clone();
-    commands.extend(exchange_core_mix(&mut market, count - commands.len(), 750, 1_000, 11));
+    commands.extend(exchange_core_mix(
+        &mut market,
+        count - commands.len(),
+        750,
+        1_000,
+        11,
+    ));
     let mut engine = Engine::new(MarketConfig::default());
     let mut events = Vec::new();
     let applied: Vec<Applied> = commands
@@ -27,25 +33,46 @@ fn records(count: usize) -> Vec<Applied> {
         .map(|(index, command)| {
             events.clear();
             let outcome = engine.apply(&command, NOW, &mut events);
-            Applied { sequence: index as u64 + 1, timestamp: NOW, command, outcome, events: events.clone() }
+            Applied {
+                sequence: index as u64 + 1,
+                timestamp: NOW,
+                command,
+                outcome,
+                events: events.clone(),
+            }
         })
         .collect();
-    assert_eq!(engine.state_hash(), market.engine.state_hash(), "the records reproduce the market");
+    assert_eq!(
+        engine.state_hash(),
+        market.engine.state_hash(),
+        "the records reproduce the market"
+    );
     applied
 }
 
 fn bench_dir(name: &str) -> tempfile::TempDir {
     // Under target/, on the same disk as the data directory would be (not a tmpfs).
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bench-data");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("bench-data");
     std::fs::create_dir_all(&root).expect("bench dir");
-    tempfile::Builder::new().prefix(name).tempdir_in(root).expect("tempdir")
+    tempfile::Builder::new()
+        .prefix(name)
+        .tempdir_in(root)
+        .expect("tempdir")
 }
 
 fn append_throughput(c: &mut Criterion) {
     let mut applied = records(200_000);
-    let encoded: Vec<Vec<u8>> = applied.iter().map(|record| postcard::to_allocvec(record).expect("encode")).collect();
+    let encoded: Vec<Vec<u8>> = applied
+        .iter()
+        .map(|record| postcard::to_allocvec(record).expect("encode"))
+        .collect();
     let mean_bytes = encoded.iter().map(Vec::len).sum::<usize>() / encoded.len();
-    eprintln!("journal records: {} bytes on average (+4 checksum)", mean_bytes);
+    eprintln!(
+        "journal records: {} bytes on average (+4 checksum)",
+        mean_bytes
+    );
 
     let mut group = c.benchmark_group("journal_append");
     group.sample_size(10);
@@ -63,7 +90,9 @@ fn append_throughput(c: &mut Criterion) {
                     record.sequence = (next + offset) as u64 + 1;
                 }
                 next += batch;
-                journal.append(&applied[start..start + batch]).expect("append");
+                journal
+                    .append(&applied[start..start + batch])
+                    .expect("append");
             })
         });
 
@@ -109,7 +138,9 @@ fn replay_throughput(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iterations {
                 let began = Instant::now();
-                let recovered = journal.recover(MarketConfig::default(), |_, _| {}).expect("recover");
+                let recovered = journal
+                    .recover(MarketConfig::default(), |_, _| {})
+                    .expect("recover");
                 total += began.elapsed();
                 assert_eq!(recovered.last_sequence, RECORDS as u64);
             }

@@ -37,9 +37,17 @@ fn main() {
     for _ in 0..SAMPLES {
         // Passive place, then cancel it: the book stays the same size.
         let owner = market.contributors[rng.below(1_000) as usize];
-        let side = if rng.below(2) == 0 { Side::Buy } else { Side::Sell };
+        let side = if rng.below(2) == 0 {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let offset = 1 + rng.below(375);
-        let price_ticks = if side == Side::Buy { PAR_TICKS - offset } else { PAR_TICKS + offset };
+        let price_ticks = if side == Side::Buy {
+            PAR_TICKS - offset
+        } else {
+            PAR_TICKS + offset
+        };
         let command = market.command(
             owner,
             CommandKind::PlaceOrder {
@@ -54,14 +62,25 @@ fn main() {
         events.clear();
         let began = Instant::now();
         let outcome = market.engine.apply(&command, NOW, &mut events);
-        place.record(began.elapsed().as_nanos() as u64).expect("record");
-        let Ok(mutua_engine::Ack::Order(order)) = outcome.result else { panic!("place rejected: {outcome:?}") };
+        place
+            .record(began.elapsed().as_nanos() as u64)
+            .expect("record");
+        let Ok(mutua_engine::Ack::Order(order)) = outcome.result else {
+            panic!("place rejected: {outcome:?}")
+        };
 
-        let command = market.command(owner, CommandKind::CancelOrder { order: OrderId(order.0) });
+        let command = market.command(
+            owner,
+            CommandKind::CancelOrder {
+                order: OrderId(order.0),
+            },
+        );
         events.clear();
         let began = Instant::now();
         let outcome = market.engine.apply(&command, NOW, &mut events);
-        cancel.record(began.elapsed().as_nanos() as u64).expect("record");
+        cancel
+            .record(began.elapsed().as_nanos() as u64)
+            .expect("record");
         assert!(outcome.result.is_ok(), "cancel rejected: {outcome:?}");
 
         // An aggressive order that trades against the touch; every resting order it uses up is
@@ -72,7 +91,11 @@ fn main() {
             CommandKind::PlaceOrder {
                 instrument,
                 side,
-                price_ticks: if side == Side::Buy { PAR_TICKS + 400 } else { PAR_TICKS - 400 },
+                price_ticks: if side == Side::Buy {
+                    PAR_TICKS + 400
+                } else {
+                    PAR_TICKS - 400
+                },
                 lots: 10,
                 time_in_force: TimeInForce::ImmediateOrCancel,
                 self_trade: SelfTradePrevention::CancelIncoming,
@@ -81,11 +104,28 @@ fn main() {
         events.clear();
         let began = Instant::now();
         market.engine.apply(&command, NOW, &mut events);
-        aggressive.record(began.elapsed().as_nanos() as u64).expect("record");
-        let used_up = events.iter().filter(|event| matches!(event, Event::Trade { maker_remaining_lots: 0, .. })).count();
+        aggressive
+            .record(began.elapsed().as_nanos() as u64)
+            .expect("record");
+        let used_up = events
+            .iter()
+            .filter(|event| {
+                matches!(
+                    event,
+                    Event::Trade {
+                        maker_remaining_lots: 0,
+                        ..
+                    }
+                )
+            })
+            .count();
         for _ in 0..used_up {
             let offset = 1 + rng.below(375);
-            let price_ticks = if side == Side::Buy { PAR_TICKS + offset } else { PAR_TICKS - offset };
+            let price_ticks = if side == Side::Buy {
+                PAR_TICKS + offset
+            } else {
+                PAR_TICKS - offset
+            };
             let command = market.command(
                 owner,
                 CommandKind::PlaceOrder {
@@ -101,8 +141,14 @@ fn main() {
             market.engine.apply(&command, NOW, &mut events);
         }
     }
-    market.engine.check_invariants().expect("invariants hold after the latency run");
-    println!("engine latency, one command at a time, {} resting orders:", market.engine.resting_orders());
+    market
+        .engine
+        .check_invariants()
+        .expect("invariants hold after the latency run");
+    println!(
+        "engine latency, one command at a time, {} resting orders:",
+        market.engine.resting_orders()
+    );
     report("place", &place);
     report("cancel", &cancel);
     report("aggressive", &aggressive);

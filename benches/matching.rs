@@ -29,9 +29,19 @@ fn bench_workload(c: &mut Criterion, name: &str, mut market: Market, levels: u64
     let mut check = start.clone();
     let mut events = Vec::with_capacity(4096);
     apply_all(&mut check, &commands, &mut events);
-    assert_eq!(check.state_hash(), expected, "replay of the workload diverged");
-    check.check_invariants().expect("invariants hold after the workload");
-    eprintln!("{name}: {} commands, {} orders resting at the end", commands.len(), check.resting_orders());
+    assert_eq!(
+        check.state_hash(),
+        expected,
+        "replay of the workload diverged"
+    );
+    check
+        .check_invariants()
+        .expect("invariants hold after the workload");
+    eprintln!(
+        "{name}: {} commands, {} orders resting at the end",
+        commands.len(),
+        check.resting_orders()
+    );
 
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(commands.len() as u64));
@@ -67,8 +77,19 @@ fn deep_queues_bench(c: &mut Criterion) {
 /// Thousands of sparse levels (10,000 orders over 200,000 prices): finding the next best price
 /// after a level empties must not walk the empty ones.
 fn wide_book_bench(c: &mut Criterion) {
-    bench_workload(c, "wide_book", Market::with_par(1_000, 1_000_000), 200_000, 10_000);
+    bench_workload(
+        c,
+        "wide_book",
+        Market::with_par(1_000, 1_000_000),
+        200_000,
+        10_000,
+    );
 }
 
-criterion_group!(benches, exchange_core_mix_bench, deep_queues_bench, wide_book_bench);
+criterion_group!(
+    benches,
+    exchange_core_mix_bench,
+    deep_queues_bench,
+    wide_book_bench
+);
 criterion_main!(benches);

@@ -24,7 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let descriptors = protox::compile(PROTO_FILES, [PROTO_ROOT])?;
-    std::fs::write(out_dir.join("mutua_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
+    std::fs::write(
+        out_dir.join("mutua_descriptor.bin"),
+        prost::Message::encode_to_vec(&descriptors),
+    )?;
     // The codec maps undecodable requests to INVALID_ARGUMENT (see src/codec.rs).
     tonic_prost_build::configure()
         .build_client(true)

@@ -16,15 +16,23 @@ async fn a_full_queue_answers_resource_exhausted_and_loses_nothing_accepted() {
     let server = support::start_with(&["--queue-capacity", "1", "--batch-max", "1"]).await;
     let mut clients = server.clients().await;
     let operator = server.operator_token.clone();
-    let (alice, alice_token) = support::register(&mut clients, &operator, pb::Role::Contributor, "alice").await;
+    let (alice, alice_token) =
+        support::register(&mut clients, &operator, pb::Role::Contributor, "alice").await;
 
     let mut calls = JoinSet::new();
     for index in 0..CALLS {
         let mut accounts = clients.accounts.clone();
         let operator = operator.clone();
         calls.spawn(async move {
-            let request = pb::DepositRequest { request_id: format!("burst-{index}"), participant_id: alice, amount: "1.00".into() };
-            accounts.deposit(support::with_token(request, &operator)).await.map(|_| ())
+            let request = pb::DepositRequest {
+                request_id: format!("burst-{index}"),
+                participant_id: alice,
+                amount: "1.00".into(),
+            };
+            accounts
+                .deposit(support::with_token(request, &operator))
+                .await
+                .map(|_| ())
         });
     }
     let (mut accepted, mut exhausted) = (0u64, 0u64);
@@ -36,7 +44,10 @@ async fn a_full_queue_answers_resource_exhausted_and_loses_nothing_accepted() {
         }
     }
     eprintln!("{accepted} accepted, {exhausted} refused");
-    assert!(exhausted > 0, "a burst of {CALLS} calls into a queue of one was never refused");
+    assert!(
+        exhausted > 0,
+        "a burst of {CALLS} calls into a queue of one was never refused"
+    );
     assert!(accepted > 0, "nothing got through");
 
     // Exactly the accepted deposits were applied, once each.

@@ -26,8 +26,8 @@ use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use mutua_engine::{
-    CommandKind, InstrumentId, InstrumentKind, OfferingId, OrderId, ParticipantId, Role, SelfTradePrevention, Side,
-    TimeInForce,
+    CommandKind, InstrumentId, InstrumentKind, OfferingId, OrderId, ParticipantId, Role,
+    SelfTradePrevention, Side, TimeInForce,
 };
 use mutua_gateway::convert::{self, InstrumentUnits, DECIMAL_TEXT_BYTES_MAX, REQUEST_ID_BYTES_MAX};
 use mutua_gateway::pb;
@@ -43,14 +43,20 @@ const CASES_DEFAULT: u32 = 2_000;
 
 fn cases() -> u32 {
     match std::env::var("MUTUA_FUZZ_CASES") {
-        Ok(text) => text.trim().parse().expect("MUTUA_FUZZ_CASES must be a whole number of cases per property"),
+        Ok(text) => text
+            .trim()
+            .parse()
+            .expect("MUTUA_FUZZ_CASES must be a whole number of cases per property"),
         Err(_) => CASES_DEFAULT,
     }
 }
 
 /// No regression files are written: a failure is reported with its shrunk input instead.
 fn config() -> ProptestConfig {
-    ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(cases()) }
+    ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(cases())
+    }
 }
 
 // ---- The fixed units conversions are tried with ----
@@ -64,8 +70,20 @@ const DECIMAL_MANTISSA_MAX: u128 = (1 << 96) - 1;
 /// Timestamps `list_instrument` is given as "now".
 const NOWS: [u64; 3] = [0, 1_700_000_000_000_000_000, u64::MAX];
 
-fn units(id: u32, symbol: &str, tick_size_minor: u64, lot_size_units: u64, currency_scale: u32) -> InstrumentUnits {
-    InstrumentUnits { id: InstrumentId(id), symbol: symbol.to_string(), tick_size_minor, lot_size_units, currency_scale }
+fn units(
+    id: u32,
+    symbol: &str,
+    tick_size_minor: u64,
+    lot_size_units: u64,
+    currency_scale: u32,
+) -> InstrumentUnits {
+    InstrumentUnits {
+        id: InstrumentId(id),
+        symbol: symbol.to_string(),
+        tick_size_minor,
+        lot_size_units,
+        currency_scale,
+    }
 }
 
 /// Instruments as the catalog would cache them. All but the last are listable with the default
@@ -120,7 +138,9 @@ fn scaled_whole(value: Decimal, shift: u32) -> Option<u128> {
 
 /// What a positive whole count should come out as: `None` if zero, fractional or past a u64.
 fn positive_u64(count: u128) -> Option<u64> {
-    (count > 0).then_some(count).and_then(|count| u64::try_from(count).ok())
+    (count > 0)
+        .then_some(count)
+        .and_then(|count| u64::try_from(count).ok())
 }
 
 fn oracle_minor(text: &str, currency_scale: u32) -> Option<u64> {
@@ -130,13 +150,17 @@ fn oracle_minor(text: &str, currency_scale: u32) -> Option<u64> {
 fn oracle_ticks(text: &str, units: &InstrumentUnits) -> Option<u64> {
     let minor = scaled_whole(decimal_of(text)?, units.currency_scale)?;
     let tick = u128::from(units.tick_size_minor);
-    (minor % tick == 0).then(|| minor / tick).and_then(positive_u64)
+    (minor % tick == 0)
+        .then(|| minor / tick)
+        .and_then(positive_u64)
 }
 
 fn oracle_lots(text: &str, lot_size_units: u64) -> Option<u64> {
     let whole_units = scaled_whole(decimal_of(text)?, 0)?;
     let lot = u128::from(lot_size_units);
-    (whole_units % lot == 0).then(|| whole_units / lot).and_then(positive_u64)
+    (whole_units % lot == 0)
+        .then(|| whole_units / lot)
+        .and_then(positive_u64)
 }
 
 fn oracle_bp(text: &str) -> Option<u32> {
@@ -154,8 +178,14 @@ fn gcd(mut a: u128, mut b: u128) -> u128 {
 /// A distribution per unit times the lot, in minor units, computed exactly:
 /// `Ok(Some(minor))` if it is a positive whole number of minor units that fits a u64,
 /// `Ok(None)` if it is zero, negative or finer than a minor unit, `Err(())` if it is too large.
-fn oracle_per_lot_minor(text: &str, lot_size_units: u64, currency_scale: u32) -> Result<Option<u64>, ()> {
-    let Some(value) = decimal_of(text) else { return Ok(None) };
+fn oracle_per_lot_minor(
+    text: &str,
+    lot_size_units: u64,
+    currency_scale: u32,
+) -> Result<Option<u64>, ()> {
+    let Some(value) = decimal_of(text) else {
+        return Ok(None);
+    };
     if value.is_sign_negative() || value.is_zero() {
         return Ok(None);
     }
@@ -181,20 +211,38 @@ fn oracle_per_lot_minor(text: &str, lot_size_units: u64, currency_scale: u32) ->
 /// A refusal of a request field: a client error, a reason code, a short message naming a field.
 fn assert_refusal(status: &Status, fields: &[&str], input: &dyn Debug) {
     assert!(
-        matches!(status.code(), Code::InvalidArgument | Code::OutOfRange | Code::NotFound),
+        matches!(
+            status.code(),
+            Code::InvalidArgument | Code::OutOfRange | Code::NotFound
+        ),
         "refused with {:?} ({:?}) for {input:?}",
         status.code(),
         status.message()
     );
     let message = status.message();
-    assert!(!message.is_empty(), "refused with an empty message for {input:?}");
-    assert!(message.len() <= 1_024, "a refusal echoes {} bytes for {input:?}", message.len());
     assert!(
-        fields.iter().any(|field| message.starts_with(&format!("{field}: "))),
+        !message.is_empty(),
+        "refused with an empty message for {input:?}"
+    );
+    assert!(
+        message.len() <= 1_024,
+        "a refusal echoes {} bytes for {input:?}",
+        message.len()
+    );
+    assert!(
+        fields
+            .iter()
+            .any(|field| message.starts_with(&format!("{field}: "))),
         "the refusal {message:?} names none of {fields:?} for {input:?}"
     );
-    assert!(convert::reason_code_of(status).is_some(), "the refusal {message:?} carries no reason code");
-    assert!(!status.details().is_empty(), "the refusal {message:?} carries no ErrorInfo");
+    assert!(
+        convert::reason_code_of(status).is_some(),
+        "the refusal {message:?} carries no reason code"
+    );
+    assert!(
+        !status.details().is_empty(),
+        "the refusal {message:?} carries no ErrorInfo"
+    );
 }
 
 // ---- Conversions checked against the oracles ----
@@ -212,7 +260,11 @@ fn checked_price(units: &InstrumentUnits, field: &str, text: &str) -> Option<u64
                 units.price_text(*ticks)
             );
             let printed = units.price_text(*ticks);
-            assert_eq!(units.price_ticks(field, &printed).ok(), Some(*ticks), "{printed:?} does not parse back to {ticks} ticks of {units:?}");
+            assert_eq!(
+                units.price_ticks(field, &printed).ok(),
+                Some(*ticks),
+                "{printed:?} does not parse back to {ticks} ticks of {units:?}"
+            );
         }
         Err(status) => {
             assert_refusal(status, &[field], &(text, units));
@@ -244,11 +296,20 @@ fn checked_lots(units: &InstrumentUnits, field: &str, text: &str) -> Option<u64>
                 units.quantity_text(*lots)
             );
             let printed = units.quantity_text(*lots);
-            assert_eq!(units.lots(field, &printed).ok(), Some(*lots), "{printed:?} does not parse back to {lots} lots of {units:?}");
+            assert_eq!(
+                units.lots(field, &printed).ok(),
+                Some(*lots),
+                "{printed:?} does not parse back to {lots} lots of {units:?}"
+            );
         }
         Err(status) => {
             assert_refusal(status, &[field], &(text, units));
-            assert_eq!(expected, None, "{field} {text:?} is exactly {expected:?} lots of {units:?} but was refused: {:?}", status.message());
+            assert_eq!(
+                expected,
+                None,
+                "{field} {text:?} is exactly {expected:?} lots of {units:?} but was refused: {:?}",
+                status.message()
+            );
         }
     }
     converted.ok()
@@ -266,7 +327,11 @@ fn checked_cash(field: &str, text: &str, currency_scale: u32) -> Option<u64> {
                 "{field} {text:?} was accepted as {minor} minor units at scale {currency_scale}, which is not its exact value"
             );
             let printed = convert::cash_text(*minor, currency_scale);
-            assert_eq!(convert::cash_minor(field, &printed, currency_scale).ok(), Some(*minor), "{printed:?} does not parse back to {minor}");
+            assert_eq!(
+                convert::cash_minor(field, &printed, currency_scale).ok(),
+                Some(*minor),
+                "{printed:?} does not parse back to {minor}"
+            );
         }
         Err(status) => {
             assert_refusal(status, &[field], &(text, currency_scale));
@@ -281,16 +346,28 @@ fn checked_rate(field: &str, text: &str) -> Option<u32> {
     let converted = convert::rate_bp(field, text);
     let expected = oracle_bp(text);
     // "-0" is zero: accepting it as 0 bp or refusing it as negative are both fine.
-    let negative_zero = decimal_of(text).is_some_and(|value| value.is_zero() && value.is_sign_negative());
+    let negative_zero =
+        decimal_of(text).is_some_and(|value| value.is_zero() && value.is_sign_negative());
     match &converted {
         Ok(bp) => {
-            assert_eq!(Some(*bp), expected, "{field} {text:?} was accepted as {bp} bp, which is not its exact value");
+            assert_eq!(
+                Some(*bp),
+                expected,
+                "{field} {text:?} was accepted as {bp} bp, which is not its exact value"
+            );
             let printed = convert::rate_text(*bp);
-            assert_eq!(convert::rate_bp(field, &printed).ok(), Some(*bp), "{printed:?} does not parse back to {bp} bp");
+            assert_eq!(
+                convert::rate_bp(field, &printed).ok(),
+                Some(*bp),
+                "{printed:?} does not parse back to {bp} bp"
+            );
         }
         Err(status) => {
             assert_refusal(status, &[field], &text);
-            assert!(expected.is_none() || negative_zero, "{field} {text:?} is exactly {expected:?} bp but was refused");
+            assert!(
+                expected.is_none() || negative_zero,
+                "{field} {text:?} is exactly {expected:?} bp but was refused"
+            );
         }
     }
     converted.ok()
@@ -352,10 +429,19 @@ fn checked_kind(value: i32) -> Option<InstrumentKind> {
     check_enum("kind", value, converted, expected)
 }
 
-fn check_enum<E: PartialEq + Debug>(field: &str, value: i32, converted: Result<E, Status>, expected: Option<E>) -> Option<E> {
+fn check_enum<E: PartialEq + Debug>(
+    field: &str,
+    value: i32,
+    converted: Result<E, Status>,
+    expected: Option<E>,
+) -> Option<E> {
     match converted {
         Ok(converted) => {
-            assert_eq!(Some(&converted), expected.as_ref(), "{field} {value} converted to {converted:?}");
+            assert_eq!(
+                Some(&converted),
+                expected.as_ref(),
+                "{field} {value} converted to {converted:?}"
+            );
             Some(converted)
         }
         Err(status) => {
@@ -388,7 +474,11 @@ fn check_request_id(request_id: &str) {
         }
     }
     if valid {
-        assert_eq!(ids.len(), PARTICIPANTS.len(), "two participants' request {request_id:?} share a command id");
+        assert_eq!(
+            ids.len(),
+            PARTICIPANTS.len(),
+            "two participants' request {request_id:?} share a command id"
+        );
     }
 }
 
@@ -415,13 +505,27 @@ fn exercise_place_order(request: &pb::PlaceOrderRequest) {
                 assert_eq!(kind, expected, "{request:?} in {units:?}");
             }
             Err(status) => {
-                assert_refusal(&status, &["side", "price", "quantity", "time_in_force", "self_trade_prevention"], request);
+                assert_refusal(
+                    &status,
+                    &[
+                        "side",
+                        "price",
+                        "quantity",
+                        "time_in_force",
+                        "self_trade_prevention",
+                    ],
+                    request,
+                );
                 let every_field_valid = side.is_some()
                     && price_ticks.is_some()
                     && lots.is_some()
                     && time_in_force.is_some()
                     && self_trade.is_some();
-                assert!(!every_field_valid, "{request:?} refused in {units:?} though every field converts: {:?}", status.message());
+                assert!(
+                    !every_field_valid,
+                    "{request:?} refused in {units:?} though every field converts: {:?}",
+                    status.message()
+                );
             }
         }
     }
@@ -429,8 +533,14 @@ fn exercise_place_order(request: &pb::PlaceOrderRequest) {
 
 fn exercise_cancel_order(request: &pb::CancelOrderRequest) {
     check_request_id(&request.request_id);
-    let kind = CommandKind::try_from(request).expect("a cancel has nothing to refuse but its request id");
-    assert_eq!(kind, CommandKind::CancelOrder { order: OrderId(request.order_id) });
+    let kind =
+        CommandKind::try_from(request).expect("a cancel has nothing to refuse but its request id");
+    assert_eq!(
+        kind,
+        CommandKind::CancelOrder {
+            order: OrderId(request.order_id)
+        }
+    );
 }
 
 fn exercise_reduce_order(request: &pb::ReduceOrderRequest) {
@@ -440,7 +550,10 @@ fn exercise_reduce_order(request: &pb::ReduceOrderRequest) {
         match convert::reduce_order(request, &units) {
             Ok(kind) => assert_eq!(
                 kind,
-                CommandKind::ReduceOrder { order: OrderId(request.order_id), reduce_by_lots: lots.expect("accepted with a bad reduce_by") }
+                CommandKind::ReduceOrder {
+                    order: OrderId(request.order_id),
+                    reduce_by_lots: lots.expect("accepted with a bad reduce_by")
+                }
             ),
             Err(status) => {
                 assert_refusal(&status, &["reduce_by"], request);
@@ -460,17 +573,32 @@ fn exercise_order_entry(request: &pb::OrderEntryRequest) {
     }
 }
 
-fn exercise_cash_movement(request_id: &str, participant_id: u32, amount: &str, convert_one: impl Fn(u32) -> Result<CommandKind, Status>, deposit: bool) {
+fn exercise_cash_movement(
+    request_id: &str,
+    participant_id: u32,
+    amount: &str,
+    convert_one: impl Fn(u32) -> Result<CommandKind, Status>,
+    deposit: bool,
+) {
     check_request_id(request_id);
     for scale in CURRENCY_SCALES {
         let minor = checked_cash("amount", amount, scale);
         match convert_one(scale) {
             Ok(kind) => {
-                let (account, amount_minor) = (ParticipantId(participant_id), minor.expect("accepted with a bad amount"));
+                let (account, amount_minor) = (
+                    ParticipantId(participant_id),
+                    minor.expect("accepted with a bad amount"),
+                );
                 let expected = if deposit {
-                    CommandKind::Deposit { account, amount_minor }
+                    CommandKind::Deposit {
+                        account,
+                        amount_minor,
+                    }
                 } else {
-                    CommandKind::Withdraw { account, amount_minor }
+                    CommandKind::Withdraw {
+                        account,
+                        amount_minor,
+                    }
                 };
                 assert_eq!(kind, expected);
             }
@@ -483,35 +611,74 @@ fn exercise_cash_movement(request_id: &str, participant_id: u32, amount: &str, c
 }
 
 fn exercise_deposit(request: &pb::DepositRequest) {
-    exercise_cash_movement(&request.request_id, request.participant_id, &request.amount, |scale| convert::deposit(request, scale), true);
+    exercise_cash_movement(
+        &request.request_id,
+        request.participant_id,
+        &request.amount,
+        |scale| convert::deposit(request, scale),
+        true,
+    );
 }
 
 fn exercise_withdraw(request: &pb::WithdrawRequest) {
-    exercise_cash_movement(&request.request_id, request.participant_id, &request.amount, |scale| convert::withdraw(request, scale), false);
+    exercise_cash_movement(
+        &request.request_id,
+        request.participant_id,
+        &request.amount,
+        |scale| convert::withdraw(request, scale),
+        false,
+    );
 }
 
 fn exercise_register_participant(request: &pb::RegisterParticipantRequest) {
     check_request_id(&request.request_id);
     let role = checked_role(request.role);
     match CommandKind::try_from(request) {
-        Ok(kind) => assert_eq!(kind, CommandKind::RegisterParticipant { role: role.expect("accepted with a bad role"), name: request.name.clone() }),
+        Ok(kind) => assert_eq!(
+            kind,
+            CommandKind::RegisterParticipant {
+                role: role.expect("accepted with a bad role"),
+                name: request.name.clone()
+            }
+        ),
         Err(status) => {
             // The name is checked at the edge only for length (the engine checks the rest).
             assert_refusal(&status, &["role", "name"], request);
-            assert!(role.is_none() || status.message().starts_with("name: "), "{request:?} refused: {:?}", status.message());
+            assert!(
+                role.is_none() || status.message().starts_with("name: "),
+                "{request:?} refused: {:?}",
+                status.message()
+            );
         }
     }
 }
 
 fn exercise_set_accreditation(request: &pb::SetAccreditationRequest) {
     check_request_id(&request.request_id);
-    let kind = CommandKind::try_from(request).expect("an accreditation has nothing to refuse but its request id");
-    assert_eq!(kind, CommandKind::SetAccreditation { organization: ParticipantId(request.organization_id), accredited: request.accredited });
+    let kind = CommandKind::try_from(request)
+        .expect("an accreditation has nothing to refuse but its request id");
+    assert_eq!(
+        kind,
+        CommandKind::SetAccreditation {
+            organization: ParticipantId(request.organization_id),
+            accredited: request.accredited
+        }
+    );
 }
 
 /// Fields a listing may be refused for. `symbol` is checked only for length at the edge (the
 /// engine checks the rest), so it is the one field this file has no oracle for.
-const LISTING_FIELDS: [&str; 9] = ["symbol", "tick_size", "lot_size", "par", "price_floor", "kind", "return_cap", "holding_cap", "tax_credit_rate"];
+const LISTING_FIELDS: [&str; 9] = [
+    "symbol",
+    "tick_size",
+    "lot_size",
+    "par",
+    "price_floor",
+    "kind",
+    "return_cap",
+    "holding_cap",
+    "tax_credit_rate",
+];
 
 fn exercise_list_instrument(request: &pb::ListInstrumentRequest) {
     check_request_id(&request.request_id);
@@ -521,32 +688,85 @@ fn exercise_list_instrument(request: &pb::ListInstrumentRequest) {
         let lot_size_units = oracle_lots(&request.lot_size, 1);
         let listed = tick_size_minor
             .zip(lot_size_units)
-            .map(|(tick, lot)| InstrumentUnits { id: InstrumentId(0), symbol: request.symbol.clone(), tick_size_minor: tick, lot_size_units: lot, currency_scale: scale });
-        let par_ticks = listed.as_ref().and_then(|listed| checked_price(listed, "par", &request.par));
-        let floor_is_zero = request.price_floor.trim().is_empty() || decimal_of(&request.price_floor).is_some_and(|floor| floor.is_zero());
-        let price_floor_ticks =
-            if floor_is_zero { Some(0) } else { listed.as_ref().and_then(|listed| checked_price(listed, "price_floor", &request.price_floor)) };
+            .map(|(tick, lot)| InstrumentUnits {
+                id: InstrumentId(0),
+                symbol: request.symbol.clone(),
+                tick_size_minor: tick,
+                lot_size_units: lot,
+                currency_scale: scale,
+            });
+        let par_ticks = listed
+            .as_ref()
+            .and_then(|listed| checked_price(listed, "par", &request.par));
+        let floor_is_zero = request.price_floor.trim().is_empty()
+            || decimal_of(&request.price_floor).is_some_and(|floor| floor.is_zero());
+        let price_floor_ticks = if floor_is_zero {
+            Some(0)
+        } else {
+            listed
+                .as_ref()
+                .and_then(|listed| checked_price(listed, "price_floor", &request.price_floor))
+        };
         let kind = checked_kind(request.kind);
         let return_cap_bp = checked_rate("return_cap", &request.return_cap);
-        let holding_cap_bp = request.holding_cap.as_deref().map(|text| checked_rate("holding_cap", text));
-        let tax_credit_bp = request.tax_credit_rate.as_deref().map(|text| checked_rate("tax_credit_rate", text));
+        let holding_cap_bp = request
+            .holding_cap
+            .as_deref()
+            .map(|text| checked_rate("holding_cap", text));
+        let tax_credit_bp = request
+            .tax_credit_rate
+            .as_deref()
+            .map(|text| checked_rate("tax_credit_rate", text));
         for now in NOWS {
             match convert::list_instrument(request, scale, now) {
                 Ok(CommandKind::ListInstrument { spec }) => {
                     assert_eq!(spec.symbol, request.symbol);
                     assert_eq!(Some(spec.kind), kind);
                     assert_eq!(spec.issuer, ParticipantId(request.issuer_id));
-                    assert_eq!(Some(spec.tick_size_minor), tick_size_minor, "tick_size {:?} at scale {scale}", request.tick_size);
-                    assert_eq!(Some(spec.lot_size_units), lot_size_units, "lot_size {:?}", request.lot_size);
-                    assert_eq!(Some(spec.par_ticks), par_ticks, "par {:?} of {listed:?}", request.par);
-                    assert_eq!(Some(spec.price_floor_ticks), price_floor_ticks, "price_floor {:?} of {listed:?}", request.price_floor);
+                    assert_eq!(
+                        Some(spec.tick_size_minor),
+                        tick_size_minor,
+                        "tick_size {:?} at scale {scale}",
+                        request.tick_size
+                    );
+                    assert_eq!(
+                        Some(spec.lot_size_units),
+                        lot_size_units,
+                        "lot_size {:?}",
+                        request.lot_size
+                    );
+                    assert_eq!(
+                        Some(spec.par_ticks),
+                        par_ticks,
+                        "par {:?} of {listed:?}",
+                        request.par
+                    );
+                    assert_eq!(
+                        Some(spec.price_floor_ticks),
+                        price_floor_ticks,
+                        "price_floor {:?} of {listed:?}",
+                        request.price_floor
+                    );
                     assert_eq!(Some(spec.return_cap_bp), return_cap_bp);
                     assert_eq!(spec.issue_time, request.issue_time_ns.unwrap_or(now));
                     assert_eq!(spec.maturity_time, request.maturity_time_ns);
-                    assert_eq!(spec.holding_cap_bp.map(Some), holding_cap_bp, "holding_cap {:?}", request.holding_cap);
-                    assert_eq!(spec.cooperative_investment_plan, request.cooperative_investment_plan);
+                    assert_eq!(
+                        spec.holding_cap_bp.map(Some),
+                        holding_cap_bp,
+                        "holding_cap {:?}",
+                        request.holding_cap
+                    );
+                    assert_eq!(
+                        spec.cooperative_investment_plan,
+                        request.cooperative_investment_plan
+                    );
                     assert_eq!(spec.lock_in_ns, request.lock_in_ns);
-                    assert_eq!(spec.tax_credit_bp.map(Some), tax_credit_bp, "tax_credit_rate {:?}", request.tax_credit_rate);
+                    assert_eq!(
+                        spec.tax_credit_bp.map(Some),
+                        tax_credit_bp,
+                        "tax_credit_rate {:?}",
+                        request.tax_credit_rate
+                    );
                 }
                 Ok(other) => panic!("a listing converted to {other:?}"),
                 Err(status) => {
@@ -584,7 +804,11 @@ fn exercise_open_offering(request: &pb::OpenOfferingRequest) {
             ),
             Err(status) => {
                 assert_refusal(&status, &["quantity", "minimum_quantity"], request);
-                assert!(lots.is_none() || minimum_lots.is_none(), "{request:?} refused in {units:?}: {:?}", status.message());
+                assert!(
+                    lots.is_none() || minimum_lots.is_none(),
+                    "{request:?} refused in {units:?}: {:?}",
+                    status.message()
+                );
             }
         }
     }
@@ -595,7 +819,13 @@ fn exercise_subscribe(request: &pb::SubscribeRequest) {
     for units in units_under_test() {
         let lots = checked_lots(&units, "quantity", &request.quantity);
         match convert::subscribe(request, &units) {
-            Ok(kind) => assert_eq!(kind, CommandKind::Subscribe { offering: OfferingId(request.offering_id), lots: lots.expect("accepted with a bad quantity") }),
+            Ok(kind) => assert_eq!(
+                kind,
+                CommandKind::Subscribe {
+                    offering: OfferingId(request.offering_id),
+                    lots: lots.expect("accepted with a bad quantity")
+                }
+            ),
             Err(status) => {
                 assert_refusal(&status, &["quantity"], request);
                 assert_eq!(lots, None);
@@ -606,16 +836,29 @@ fn exercise_subscribe(request: &pb::SubscribeRequest) {
 
 fn exercise_close_offering(request: &pb::CloseOfferingRequest) {
     check_request_id(&request.request_id);
-    let kind = CommandKind::try_from(request).expect("a close has nothing to refuse but its request id");
-    assert_eq!(kind, CommandKind::CloseOffering { offering: OfferingId(request.offering_id) });
+    let kind =
+        CommandKind::try_from(request).expect("a close has nothing to refuse but its request id");
+    assert_eq!(
+        kind,
+        CommandKind::CloseOffering {
+            offering: OfferingId(request.offering_id)
+        }
+    );
 }
 
 fn exercise_pay_distribution(request: &pb::PayDistributionRequest) {
     check_request_id(&request.request_id);
     for units in units_under_test() {
-        let expected = oracle_per_lot_minor(&request.amount_per_unit, units.lot_size_units, units.currency_scale);
+        let expected = oracle_per_lot_minor(
+            &request.amount_per_unit,
+            units.lot_size_units,
+            units.currency_scale,
+        );
         match convert::pay_distribution(request, &units) {
-            Ok(CommandKind::PayDistribution { instrument, per_lot_minor }) => {
+            Ok(CommandKind::PayDistribution {
+                instrument,
+                per_lot_minor,
+            }) => {
                 assert_eq!(instrument, units.id);
                 assert_eq!(
                     expected,
@@ -655,7 +898,9 @@ fn exercise_nothing<M>(_: &M) {}
 /// Decodes `bytes` as `M`; if that succeeds, checks that it re-encodes faithfully and runs the
 /// handler's conversions on it. Returns whether it decoded.
 fn decoded<M: Message + Default + PartialEq + Debug>(bytes: &[u8], exercise: impl Fn(&M)) -> bool {
-    let Ok(message) = M::decode(bytes) else { return false };
+    let Ok(message) = M::decode(bytes) else {
+        return false;
+    };
     let encoded = message.encode_to_vec();
     assert_eq!(encoded.len(), message.encoded_len());
     let again = M::decode(encoded.as_slice()).expect("a re-encoded message decodes");
@@ -670,38 +915,104 @@ type Exercise = fn(&[u8]) -> bool;
 /// `every_request_message_of_the_api_is_fuzzed` keeps it complete.
 fn requests() -> Vec<(&'static str, &'static str, Exercise)> {
     vec![
-        ("Exchange", "PlaceOrderRequest", |b| decoded(b, exercise_place_order)),
-        ("Exchange", "CancelOrderRequest", |b| decoded(b, exercise_cancel_order)),
-        ("Exchange", "ReduceOrderRequest", |b| decoded(b, exercise_reduce_order)),
-        ("Exchange", "GetOrderRequest", |b| decoded(b, exercise_nothing::<pb::GetOrderRequest>)),
-        ("Exchange", "ListOrdersRequest", |b| decoded(b, exercise_nothing::<pb::ListOrdersRequest>)),
-        ("Exchange", "OrderEntryRequest", |b| decoded(b, exercise_order_entry)),
-        ("Accounts", "DepositRequest", |b| decoded(b, exercise_deposit)),
-        ("Accounts", "WithdrawRequest", |b| decoded(b, exercise_withdraw)),
-        ("Accounts", "GetBalancesRequest", |b| decoded(b, exercise_nothing::<pb::GetBalancesRequest>)),
-        ("Accounts", "GetHoldingsRequest", |b| decoded(b, exercise_nothing::<pb::GetHoldingsRequest>)),
-        ("Accounts", "GetTaxCreditsRequest", |b| decoded(b, exercise_nothing::<pb::GetTaxCreditsRequest>)),
-        ("Registry", "RegisterParticipantRequest", |b| decoded(b, exercise_register_participant)),
-        ("Registry", "SetAccreditationRequest", |b| decoded(b, exercise_set_accreditation)),
-        ("Registry", "ListInstrumentRequest", |b| decoded(b, exercise_list_instrument)),
-        ("Registry", "SetTradingStatusRequest", |b| decoded(b, |r: &pb::SetTradingStatusRequest| exercise_request_id_only(&r.request_id))),
-        ("Registry", "GetInstrumentRequest", |b| decoded(b, exercise_nothing::<pb::GetInstrumentRequest>)),
-        ("Registry", "ListInstrumentsRequest", |b| decoded(b, exercise_nothing::<pb::ListInstrumentsRequest>)),
-        ("Registry", "OpenOfferingRequest", |b| decoded(b, exercise_open_offering)),
-        ("Registry", "SubscribeRequest", |b| decoded(b, exercise_subscribe)),
-        ("Registry", "CloseOfferingRequest", |b| decoded(b, exercise_close_offering)),
-        ("Registry", "PayDistributionRequest", |b| decoded(b, exercise_pay_distribution)),
-        ("Registry", "RepayAtMaturityRequest", |b| decoded(b, |r: &pb::RepayAtMaturityRequest| exercise_request_id_only(&r.request_id))),
-        ("Identity", "IssueTokenRequest", |b| decoded(b, exercise_nothing::<pb::IssueTokenRequest>)),
-        ("Identity", "RevokeTokenRequest", |b| decoded(b, |r: &pb::RevokeTokenRequest| exercise_request_id_only(&r.request_id))),
-        ("Identity", "ListTokensRequest", |b| decoded(b, exercise_nothing::<pb::ListTokensRequest>)),
-        ("Identity", "ListParticipantsRequest", |b| decoded(b, exercise_nothing::<pb::ListParticipantsRequest>)),
-        ("Identity", "SetParticipantStatusRequest", |b| {
-            decoded(b, |r: &pb::SetParticipantStatusRequest| exercise_request_id_only(&r.request_id))
+        ("Exchange", "PlaceOrderRequest", |b| {
+            decoded(b, exercise_place_order)
         }),
-        ("MarketData", "GetBookRequest", |b| decoded(b, exercise_nothing::<pb::GetBookRequest>)),
-        ("MarketData", "StreamTradesRequest", |b| decoded(b, exercise_nothing::<pb::StreamTradesRequest>)),
-        ("MarketData", "StreamBookRequest", |b| decoded(b, exercise_nothing::<pb::StreamBookRequest>)),
+        ("Exchange", "CancelOrderRequest", |b| {
+            decoded(b, exercise_cancel_order)
+        }),
+        ("Exchange", "ReduceOrderRequest", |b| {
+            decoded(b, exercise_reduce_order)
+        }),
+        ("Exchange", "GetOrderRequest", |b| {
+            decoded(b, exercise_nothing::<pb::GetOrderRequest>)
+        }),
+        ("Exchange", "ListOrdersRequest", |b| {
+            decoded(b, exercise_nothing::<pb::ListOrdersRequest>)
+        }),
+        ("Exchange", "OrderEntryRequest", |b| {
+            decoded(b, exercise_order_entry)
+        }),
+        ("Accounts", "DepositRequest", |b| {
+            decoded(b, exercise_deposit)
+        }),
+        ("Accounts", "WithdrawRequest", |b| {
+            decoded(b, exercise_withdraw)
+        }),
+        ("Accounts", "GetBalancesRequest", |b| {
+            decoded(b, exercise_nothing::<pb::GetBalancesRequest>)
+        }),
+        ("Accounts", "GetHoldingsRequest", |b| {
+            decoded(b, exercise_nothing::<pb::GetHoldingsRequest>)
+        }),
+        ("Accounts", "GetTaxCreditsRequest", |b| {
+            decoded(b, exercise_nothing::<pb::GetTaxCreditsRequest>)
+        }),
+        ("Registry", "RegisterParticipantRequest", |b| {
+            decoded(b, exercise_register_participant)
+        }),
+        ("Registry", "SetAccreditationRequest", |b| {
+            decoded(b, exercise_set_accreditation)
+        }),
+        ("Registry", "ListInstrumentRequest", |b| {
+            decoded(b, exercise_list_instrument)
+        }),
+        ("Registry", "SetTradingStatusRequest", |b| {
+            decoded(b, |r: &pb::SetTradingStatusRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Registry", "GetInstrumentRequest", |b| {
+            decoded(b, exercise_nothing::<pb::GetInstrumentRequest>)
+        }),
+        ("Registry", "ListInstrumentsRequest", |b| {
+            decoded(b, exercise_nothing::<pb::ListInstrumentsRequest>)
+        }),
+        ("Registry", "OpenOfferingRequest", |b| {
+            decoded(b, exercise_open_offering)
+        }),
+        ("Registry", "SubscribeRequest", |b| {
+            decoded(b, exercise_subscribe)
+        }),
+        ("Registry", "CloseOfferingRequest", |b| {
+            decoded(b, exercise_close_offering)
+        }),
+        ("Registry", "PayDistributionRequest", |b| {
+            decoded(b, exercise_pay_distribution)
+        }),
+        ("Registry", "RepayAtMaturityRequest", |b| {
+            decoded(b, |r: &pb::RepayAtMaturityRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Identity", "IssueTokenRequest", |b| {
+            decoded(b, exercise_nothing::<pb::IssueTokenRequest>)
+        }),
+        ("Identity", "RevokeTokenRequest", |b| {
+            decoded(b, |r: &pb::RevokeTokenRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Identity", "ListTokensRequest", |b| {
+            decoded(b, exercise_nothing::<pb::ListTokensRequest>)
+        }),
+        ("Identity", "ListParticipantsRequest", |b| {
+            decoded(b, exercise_nothing::<pb::ListParticipantsRequest>)
+        }),
+        ("Identity", "SetParticipantStatusRequest", |b| {
+            decoded(b, |r: &pb::SetParticipantStatusRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("MarketData", "GetBookRequest", |b| {
+            decoded(b, exercise_nothing::<pb::GetBookRequest>)
+        }),
+        ("MarketData", "StreamTradesRequest", |b| {
+            decoded(b, exercise_nothing::<pb::StreamTradesRequest>)
+        }),
+        ("MarketData", "StreamBookRequest", |b| {
+            decoded(b, exercise_nothing::<pb::StreamBookRequest>)
+        }),
     ]
 }
 
@@ -716,9 +1027,14 @@ fn decode_as_every_request(bytes: &[u8], service: Option<&str>) {
 
 #[test]
 fn every_request_message_of_the_api_is_fuzzed() {
-    let descriptors = prost_types::FileDescriptorSet::decode(mutua_gateway::FILE_DESCRIPTOR_SET).expect("the compiled descriptor set decodes");
+    let descriptors = prost_types::FileDescriptorSet::decode(mutua_gateway::FILE_DESCRIPTOR_SET)
+        .expect("the compiled descriptor set decodes");
     let mut inputs = BTreeSet::new();
-    for file in descriptors.file.iter().filter(|file| file.package() == "mutua.v1") {
+    for file in descriptors
+        .file
+        .iter()
+        .filter(|file| file.package() == "mutua.v1")
+    {
         for service in &file.service {
             for method in &service.method {
                 let input = method.input_type().trim_start_matches(".mutua.v1.");
@@ -726,8 +1042,14 @@ fn every_request_message_of_the_api_is_fuzzed() {
             }
         }
     }
-    let fuzzed: BTreeSet<(String, String)> = requests().iter().map(|(service, name, _)| (service.to_string(), name.to_string())).collect();
-    assert_eq!(inputs, fuzzed, "every RPC's request message, and nothing else, is in `requests()`");
+    let fuzzed: BTreeSet<(String, String)> = requests()
+        .iter()
+        .map(|(service, name, _)| (service.to_string(), name.to_string()))
+        .collect();
+    assert_eq!(
+        inputs, fuzzed,
+        "every RPC's request message, and nothing else, is in `requests()`"
+    );
     assert!(fuzzed.len() >= 30);
 }
 
@@ -737,30 +1059,124 @@ fn every_request_message_of_the_api_is_fuzzed() {
 /// on a minor unit, exponents, signs, whitespace, unicode digits and symbols, boundary values,
 /// texts just under and over the length bound, and arbitrary strings.
 fn decimal_text() -> impl Strategy<Value = String> {
-    let plain = (prop::sample::select(vec!["", "", "", "-", "+"]), "[0-9]{0,30}", prop::option::of("[0-9]{0,30}"))
+    let plain = (
+        prop::sample::select(vec!["", "", "", "-", "+"]),
+        "[0-9]{0,30}",
+        prop::option::of("[0-9]{0,30}"),
+    )
         .prop_map(|(sign, whole, fraction)| match fraction {
             Some(fraction) => format!("{sign}{whole}.{fraction}"),
             None => format!("{sign}{whole}"),
         });
-    let small = (1u64..100_000, 0u32..5).prop_map(|(mantissa, scale)| Decimal::from_i128_with_scale(i128::from(mantissa), scale).to_string());
-    let on_scale = (any::<u64>(), 0u32..=28).prop_map(|(mantissa, scale)| Decimal::from_i128_with_scale(i128::from(mantissa), scale).to_string());
-    let wide = (any::<u128>(), 0u32..=28)
-        .prop_map(|(mantissa, scale)| Decimal::try_from_i128_with_scale((mantissa & DECIMAL_MANTISSA_MAX) as i128, scale).map(|d| d.to_string()).unwrap_or_default());
-    let exponent = ("[0-9]{1,6}", prop::option::of("[0-9]{0,6}"), "[eE]", "[+-]?", "[0-9]{1,3}")
+    let small = (1u64..100_000, 0u32..5).prop_map(|(mantissa, scale)| {
+        Decimal::from_i128_with_scale(i128::from(mantissa), scale).to_string()
+    });
+    let on_scale = (any::<u64>(), 0u32..=28).prop_map(|(mantissa, scale)| {
+        Decimal::from_i128_with_scale(i128::from(mantissa), scale).to_string()
+    });
+    let wide = (any::<u128>(), 0u32..=28).prop_map(|(mantissa, scale)| {
+        Decimal::try_from_i128_with_scale((mantissa & DECIMAL_MANTISSA_MAX) as i128, scale)
+            .map(|d| d.to_string())
+            .unwrap_or_default()
+    });
+    let exponent = (
+        "[0-9]{1,6}",
+        prop::option::of("[0-9]{0,6}"),
+        "[eE]",
+        "[+-]?",
+        "[0-9]{1,3}",
+    )
         .prop_map(|(whole, fraction, e, sign, power)| match fraction {
             Some(fraction) => format!("{whole}.{fraction}{e}{sign}{power}"),
             None => format!("{whole}{e}{sign}{power}"),
         });
     let special = prop::sample::select(vec![
-        "", " ", "\t", "\n", "0", "-0", "+0", "0.0", "-0.00", "00", "000.000", ".", "-.", ".5", "5.", "-.5", "+.5", "1.",
-        "NaN", "nan", "inf", "-inf", "Infinity", "1e", "e1", "1e5", "1E-3", "1e+2", "0x1F", "0b101", "1_000", "1__0", "_1",
-        "1_", "1,5", "1 000", "1.2.3", "--1", "+-1", "-+1", "1-", "1+", "١٢٣", "１２", "½", "²", "𝟙", "５.０",
-        "5€", "€5", "$5", "∞", "−1", "—1", "\u{200B}1", "1\u{200B}", "1\u{0}", "\u{FEFF}1", "\u{A0}1\u{A0}", "1\u{3000}",
-        "79228162514264337593543950335", "79228162514264337593543950336", "-79228162514264337593543950335",
-        "7922816251426433759354395033.5", "0.0000000000000000000000000001", "0.00000000000000000000000000001",
-        "1.0000000000000000000000000001", "40000000070000000000000000001", "4000000007000000000000000001", "18446744073709551615", "18446744073709551616", "184467440737095516.15",
-        "184467440737095516.16", "1844674407370955161.5", "0.01", "0.05", "10.25", "10.26", "1", "10", "12", "35", "0.0001",
-        "0.00005", "1.0000", "0.3333333333333333333333333333",
+        "",
+        " ",
+        "\t",
+        "\n",
+        "0",
+        "-0",
+        "+0",
+        "0.0",
+        "-0.00",
+        "00",
+        "000.000",
+        ".",
+        "-.",
+        ".5",
+        "5.",
+        "-.5",
+        "+.5",
+        "1.",
+        "NaN",
+        "nan",
+        "inf",
+        "-inf",
+        "Infinity",
+        "1e",
+        "e1",
+        "1e5",
+        "1E-3",
+        "1e+2",
+        "0x1F",
+        "0b101",
+        "1_000",
+        "1__0",
+        "_1",
+        "1_",
+        "1,5",
+        "1 000",
+        "1.2.3",
+        "--1",
+        "+-1",
+        "-+1",
+        "1-",
+        "1+",
+        "١٢٣",
+        "１２",
+        "½",
+        "²",
+        "𝟙",
+        "５.０",
+        "5€",
+        "€5",
+        "$5",
+        "∞",
+        "−1",
+        "—1",
+        "\u{200B}1",
+        "1\u{200B}",
+        "1\u{0}",
+        "\u{FEFF}1",
+        "\u{A0}1\u{A0}",
+        "1\u{3000}",
+        "79228162514264337593543950335",
+        "79228162514264337593543950336",
+        "-79228162514264337593543950335",
+        "7922816251426433759354395033.5",
+        "0.0000000000000000000000000001",
+        "0.00000000000000000000000000001",
+        "1.0000000000000000000000000001",
+        "40000000070000000000000000001",
+        "4000000007000000000000000001",
+        "18446744073709551615",
+        "18446744073709551616",
+        "184467440737095516.15",
+        "184467440737095516.16",
+        "1844674407370955161.5",
+        "0.01",
+        "0.05",
+        "10.25",
+        "10.26",
+        "1",
+        "10",
+        "12",
+        "35",
+        "0.0001",
+        "0.00005",
+        "1.0000",
+        "0.3333333333333333333333333333",
     ])
     .prop_map(str::to_string);
     // Lengths around the 64-byte bound: a long fraction, a long whole number, or a short number
@@ -825,25 +1241,51 @@ fn instrument_ref() -> impl Strategy<Value = Option<pb::InstrumentRef>> {
 }
 
 fn place_order_request() -> impl Strategy<Value = pb::PlaceOrderRequest> {
-    (request_id(), instrument_ref(), enum_value(), decimal_text(), decimal_text(), enum_value(), enum_value()).prop_map(
-        |(request_id, instrument, side, price, quantity, time_in_force, self_trade_prevention)| pb::PlaceOrderRequest {
-            request_id,
-            instrument,
-            side,
-            price,
-            quantity,
-            time_in_force,
-            self_trade_prevention,
-        },
+    (
+        request_id(),
+        instrument_ref(),
+        enum_value(),
+        decimal_text(),
+        decimal_text(),
+        enum_value(),
+        enum_value(),
     )
+        .prop_map(
+            |(
+                request_id,
+                instrument,
+                side,
+                price,
+                quantity,
+                time_in_force,
+                self_trade_prevention,
+            )| pb::PlaceOrderRequest {
+                request_id,
+                instrument,
+                side,
+                price,
+                quantity,
+                time_in_force,
+                self_trade_prevention,
+            },
+        )
 }
 
 fn cancel_order_request() -> impl Strategy<Value = pb::CancelOrderRequest> {
-    (request_id(), small_or_any_u64()).prop_map(|(request_id, order_id)| pb::CancelOrderRequest { request_id, order_id })
+    (request_id(), small_or_any_u64()).prop_map(|(request_id, order_id)| pb::CancelOrderRequest {
+        request_id,
+        order_id,
+    })
 }
 
 fn reduce_order_request() -> impl Strategy<Value = pb::ReduceOrderRequest> {
-    (request_id(), small_or_any_u64(), decimal_text()).prop_map(|(request_id, order_id, reduce_by)| pb::ReduceOrderRequest { request_id, order_id, reduce_by })
+    (request_id(), small_or_any_u64(), decimal_text()).prop_map(
+        |(request_id, order_id, reduce_by)| pb::ReduceOrderRequest {
+            request_id,
+            order_id,
+            reduce_by,
+        },
+    )
 }
 
 fn order_entry_request() -> impl Strategy<Value = pb::OrderEntryRequest> {
@@ -857,11 +1299,23 @@ fn order_entry_request() -> impl Strategy<Value = pb::OrderEntryRequest> {
 }
 
 fn deposit_request() -> impl Strategy<Value = pb::DepositRequest> {
-    (request_id(), small_or_any_u32(), decimal_text()).prop_map(|(request_id, participant_id, amount)| pb::DepositRequest { request_id, participant_id, amount })
+    (request_id(), small_or_any_u32(), decimal_text()).prop_map(
+        |(request_id, participant_id, amount)| pb::DepositRequest {
+            request_id,
+            participant_id,
+            amount,
+        },
+    )
 }
 
 fn withdraw_request() -> impl Strategy<Value = pb::WithdrawRequest> {
-    (request_id(), small_or_any_u32(), decimal_text()).prop_map(|(request_id, participant_id, amount)| pb::WithdrawRequest { request_id, participant_id, amount })
+    (request_id(), small_or_any_u32(), decimal_text()).prop_map(
+        |(request_id, participant_id, amount)| pb::WithdrawRequest {
+            request_id,
+            participant_id,
+            amount,
+        },
+    )
 }
 
 fn rate_text() -> impl Strategy<Value = String> {
@@ -873,80 +1327,145 @@ fn rate_text() -> impl Strategy<Value = String> {
 }
 
 fn list_instrument_request() -> impl Strategy<Value = pb::ListInstrumentRequest> {
-    let amounts = (decimal_text(), decimal_text(), decimal_text(), rate_text(), prop_oneof![2 => Just(String::new()), 1 => Just("0".to_string()), 3 => decimal_text()]);
-    let times = (prop::option::of(any::<u64>()), prop::option::of(any::<u64>()), prop::option::of(any::<u64>()));
-    let flags = (prop::option::of(rate_text()), prop::option::of(rate_text()), any::<bool>());
-    (request_id(), any_text(), enum_value(), small_or_any_u32(), amounts, times, flags).prop_map(
-        |(request_id, symbol, kind, issuer_id, (tick_size, lot_size, par, return_cap, price_floor), (issue_time_ns, maturity_time_ns, lock_in_ns), (holding_cap, tax_credit_rate, cooperative_investment_plan))| {
-            pb::ListInstrumentRequest {
+    let amounts = (
+        decimal_text(),
+        decimal_text(),
+        decimal_text(),
+        rate_text(),
+        prop_oneof![2 => Just(String::new()), 1 => Just("0".to_string()), 3 => decimal_text()],
+    );
+    let times = (
+        prop::option::of(any::<u64>()),
+        prop::option::of(any::<u64>()),
+        prop::option::of(any::<u64>()),
+    );
+    let flags = (
+        prop::option::of(rate_text()),
+        prop::option::of(rate_text()),
+        any::<bool>(),
+    );
+    (
+        request_id(),
+        any_text(),
+        enum_value(),
+        small_or_any_u32(),
+        amounts,
+        times,
+        flags,
+    )
+        .prop_map(
+            |(
                 request_id,
                 symbol,
                 kind,
                 issuer_id,
-                tick_size,
-                lot_size,
-                par,
-                return_cap,
-                price_floor,
-                issue_time_ns,
-                maturity_time_ns,
-                holding_cap,
-                cooperative_investment_plan,
-                lock_in_ns,
-                tax_credit_rate,
+                (tick_size, lot_size, par, return_cap, price_floor),
+                (issue_time_ns, maturity_time_ns, lock_in_ns),
+                (holding_cap, tax_credit_rate, cooperative_investment_plan),
+            )| {
+                pb::ListInstrumentRequest {
+                    request_id,
+                    symbol,
+                    kind,
+                    issuer_id,
+                    tick_size,
+                    lot_size,
+                    par,
+                    return_cap,
+                    price_floor,
+                    issue_time_ns,
+                    maturity_time_ns,
+                    holding_cap,
+                    cooperative_investment_plan,
+                    lock_in_ns,
+                    tax_credit_rate,
+                }
+            },
+        )
+}
+
+fn open_offering_request() -> impl Strategy<Value = pb::OpenOfferingRequest> {
+    (
+        request_id(),
+        instrument_ref(),
+        decimal_text(),
+        decimal_text(),
+    )
+        .prop_map(|(request_id, instrument, quantity, minimum_quantity)| {
+            pb::OpenOfferingRequest {
+                request_id,
+                instrument,
+                quantity,
+                minimum_quantity,
             }
+        })
+}
+
+fn subscribe_request() -> impl Strategy<Value = pb::SubscribeRequest> {
+    (request_id(), small_or_any_u32(), decimal_text()).prop_map(
+        |(request_id, offering_id, quantity)| pb::SubscribeRequest {
+            request_id,
+            offering_id,
+            quantity,
         },
     )
 }
 
-fn open_offering_request() -> impl Strategy<Value = pb::OpenOfferingRequest> {
-    (request_id(), instrument_ref(), decimal_text(), decimal_text()).prop_map(|(request_id, instrument, quantity, minimum_quantity)| pb::OpenOfferingRequest {
-        request_id,
-        instrument,
-        quantity,
-        minimum_quantity,
-    })
-}
-
-fn subscribe_request() -> impl Strategy<Value = pb::SubscribeRequest> {
-    (request_id(), small_or_any_u32(), decimal_text()).prop_map(|(request_id, offering_id, quantity)| pb::SubscribeRequest { request_id, offering_id, quantity })
-}
-
 fn close_offering_request() -> impl Strategy<Value = pb::CloseOfferingRequest> {
-    (request_id(), small_or_any_u32()).prop_map(|(request_id, offering_id)| pb::CloseOfferingRequest { request_id, offering_id })
+    (request_id(), small_or_any_u32()).prop_map(|(request_id, offering_id)| {
+        pb::CloseOfferingRequest {
+            request_id,
+            offering_id,
+        }
+    })
 }
 
 fn pay_distribution_request() -> impl Strategy<Value = pb::PayDistributionRequest> {
-    (request_id(), instrument_ref(), decimal_text()).prop_map(|(request_id, instrument, amount_per_unit)| pb::PayDistributionRequest {
-        request_id,
-        instrument,
-        amount_per_unit,
-    })
+    (request_id(), instrument_ref(), decimal_text()).prop_map(
+        |(request_id, instrument, amount_per_unit)| pb::PayDistributionRequest {
+            request_id,
+            instrument,
+            amount_per_unit,
+        },
+    )
 }
 
 fn register_participant_request() -> impl Strategy<Value = pb::RegisterParticipantRequest> {
     let name = prop_oneof![4 => any_text(), 1 => (195usize..=205).prop_map(|length| "n".repeat(length)), 1 => (60usize..=70).prop_map(|length| "né€".repeat(length))];
-    (request_id(), enum_value(), name).prop_map(|(request_id, role, name)| pb::RegisterParticipantRequest { request_id, role, name })
+    (request_id(), enum_value(), name).prop_map(|(request_id, role, name)| {
+        pb::RegisterParticipantRequest {
+            request_id,
+            role,
+            name,
+        }
+    })
 }
 
 fn set_accreditation_request() -> impl Strategy<Value = pb::SetAccreditationRequest> {
-    (request_id(), small_or_any_u32(), any::<bool>()).prop_map(|(request_id, organization_id, accredited)| pb::SetAccreditationRequest {
-        request_id,
-        organization_id,
-        accredited,
-    })
+    (request_id(), small_or_any_u32(), any::<bool>()).prop_map(
+        |(request_id, organization_id, accredited)| pb::SetAccreditationRequest {
+            request_id,
+            organization_id,
+            accredited,
+        },
+    )
 }
 
 fn set_participant_status_request() -> impl Strategy<Value = pb::SetParticipantStatusRequest> {
-    (request_id(), small_or_any_u32(), any::<bool>()).prop_map(|(request_id, participant_id, suspended)| pb::SetParticipantStatusRequest {
-        request_id,
-        participant_id,
-        suspended,
-    })
+    (request_id(), small_or_any_u32(), any::<bool>()).prop_map(
+        |(request_id, participant_id, suspended)| pb::SetParticipantStatusRequest {
+            request_id,
+            participant_id,
+            suspended,
+        },
+    )
 }
 
 fn revoke_token_request() -> impl Strategy<Value = pb::RevokeTokenRequest> {
-    (request_id(), small_or_any_u32()).prop_map(|(request_id, token_id)| pb::RevokeTokenRequest { request_id, token_id })
+    (request_id(), small_or_any_u32()).prop_map(|(request_id, token_id)| pb::RevokeTokenRequest {
+        request_id,
+        token_id,
+    })
 }
 
 /// A request of any type with structured random fields, encoded.
@@ -968,12 +1487,30 @@ fn encoded_request() -> impl Strategy<Value = Vec<u8>> {
         set_accreditation_request().prop_map(|m| m.encode_to_vec()),
         set_participant_status_request().prop_map(|m| m.encode_to_vec()),
         revoke_token_request().prop_map(|m| m.encode_to_vec()),
-        (request_id(), any_instrument, any::<bool>())
-            .prop_map(|(request_id, instrument, open)| pb::SetTradingStatusRequest { request_id, instrument, open }.encode_to_vec()),
-        (small_or_any_u32(), any::<bool>())
-            .prop_map(|(participant_id, replace_existing)| pb::IssueTokenRequest { participant_id, replace_existing }.encode_to_vec()),
-        (prop::option::of(small_or_any_u32()), prop::option::of(any::<i32>()))
-            .prop_map(|(participant_id, year)| pb::GetTaxCreditsRequest { participant_id, year }.encode_to_vec()),
+        (request_id(), any_instrument, any::<bool>()).prop_map(|(request_id, instrument, open)| {
+            pb::SetTradingStatusRequest {
+                request_id,
+                instrument,
+                open,
+            }
+            .encode_to_vec()
+        }),
+        (small_or_any_u32(), any::<bool>()).prop_map(|(participant_id, replace_existing)| {
+            pb::IssueTokenRequest {
+                participant_id,
+                replace_existing,
+            }
+            .encode_to_vec()
+        }),
+        (
+            prop::option::of(small_or_any_u32()),
+            prop::option::of(any::<i32>())
+        )
+            .prop_map(|(participant_id, year)| pb::GetTaxCreditsRequest {
+                participant_id,
+                year
+            }
+            .encode_to_vec()),
     ]
 }
 
@@ -1004,7 +1541,9 @@ fn record() -> impl Strategy<Value = Record> {
         4 => (field_number(), prop_oneof![decimal_text(), request_id()]).prop_map(|(f, v)| Record::Text(f, v)),
         1 => (field_number(), 3u8..8).prop_map(|(f, w)| Record::BadKey(f, w)),
     ];
-    leaf.prop_recursive(3, 24, 6, |inner| (field_number(), prop::collection::vec(inner, 0..6)).prop_map(|(f, v)| Record::Nested(f, v)))
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        (field_number(), prop::collection::vec(inner, 0..6)).prop_map(|(f, v)| Record::Nested(f, v))
+    })
 }
 
 fn put_varint(value: u64, out: &mut Vec<u8>) {
@@ -1087,7 +1626,10 @@ fn mutate(bytes: &mut Vec<u8>, mutation: &Mutation) {
             let at = place(*at, bytes.len());
             bytes[at] = *value;
         }
-        Mutation::Insert { at, bytes: inserted } => {
+        Mutation::Insert {
+            at,
+            bytes: inserted,
+        } => {
             let at = place(*at, bytes.len() + 1);
             bytes.splice(at..at, inserted.iter().copied());
         }

@@ -3,7 +3,9 @@
 
 mod common;
 
-use mutua_engine::{Command, CommandId, CommandKind, Engine, MarketConfig, ParticipantId, Role, GENESIS_OPERATOR};
+use mutua_engine::{
+    Command, CommandId, CommandKind, Engine, MarketConfig, ParticipantId, Role, GENESIS_OPERATOR,
+};
 use mutua_gateway::journal::{Applied, Journal, JournalError};
 
 /// Applies `commands` to `engine`, numbering them after `first_sequence - 1`.
@@ -15,7 +17,13 @@ fn apply(engine: &mut Engine, commands: &[Command], first_sequence: u64) -> Vec<
             let mut events = Vec::new();
             let timestamp = 1_000 + first_sequence + offset as u64;
             let outcome = engine.apply(command, timestamp, &mut events);
-            Applied { sequence: first_sequence + offset as u64, timestamp, command: command.clone(), outcome, events }
+            Applied {
+                sequence: first_sequence + offset as u64,
+                timestamp,
+                command: command.clone(),
+                outcome,
+                events,
+            }
         })
         .collect()
 }
@@ -24,12 +32,22 @@ fn market_commands(count: u64) -> Vec<Command> {
     let mut commands = Vec::new();
     for index in 0..count {
         let kind = if index % 3 == 0 {
-            CommandKind::RegisterParticipant { role: Role::Contributor, name: format!("contributor-{index}") }
+            CommandKind::RegisterParticipant {
+                role: Role::Contributor,
+                name: format!("contributor-{index}"),
+            }
         } else {
             // Deposits to whoever was registered most recently (some to unknown accounts: rejected).
-            CommandKind::Deposit { account: ParticipantId((index / 3 + 1) as u32 + (index % 2) as u32), amount_minor: 100 + index }
+            CommandKind::Deposit {
+                account: ParticipantId((index / 3 + 1) as u32 + (index % 2) as u32),
+                amount_minor: 100 + index,
+            }
         };
-        commands.push(Command { id: CommandId(u128::from(index) + 1), participant: GENESIS_OPERATOR, kind });
+        commands.push(Command {
+            id: CommandId(u128::from(index) + 1),
+            participant: GENESIS_OPERATOR,
+            kind,
+        });
     }
     commands
 }
@@ -69,7 +87,11 @@ fn snapshots_shorten_replay_and_their_hashes_are_checked() {
     drop(journal);
 
     let journal = Journal::open(dir.path(), &config).unwrap();
-    assert_eq!(journal.snapshot_sequences().unwrap(), vec![200, 300, 400], "only the newest snapshots are kept");
+    assert_eq!(
+        journal.snapshot_sequences().unwrap(),
+        vec![200, 300, 400],
+        "only the newest snapshots are kept"
+    );
     let recovered = journal.recover(config, |_, _| {}).unwrap();
     // Replay starts at the second-newest snapshot and proves the newest one on the way.
     assert_eq!(recovered.replayed, 150);
@@ -104,13 +126,22 @@ fn a_missing_record_is_a_gap_not_a_skip() {
     let applied = apply(&mut engine, &market_commands(20), 1);
     let mut journal = Journal::open(dir.path(), &config).unwrap();
     // A batch must be numbered consecutively...
-    assert!(matches!(journal.append(applied.iter().filter(|record| record.sequence != 12)), Err(JournalError::Gap { expected: 12, found: 13 })));
+    assert!(matches!(
+        journal.append(applied.iter().filter(|record| record.sequence != 12)),
+        Err(JournalError::Gap {
+            expected: 12,
+            found: 13
+        })
+    ));
     // ...so a lost record is a lost batch: 1–11, then 13–20, and 12 never written.
     journal.append(&applied[..11]).unwrap();
     journal.append(&applied[12..]).unwrap();
     match journal.recover(config, |_, _| {}) {
         Err(JournalError::Gap { expected, found }) => assert_eq!((expected, found), (12, 13)),
-        other => panic!("expected a gap at 12, got {:?}", other.map(|r| r.last_sequence)),
+        other => panic!(
+            "expected a gap at 12, got {:?}",
+            other.map(|r| r.last_sequence)
+        ),
     }
 }
 
@@ -120,7 +151,9 @@ fn a_tampered_snapshot_is_refused_with_its_sequence() {
     let config = MarketConfig::default();
     let mut engine = Engine::new(config.clone());
     let mut journal = Journal::open(dir.path(), &config).unwrap();
-    journal.append(&apply(&mut engine, &market_commands(30), 1)).unwrap();
+    journal
+        .append(&apply(&mut engine, &market_commands(30), 1))
+        .unwrap();
     journal.write_snapshot(30, &engine).unwrap();
     common::flip_byte_in_snapshot(&journal, 30);
     match journal.recover(config, |_, _| {}) {
@@ -134,8 +167,14 @@ fn a_tampered_snapshot_is_refused_with_its_sequence() {
 fn a_journal_from_another_market_configuration_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     Journal::open(dir.path(), &MarketConfig::default()).unwrap();
-    let other = MarketConfig { holding_cap_bp_default: 2_000, ..MarketConfig::default() };
-    assert!(matches!(Journal::open(dir.path(), &other), Err(JournalError::ConfigMismatch)));
+    let other = MarketConfig {
+        holding_cap_bp_default: 2_000,
+        ..MarketConfig::default()
+    };
+    assert!(matches!(
+        Journal::open(dir.path(), &other),
+        Err(JournalError::ConfigMismatch)
+    ));
 }
 
 #[test]
@@ -144,7 +183,9 @@ fn a_corrupt_record_behind_a_snapshot_is_still_refused() {
     let config = MarketConfig::default();
     let mut engine = Engine::new(config.clone());
     let mut journal = Journal::open(dir.path(), &config).unwrap();
-    journal.append(&apply(&mut engine, &market_commands(60), 1)).unwrap();
+    journal
+        .append(&apply(&mut engine, &market_commands(60), 1))
+        .unwrap();
     journal.write_snapshot(60, &engine).unwrap();
     // Recovery starts from the snapshot and replays nothing, yet must not trust record 9.
     common::flip_byte_in_record(&journal, 9);

@@ -187,7 +187,6 @@ fn markdown() -> String {
     table
 }
 
-
 // ---- The market every call is made in ----
 
 struct Fixture {
@@ -227,33 +226,97 @@ async fn fixture(server: &TestServer) -> Fixture {
     let mut c = server.clients().await;
     let operator = server.operator_token.clone();
     let regulator = register(&mut c, &operator, pb::Role::Regulator, "the regulator").await;
-    let issuer = register(&mut c, &operator, pb::Role::Organization, "Riverside Housing Co-op").await;
-    let other_organization = register(&mut c, &operator, pb::Role::Organization, "Hilltop Bakery").await;
+    let issuer = register(
+        &mut c,
+        &operator,
+        pb::Role::Organization,
+        "Riverside Housing Co-op",
+    )
+    .await;
+    let other_organization =
+        register(&mut c, &operator, pb::Role::Organization, "Hilltop Bakery").await;
     let alice = register(&mut c, &operator, pb::Role::Contributor, "alice").await;
     let bob = register(&mut c, &operator, pb::Role::Contributor, "bob").await;
-    let funder = register(&mut c, &operator, pb::Role::Funder, "the community foundation").await;
+    let funder = register(
+        &mut c,
+        &operator,
+        pb::Role::Funder,
+        "the community foundation",
+    )
+    .await;
     let suspended = register(&mut c, &operator, pb::Role::Contributor, "sam").await;
     let (suspension_target, _) = register(&mut c, &operator, pb::Role::Contributor, "frank").await;
     let (token_holder, _) = register(&mut c, &operator, pb::Role::Contributor, "tess").await;
-    for (participant, amount) in [(alice.0, "1000000.00"), (bob.0, "1000000.00"), (issuer.0, "100000.00"), (suspended.0, "1000.00"), (funder.0, "1000.00")] {
+    for (participant, amount) in [
+        (alice.0, "1000000.00"),
+        (bob.0, "1000000.00"),
+        (issuer.0, "100000.00"),
+        (suspended.0, "1000.00"),
+        (funder.0, "1000.00"),
+    ] {
         deposit(&mut c, &operator, participant, amount).await;
     }
 
-    let share = list(&mut c, &operator, pb::ListInstrumentRequest { holding_cap: Some("1".into()), ..support::share(&symbol(), issuer.0) }).await;
+    let share = list(
+        &mut c,
+        &operator,
+        pb::ListInstrumentRequest {
+            holding_cap: Some("1".into()),
+            ..support::share(&symbol(), issuer.0)
+        },
+    )
+    .await;
     open_trading(&mut c, &operator, share).await;
-    run_offering(&mut c, &issuer.1, share, "1000", "1", &[(&alice.1, "400"), (&bob.1, "400")]).await;
-    let toggled = list(&mut c, &operator, pb::ListInstrumentRequest { holding_cap: Some("1".into()), ..support::share(&symbol(), issuer.0) }).await;
+    run_offering(
+        &mut c,
+        &issuer.1,
+        share,
+        "1000",
+        "1",
+        &[(&alice.1, "400"), (&bob.1, "400")],
+    )
+    .await;
+    let toggled = list(
+        &mut c,
+        &operator,
+        pb::ListInstrumentRequest {
+            holding_cap: Some("1".into()),
+            ..support::share(&symbol(), issuer.0)
+        },
+    )
+    .await;
     let alice_order = place(&mut c, &alice.1, limit(share, Buy, "9.00", "1")).await;
     assert_eq!(alice_order.status, pb::OrderStatus::Resting as i32);
 
     // A second token of alice's, revoked: alice's first token stays live.
-    let second = pb::IssueTokenRequest { participant_id: alice.0, replace_existing: false };
-    let second = c.identity.issue_token(with_token(second, &operator)).await.expect("issue a second token").into_inner();
-    let revoke = pb::RevokeTokenRequest { request_id: request_id(), token_id: second.token_id };
-    c.identity.revoke_token(with_token(revoke, &operator)).await.expect("revoke it");
+    let second = pb::IssueTokenRequest {
+        participant_id: alice.0,
+        replace_existing: false,
+    };
+    let second = c
+        .identity
+        .issue_token(with_token(second, &operator))
+        .await
+        .expect("issue a second token")
+        .into_inner();
+    let revoke = pb::RevokeTokenRequest {
+        request_id: request_id(),
+        token_id: second.token_id,
+    };
+    c.identity
+        .revoke_token(with_token(revoke, &operator))
+        .await
+        .expect("revoke it");
 
-    let suspend = pb::SetParticipantStatusRequest { request_id: request_id(), participant_id: suspended.0, suspended: true };
-    c.identity.set_participant_status(with_token(suspend, &operator)).await.expect("suspend sam");
+    let suspend = pb::SetParticipantStatusRequest {
+        request_id: request_id(),
+        participant_id: suspended.0,
+        suspended: true,
+    };
+    c.identity
+        .set_participant_status(with_token(suspend, &operator))
+        .await
+        .expect("suspend sam");
 
     Fixture {
         operator,
@@ -300,14 +363,20 @@ fn who_is(f: &Fixture, caller: Caller) -> Who {
         Caller::Revoked => (bearer(&f.revoked_token), alice),
         Caller::Suspended => (bearer(&f.suspended.1), f.suspended.0),
     };
-    Who { caller, header, names }
+    Who {
+        caller,
+        header,
+        names,
+    }
 }
 
 /// `message` with the caller's `authorization` metadata, or none.
 fn req<T>(message: T, who: &Who) -> Request<T> {
     let mut request = Request::new(message);
     if let Some(header) = &who.header {
-        request.metadata_mut().insert("authorization", header.parse().expect("ASCII header"));
+        request
+            .metadata_mut()
+            .insert("authorization", header.parse().expect("ASCII header"));
     }
     request
 }
@@ -326,7 +395,11 @@ struct Refusal {
 type Observed = Result<(), Refusal>;
 
 fn refused(status: &Status) -> Refusal {
-    Refusal { code: status.code(), reason: reason_code(status), message: status.message().to_string() }
+    Refusal {
+        code: status.code(),
+        reason: reason_code(status),
+        message: status.message().to_string(),
+    }
 }
 
 fn done<T>(result: Result<tonic::Response<T>, Status>) -> Observed {
@@ -348,7 +421,11 @@ fn worst(outcomes: Vec<Observed>) -> Observed {
     for outcome in outcomes {
         match outcome {
             Ok(()) => {}
-            Err(refusal) if matches!(refusal.code, Code::PermissionDenied | Code::Unauthenticated) => return Err(refusal),
+            Err(refusal)
+                if matches!(refusal.code, Code::PermissionDenied | Code::Unauthenticated) =>
+            {
+                return Err(refusal)
+            }
             Err(refusal) => {
                 first_other.get_or_insert(refusal);
             }
@@ -368,7 +445,15 @@ async fn alice_order(c: &mut Clients, f: &Fixture) -> u64 {
 
 /// A fresh share of the issuer's, issued a year ago, holding cap 1, trading closed.
 async fn fresh_share(c: &mut Clients, f: &Fixture) -> u32 {
-    list(c, &f.operator, pb::ListInstrumentRequest { holding_cap: Some("1".into()), ..support::share(&symbol(), f.issuer.0) }).await
+    list(
+        c,
+        &f.operator,
+        pb::ListInstrumentRequest {
+            holding_cap: Some("1".into()),
+            ..support::share(&symbol(), f.issuer.0)
+        },
+    )
+    .await
 }
 
 /// An open offering of 1000 units of a fresh share; minimum 1.
@@ -378,8 +463,20 @@ async fn fresh_offering(c: &mut Clients, f: &Fixture) -> u32 {
 }
 
 async fn participant_info(c: &mut Clients, f: &Fixture, participant: u32) -> pb::ParticipantInfo {
-    let listed = c.identity.list_participants(with_token(pb::ListParticipantsRequest::default(), &f.operator)).await.expect("list participants").into_inner();
-    listed.participants.into_iter().find(|info| info.participant_id == participant).expect("a registered participant is listed")
+    let listed = c
+        .identity
+        .list_participants(with_token(
+            pb::ListParticipantsRequest::default(),
+            &f.operator,
+        ))
+        .await
+        .expect("list participants")
+        .into_inner();
+    listed
+        .participants
+        .into_iter()
+        .find(|info| info.participant_id == participant)
+        .expect("a registered participant is listed")
 }
 
 // ---- The calls ----
@@ -389,106 +486,284 @@ async fn participant_info(c: &mut Clients, f: &Fixture, participant: u32) -> pb:
 async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
     match rpc {
         // Exchange
-        "Exchange.PlaceOrder" => done(c.exchange.place_order(req(limit(f.share, Buy, "9.00", "1"), who)).await),
+        "Exchange.PlaceOrder" => done(
+            c.exchange
+                .place_order(req(limit(f.share, Buy, "9.00", "1"), who))
+                .await,
+        ),
         "Exchange.CancelOrder" => {
             let order_id = alice_order(c, f).await;
-            done(c.exchange.cancel_order(req(pb::CancelOrderRequest { request_id: request_id(), order_id }, who)).await)
+            done(
+                c.exchange
+                    .cancel_order(req(
+                        pb::CancelOrderRequest {
+                            request_id: request_id(),
+                            order_id,
+                        },
+                        who,
+                    ))
+                    .await,
+            )
         }
         "Exchange.ReduceOrder" => {
             let order_id = alice_order(c, f).await;
-            let reduce = pb::ReduceOrderRequest { request_id: request_id(), order_id, reduce_by: "1".into() };
+            let reduce = pb::ReduceOrderRequest {
+                request_id: request_id(),
+                order_id,
+                reduce_by: "1".into(),
+            };
             done(c.exchange.reduce_order(req(reduce, who)).await)
         }
-        "Exchange.GetOrder" => done(c.exchange.get_order(req(pb::GetOrderRequest { order_id: f.alice_order }, who)).await),
-        "Exchange.ListOrders" => done(c.exchange.list_orders(req(pb::ListOrdersRequest { participant_id: Some(who.names) }, who)).await),
+        "Exchange.GetOrder" => done(
+            c.exchange
+                .get_order(req(
+                    pb::GetOrderRequest {
+                        order_id: f.alice_order,
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "Exchange.ListOrders" => done(
+            c.exchange
+                .list_orders(req(
+                    pb::ListOrdersRequest {
+                        participant_id: Some(who.names),
+                    },
+                    who,
+                ))
+                .await,
+        ),
         "Exchange.OrderEntry" => {
             // A buy of the caller's own, then a cancel of a fresh order of alice's.
             let order_id = alice_order(c, f).await;
             let commands = vec![
-                pb::OrderEntryRequest { command: Some(EntryCommand::Place(limit(f.share, Buy, "9.00", "1"))) },
-                pb::OrderEntryRequest { command: Some(EntryCommand::Cancel(pb::CancelOrderRequest { request_id: request_id(), order_id })) },
+                pb::OrderEntryRequest {
+                    command: Some(EntryCommand::Place(limit(f.share, Buy, "9.00", "1"))),
+                },
+                pb::OrderEntryRequest {
+                    command: Some(EntryCommand::Cancel(pb::CancelOrderRequest {
+                        request_id: request_id(),
+                        order_id,
+                    })),
+                },
             ];
             let sent = commands.len();
-            let replies = match c.exchange.order_entry(req(tokio_stream::iter(commands), who)).await {
+            let replies = match c
+                .exchange
+                .order_entry(req(tokio_stream::iter(commands), who))
+                .await
+            {
                 Ok(replies) => replies.into_inner(),
                 Err(status) => return Err(refused(&status)),
             };
-            let replies: Vec<_> = tokio::time::timeout(STREAM_WAIT, replies.collect()).await.expect("the order-entry stream ends");
+            let replies: Vec<_> = tokio::time::timeout(STREAM_WAIT, replies.collect())
+                .await
+                .expect("the order-entry stream ends");
             let mut outcomes: Vec<Observed> = replies
                 .into_iter()
                 .map(|reply| match reply {
                     Err(status) => Err(refused(&status)),
-                    Ok(pb::OrderEntryResponse { result: Some(EntryResult::Rejected(rejection)), .. }) => Err(Refusal {
+                    Ok(pb::OrderEntryResponse {
+                        result: Some(EntryResult::Rejected(rejection)),
+                        ..
+                    }) => Err(Refusal {
                         code: Code::from(rejection.grpc_code),
-                        reason: u16::try_from(rejection.reason_code).ok().filter(|&code| code != 0),
+                        reason: u16::try_from(rejection.reason_code)
+                            .ok()
+                            .filter(|&code| code != 0),
                         message: rejection.message,
                     }),
-                    Ok(pb::OrderEntryResponse { result: Some(_), .. }) => Ok(()),
-                    Ok(pb::OrderEntryResponse { result: None, .. }) => Err(Refusal { code: Code::Internal, reason: None, message: "a reply without a result".into() }),
+                    Ok(pb::OrderEntryResponse {
+                        result: Some(_), ..
+                    }) => Ok(()),
+                    Ok(pb::OrderEntryResponse { result: None, .. }) => Err(Refusal {
+                        code: Code::Internal,
+                        reason: None,
+                        message: "a reply without a result".into(),
+                    }),
                 })
                 .collect();
             if outcomes.len() < sent {
-                outcomes.push(Err(Refusal { code: Code::Internal, reason: None, message: format!("{} replies to {sent} commands", outcomes.len()) }));
+                outcomes.push(Err(Refusal {
+                    code: Code::Internal,
+                    reason: None,
+                    message: format!("{} replies to {sent} commands", outcomes.len()),
+                }));
             }
             worst(outcomes)
         }
 
         // Accounts
         "Accounts.Deposit" => {
-            let deposit = pb::DepositRequest { request_id: request_id(), participant_id: who.names, amount: "1.00".into() };
+            let deposit = pb::DepositRequest {
+                request_id: request_id(),
+                participant_id: who.names,
+                amount: "1.00".into(),
+            };
             done(c.accounts.deposit(req(deposit, who)).await)
         }
         "Accounts.Withdraw" => {
-            let withdraw = pb::WithdrawRequest { request_id: request_id(), participant_id: who.names, amount: "1.00".into() };
+            let withdraw = pb::WithdrawRequest {
+                request_id: request_id(),
+                participant_id: who.names,
+                amount: "1.00".into(),
+            };
             done(c.accounts.withdraw(req(withdraw, who)).await)
         }
-        "Accounts.GetBalances" => done(c.accounts.get_balances(req(pb::GetBalancesRequest { participant_id: Some(who.names) }, who)).await),
-        "Accounts.GetHoldings" => done(c.accounts.get_holdings(req(pb::GetHoldingsRequest { participant_id: Some(who.names) }, who)).await),
-        "Accounts.GetTaxCredits" => {
-            done(c.accounts.get_tax_credits(req(pb::GetTaxCreditsRequest { participant_id: Some(who.names), year: None }, who)).await)
-        }
+        "Accounts.GetBalances" => done(
+            c.accounts
+                .get_balances(req(
+                    pb::GetBalancesRequest {
+                        participant_id: Some(who.names),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "Accounts.GetHoldings" => done(
+            c.accounts
+                .get_holdings(req(
+                    pb::GetHoldingsRequest {
+                        participant_id: Some(who.names),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "Accounts.GetTaxCredits" => done(
+            c.accounts
+                .get_tax_credits(req(
+                    pb::GetTaxCreditsRequest {
+                        participant_id: Some(who.names),
+                        year: None,
+                    },
+                    who,
+                ))
+                .await,
+        ),
 
         // Registry
         "Registry.RegisterParticipant" => {
-            let request = pb::RegisterParticipantRequest { request_id: request_id(), role: pb::Role::Contributor as i32, name: format!("newcomer {}", request_id()) };
+            let request = pb::RegisterParticipantRequest {
+                request_id: request_id(),
+                role: pb::Role::Contributor as i32,
+                name: format!("newcomer {}", request_id()),
+            };
             done(c.registry.register_participant(req(request, who)).await)
         }
         "Registry.SetAccreditation" => {
             // The other organization's accreditation, flipped, so that the call changes something.
             let organization_id = f.other_organization.0;
             let accredited = !participant_info(c, f, organization_id).await.accredited;
-            done(c.registry.set_accreditation(req(pb::SetAccreditationRequest { request_id: request_id(), organization_id, accredited }, who)).await)
+            done(
+                c.registry
+                    .set_accreditation(req(
+                        pb::SetAccreditationRequest {
+                            request_id: request_id(),
+                            organization_id,
+                            accredited,
+                        },
+                        who,
+                    ))
+                    .await,
+            )
         }
         "Registry.ListInstrument" => {
-            let listing = pb::ListInstrumentRequest { holding_cap: Some("1".into()), ..support::share(&symbol(), f.issuer.0) };
+            let listing = pb::ListInstrumentRequest {
+                holding_cap: Some("1".into()),
+                ..support::share(&symbol(), f.issuer.0)
+            };
             done(c.registry.list_instrument(req(listing, who)).await)
         }
         "Registry.SetTradingStatus" => {
-            let instrument = pb::GetInstrumentRequest { instrument: by_id(f.toggled) };
-            let open = !c.registry.get_instrument(with_token(instrument, &f.operator)).await.expect("get instrument").into_inner().trading_open;
-            done(c.registry.set_trading_status(req(pb::SetTradingStatusRequest { request_id: request_id(), instrument: by_id(f.toggled), open }, who)).await)
+            let instrument = pb::GetInstrumentRequest {
+                instrument: by_id(f.toggled),
+            };
+            let open = !c
+                .registry
+                .get_instrument(with_token(instrument, &f.operator))
+                .await
+                .expect("get instrument")
+                .into_inner()
+                .trading_open;
+            done(
+                c.registry
+                    .set_trading_status(req(
+                        pb::SetTradingStatusRequest {
+                            request_id: request_id(),
+                            instrument: by_id(f.toggled),
+                            open,
+                        },
+                        who,
+                    ))
+                    .await,
+            )
         }
-        "Registry.GetInstrument" => done(c.registry.get_instrument(req(pb::GetInstrumentRequest { instrument: by_id(f.share) }, who)).await),
-        "Registry.ListInstruments" => done(c.registry.list_instruments(req(pb::ListInstrumentsRequest {}, who)).await),
+        "Registry.GetInstrument" => done(
+            c.registry
+                .get_instrument(req(
+                    pb::GetInstrumentRequest {
+                        instrument: by_id(f.share),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "Registry.ListInstruments" => done(
+            c.registry
+                .list_instruments(req(pb::ListInstrumentsRequest {}, who))
+                .await,
+        ),
         "Registry.OpenOffering" => {
             let share = fresh_share(c, f).await;
-            let open = pb::OpenOfferingRequest { request_id: request_id(), instrument: by_id(share), quantity: "100".into(), minimum_quantity: "1".into() };
+            let open = pb::OpenOfferingRequest {
+                request_id: request_id(),
+                instrument: by_id(share),
+                quantity: "100".into(),
+                minimum_quantity: "1".into(),
+            };
             done(c.registry.open_offering(req(open, who)).await)
         }
         "Registry.Subscribe" => {
             let offering_id = fresh_offering(c, f).await;
-            done(c.registry.subscribe(req(pb::SubscribeRequest { request_id: request_id(), offering_id, quantity: "10".into() }, who)).await)
+            done(
+                c.registry
+                    .subscribe(req(
+                        pb::SubscribeRequest {
+                            request_id: request_id(),
+                            offering_id,
+                            quantity: "10".into(),
+                        },
+                        who,
+                    ))
+                    .await,
+            )
         }
         "Registry.CloseOffering" => {
             let offering_id = fresh_offering(c, f).await;
             subscribe(c, &f.alice.1, offering_id, "10").await;
-            done(c.registry.close_offering(req(pb::CloseOfferingRequest { request_id: request_id(), offering_id }, who)).await)
+            done(
+                c.registry
+                    .close_offering(req(
+                        pb::CloseOfferingRequest {
+                            request_id: request_id(),
+                            offering_id,
+                        },
+                        who,
+                    ))
+                    .await,
+            )
         }
         "Registry.PayDistribution" => {
             // 100 units outstanding, issued a year ago: up to 0.50 a unit may be paid.
             let share = fresh_share(c, f).await;
             run_offering(c, &f.issuer.1, share, "100", "1", &[(&f.alice.1, "100")]).await;
-            let pay = pb::PayDistributionRequest { request_id: request_id(), instrument: by_id(share), amount_per_unit: "0.10".into() };
+            let pay = pb::PayDistributionRequest {
+                request_id: request_id(),
+                instrument: by_id(share),
+                amount_per_unit: "0.10".into(),
+            };
             done(c.registry.pay_distribution(req(pay, who)).await)
         }
         "Registry.RepayAtMaturity" => {
@@ -502,48 +777,150 @@ async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
             };
             let bond = list(c, &f.operator, spec).await;
             run_offering(c, &f.issuer.1, bond, "100", "10", &[(&f.alice.1, "10")]).await;
-            done(c.registry.repay_at_maturity(req(pb::RepayAtMaturityRequest { request_id: request_id(), instrument: by_id(bond) }, who)).await)
+            done(
+                c.registry
+                    .repay_at_maturity(req(
+                        pb::RepayAtMaturityRequest {
+                            request_id: request_id(),
+                            instrument: by_id(bond),
+                        },
+                        who,
+                    ))
+                    .await,
+            )
         }
 
         // MarketData: public, whatever the caller sends.
-        "MarketData.GetBook" => done(c.market_data.get_book(req(pb::GetBookRequest { instrument: by_id(f.share), depth: 0 }, who)).await),
-        "MarketData.StreamTrades" => done(c.market_data.stream_trades(req(pb::StreamTradesRequest { instrument: by_id(f.share) }, who)).await),
+        "MarketData.GetBook" => done(
+            c.market_data
+                .get_book(req(
+                    pb::GetBookRequest {
+                        instrument: by_id(f.share),
+                        depth: 0,
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "MarketData.StreamTrades" => done(
+            c.market_data
+                .stream_trades(req(
+                    pb::StreamTradesRequest {
+                        instrument: by_id(f.share),
+                    },
+                    who,
+                ))
+                .await,
+        ),
         "MarketData.StreamBook" => {
-            let mut books = match c.market_data.stream_book(req(pb::StreamBookRequest { instrument: by_id(f.share), depth: 0 }, who)).await {
+            let mut books = match c
+                .market_data
+                .stream_book(req(
+                    pb::StreamBookRequest {
+                        instrument: by_id(f.share),
+                        depth: 0,
+                    },
+                    who,
+                ))
+                .await
+            {
                 Ok(books) => books.into_inner(),
                 Err(status) => return Err(refused(&status)),
             };
-            match tokio::time::timeout(STREAM_WAIT, books.message()).await.expect("the book stream sends the book at once") {
+            match tokio::time::timeout(STREAM_WAIT, books.message())
+                .await
+                .expect("the book stream sends the book at once")
+            {
                 Ok(Some(_)) => Ok(()),
-                Ok(None) => Err(Refusal { code: Code::Internal, reason: None, message: "the book stream ended without a book".into() }),
+                Ok(None) => Err(Refusal {
+                    code: Code::Internal,
+                    reason: None,
+                    message: "the book stream ended without a book".into(),
+                }),
                 Err(status) => Err(refused(&status)),
             }
         }
 
         // Identity
-        "Identity.IssueToken" => {
-            done(c.identity.issue_token(req(pb::IssueTokenRequest { participant_id: who.names, replace_existing: false }, who)).await)
-        }
+        "Identity.IssueToken" => done(
+            c.identity
+                .issue_token(req(
+                    pb::IssueTokenRequest {
+                        participant_id: who.names,
+                        replace_existing: false,
+                    },
+                    who,
+                ))
+                .await,
+        ),
         "Identity.RevokeToken" => {
-            let issue = pb::IssueTokenRequest { participant_id: f.token_holder, replace_existing: false };
-            let token_id = c.identity.issue_token(with_token(issue, &f.operator)).await.expect("issue a throw-away token").into_inner().token_id;
-            done(c.identity.revoke_token(req(pb::RevokeTokenRequest { request_id: request_id(), token_id }, who)).await)
+            let issue = pb::IssueTokenRequest {
+                participant_id: f.token_holder,
+                replace_existing: false,
+            };
+            let token_id = c
+                .identity
+                .issue_token(with_token(issue, &f.operator))
+                .await
+                .expect("issue a throw-away token")
+                .into_inner()
+                .token_id;
+            done(
+                c.identity
+                    .revoke_token(req(
+                        pb::RevokeTokenRequest {
+                            request_id: request_id(),
+                            token_id,
+                        },
+                        who,
+                    ))
+                    .await,
+            )
         }
-        "Identity.ListTokens" => done(c.identity.list_tokens(req(pb::ListTokensRequest::default(), who)).await),
-        "Identity.ListParticipants" => done(c.identity.list_participants(req(pb::ListParticipantsRequest::default(), who)).await),
+        "Identity.ListTokens" => done(
+            c.identity
+                .list_tokens(req(pb::ListTokensRequest::default(), who))
+                .await,
+        ),
+        "Identity.ListParticipants" => done(
+            c.identity
+                .list_participants(req(pb::ListParticipantsRequest::default(), who))
+                .await,
+        ),
         "Identity.SetParticipantStatus" => {
             // The other contributor tries to suspend alice; everyone else flips the status of a
             // contributor kept for this.
             let (participant_id, suspended) = if who.caller == Caller::OtherContributor {
                 (f.alice.0, true)
             } else {
-                (f.suspension_target, !participant_info(c, f, f.suspension_target).await.suspended)
+                (
+                    f.suspension_target,
+                    !participant_info(c, f, f.suspension_target).await.suspended,
+                )
             };
-            let outcome = done(c.identity.set_participant_status(req(pb::SetParticipantStatusRequest { request_id: request_id(), participant_id, suspended }, who)).await);
+            let outcome = done(
+                c.identity
+                    .set_participant_status(req(
+                        pb::SetParticipantStatusRequest {
+                            request_id: request_id(),
+                            participant_id,
+                            suspended,
+                        },
+                        who,
+                    ))
+                    .await,
+            );
             if participant_id == f.alice.0 && outcome.is_ok() {
                 // Should never happen; keep alice usable for the cells after this one.
-                let reinstate = pb::SetParticipantStatusRequest { request_id: request_id(), participant_id, suspended: false };
-                c.identity.set_participant_status(with_token(reinstate, &f.operator)).await.expect("reinstate alice");
+                let reinstate = pb::SetParticipantStatusRequest {
+                    request_id: request_id(),
+                    participant_id,
+                    suspended: false,
+                };
+                c.identity
+                    .set_participant_status(with_token(reinstate, &f.operator))
+                    .await
+                    .expect("reinstate alice");
             }
             outcome
         }
@@ -558,14 +935,27 @@ async fn every_role_gets_exactly_the_rpcs_it_is_allowed() {
     let table = markdown();
     if std::env::var_os("MUTUA_PRINT_MATRIX").is_some() {
         // Straight to the process's stdout, past the test harness's capture.
-        let _ = std::io::stdout().lock().write_all(format!("\n{table}\n").as_bytes());
+        let _ = std::io::stdout()
+            .lock()
+            .write_all(format!("\n{table}\n").as_bytes());
     }
 
     let rpcs = every_rpc();
     let rows: Vec<&str> = MATRIX.iter().map(|(rpc, _)| *rpc).collect();
-    let missing: Vec<&String> = rpcs.iter().filter(|rpc| !rows.contains(&rpc.as_str())).collect();
-    let unknown: Vec<&&str> = rows.iter().filter(|row| !rpcs.iter().any(|rpc| rpc == *row)).collect();
-    let duplicated: Vec<&&str> = rows.iter().enumerate().filter(|(at, row)| rows[..*at].contains(row)).map(|(_, row)| row).collect();
+    let missing: Vec<&String> = rpcs
+        .iter()
+        .filter(|rpc| !rows.contains(&rpc.as_str()))
+        .collect();
+    let unknown: Vec<&&str> = rows
+        .iter()
+        .filter(|row| !rpcs.iter().any(|rpc| rpc == *row))
+        .collect();
+    let duplicated: Vec<&&str> = rows
+        .iter()
+        .enumerate()
+        .filter(|(at, row)| rows[..*at].contains(row))
+        .map(|(_, row)| row)
+        .collect();
     assert!(
         missing.is_empty() && unknown.is_empty() && duplicated.is_empty(),
         "MATRIX must have exactly one row per mutua.v1 RPC: missing {missing:?}, not an RPC {unknown:?}, duplicated {duplicated:?}\n\n{table}"
@@ -583,19 +973,29 @@ async fn every_role_gets_exactly_the_rpcs_it_is_allowed() {
             let got = class(&observed);
             let cell = format!("{rpc} as {}", caller.label());
             if got != expected {
-                wrong.push(format!("{cell}: expected {expected:?}, got {got:?} ({observed:?})"));
+                wrong.push(format!(
+                    "{cell}: expected {expected:?}, got {got:?} ({observed:?})"
+                ));
             }
             if let Err(refusal) = &observed {
                 if refusal.reason.is_none() {
-                    wrong.push(format!("{cell}: a refusal without a mutua-reason-code ({refusal:?})"));
+                    wrong.push(format!(
+                        "{cell}: a refusal without a mutua-reason-code ({refusal:?})"
+                    ));
                 }
                 if let (D | U, Some(reason)) = (got, caller.credential_reason()) {
                     if expected != A && refusal.reason != Some(reason) {
-                        wrong.push(format!("{cell}: reason code {:?}, expected {reason} ({refusal:?})", refusal.reason));
+                        wrong.push(format!(
+                            "{cell}: reason code {:?}, expected {reason} ({refusal:?})",
+                            refusal.reason
+                        ));
                     }
                 }
                 if got == A {
-                    business.push(format!("{cell}: {:?} {:?} (reason {:?})", refusal.code, refusal.message, refusal.reason));
+                    business.push(format!(
+                        "{cell}: {:?} {:?} (reason {:?})",
+                        refusal.code, refusal.message, refusal.reason
+                    ));
                 }
             }
         }
@@ -603,10 +1003,28 @@ async fn every_role_gets_exactly_the_rpcs_it_is_allowed() {
 
     // Allowed calls that failed for a business reason: not wrong, but worth seeing.
     if !business.is_empty() && std::env::var_os("MUTUA_PRINT_MATRIX").is_some() {
-        let _ = std::io::stdout().lock().write_all(format!("Allowed, refused for a business reason:\n{}\n", business.join("\n")).as_bytes());
+        let _ = std::io::stdout().lock().write_all(
+            format!(
+                "Allowed, refused for a business reason:\n{}\n",
+                business.join("\n")
+            )
+            .as_bytes(),
+        );
     }
     let cells = MATRIX.len() * CALLERS;
-    let business = if business.is_empty() { String::new() } else { format!("\n\nAllowed, refused for a business reason:\n{}", business.join("\n")) };
-    assert!(wrong.is_empty(), "{} of {cells} cells went wrong:\n{}{business}\n\nThe expected matrix:\n\n{table}", wrong.len(), wrong.join("\n"));
+    let business = if business.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n\nAllowed, refused for a business reason:\n{}",
+            business.join("\n")
+        )
+    };
+    assert!(
+        wrong.is_empty(),
+        "{} of {cells} cells went wrong:\n{}{business}\n\nThe expected matrix:\n\n{table}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     server.stop().await;
 }

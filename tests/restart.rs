@@ -16,18 +16,33 @@ use support::process::{start, start_with};
 use tonic::transport::Channel;
 
 async fn clients(address: &str) -> support::Clients {
-    support::Clients::new(Channel::from_shared(address.to_string()).unwrap().connect().await.expect("connect"))
+    support::Clients::new(
+        Channel::from_shared(address.to_string())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect"),
+    )
 }
 
 /// Whether `token` is accepted as the operator's: listing participants needs the operator (or
 /// the regulator).
 async fn operator_accepted(address: &str, token: &str) -> bool {
     let mut c = clients(address).await;
-    c.identity.list_participants(support::with_token(pb::ListParticipantsRequest::default(), token)).await.is_ok()
+    c.identity
+        .list_participants(support::with_token(
+            pb::ListParticipantsRequest::default(),
+            token,
+        ))
+        .await
+        .is_ok()
 }
 
 fn operator_token_file(data: &std::path::Path) -> String {
-    std::fs::read_to_string(data.join("operator.token")).expect("operator.token exists").trim().to_string()
+    std::fs::read_to_string(data.join("operator.token"))
+        .expect("operator.token exists")
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -36,16 +51,36 @@ fn a_data_directory_open_to_others_is_refused() {
     let open = parent.path().join("shared");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_mutua")).args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data"]).arg(&open).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mutua"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(&open)
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("is open to other users") && stderr.contains("chmod 700"), "{stderr}");
-    assert!(std::fs::read_dir(&open).unwrap().next().is_none(), "nothing was written into it");
+    assert!(
+        stderr.contains("is open to other users") && stderr.contains("chmod 700"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_dir(&open).unwrap().next().is_none(),
+        "nothing was written into it"
+    );
 
     // A directory that does not exist yet is created private.
     let fresh = parent.path().join("fresh");
     let server = start(&fresh);
-    assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     server.terminate();
 }
 
@@ -56,7 +91,14 @@ async fn a_crash_during_the_first_start_never_locks_the_operator_out() {
     // Kill the first starts at moments spread over start-up, the token's write and its journaling.
     for delay_ms in [1u64, 3, 6, 9, 12, 15, 18, 22, 26, 30, 40, 60] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mutua"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(&data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -71,13 +113,19 @@ async fn a_crash_during_the_first_start_never_locks_the_operator_out() {
     if let Some(printed) = &server.operator_token {
         assert_eq!(printed, &token, "the printed token is the one in the file");
     }
-    assert!(operator_accepted(&server.address, &token).await, "the operator's token file works after crashed first starts");
+    assert!(
+        operator_accepted(&server.address, &token).await,
+        "the operator's token file works after crashed first starts"
+    );
     server.terminate();
 
     // A lost token file is replaced at the next start, and the new token works.
     std::fs::remove_file(data.join("operator.token")).unwrap();
     let server = start(&data);
-    let replaced = server.operator_token.clone().expect("a new token is printed");
+    let replaced = server
+        .operator_token
+        .clone()
+        .expect("a new token is printed");
     assert_eq!(operator_token_file(&data), replaced);
     assert!(operator_accepted(&server.address, &replaced).await);
     // A start with a live token in the file prints none and keeps it.
@@ -102,7 +150,10 @@ async fn snapshots_keep_their_cadence_across_crashes() {
     let data = parent.path().join("data");
     let flags = ["--snapshot-every", "100"];
     let server = start_with(&data, &flags);
-    let operator = server.operator_token.clone().expect("first start prints the token");
+    let operator = server
+        .operator_token
+        .clone()
+        .expect("first start prints the token");
     // Crashes more often than the cadence: 60 commands, kill, 60 more, kill.
     deposits(&server.address, &operator, 60).await;
     server.kill();
@@ -116,7 +167,11 @@ async fn snapshots_keep_their_cadence_across_crashes() {
     // counting those of the first run, so the next start does not replay from genesis.
     let server = start_with(&data, &flags);
     assert!(server.recovered.0 >= 121, "{:?}", server.recovered);
-    assert!(server.replayed_records < 100, "replayed {} records: no snapshot was taken across the crashes", server.replayed_records);
+    assert!(
+        server.replayed_records < 100,
+        "replayed {} records: no snapshot was taken across the crashes",
+        server.replayed_records
+    );
     server.kill();
 }
 
@@ -126,14 +181,21 @@ async fn a_graceful_stop_right_after_a_restart_writes_a_snapshot() {
     let data = parent.path().join("data");
     let flags = ["--snapshot-every", "1000000"];
     let server = start_with(&data, &flags);
-    let operator = server.operator_token.clone().expect("first start prints the token");
+    let operator = server
+        .operator_token
+        .clone()
+        .expect("first start prints the token");
     deposits(&server.address, &operator, 30).await;
     server.kill();
     let server = start_with(&data, &flags);
     let (stopped_at, _) = server.terminate();
     assert!(stopped_at >= 31);
     let journal = Journal::open(&data, &MarketConfig::default()).unwrap();
-    assert_eq!(journal.snapshot_sequences().unwrap().last(), Some(&stopped_at), "the stop wrote a snapshot of where it stopped");
+    assert_eq!(
+        journal.snapshot_sequences().unwrap().last(),
+        Some(&stopped_at),
+        "the stop wrote a snapshot of where it stopped"
+    );
 }
 
 #[test]
@@ -143,6 +205,16 @@ fn restarts_leave_a_bounded_number_of_rocksdb_log_files() {
     for _ in 0..8 {
         start(&data).terminate();
     }
-    let logs = std::fs::read_dir(&data).unwrap().filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().starts_with("LOG")).count();
+    let logs = std::fs::read_dir(&data)
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("LOG")
+        })
+        .count();
     assert!(logs <= 4, "{logs} RocksDB info logs after 8 starts");
 }

@@ -9,7 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{InstrumentId, OrderId, ParticipantId, SelfTradePrevention, Side, Timestamp, TimeInForce};
+use crate::command::{
+    InstrumentId, OrderId, ParticipantId, SelfTradePrevention, Side, TimeInForce, Timestamp,
+};
 
 /// Slab index meaning "no order".
 pub const NIL: u32 = u32::MAX;
@@ -74,7 +76,11 @@ impl Order {
     /// A copy without its links into the slab's queues, which depend on slot history rather
     /// than on the state: the form snapshots hold, so that equal states give equal snapshots.
     pub(crate) fn detached(&self) -> Order {
-        Order { prev: NIL, next: NIL, ..self.clone() }
+        Order {
+            prev: NIL,
+            next: NIL,
+            ..self.clone()
+        }
     }
 }
 
@@ -87,7 +93,10 @@ pub struct OrderSlab {
 
 impl OrderSlab {
     pub fn with_capacity(capacity: usize) -> OrderSlab {
-        OrderSlab { orders: Vec::with_capacity(capacity), free: Vec::with_capacity(capacity / 4) }
+        OrderSlab {
+            orders: Vec::with_capacity(capacity),
+            free: Vec::with_capacity(capacity / 4),
+        }
     }
 
     pub fn insert(&mut self, order: Order) -> u32 {
@@ -139,7 +148,12 @@ struct Level {
     orders: u32,
 }
 
-const EMPTY_LEVEL: Level = Level { head: NIL, tail: NIL, lots: 0, orders: 0 };
+const EMPTY_LEVEL: Level = Level {
+    head: NIL,
+    tail: NIL,
+    lots: 0,
+    orders: 0,
+};
 
 /// A set of level indices with fast "next occupied at or above / at or below" queries.
 /// Level 0 has one bit per price; level 1 one bit per non-empty word of level 0.
@@ -270,23 +284,31 @@ impl Ladder {
     /// The oldest order at `price`, or `NIL`.
     #[inline]
     pub fn head(&self, price_ticks: u64) -> u32 {
-        self.levels.get(price_ticks as usize).map_or(NIL, |level| level.head)
+        self.levels
+            .get(price_ticks as usize)
+            .map_or(NIL, |level| level.head)
     }
 
     /// Lots resting at `price`.
     pub fn lots_at(&self, price_ticks: u64) -> u64 {
-        self.levels.get(price_ticks as usize).map_or(0, |level| level.lots)
+        self.levels
+            .get(price_ticks as usize)
+            .map_or(0, |level| level.lots)
     }
 
     /// Orders resting at `price`.
     pub fn orders_at(&self, price_ticks: u64) -> u32 {
-        self.levels.get(price_ticks as usize).map_or(0, |level| level.orders)
+        self.levels
+            .get(price_ticks as usize)
+            .map_or(0, |level| level.orders)
     }
 
     /// The next occupied price after `price_ticks`, moving away from the best.
     pub fn next_worse(&self, price_ticks: u64) -> Option<u64> {
         let found = match self.side {
-            Side::Buy => self.occupied.at_or_below((price_ticks as usize).checked_sub(1)?),
+            Side::Buy => self
+                .occupied
+                .at_or_below((price_ticks as usize).checked_sub(1)?),
             Side::Sell => self.occupied.at_or_above(price_ticks as usize + 1),
         };
         found.map(|index| index as u64)
@@ -299,7 +321,10 @@ impl Ladder {
             debug_assert_eq!(order.side, self.side);
             (order.price_ticks, order.remaining_lots)
         };
-        assert!(price < u64::from(self.price_levels_max), "price beyond the ladder");
+        assert!(
+            price < u64::from(self.price_levels_max),
+            "price beyond the ladder"
+        );
         let index = price as usize;
         if index >= self.levels.len() {
             self.grow(index + 1);
@@ -335,7 +360,12 @@ impl Ladder {
     pub fn unlink(&mut self, slab: &mut OrderSlab, slot: u32) {
         let (price, lots, prev, next) = {
             let order = slab.get(slot);
-            (order.price_ticks, order.remaining_lots, order.prev, order.next)
+            (
+                order.price_ticks,
+                order.remaining_lots,
+                order.prev,
+                order.next,
+            )
         };
         let index = price as usize;
         if prev != NIL {
@@ -376,7 +406,10 @@ impl Ladder {
     }
 
     fn grow(&mut self, levels_needed: usize) {
-        let levels = levels_needed.next_power_of_two().max(64).min(self.price_levels_max as usize);
+        let levels = levels_needed
+            .next_power_of_two()
+            .max(64)
+            .min(self.price_levels_max as usize);
         self.levels.resize(levels, EMPTY_LEVEL);
         self.occupied.grow(levels);
     }
@@ -400,7 +433,10 @@ pub struct Book {
 
 impl Book {
     pub fn new(price_levels_max: u32) -> Book {
-        Book { bids: Ladder::new(Side::Buy, price_levels_max), asks: Ladder::new(Side::Sell, price_levels_max) }
+        Book {
+            bids: Ladder::new(Side::Buy, price_levels_max),
+            asks: Ladder::new(Side::Sell, price_levels_max),
+        }
     }
 
     #[inline]
@@ -425,7 +461,12 @@ impl Book {
     }
 
     /// Visits the orders of one side in priority order (best price first, then time).
-    pub fn for_each_in_priority<F: FnMut(u32, &Order)>(&self, side: Side, slab: &OrderSlab, mut visit: F) {
+    pub fn for_each_in_priority<F: FnMut(u32, &Order)>(
+        &self,
+        side: Side,
+        slab: &OrderSlab,
+        mut visit: F,
+    ) {
         let ladder = self.side(side);
         let mut price = ladder.best();
         while let Some(level_price) = price {
@@ -448,7 +489,11 @@ impl Book {
             if out.len() >= levels_max {
                 break;
             }
-            out.push((level_price, ladder.lots_at(level_price), ladder.orders_at(level_price)));
+            out.push((
+                level_price,
+                ladder.lots_at(level_price),
+                ladder.orders_at(level_price),
+            ));
             price = ladder.next_worse(level_price);
         }
         out

@@ -31,11 +31,16 @@ pub fn is_leap_year(year: i64) -> bool {
 
 /// Days since 1970-01-01 of a date (H. Hinnant's `days_from_civil`).
 pub fn days_from_date(date: Date) -> i64 {
-    let year = if date.month <= 2 { date.year - 1 } else { date.year };
+    let year = if date.month <= 2 {
+        date.year - 1
+    } else {
+        date.year
+    };
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(date.month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(date.day) - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(date.day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -45,11 +50,16 @@ pub fn date_from_days(days: i64) -> Date {
     let shifted = days + 719_468;
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 } as u32;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    } as u32;
     let year = year_of_era + era * 400 + i64::from(month <= 2);
     Date { year, month, day }
 }
@@ -65,13 +75,24 @@ pub fn anniversary(start: Timestamp, years: u32) -> Timestamp {
     let date = date_of(start);
     let year = date.year + i64::from(years);
     let target = if date.month == 2 && date.day == 29 && !is_leap_year(year) {
-        Date { year, month: 3, day: 1 }
+        Date {
+            year,
+            month: 3,
+            day: 1,
+        }
     } else {
-        Date { year, month: date.month, day: date.day }
+        Date {
+            year,
+            month: date.month,
+            day: date.day,
+        }
     };
     let days = days_from_date(target);
     // `start` is after the epoch, so `days` is positive.
-    (days as u64).checked_mul(NS_PER_DAY).and_then(|midnight| midnight.checked_add(time_of_day)).unwrap_or(Timestamp::MAX)
+    (days as u64)
+        .checked_mul(NS_PER_DAY)
+        .and_then(|midnight| midnight.checked_add(time_of_day))
+        .unwrap_or(Timestamp::MAX)
 }
 
 /// Years elapsed from `start` to `now`, actual/actual: whole anniversaries passed, and the
@@ -88,7 +109,11 @@ pub struct YearsElapsed {
 /// Years elapsed from `start` to `now` (zero when `now` is not after `start`).
 pub fn years_elapsed(start: Timestamp, now: Timestamp) -> YearsElapsed {
     if now <= start {
-        return YearsElapsed { whole: 0, into_year_ns: 0, year_ns: anniversary(start, 1) - start };
+        return YearsElapsed {
+            whole: 0,
+            into_year_ns: 0,
+            year_ns: anniversary(start, 1) - start,
+        };
     }
     let gap = date_of(now).year - date_of(start).year;
     let mut whole = u32::try_from(gap.max(0)).unwrap_or(u32::MAX);
@@ -101,7 +126,11 @@ pub fn years_elapsed(start: Timestamp, now: Timestamp) -> YearsElapsed {
     let next = anniversary(start, whole.saturating_add(1));
     // At the end of representable time the next anniversary saturates; keep the year positive.
     let year_ns = next.saturating_sub(last).max(1);
-    YearsElapsed { whole, into_year_ns: now - last, year_ns }
+    YearsElapsed {
+        whole,
+        into_year_ns: now - last,
+        year_ns,
+    }
 }
 
 /// `amount × rate_bp / 10 000 × years elapsed from start to now`, rounded down (the holder's
@@ -146,7 +175,10 @@ fn mul_div_rem(rate: u128, x: u64, divisor: u128) -> (u128, u128) {
     let high = rate * u128::from(x >> 32);
     let low = rate * u128::from(x & 0xFFFF_FFFF);
     let spill = ((high % divisor) << 32) + low % divisor;
-    (((high / divisor) << 32) + low / divisor + spill / divisor, spill % divisor)
+    (
+        ((high / divisor) << 32) + low / divisor + spill / divisor,
+        spill % divisor,
+    )
 }
 
 #[cfg(test)]
@@ -177,21 +209,43 @@ mod tests {
     #[test]
     fn dates_agree_with_a_day_by_day_walk_for_five_centuries() {
         let mut midnight = 0;
-        let mut expected = Date { year: 1970, month: 1, day: 1 };
+        let mut expected = Date {
+            year: 1970,
+            month: 1,
+            day: 1,
+        };
         for _ in 0..(500 * 365) {
             assert_eq!(date_of(midnight), expected);
-            assert_eq!(date_of(midnight + NS_PER_DAY - 1), expected, "the last nanosecond of a day is still that day");
+            assert_eq!(
+                date_of(midnight + NS_PER_DAY - 1),
+                expected,
+                "the last nanosecond of a day is still that day"
+            );
             assert_eq!(days_from_date(expected) as u64 * NS_PER_DAY, midnight);
             midnight += NS_PER_DAY;
-            let month_len = (walked_midnight(expected.year + i64::from(expected.month / 12), expected.month % 12 + 1, 1)
-                - walked_midnight(expected.year, expected.month, 1))
+            let month_len = (walked_midnight(
+                expected.year + i64::from(expected.month / 12),
+                expected.month % 12 + 1,
+                1,
+            ) - walked_midnight(expected.year, expected.month, 1))
                 / NS_PER_DAY;
             expected = if u64::from(expected.day) < month_len {
-                Date { day: expected.day + 1, ..expected }
+                Date {
+                    day: expected.day + 1,
+                    ..expected
+                }
             } else if expected.month < 12 {
-                Date { year: expected.year, month: expected.month + 1, day: 1 }
+                Date {
+                    year: expected.year,
+                    month: expected.month + 1,
+                    day: 1,
+                }
             } else {
-                Date { year: expected.year + 1, month: 1, day: 1 }
+                Date {
+                    year: expected.year + 1,
+                    month: 1,
+                    day: 1,
+                }
             };
         }
     }
@@ -206,9 +260,18 @@ mod tests {
     fn anniversaries_keep_the_date_and_time_of_day() {
         let start = walked_midnight(2024, 1, 1) + 13 * 3600 * NS + 7;
         assert_eq!(anniversary(start, 0), start);
-        assert_eq!(anniversary(start, 1), walked_midnight(2025, 1, 1) + 13 * 3600 * NS + 7);
-        assert_eq!(anniversary(start, 5), walked_midnight(2029, 1, 1) + 13 * 3600 * NS + 7);
-        assert_eq!(anniversary(start, 30), walked_midnight(2054, 1, 1) + 13 * 3600 * NS + 7);
+        assert_eq!(
+            anniversary(start, 1),
+            walked_midnight(2025, 1, 1) + 13 * 3600 * NS + 7
+        );
+        assert_eq!(
+            anniversary(start, 5),
+            walked_midnight(2029, 1, 1) + 13 * 3600 * NS + 7
+        );
+        assert_eq!(
+            anniversary(start, 30),
+            walked_midnight(2054, 1, 1) + 13 * 3600 * NS + 7
+        );
     }
 
     #[test]
@@ -216,7 +279,11 @@ mod tests {
         let leap_day = walked_midnight(2024, 2, 29) + 5;
         assert_eq!(anniversary(leap_day, 1), walked_midnight(2025, 3, 1) + 5);
         assert_eq!(anniversary(leap_day, 4), walked_midnight(2028, 2, 29) + 5);
-        assert_eq!(anniversary(leap_day, 76), walked_midnight(2100, 3, 1) + 5, "2100 is not a leap year");
+        assert_eq!(
+            anniversary(leap_day, 76),
+            walked_midnight(2100, 3, 1) + 5,
+            "2100 is not a leap year"
+        );
     }
 
     #[test]
@@ -224,8 +291,16 @@ mod tests {
         let start = walked_midnight(2024, 1, 1);
         for years in [1u32, 4, 5, 10, 37] {
             let at = anniversary(start, years);
-            assert_eq!(years_elapsed(start, at - 1).whole, years - 1, "{years} years less 1 ns");
-            assert_eq!(years_elapsed(start, at).whole, years, "{years} years exactly");
+            assert_eq!(
+                years_elapsed(start, at - 1).whole,
+                years - 1,
+                "{years} years less 1 ns"
+            );
+            assert_eq!(
+                years_elapsed(start, at).whole,
+                years,
+                "{years} years exactly"
+            );
             assert_eq!(years_elapsed(start, at).into_year_ns, 0);
             assert_eq!(years_elapsed(start, at + 1).whole, years);
         }
@@ -236,7 +311,10 @@ mod tests {
         // From 2024-01-01 the first year holds 29 February: 366 days. The second does not.
         let start = walked_midnight(2024, 1, 1);
         assert_eq!(years_elapsed(start, start + NS).year_ns, 366 * NS_PER_DAY);
-        assert_eq!(years_elapsed(start, walked_midnight(2025, 6, 1)).year_ns, 365 * NS_PER_DAY);
+        assert_eq!(
+            years_elapsed(start, walked_midnight(2025, 6, 1)).year_ns,
+            365 * NS_PER_DAY
+        );
         // From 2023-03-01 the first year runs to 2024-03-01 across a leap day.
         let march = walked_midnight(2023, 3, 1);
         assert_eq!(years_elapsed(march, march + NS).year_ns, 366 * NS_PER_DAY);
@@ -248,11 +326,20 @@ mod tests {
         let start = walked_midnight(2024, 1, 1);
         let anniversary_1 = walked_midnight(2025, 1, 1);
         assert_eq!(accrue(1_000_000, 500, start, anniversary_1), 50_000);
-        assert!(accrue(1_000_000, 500, start, anniversary_1 - NS_PER_DAY) < 50_000, "a day before the anniversary is short of the year");
+        assert!(
+            accrue(1_000_000, 500, start, anniversary_1 - NS_PER_DAY) < 50_000,
+            "a day before the anniversary is short of the year"
+        );
         assert_eq!(accrue(1_000_000, 500, start, anniversary_1 - 1), 49_999);
         // Half of a 366-day year, to the nanosecond.
-        assert_eq!(accrue(1_000_000, 500, start, start + 183 * NS_PER_DAY), 25_000);
-        assert_eq!(accrue(1_000_000, 500, start, start + 183 * NS_PER_DAY - 1), 24_999);
+        assert_eq!(
+            accrue(1_000_000, 500, start, start + 183 * NS_PER_DAY),
+            25_000
+        );
+        assert_eq!(
+            accrue(1_000_000, 500, start, start + 183 * NS_PER_DAY - 1),
+            24_999
+        );
     }
 
     #[test]
@@ -262,7 +349,11 @@ mod tests {
         let now = walked_midnight(2024, 7, 15) + 365 * NS_PER_DAY / 2;
         assert_eq!(accrue(1_000_000, 300, start, now), 23 * 30_000 + 15_000);
         assert_eq!(accrue(1_000_000, 300, start, start), 0);
-        assert_eq!(accrue(1_000_000, 300, start, start - 1), 0, "before the start nothing accrues");
+        assert_eq!(
+            accrue(1_000_000, 300, start, start - 1),
+            0,
+            "before the start nothing accrues"
+        );
     }
 
     #[test]
@@ -270,8 +361,20 @@ mod tests {
         let start = walked_midnight(2025, 1, 1);
         let year = walked_midnight(2026, 1, 1);
         // 1 000 × 3.33 % = 33.3 for a year: 33 down, 34 up; 1 000 × 5 % = 50 exactly either way.
-        assert_eq!((accrue(1_000, 333, start, year), accrue_rounded_up(1_000, 333, start, year)), (33, 34));
-        assert_eq!((accrue(1_000, 500, start, year), accrue_rounded_up(1_000, 500, start, year)), (50, 50));
+        assert_eq!(
+            (
+                accrue(1_000, 333, start, year),
+                accrue_rounded_up(1_000, 333, start, year)
+            ),
+            (33, 34)
+        );
+        assert_eq!(
+            (
+                accrue(1_000, 500, start, year),
+                accrue_rounded_up(1_000, 500, start, year)
+            ),
+            (50, 50)
+        );
         assert_eq!(accrue_rounded_up(1_000, 500, start, start), 0);
         // A fraction of a nanosecond's worth still rounds up.
         assert_eq!(accrue_rounded_up(1, 1, start, start + 1), 1);
@@ -283,7 +386,10 @@ mod tests {
         let one_year = walked_midnight(2025, 1, 1);
         // 100 % of u64::MAX for one year is u64::MAX; for two years it saturates.
         assert_eq!(accrue(u64::MAX, 10_000, start, one_year), u64::MAX);
-        assert_eq!(accrue(u64::MAX, 10_000, start, walked_midnight(2026, 1, 1)), u64::MAX);
+        assert_eq!(
+            accrue(u64::MAX, 10_000, start, walked_midnight(2026, 1, 1)),
+            u64::MAX
+        );
         // 1 bp of u64::MAX for one year, floored.
         assert_eq!(accrue(u64::MAX, 1, start, one_year), u64::MAX / 10_000);
         // The end of representable time does not panic.

@@ -169,18 +169,34 @@ pub enum CommandKind {
     /// Operator: add a participant with a role.
     RegisterParticipant { role: Role, name: String },
     /// Regulator or operator: accredit an organization or suspend its accreditation.
-    SetAccreditation { organization: ParticipantId, accredited: bool },
+    SetAccreditation {
+        organization: ParticipantId,
+        accredited: bool,
+    },
     /// Operator: cash arrives from the bank rails.
-    Deposit { account: ParticipantId, amount_minor: u64 },
+    Deposit {
+        account: ParticipantId,
+        amount_minor: u64,
+    },
     /// Operator: cash leaves to the bank rails; only free cash may leave.
-    Withdraw { account: ParticipantId, amount_minor: u64 },
+    Withdraw {
+        account: ParticipantId,
+        amount_minor: u64,
+    },
     /// Operator: list an instrument for an organization.
     /// The spec is boxed to keep every other command small.
     ListInstrument { spec: Box<InstrumentSpec> },
     /// Operator: open or halt continuous trading in an instrument.
-    SetTradingStatus { instrument: InstrumentId, open: bool },
+    SetTradingStatus {
+        instrument: InstrumentId,
+        open: bool,
+    },
     /// Issuer: offer new units at par, issued only if at least `minimum_lots` are subscribed.
-    OpenOffering { instrument: InstrumentId, lots: u64, minimum_lots: u64 },
+    OpenOffering {
+        instrument: InstrumentId,
+        lots: u64,
+        minimum_lots: u64,
+    },
     /// Contributor: subscribe to an open offering; the cash is reserved until it closes.
     Subscribe { offering: OfferingId, lots: u64 },
     /// Issuer: close the offering; issue and collect if the minimum was met, else release all.
@@ -201,18 +217,28 @@ pub enum CommandKind {
     ReduceOrder { order: OrderId, reduce_by_lots: u64 },
     /// Issuer: pay every holder `per_lot_minor` per lot held, capped by the return cap over the
     /// period since the previous distribution (or since issue).
-    PayDistribution { instrument: InstrumentId, per_lot_minor: u64 },
+    PayDistribution {
+        instrument: InstrumentId,
+        per_lot_minor: u64,
+    },
     /// Issuer: at or after maturity, repay par to every holder and retire the units.
     RepayAtMaturity { instrument: InstrumentId },
     /// Operator: record a new bearer credential for a participant, by the SHA-256 of its token.
     /// With `replace_existing`, every other live credential of the participant is revoked in the
     /// same step (a rotation).
-    IssueCredential { participant: ParticipantId, token_hash: [u8; 32], replace_existing: bool },
+    IssueCredential {
+        participant: ParticipantId,
+        token_hash: [u8; 32],
+        replace_existing: bool,
+    },
     /// Operator: revoke a credential; calls presenting its token are refused from then on.
     RevokeCredential { credential: CredentialId },
     /// Operator: suspend a participant (its resting orders are cancelled and every command it
     /// sends is refused) or reinstate it. Balances, holdings and obligations stay as they are.
-    SetParticipantStatus { participant: ParticipantId, suspended: bool },
+    SetParticipantStatus {
+        participant: ParticipantId,
+        suspended: bool,
+    },
     /// Holder: give notice to withdraw free units of a withdrawable share; they are held back
     /// from sale until paid or the request is cancelled.
     RequestWithdrawal { instrument: InstrumentId, lots: u64 },
@@ -222,11 +248,17 @@ pub enum CommandKind {
     /// free cash and retires them, delivery versus payment.
     CompleteWithdrawal { withdrawal: WithdrawalId },
     /// Issuer: suspend withdrawals (to protect its capital base) or resume them.
-    SetWithdrawalsSuspended { instrument: InstrumentId, suspended: bool },
+    SetWithdrawalsSuspended {
+        instrument: InstrumentId,
+        suspended: bool,
+    },
     /// Organization: put a resolution to its members; voting runs until `closes_at`.
     ProposeResolution { title: String, closes_at: Timestamp },
     /// Member (contributor): vote once on an open resolution.
-    CastVote { resolution: ResolutionId, choice: VoteChoice },
+    CastVote {
+        resolution: ResolutionId,
+        choice: VoteChoice,
+    },
     /// The proposing organization: at or after `closes_at`, count the votes and make the
     /// result final.
     CloseResolution { resolution: ResolutionId },
@@ -258,7 +290,10 @@ pub struct Outcome {
 impl Outcome {
     /// An outcome produced by applying the command now.
     pub fn fresh(result: Result<Ack, RejectReason>) -> Outcome {
-        Outcome { result, replayed: None }
+        Outcome {
+            result,
+            replayed: None,
+        }
     }
 
     pub fn is_replay(&self) -> bool {
@@ -287,13 +322,34 @@ pub enum CancelReason {
 /// moved so that it can stand alone as an audit record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    ParticipantRegistered { participant: ParticipantId, role: Role, name: String },
-    AccreditationChanged { organization: ParticipantId, accredited: bool },
-    CashDeposited { account: ParticipantId, amount_minor: u64, balance_minor: u64 },
-    CashWithdrawn { account: ParticipantId, amount_minor: u64, balance_minor: u64 },
+    ParticipantRegistered {
+        participant: ParticipantId,
+        role: Role,
+        name: String,
+    },
+    AccreditationChanged {
+        organization: ParticipantId,
+        accredited: bool,
+    },
+    CashDeposited {
+        account: ParticipantId,
+        amount_minor: u64,
+        balance_minor: u64,
+    },
+    CashWithdrawn {
+        account: ParticipantId,
+        amount_minor: u64,
+        balance_minor: u64,
+    },
     /// The spec is boxed to keep every other event small.
-    InstrumentListed { instrument: InstrumentId, spec: Box<InstrumentSpec> },
-    TradingStatusChanged { instrument: InstrumentId, open: bool },
+    InstrumentListed {
+        instrument: InstrumentId,
+        spec: Box<InstrumentSpec>,
+    },
+    TradingStatusChanged {
+        instrument: InstrumentId,
+        open: bool,
+    },
     OfferingOpened {
         offering: OfferingId,
         instrument: InstrumentId,
@@ -317,7 +373,11 @@ pub enum Event {
         paid_minor: u64,
     },
     /// A failed close: one subscriber's reservation released.
-    SubscriptionReleased { offering: OfferingId, contributor: ParticipantId, cash_released_minor: u64 },
+    SubscriptionReleased {
+        offering: OfferingId,
+        contributor: ParticipantId,
+        cash_released_minor: u64,
+    },
     TaxCreditRecorded {
         contributor: ParticipantId,
         instrument: InstrumentId,
@@ -336,9 +396,17 @@ pub enum Event {
         /// The most lots any one contributor may hold after this close.
         cap_lots: u64,
     },
-    OfferingClosed { offering: OfferingId, issued: bool, subscribed_lots: u64, proceeds_minor: u64 },
+    OfferingClosed {
+        offering: OfferingId,
+        issued: bool,
+        subscribed_lots: u64,
+        proceeds_minor: u64,
+    },
     /// The instrument's first units were issued: its accrued value accrues from this time.
-    FirstIssue { instrument: InstrumentId, time: Timestamp },
+    FirstIssue {
+        instrument: InstrumentId,
+        time: Timestamp,
+    },
     OrderAccepted {
         order: OrderId,
         instrument: InstrumentId,
@@ -362,9 +430,21 @@ pub enum Event {
         maker_remaining_lots: u64,
         taker_remaining_lots: u64,
     },
-    OrderRested { order: OrderId, remaining_lots: u64 },
-    OrderReduced { order: OrderId, reduced_by_lots: u64, remaining_lots: u64 },
-    OrderCancelled { order: OrderId, owner: ParticipantId, remaining_lots: u64, reason: CancelReason },
+    OrderRested {
+        order: OrderId,
+        remaining_lots: u64,
+    },
+    OrderReduced {
+        order: OrderId,
+        reduced_by_lots: u64,
+        remaining_lots: u64,
+    },
+    OrderCancelled {
+        order: OrderId,
+        owner: ParticipantId,
+        remaining_lots: u64,
+        reason: CancelReason,
+    },
     DistributionPaid {
         instrument: InstrumentId,
         issuer: ParticipantId,
@@ -372,12 +452,36 @@ pub enum Event {
         lots_outstanding: u64,
         total_minor: u64,
     },
-    DistributionReceived { instrument: InstrumentId, holder: ParticipantId, lots: u64, amount_minor: u64 },
-    ParRepaid { instrument: InstrumentId, holder: ParticipantId, lots: u64, amount_minor: u64 },
-    InstrumentMatured { instrument: InstrumentId, lots_retired: u64, repaid_minor: u64 },
-    CredentialIssued { credential: CredentialId, participant: ParticipantId, role: Role },
-    CredentialRevoked { credential: CredentialId, participant: ParticipantId },
-    ParticipantStatusChanged { participant: ParticipantId, suspended: bool },
+    DistributionReceived {
+        instrument: InstrumentId,
+        holder: ParticipantId,
+        lots: u64,
+        amount_minor: u64,
+    },
+    ParRepaid {
+        instrument: InstrumentId,
+        holder: ParticipantId,
+        lots: u64,
+        amount_minor: u64,
+    },
+    InstrumentMatured {
+        instrument: InstrumentId,
+        lots_retired: u64,
+        repaid_minor: u64,
+    },
+    CredentialIssued {
+        credential: CredentialId,
+        participant: ParticipantId,
+        role: Role,
+    },
+    CredentialRevoked {
+        credential: CredentialId,
+        participant: ParticipantId,
+    },
+    ParticipantStatusChanged {
+        participant: ParticipantId,
+        suspended: bool,
+    },
     WithdrawalRequested {
         withdrawal: WithdrawalId,
         instrument: InstrumentId,
@@ -385,7 +489,12 @@ pub enum Event {
         lots: u64,
         payable_from: Timestamp,
     },
-    WithdrawalCancelled { withdrawal: WithdrawalId, instrument: InstrumentId, holder: ParticipantId, lots: u64 },
+    WithdrawalCancelled {
+        withdrawal: WithdrawalId,
+        instrument: InstrumentId,
+        holder: ParticipantId,
+        lots: u64,
+    },
     /// The issuer bought the units back at par and retired them.
     WithdrawalPaid {
         withdrawal: WithdrawalId,
@@ -395,9 +504,21 @@ pub enum Event {
         lots: u64,
         amount_minor: u64,
     },
-    WithdrawalsSuspended { instrument: InstrumentId, suspended: bool },
-    ResolutionProposed { resolution: ResolutionId, organization: ParticipantId, title: String, closes_at: Timestamp },
-    VoteCast { resolution: ResolutionId, member: ParticipantId, choice: VoteChoice },
+    WithdrawalsSuspended {
+        instrument: InstrumentId,
+        suspended: bool,
+    },
+    ResolutionProposed {
+        resolution: ResolutionId,
+        organization: ParticipantId,
+        title: String,
+        closes_at: Timestamp,
+    },
+    VoteCast {
+        resolution: ResolutionId,
+        member: ParticipantId,
+        choice: VoteChoice,
+    },
     ResolutionClosed {
         resolution: ResolutionId,
         organization: ParticipantId,

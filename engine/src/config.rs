@@ -68,7 +68,12 @@ pub struct TaxCreditRates {
 impl Default for TaxCreditRates {
     /// 30 % for every kind (DOMAIN.md: "Other social investments also earn 30 %").
     fn default() -> Self {
-        TaxCreditRates { community_share: 3_000, community_bond: 3_000, community_investment_note: 3_000, cooperative_investment_plan: 3_000 }
+        TaxCreditRates {
+            community_share: 3_000,
+            community_bond: 3_000,
+            community_investment_note: 3_000,
+            cooperative_investment_plan: 3_000,
+        }
     }
 }
 

@@ -48,7 +48,9 @@ struct Generation {
 impl Generation {
     #[inline]
     fn get(&self, id: CommandId) -> Option<Remembered> {
-        self.index.get(&id).map(|place| self.arrival[*place as usize].1)
+        self.index
+            .get(&id)
+            .map(|place| self.arrival[*place as usize].1)
     }
 
     fn clear(&mut self) {
@@ -75,7 +77,10 @@ impl Dedup {
     pub(crate) fn new(per_participant_max: u32) -> Dedup {
         // Places are u32: a generation never holds more than u32::MAX ids.
         let generation_max = (per_participant_max as usize / 2).max(1);
-        Dedup { windows: Vec::new(), generation_max }
+        Dedup {
+            windows: Vec::new(),
+            generation_max,
+        }
     }
 
     #[inline]
@@ -85,7 +90,12 @@ impl Dedup {
     }
 
     #[inline]
-    pub(crate) fn remember(&mut self, participant: ParticipantId, id: CommandId, remembered: Remembered) {
+    pub(crate) fn remember(
+        &mut self,
+        participant: ParticipantId,
+        id: CommandId,
+        remembered: Remembered,
+    ) {
         let index = participant.0 as usize;
         if index >= self.windows.len() {
             self.windows.resize_with(index + 1, Window::default);
@@ -109,7 +119,9 @@ impl Dedup {
             .enumerate()
             .filter(|(_, window)| !window.current.arrival.is_empty())
             .map(|(index, window)| {
-                let mut entries = Vec::with_capacity(window.previous.arrival.len() + window.current.arrival.len());
+                let mut entries = Vec::with_capacity(
+                    window.previous.arrival.len() + window.current.arrival.len(),
+                );
                 entries.extend_from_slice(&window.previous.arrival);
                 entries.extend_from_slice(&window.current.arrival);
                 (ParticipantId(index as u32), entries)
@@ -119,7 +131,10 @@ impl Dedup {
 
     /// Rebuilds the windows exactly: a previous generation is either empty or full, so feeding a
     /// participant's entries back in order splits them where they were split.
-    pub(crate) fn restore(per_participant_max: u32, entries: &[(ParticipantId, Vec<(CommandId, Remembered)>)]) -> Dedup {
+    pub(crate) fn restore(
+        per_participant_max: u32,
+        entries: &[(ParticipantId, Vec<(CommandId, Remembered)>)],
+    ) -> Dedup {
         let mut dedup = Dedup::new(per_participant_max);
         for (participant, remembered) in entries {
             for (id, what) in remembered {

@@ -10,7 +10,9 @@
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Ack, CancelReason, CredentialId, Event, ParticipantId, RejectReason, Role, Timestamp};
+use crate::command::{
+    Ack, CancelReason, CredentialId, Event, ParticipantId, RejectReason, Role, Timestamp,
+};
 use crate::{Engine, GENESIS_OPERATOR};
 
 /// One credential: whose it is, the hash of its token, and when it was issued and revoked.
@@ -40,10 +42,17 @@ pub(crate) struct Credentials {
 
 impl Credentials {
     pub(crate) fn restore(all: Vec<Credential>) -> Credentials {
-        let mut credentials = Credentials { all, live: FxHashMap::default() };
+        let mut credentials = Credentials {
+            all,
+            live: FxHashMap::default(),
+        };
         for (index, credential) in credentials.all.iter().enumerate() {
             if credential.is_live() {
-                credentials.live.entry(credential.participant).or_default().push(CredentialId(index as u32));
+                credentials
+                    .live
+                    .entry(credential.participant)
+                    .or_default()
+                    .push(CredentialId(index as u32));
             }
         }
         credentials
@@ -75,8 +84,15 @@ impl Engine {
         replace_existing: bool,
         events: &mut Vec<Event>,
     ) -> Result<Ack, RejectReason> {
-        let role = self.participant(participant).ok_or(RejectReason::UnknownAccount)?.role;
-        let live_after = if replace_existing { 1 } else { self.credentials.live_of(participant).len() + 1 };
+        let role = self
+            .participant(participant)
+            .ok_or(RejectReason::UnknownAccount)?
+            .role;
+        let live_after = if replace_existing {
+            1
+        } else {
+            self.credentials.live_of(participant).len() + 1
+        };
         if live_after > self.config.credentials_per_participant_max as usize
             || self.credentials.all.len() >= self.config.credentials_max as usize
         {
@@ -85,23 +101,50 @@ impl Engine {
         if replace_existing {
             for old in self.credentials.live_of(participant).to_vec() {
                 self.credentials.revoke(old, self.now);
-                events.push(Event::CredentialRevoked { credential: old, participant });
+                events.push(Event::CredentialRevoked {
+                    credential: old,
+                    participant,
+                });
             }
         }
         let credential = CredentialId(self.credentials.all.len() as u32);
-        self.credentials.all.push(Credential { participant, token_hash, issued_at: self.now, revoked_at: None });
-        self.credentials.live.entry(participant).or_default().push(credential);
-        events.push(Event::CredentialIssued { credential, participant, role });
+        self.credentials.all.push(Credential {
+            participant,
+            token_hash,
+            issued_at: self.now,
+            revoked_at: None,
+        });
+        self.credentials
+            .live
+            .entry(participant)
+            .or_default()
+            .push(credential);
+        events.push(Event::CredentialIssued {
+            credential,
+            participant,
+            role,
+        });
         Ok(Ack::Credential(credential))
     }
 
-    pub(crate) fn revoke_credential(&mut self, credential: CredentialId, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        let entry = self.credentials.all.get(credential.0 as usize).ok_or(RejectReason::UnknownCredential)?;
+    pub(crate) fn revoke_credential(
+        &mut self,
+        credential: CredentialId,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
+        let entry = self
+            .credentials
+            .all
+            .get(credential.0 as usize)
+            .ok_or(RejectReason::UnknownCredential)?;
         if !entry.is_live() {
             return Err(RejectReason::NoEffect);
         }
         let participant = self.credentials.revoke(credential, self.now);
-        events.push(Event::CredentialRevoked { credential, participant });
+        events.push(Event::CredentialRevoked {
+            credential,
+            participant,
+        });
         Ok(Ack::Done)
     }
 
@@ -112,7 +155,10 @@ impl Engine {
         suspended: bool,
         events: &mut Vec<Event>,
     ) -> Result<Ack, RejectReason> {
-        let target = self.participants.get(participant.0 as usize).ok_or(RejectReason::UnknownAccount)?;
+        let target = self
+            .participants
+            .get(participant.0 as usize)
+            .ok_or(RejectReason::UnknownAccount)?;
         if suspended && (participant == operator || participant == GENESIS_OPERATOR) {
             return Err(RejectReason::CannotSuspendSelf);
         }
@@ -120,7 +166,10 @@ impl Engine {
             return Err(RejectReason::NoEffect);
         }
         self.participants[participant.0 as usize].suspended = suspended;
-        events.push(Event::ParticipantStatusChanged { participant, suspended });
+        events.push(Event::ParticipantStatusChanged {
+            participant,
+            suspended,
+        });
         if suspended && target_trades(self.participants[participant.0 as usize].role) {
             for order in self.orders_of(participant) {
                 self.cancel_for_owner(order.id, CancelReason::OwnerSuspended, events);
@@ -131,7 +180,11 @@ impl Engine {
 
     /// Every credential ever issued, in id order.
     pub fn credentials(&self) -> impl Iterator<Item = (CredentialId, &Credential)> {
-        self.credentials.all.iter().enumerate().map(|(index, credential)| (CredentialId(index as u32), credential))
+        self.credentials
+            .all
+            .iter()
+            .enumerate()
+            .map(|(index, credential)| (CredentialId(index as u32), credential))
     }
 
     pub fn credential(&self, id: CredentialId) -> Option<&Credential> {

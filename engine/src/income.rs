@@ -6,9 +6,18 @@ use crate::command::{Ack, Event, InstrumentId, ParticipantId, RejectReason};
 use crate::Engine;
 
 impl Engine {
-    pub(crate) fn pay_distribution(&mut self, issuer: ParticipantId, instrument: InstrumentId, per_lot_minor: u64, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    pub(crate) fn pay_distribution(
+        &mut self,
+        issuer: ParticipantId,
+        instrument: InstrumentId,
+        per_lot_minor: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         let now = self.now;
-        let paying = self.instruments.get(instrument.0 as usize).ok_or(RejectReason::UnknownInstrument)?;
+        let paying = self
+            .instruments
+            .get(instrument.0 as usize)
+            .ok_or(RejectReason::UnknownInstrument)?;
         if paying.spec.issuer != issuer {
             return Err(RejectReason::NotIssuer);
         }
@@ -25,12 +34,22 @@ impl Engine {
         if per_lot_minor > paying.distribution_cap_per_lot_minor(now) {
             return Err(RejectReason::DistributionAboveCap);
         }
-        let total_minor = per_lot_minor.checked_mul(lots_outstanding).ok_or(RejectReason::AmountTooLarge)?;
+        let total_minor = per_lot_minor
+            .checked_mul(lots_outstanding)
+            .ok_or(RejectReason::AmountTooLarge)?;
         if self.participants[issuer.0 as usize].cash.free_minor() < total_minor {
             return Err(RejectReason::InsufficientCash);
         }
-        self.participants[issuer.0 as usize].cash.pay_free(total_minor);
-        events.push(Event::DistributionPaid { instrument, issuer, per_lot_minor, lots_outstanding, total_minor });
+        self.participants[issuer.0 as usize]
+            .cash
+            .pay_free(total_minor);
+        events.push(Event::DistributionPaid {
+            instrument,
+            issuer,
+            per_lot_minor,
+            lots_outstanding,
+            total_minor,
+        });
         let paying = &mut self.instruments[instrument.0 as usize];
         // Within the cap, so at most the accrued return, which fits a u64.
         paying.status.distributed_per_lot_minor += per_lot_minor;
@@ -42,16 +61,34 @@ impl Engine {
                 continue;
             }
             let amount_minor = per_lot_minor * lots;
-            self.participants[holder.0 as usize].cash.credit(amount_minor);
+            self.participants[holder.0 as usize]
+                .cash
+                .credit(amount_minor);
             paid_minor += amount_minor;
-            events.push(Event::DistributionReceived { instrument, holder, lots, amount_minor });
+            events.push(Event::DistributionReceived {
+                instrument,
+                holder,
+                lots,
+                amount_minor,
+            });
         }
-        assert_eq!(paid_minor, total_minor, "a distribution paid out exactly what it took");
+        assert_eq!(
+            paid_minor, total_minor,
+            "a distribution paid out exactly what it took"
+        );
         Ok(Ack::Done)
     }
 
-    pub(crate) fn repay_at_maturity(&mut self, issuer: ParticipantId, instrument: InstrumentId, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        let maturing = self.instruments.get(instrument.0 as usize).ok_or(RejectReason::UnknownInstrument)?;
+    pub(crate) fn repay_at_maturity(
+        &mut self,
+        issuer: ParticipantId,
+        instrument: InstrumentId,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
+        let maturing = self
+            .instruments
+            .get(instrument.0 as usize)
+            .ok_or(RejectReason::UnknownInstrument)?;
         if maturing.spec.issuer != issuer {
             return Err(RejectReason::NotIssuer);
         }
@@ -69,12 +106,16 @@ impl Engine {
         }
         let lots_retired = maturing.lots_outstanding();
         let par_per_lot_minor = maturing.par_per_lot_minor();
-        let repaid_minor = par_per_lot_minor.checked_mul(lots_retired).ok_or(RejectReason::AmountTooLarge)?;
+        let repaid_minor = par_per_lot_minor
+            .checked_mul(lots_retired)
+            .ok_or(RejectReason::AmountTooLarge)?;
         if self.participants[issuer.0 as usize].cash.free_minor() < repaid_minor {
             return Err(RejectReason::InsufficientCash);
         }
         self.cancel_all_orders(instrument, events);
-        self.participants[issuer.0 as usize].cash.pay_free(repaid_minor);
+        self.participants[issuer.0 as usize]
+            .cash
+            .pay_free(repaid_minor);
         let maturing = &mut self.instruments[instrument.0 as usize];
         for holder in maturing.holders_sorted() {
             let holding = maturing.holdings.get_mut(&holder).expect("listed holder");
@@ -85,13 +126,24 @@ impl Engine {
                 continue;
             }
             let amount_minor = par_per_lot_minor * lots;
-            self.participants[holder.0 as usize].cash.credit(amount_minor);
-            events.push(Event::ParRepaid { instrument, holder, lots, amount_minor });
+            self.participants[holder.0 as usize]
+                .cash
+                .credit(amount_minor);
+            events.push(Event::ParRepaid {
+                instrument,
+                holder,
+                lots,
+                amount_minor,
+            });
         }
         maturing.status.lots_retired += lots_retired;
         maturing.status.matured = true;
         maturing.status.trading_open = false;
-        events.push(Event::InstrumentMatured { instrument, lots_retired, repaid_minor });
+        events.push(Event::InstrumentMatured {
+            instrument,
+            lots_retired,
+            repaid_minor,
+        });
         Ok(Ack::Done)
     }
 }

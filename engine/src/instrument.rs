@@ -70,7 +70,12 @@ pub struct InstrumentStatus {
 }
 
 impl Instrument {
-    pub(crate) fn new(id: InstrumentId, spec: InstrumentSpec, terms: Terms, price_levels_max: u32) -> Instrument {
+    pub(crate) fn new(
+        id: InstrumentId,
+        spec: InstrumentSpec,
+        terms: Terms,
+        price_levels_max: u32,
+    ) -> Instrument {
         let status = InstrumentStatus {
             trading_open: false,
             matured: false,
@@ -84,7 +89,10 @@ impl Instrument {
         let mut book = Book::new(price_levels_max);
         // Index the band as it stands near issue (up to twice par), so that ordinary trading
         // rarely grows the ladder, without committing memory for a very fine tick up front.
-        let initial_prices = spec.par_ticks.saturating_mul(2).clamp(64, INITIAL_PRICE_LEVELS_MAX);
+        let initial_prices = spec
+            .par_ticks
+            .saturating_mul(2)
+            .clamp(64, INITIAL_PRICE_LEVELS_MAX);
         book.bids.reserve_prices(initial_prices);
         book.asks.reserve_prices(initial_prices);
         Instrument {
@@ -98,7 +106,13 @@ impl Instrument {
         }
     }
 
-    pub(crate) fn restore(id: InstrumentId, spec: InstrumentSpec, terms: Terms, status: InstrumentStatus, price_levels_max: u32) -> Instrument {
+    pub(crate) fn restore(
+        id: InstrumentId,
+        spec: InstrumentSpec,
+        terms: Terms,
+        status: InstrumentStatus,
+        price_levels_max: u32,
+    ) -> Instrument {
         let mut instrument = Instrument::new(id, spec, terms, price_levels_max);
         instrument.status = status;
         instrument
@@ -131,14 +145,21 @@ impl Instrument {
     /// Cash for `lots` at `price_ticks`, or `None` if it does not fit the ledger.
     #[inline]
     pub fn notional_minor(&self, price_ticks: u64, lots: u64) -> Option<u64> {
-        price_ticks.checked_mul(lots)?.checked_mul(self.terms.tick_value_minor)
+        price_ticks
+            .checked_mul(lots)?
+            .checked_mul(self.terms.tick_value_minor)
     }
 
     /// The return accrued per lot since the first issue, in cash minor units, before any
     /// distribution: par × cap × years since the first issue (actual/actual), rounded down.
     pub fn accrued_return_per_lot_minor(&self, now: Timestamp) -> u64 {
         match self.status.first_issue_time {
-            Some(first_issue) => calendar::accrue(self.par_per_lot_minor(), self.spec.return_cap_bp, first_issue, now),
+            Some(first_issue) => calendar::accrue(
+                self.par_per_lot_minor(),
+                self.spec.return_cap_bp,
+                first_issue,
+                now,
+            ),
             None => 0,
         }
     }
@@ -147,14 +168,17 @@ impl Instrument {
     /// less the distributions per lot paid (never below par, since distributions are capped by
     /// the accrued return). Saturates at the ledger's limit.
     pub fn accrued_value_per_lot_minor(&self, now: Timestamp) -> u64 {
-        let undistributed = self.accrued_return_per_lot_minor(now).saturating_sub(self.status.distributed_per_lot_minor);
+        let undistributed = self
+            .accrued_return_per_lot_minor(now)
+            .saturating_sub(self.status.distributed_per_lot_minor);
         self.par_per_lot_minor().saturating_add(undistributed)
     }
 
     /// The highest price a trade may carry at `now`: the accrued value rounded down to a tick,
     /// and never above what the book can index.
     pub fn ceiling_ticks(&self, now: Timestamp) -> u64 {
-        (self.accrued_value_per_lot_minor(now) / self.terms.tick_value_minor).min(self.terms.price_ticks_max)
+        (self.accrued_value_per_lot_minor(now) / self.terms.tick_value_minor)
+            .min(self.terms.price_ticks_max)
     }
 
     /// As `ceiling_ticks`, remembering the answer for the rest of the batch.
@@ -183,15 +207,23 @@ impl Instrument {
         let Some(first_issue) = self.status.first_issue_time else {
             return self.spec.par_ticks;
         };
-        let accrued = calendar::accrue_rounded_up(self.par_per_lot_minor(), self.spec.return_cap_bp, first_issue, now);
-        let value = self.par_per_lot_minor().saturating_add(accrued.saturating_sub(self.status.distributed_per_lot_minor));
+        let accrued = calendar::accrue_rounded_up(
+            self.par_per_lot_minor(),
+            self.spec.return_cap_bp,
+            first_issue,
+            now,
+        );
+        let value = self
+            .par_per_lot_minor()
+            .saturating_add(accrued.saturating_sub(self.status.distributed_per_lot_minor));
         value.div_ceil(self.terms.tick_value_minor)
     }
 
     /// Largest distribution per lot allowed at `now`: the return accrued since the first issue
     /// less what was already distributed.
     pub fn distribution_cap_per_lot_minor(&self, now: Timestamp) -> u64 {
-        self.accrued_return_per_lot_minor(now).saturating_sub(self.status.distributed_per_lot_minor)
+        self.accrued_return_per_lot_minor(now)
+            .saturating_sub(self.status.distributed_per_lot_minor)
     }
 
     /// Most lots one contributor may hold with `base_lots` outstanding, rounded down to a lot.

@@ -34,7 +34,12 @@ impl Engine {
         self.check_identity()?;
         self.check_withdrawals()?;
         self.check_resolutions()?;
-        ensure!(self.order_slots.len() == self.orders.len(), "order index holds {} ids for {} orders", self.order_slots.len(), self.orders.len());
+        ensure!(
+            self.order_slots.len() == self.orders.len(),
+            "order index holds {} ids for {} orders",
+            self.order_slots.len(),
+            self.orders.len()
+        );
         Ok(())
     }
 
@@ -44,25 +49,44 @@ impl Engine {
         for order in self.order_slots.values().map(|slot| self.orders.get(*slot)) {
             if order.side == Side::Buy {
                 let instrument = &self.instruments[order.instrument.0 as usize];
-                let amount = u128::from(order.price_ticks) * u128::from(order.remaining_lots) * u128::from(instrument.terms.tick_value_minor);
+                let amount = u128::from(order.price_ticks)
+                    * u128::from(order.remaining_lots)
+                    * u128::from(instrument.terms.tick_value_minor);
                 *expected_reserved.entry(order.owner).or_default() += amount;
             }
         }
         for offering in self.offerings.iter().filter(|offering| offering.open) {
             for subscription in &offering.subscriptions {
-                *expected_reserved.entry(subscription.contributor).or_default() += u128::from(subscription.cash_reserved_minor);
+                *expected_reserved
+                    .entry(subscription.contributor)
+                    .or_default() += u128::from(subscription.cash_reserved_minor);
             }
         }
         let mut total: u128 = 0;
         for (id, participant) in self.participants() {
             let cash = participant.cash;
-            ensure!(cash.reserved_minor <= cash.balance_minor, "participant {} reserves {} of {}", id.0, cash.reserved_minor, cash.balance_minor);
+            ensure!(
+                cash.reserved_minor <= cash.balance_minor,
+                "participant {} reserves {} of {}",
+                id.0,
+                cash.reserved_minor,
+                cash.balance_minor
+            );
             let expected = expected_reserved.get(&id).copied().unwrap_or(0);
-            ensure!(u128::from(cash.reserved_minor) == expected, "participant {} reserves {} cash but its orders and subscriptions need {}", id.0, cash.reserved_minor, expected);
+            ensure!(
+                u128::from(cash.reserved_minor) == expected,
+                "participant {} reserves {} cash but its orders and subscriptions need {}",
+                id.0,
+                cash.reserved_minor,
+                expected
+            );
             total += u128::from(cash.balance_minor);
         }
         let circulating = self.deposited_minor - self.withdrawn_minor;
-        ensure!(total == circulating, "cash balances sum to {total} but deposits less withdrawals are {circulating}");
+        ensure!(
+            total == circulating,
+            "cash balances sum to {total} but deposits less withdrawals are {circulating}"
+        );
         Ok(())
     }
 
@@ -71,25 +95,56 @@ impl Engine {
     fn check_identity(&self) -> Result<(), InvariantViolation> {
         let mut live: FxHashMap<ParticipantId, Vec<crate::CredentialId>> = FxHashMap::default();
         for (id, credential) in self.credentials() {
-            ensure!(self.participant(credential.participant).is_some(), "credential {} names unknown participant {}", id.0, credential.participant.0);
-            ensure!(credential.revoked_at.is_none_or(|revoked| revoked >= credential.issued_at), "credential {} was revoked before it was issued", id.0);
+            ensure!(
+                self.participant(credential.participant).is_some(),
+                "credential {} names unknown participant {}",
+                id.0,
+                credential.participant.0
+            );
+            ensure!(
+                credential
+                    .revoked_at
+                    .is_none_or(|revoked| revoked >= credential.issued_at),
+                "credential {} was revoked before it was issued",
+                id.0
+            );
             if credential.is_live() {
                 live.entry(credential.participant).or_default().push(id);
             }
         }
         for (participant, ids) in &live {
-            ensure!(self.live_credentials_of(*participant) == ids.as_slice(), "participant {}'s live credentials are indexed wrongly", participant.0);
-            ensure!(ids.len() <= self.config.credentials_per_participant_max as usize, "participant {} holds {} live credentials", participant.0, ids.len());
+            ensure!(
+                self.live_credentials_of(*participant) == ids.as_slice(),
+                "participant {}'s live credentials are indexed wrongly",
+                participant.0
+            );
+            ensure!(
+                ids.len() <= self.config.credentials_per_participant_max as usize,
+                "participant {} holds {} live credentials",
+                participant.0,
+                ids.len()
+            );
         }
         for (id, _) in self.participants() {
             if live.get(&id).is_none() {
-                ensure!(self.live_credentials_of(id).is_empty(), "participant {} has live credentials indexed that are revoked", id.0);
+                ensure!(
+                    self.live_credentials_of(id).is_empty(),
+                    "participant {} has live credentials indexed that are revoked",
+                    id.0
+                );
             }
         }
         // One pass over the orders, whatever the number of suspended participants.
         for order in self.order_slots.values().map(|slot| self.orders.get(*slot)) {
-            let suspended = self.participant(order.owner).is_some_and(|owner| owner.suspended);
-            ensure!(!suspended, "suspended participant {} has resting order {:?}", order.owner.0, order.id);
+            let suspended = self
+                .participant(order.owner)
+                .is_some_and(|owner| owner.suspended);
+            ensure!(
+                !suspended,
+                "suspended participant {} has resting order {:?}",
+                order.owner.0,
+                order.id
+            );
         }
         Ok(())
     }
@@ -108,26 +163,59 @@ impl Engine {
                 let mut price = ladder.best();
                 while let Some(level_price) = price {
                     let (mut lots, mut count, mut slot) = (0u64, 0u32, ladder.head(level_price));
-                    ensure!(slot != NIL, "{name}: occupied level {level_price} has no orders");
+                    ensure!(
+                        slot != NIL,
+                        "{name}: occupied level {level_price} has no orders"
+                    );
                     while slot != NIL {
                         let order = self.orders.get(slot);
-                        ensure!(order.side == side && order.price_ticks == level_price && order.instrument == instrument.id, "{name}: order {:?} sits at the wrong level", order.id);
-                        ensure!(order.remaining_lots > 0, "{name}: order {:?} rests with nothing left", order.id);
-                        ensure!(self.order_slots.get(&order.id) == Some(&slot), "{name}: order {:?} is not indexed", order.id);
-                        let per_side = if side == Side::Buy { &mut buy_lots } else { &mut sell_lots };
+                        ensure!(
+                            order.side == side
+                                && order.price_ticks == level_price
+                                && order.instrument == instrument.id,
+                            "{name}: order {:?} sits at the wrong level",
+                            order.id
+                        );
+                        ensure!(
+                            order.remaining_lots > 0,
+                            "{name}: order {:?} rests with nothing left",
+                            order.id
+                        );
+                        ensure!(
+                            self.order_slots.get(&order.id) == Some(&slot),
+                            "{name}: order {:?} is not indexed",
+                            order.id
+                        );
+                        let per_side = if side == Side::Buy {
+                            &mut buy_lots
+                        } else {
+                            &mut sell_lots
+                        };
                         *per_side.entry(order.owner).or_default() += order.remaining_lots;
                         lots += order.remaining_lots;
                         count += 1;
                         slot = order.next_slot();
                     }
-                    ensure!(lots == ladder.lots_at(level_price) && count == ladder.orders_at(level_price), "{name}: level {level_price} totals disagree with its orders");
+                    ensure!(
+                        lots == ladder.lots_at(level_price)
+                            && count == ladder.orders_at(level_price),
+                        "{name}: level {level_price} totals disagree with its orders"
+                    );
                     orders_seen += count;
                     price = ladder.next_worse(level_price);
                 }
-                ensure!(orders_seen == ladder.orders(), "{name}: {:?} side counts {} orders but links {}", side, ladder.orders(), orders_seen);
+                ensure!(
+                    orders_seen == ladder.orders(),
+                    "{name}: {:?} side counts {} orders but links {}",
+                    side,
+                    ladder.orders(),
+                    orders_seen
+                );
                 resting_total += orders_seen as usize;
             }
-            if let (Some(bid), Some(ask)) = (instrument.book.bids.best(), instrument.book.asks.best()) {
+            if let (Some(bid), Some(ask)) =
+                (instrument.book.bids.best(), instrument.book.asks.best())
+            {
                 ensure!(bid < ask, "{name}: book crossed, bid {bid} >= ask {ask}");
             }
             if let Some(offering) = instrument.status.open_offering {
@@ -147,48 +235,121 @@ impl Engine {
                     locked,
                     holding.lots
                 );
-                ensure!(holding.reserved_lots == sell_lots.get(holder).copied().unwrap_or(0), "{name}: holder {} reserves {} lots but sells {}", holder.0, holding.reserved_lots, sell_lots.get(holder).copied().unwrap_or(0));
-                ensure!(holding.open_buy_lots == buy_lots.get(holder).copied().unwrap_or(0), "{name}: holder {} counts {} lots of open buys but bids {}", holder.0, holding.open_buy_lots, buy_lots.get(holder).copied().unwrap_or(0));
-                ensure!(holding.subscribed_lots == subscribed.get(holder).copied().unwrap_or(0), "{name}: holder {} counts {} subscribed lots", holder.0, holding.subscribed_lots);
+                ensure!(
+                    holding.reserved_lots == sell_lots.get(holder).copied().unwrap_or(0),
+                    "{name}: holder {} reserves {} lots but sells {}",
+                    holder.0,
+                    holding.reserved_lots,
+                    sell_lots.get(holder).copied().unwrap_or(0)
+                );
+                ensure!(
+                    holding.open_buy_lots == buy_lots.get(holder).copied().unwrap_or(0),
+                    "{name}: holder {} counts {} lots of open buys but bids {}",
+                    holder.0,
+                    holding.open_buy_lots,
+                    buy_lots.get(holder).copied().unwrap_or(0)
+                );
+                ensure!(
+                    holding.subscribed_lots == subscribed.get(holder).copied().unwrap_or(0),
+                    "{name}: holder {} counts {} subscribed lots",
+                    holder.0,
+                    holding.subscribed_lots
+                );
                 held += holding.lots;
             }
             for owner in sell_lots.keys().chain(buy_lots.keys()) {
-                ensure!(instrument.holdings.contains_key(owner), "{name}: participant {} has orders but no holding entry", owner.0);
+                ensure!(
+                    instrument.holdings.contains_key(owner),
+                    "{name}: participant {} has orders but no holding entry",
+                    owner.0
+                );
             }
-            ensure!(held == instrument.lots_outstanding(), "{name}: holdings sum to {held} lots but {} are outstanding", instrument.lots_outstanding());
-            let status = &instrument.status;
-            ensure!(status.first_issue_time.is_some() == (status.lots_issued > 0), "{name}: first issue time {:?} with {} lots issued", status.first_issue_time, status.lots_issued);
             ensure!(
-                status.distributed_per_lot_minor <= instrument.accrued_return_per_lot_minor(self.now),
+                held == instrument.lots_outstanding(),
+                "{name}: holdings sum to {held} lots but {} are outstanding",
+                instrument.lots_outstanding()
+            );
+            let status = &instrument.status;
+            ensure!(
+                status.first_issue_time.is_some() == (status.lots_issued > 0),
+                "{name}: first issue time {:?} with {} lots issued",
+                status.first_issue_time,
+                status.lots_issued
+            );
+            ensure!(
+                status.distributed_per_lot_minor
+                    <= instrument.accrued_return_per_lot_minor(self.now),
                 "{name}: {} per lot distributed, above the {} accrued",
                 status.distributed_per_lot_minor,
                 instrument.accrued_return_per_lot_minor(self.now)
             );
-            ensure!(instrument.terms.price_floor_ticks <= instrument.spec.par_ticks, "{name}: floor above par");
-            ensure!(!instrument.spec.withdrawable || instrument.terms.price_floor_ticks == instrument.spec.par_ticks, "{name}: a withdrawable share's floor is not par");
+            ensure!(
+                instrument.terms.price_floor_ticks <= instrument.spec.par_ticks,
+                "{name}: floor above par"
+            );
+            ensure!(
+                !instrument.spec.withdrawable
+                    || instrument.terms.price_floor_ticks == instrument.spec.par_ticks,
+                "{name}: a withdrawable share's floor is not par"
+            );
         }
-        ensure!(resting_total == self.orders.len(), "books link {resting_total} orders but the slab holds {}", self.orders.len());
+        ensure!(
+            resting_total == self.orders.len(),
+            "books link {resting_total} orders but the slab holds {}",
+            self.orders.len()
+        );
         Ok(())
     }
 
     /// Units under notice are exactly the pending withdrawals, of withdrawable shares.
     fn check_withdrawals(&self) -> Result<(), InvariantViolation> {
-        let mut expected: FxHashMap<(crate::InstrumentId, ParticipantId), u64> = FxHashMap::default();
+        let mut expected: FxHashMap<(crate::InstrumentId, ParticipantId), u64> =
+            FxHashMap::default();
         for withdrawal in self.withdrawals_pending() {
             let instrument = self.instrument(withdrawal.instrument);
-            ensure!(instrument.is_some_and(|share| share.spec.withdrawable), "withdrawal {:?} is of an instrument that is not withdrawable", withdrawal.id);
-            ensure!(withdrawal.id.0 < self.withdrawals.next_id, "withdrawal {:?} is numbered past the next id", withdrawal.id);
-            ensure!(withdrawal.lots > 0, "withdrawal {:?} is of no lots", withdrawal.id);
-            *expected.entry((withdrawal.instrument, withdrawal.holder)).or_default() += withdrawal.lots;
+            ensure!(
+                instrument.is_some_and(|share| share.spec.withdrawable),
+                "withdrawal {:?} is of an instrument that is not withdrawable",
+                withdrawal.id
+            );
+            ensure!(
+                withdrawal.id.0 < self.withdrawals.next_id,
+                "withdrawal {:?} is numbered past the next id",
+                withdrawal.id
+            );
+            ensure!(
+                withdrawal.lots > 0,
+                "withdrawal {:?} is of no lots",
+                withdrawal.id
+            );
+            *expected
+                .entry((withdrawal.instrument, withdrawal.holder))
+                .or_default() += withdrawal.lots;
         }
         for instrument in &self.instruments {
             for (holder, holding) in &instrument.holdings {
-                let pending = expected.get(&(instrument.id, *holder)).copied().unwrap_or(0);
-                ensure!(holding.withdrawing_lots == pending, "{}: holder {} holds back {} lots but has {} under notice", instrument.spec.symbol, holder.0, holding.withdrawing_lots, pending);
+                let pending = expected
+                    .get(&(instrument.id, *holder))
+                    .copied()
+                    .unwrap_or(0);
+                ensure!(
+                    holding.withdrawing_lots == pending,
+                    "{}: holder {} holds back {} lots but has {} under notice",
+                    instrument.spec.symbol,
+                    holder.0,
+                    holding.withdrawing_lots,
+                    pending
+                );
             }
         }
         for (instrument, holder) in expected.keys() {
-            ensure!(self.instruments[instrument.0 as usize].holdings.contains_key(holder), "withdrawal by participant {} without a holding", holder.0);
+            ensure!(
+                self.instruments[instrument.0 as usize]
+                    .holdings
+                    .contains_key(holder),
+                "withdrawal by participant {} without a holding",
+                holder.0
+            );
         }
         Ok(())
     }
@@ -197,25 +358,60 @@ impl Engine {
     fn check_resolutions(&self) -> Result<(), InvariantViolation> {
         let mut open: FxHashMap<ParticipantId, u32> = FxHashMap::default();
         for (index, resolution) in self.resolutions().enumerate() {
-            ensure!(resolution.id.0 as usize == index, "resolution {} is stored at {index}", resolution.id.0);
+            ensure!(
+                resolution.id.0 as usize == index,
+                "resolution {} is stored at {index}",
+                resolution.id.0
+            );
             let organization = self.participant(resolution.organization).map(|p| p.role);
-            ensure!(organization == Some(crate::Role::Organization), "resolution {} was put by participant {} who is not an organization", index, resolution.organization.0);
+            ensure!(
+                organization == Some(crate::Role::Organization),
+                "resolution {} was put by participant {} who is not an organization",
+                index,
+                resolution.organization.0
+            );
             for (member, vote) in &resolution.votes {
-                ensure!(self.participant(*member).map(|p| p.role) == Some(crate::Role::Contributor), "resolution {index}: participant {} voted but is not a contributor", member.0);
-                ensure!(vote.cast_at >= resolution.proposed_at && vote.cast_at < resolution.closes_at, "resolution {index}: a vote was cast outside the voting period");
+                ensure!(
+                    self.participant(*member).map(|p| p.role) == Some(crate::Role::Contributor),
+                    "resolution {index}: participant {} voted but is not a contributor",
+                    member.0
+                );
+                ensure!(
+                    vote.cast_at >= resolution.proposed_at && vote.cast_at < resolution.closes_at,
+                    "resolution {index}: a vote was cast outside the voting period"
+                );
             }
             match resolution.result {
                 None => *open.entry(resolution.organization).or_default() += 1,
                 Some(result) => {
-                    let counted = result.votes_for + result.votes_against + result.abstentions + result.votes_lapsed;
-                    ensure!(counted as usize == resolution.votes.len(), "resolution {index} counts {counted} of {} votes", resolution.votes.len());
-                    ensure!(result.passed == (result.votes_for > result.votes_against), "resolution {index}: result disagrees with its count");
+                    let counted = result.votes_for
+                        + result.votes_against
+                        + result.abstentions
+                        + result.votes_lapsed;
+                    ensure!(
+                        counted as usize == resolution.votes.len(),
+                        "resolution {index} counts {counted} of {} votes",
+                        resolution.votes.len()
+                    );
+                    ensure!(
+                        result.passed == (result.votes_for > result.votes_against),
+                        "resolution {index}: result disagrees with its count"
+                    );
                 }
             }
         }
         for (organization, count) in &open {
-            ensure!(self.membership.open_of(*organization) == *count, "organization {} has {count} open resolutions, counted {}", organization.0, self.membership.open_of(*organization));
-            ensure!(*count <= self.config.resolutions_open_per_organization_max, "organization {} has {count} open resolutions", organization.0);
+            ensure!(
+                self.membership.open_of(*organization) == *count,
+                "organization {} has {count} open resolutions, counted {}",
+                organization.0,
+                self.membership.open_of(*organization)
+            );
+            ensure!(
+                *count <= self.config.resolutions_open_per_organization_max,
+                "organization {} has {count} open resolutions",
+                organization.0
+            );
         }
         Ok(())
     }

@@ -101,7 +101,11 @@ pub struct Holding {
 impl Holding {
     /// Lots still inside their lock-in period at `now`.
     pub fn locked_lots(&self, now: Timestamp) -> u64 {
-        self.locks.iter().filter(|lock| lock.until > now).map(|lock| lock.lots).sum()
+        self.locks
+            .iter()
+            .filter(|lock| lock.until > now)
+            .map(|lock| lock.lots)
+            .sum()
     }
 
     /// Lots neither reserved for a sale nor under notice of withdrawal.
@@ -118,7 +122,11 @@ impl Holding {
     /// Forgets expired locks. Called whenever units are reserved, so that reserved plus the sum
     /// of remaining lock entries never exceeds the lots held.
     pub fn prune_locks(&mut self, now: Timestamp) {
-        let expired = self.locks.iter().take_while(|lock| lock.until <= now).count();
+        let expired = self
+            .locks
+            .iter()
+            .take_while(|lock| lock.until <= now)
+            .count();
         if expired > 0 {
             self.locks.drain(..expired);
         }
@@ -130,7 +138,11 @@ impl Holding {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lots == 0 && self.reserved_lots == 0 && self.open_buy_lots == 0 && self.subscribed_lots == 0 && self.withdrawing_lots == 0
+        self.lots == 0
+            && self.reserved_lots == 0
+            && self.open_buy_lots == 0
+            && self.subscribed_lots == 0
+            && self.withdrawing_lots == 0
     }
 
     /// Receives lots at `now`, locked until `lock_until` when the instrument has a lock-in.

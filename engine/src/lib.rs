@@ -12,12 +12,12 @@ pub mod command;
 pub mod config;
 mod dedup;
 pub mod identity;
+mod income;
 pub mod instrument;
 mod invariants;
 pub mod ledger;
 pub mod membership;
 mod primary;
-mod income;
 mod registry;
 pub mod snapshot;
 mod trading;
@@ -35,8 +35,8 @@ pub use instrument::{Instrument, Offering, Subscription, TaxCredit};
 pub use invariants::InvariantViolation;
 pub use ledger::{CashAccount, Holding, Participant};
 pub use membership::{Resolution, ResolutionResult, Vote};
-pub use withdrawals::Withdrawal;
 pub use snapshot::{Snapshot, StateHash};
+pub use withdrawals::Withdrawal;
 
 use dedup::Dedup;
 
@@ -109,7 +109,12 @@ impl Engine {
     /// appends nothing and changes nothing but the memory of its id. A command whose id the
     /// participant used before returns the first outcome and applies nothing, if it is the same
     /// command; a different command under a used id is refused with `RequestIdReused`.
-    pub fn apply(&mut self, command: &Command, timestamp: Timestamp, events: &mut Vec<Event>) -> Outcome {
+    pub fn apply(
+        &mut self,
+        command: &Command,
+        timestamp: Timestamp,
+        events: &mut Vec<Event>,
+    ) -> Outcome {
         self.now = self.now.max(timestamp);
         self.commands_applied += 1;
         let digest = command_digest(&command.kind);
@@ -117,29 +122,59 @@ impl Engine {
             if first.digest != digest {
                 return Outcome::fresh(Err(RejectReason::RequestIdReused));
             }
-            return Outcome { result: first.result, replayed: Some(first.sequence) };
+            return Outcome {
+                result: first.result,
+                replayed: Some(first.sequence),
+            };
         }
         let events_before = events.len();
         let result = self.dispatch(command, events);
-        debug_assert!(result.is_ok() || events.len() == events_before, "a rejection emitted events");
+        debug_assert!(
+            result.is_ok() || events.len() == events_before,
+            "a rejection emitted events"
+        );
         // A command from nobody registered changed nothing and has no window to be kept in.
         if (command.participant.0 as usize) < self.participants.len() {
-            let remembered = Remembered { digest, result, sequence: self.commands_applied };
-            self.dedup.remember(command.participant, command.id, remembered);
+            let remembered = Remembered {
+                digest,
+                result,
+                sequence: self.commands_applied,
+            };
+            self.dedup
+                .remember(command.participant, command.id, remembered);
         }
         Outcome::fresh(result)
     }
 
-    fn dispatch(&mut self, command: &Command, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    fn dispatch(
+        &mut self,
+        command: &Command,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         let who = command.participant;
-        let caller = self.participant(who).ok_or(RejectReason::UnknownParticipant)?;
+        let caller = self
+            .participant(who)
+            .ok_or(RejectReason::UnknownParticipant)?;
         if caller.suspended {
             return Err(RejectReason::ParticipantSuspended);
         }
         let role = caller.role;
-        let allowed = |roles: &[Role]| if roles.contains(&role) { Ok(()) } else { Err(RejectReason::RoleNotAllowed) };
+        let allowed = |roles: &[Role]| {
+            if roles.contains(&role) {
+                Ok(())
+            } else {
+                Err(RejectReason::RoleNotAllowed)
+            }
+        };
         match &command.kind {
-            CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, self_trade } => {
+            CommandKind::PlaceOrder {
+                instrument,
+                side,
+                price_ticks,
+                lots,
+                time_in_force,
+                self_trade,
+            } => {
                 allowed(&[Role::Contributor])?;
                 let request = trading::PlaceRequest {
                     owner: who,
@@ -156,23 +191,38 @@ impl Engine {
                 allowed(&[Role::Contributor])?;
                 self.cancel_order(who, *order, events)
             }
-            CommandKind::ReduceOrder { order, reduce_by_lots } => {
+            CommandKind::ReduceOrder {
+                order,
+                reduce_by_lots,
+            } => {
                 allowed(&[Role::Contributor])?;
                 self.reduce_order(who, *order, *reduce_by_lots, events)
             }
-            CommandKind::RegisterParticipant { role: new_role, name } => {
+            CommandKind::RegisterParticipant {
+                role: new_role,
+                name,
+            } => {
                 allowed(&[Role::Operator])?;
                 self.register_participant(*new_role, name, events)
             }
-            CommandKind::SetAccreditation { organization, accredited } => {
+            CommandKind::SetAccreditation {
+                organization,
+                accredited,
+            } => {
                 allowed(&[Role::Regulator, Role::Operator])?;
                 self.set_accreditation(*organization, *accredited, events)
             }
-            CommandKind::Deposit { account, amount_minor } => {
+            CommandKind::Deposit {
+                account,
+                amount_minor,
+            } => {
                 allowed(&[Role::Operator])?;
                 self.deposit(*account, *amount_minor, events)
             }
-            CommandKind::Withdraw { account, amount_minor } => {
+            CommandKind::Withdraw {
+                account,
+                amount_minor,
+            } => {
                 allowed(&[Role::Operator])?;
                 self.withdraw(*account, *amount_minor, events)
             }
@@ -184,7 +234,11 @@ impl Engine {
                 allowed(&[Role::Operator])?;
                 self.set_trading_status(*instrument, *open, events)
             }
-            CommandKind::OpenOffering { instrument, lots, minimum_lots } => {
+            CommandKind::OpenOffering {
+                instrument,
+                lots,
+                minimum_lots,
+            } => {
                 allowed(&[Role::Organization])?;
                 self.open_offering(who, *instrument, *lots, *minimum_lots, events)
             }
@@ -196,7 +250,10 @@ impl Engine {
                 allowed(&[Role::Organization])?;
                 self.close_offering(who, *offering, events)
             }
-            CommandKind::PayDistribution { instrument, per_lot_minor } => {
+            CommandKind::PayDistribution {
+                instrument,
+                per_lot_minor,
+            } => {
                 allowed(&[Role::Organization])?;
                 self.pay_distribution(who, *instrument, *per_lot_minor, events)
             }
@@ -204,7 +261,11 @@ impl Engine {
                 allowed(&[Role::Organization])?;
                 self.repay_at_maturity(who, *instrument, events)
             }
-            CommandKind::IssueCredential { participant, token_hash, replace_existing } => {
+            CommandKind::IssueCredential {
+                participant,
+                token_hash,
+                replace_existing,
+            } => {
                 allowed(&[Role::Operator])?;
                 self.issue_credential(*participant, *token_hash, *replace_existing, events)
             }
@@ -212,7 +273,10 @@ impl Engine {
                 allowed(&[Role::Operator])?;
                 self.revoke_credential(*credential, events)
             }
-            CommandKind::SetParticipantStatus { participant, suspended } => {
+            CommandKind::SetParticipantStatus {
+                participant,
+                suspended,
+            } => {
                 allowed(&[Role::Operator])?;
                 self.set_participant_status(who, *participant, *suspended, events)
             }
@@ -228,7 +292,10 @@ impl Engine {
                 allowed(&[Role::Contributor, Role::Organization])?;
                 self.complete_withdrawal(who, *withdrawal, events)
             }
-            CommandKind::SetWithdrawalsSuspended { instrument, suspended } => {
+            CommandKind::SetWithdrawalsSuspended {
+                instrument,
+                suspended,
+            } => {
                 allowed(&[Role::Organization])?;
                 self.set_withdrawals_suspended(who, *instrument, *suspended, events)
             }
@@ -263,7 +330,10 @@ impl Engine {
     }
 
     pub fn participants(&self) -> impl Iterator<Item = (ParticipantId, &Participant)> {
-        self.participants.iter().enumerate().map(|(index, p)| (ParticipantId(index as u32), p))
+        self.participants
+            .iter()
+            .enumerate()
+            .map(|(index, p)| (ParticipantId(index as u32), p))
     }
 
     pub fn instrument(&self, id: InstrumentId) -> Option<&Instrument> {
@@ -293,8 +363,13 @@ impl Engine {
 
     /// A participant's resting orders, oldest first.
     pub fn orders_of(&self, owner: ParticipantId) -> Vec<Order> {
-        let mut orders: Vec<Order> =
-            self.order_slots.values().map(|slot| self.orders.get(*slot)).filter(|o| o.owner == owner).cloned().collect();
+        let mut orders: Vec<Order> = self
+            .order_slots
+            .values()
+            .map(|slot| self.orders.get(*slot))
+            .filter(|o| o.owner == owner)
+            .cloned()
+            .collect();
         orders.sort_unstable_by_key(|order| order.id);
         orders
     }
@@ -308,12 +383,20 @@ impl Engine {
     pub fn holdings_of(&self, holder: ParticipantId) -> Vec<(InstrumentId, Holding)> {
         self.instruments
             .iter()
-            .filter_map(|instrument| instrument.holding(holder).map(|holding| (instrument.id, holding.clone())))
+            .filter_map(|instrument| {
+                instrument
+                    .holding(holder)
+                    .map(|holding| (instrument.id, holding.clone()))
+            })
             .collect()
     }
 
     pub fn tax_credits_of(&self, contributor: ParticipantId) -> Vec<TaxCredit> {
-        self.tax_credits.iter().filter(|credit| credit.contributor == contributor).copied().collect()
+        self.tax_credits
+            .iter()
+            .filter(|credit| credit.contributor == contributor)
+            .copied()
+            .collect()
     }
 
     /// Cash that entered and left through the bank rails.
@@ -322,8 +405,14 @@ impl Engine {
     }
 
     /// Aggregated depth of one side of a book: (price ticks, lots, orders), best first.
-    pub fn depth(&self, instrument: InstrumentId, side: Side, levels_max: usize) -> Option<Vec<(u64, u64, u32)>> {
-        self.instrument(instrument).map(|instrument| instrument.book.depth(side, levels_max))
+    pub fn depth(
+        &self,
+        instrument: InstrumentId,
+        side: Side,
+        levels_max: usize,
+    ) -> Option<Vec<(u64, u64, u32)>> {
+        self.instrument(instrument)
+            .map(|instrument| instrument.book.depth(side, levels_max))
     }
 
     /// What is remembered of a participant's command id, if it is still inside the

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Ack, Event, InstrumentKind, ParticipantId, RejectReason, ResolutionId, Timestamp, VoteChoice};
+use crate::command::{
+    Ack, Event, InstrumentKind, ParticipantId, RejectReason, ResolutionId, Timestamp, VoteChoice,
+};
 use crate::Engine;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,22 +65,39 @@ pub(crate) struct Membership {
 
 impl Membership {
     pub fn restore(resolutions: Vec<Resolution>) -> Membership {
-        let mut membership = Membership { resolutions, open_per_organization: FxHashMap::default() };
-        for resolution in membership.resolutions.iter().filter(|resolution| resolution.is_open()) {
-            *membership.open_per_organization.entry(resolution.organization).or_default() += 1;
+        let mut membership = Membership {
+            resolutions,
+            open_per_organization: FxHashMap::default(),
+        };
+        for resolution in membership
+            .resolutions
+            .iter()
+            .filter(|resolution| resolution.is_open())
+        {
+            *membership
+                .open_per_organization
+                .entry(resolution.organization)
+                .or_default() += 1;
         }
         membership
     }
 
     pub fn open_of(&self, organization: ParticipantId) -> u32 {
-        self.open_per_organization.get(&organization).copied().unwrap_or(0)
+        self.open_per_organization
+            .get(&organization)
+            .copied()
+            .unwrap_or(0)
     }
 }
 
 impl Engine {
     /// When `participant` became a member of `organization`, if it is one now: the earliest
     /// `held_since` among its holdings of the organization's community shares that hold a unit.
-    pub fn member_since(&self, organization: ParticipantId, participant: ParticipantId) -> Option<Timestamp> {
+    pub fn member_since(
+        &self,
+        organization: ParticipantId,
+        participant: ParticipantId,
+    ) -> Option<Timestamp> {
         self.community_shares_of(organization)
             .filter_map(|share| share.holding(participant))
             .filter(|holding| holding.lots > 0)
@@ -100,7 +119,10 @@ impl Engine {
         members.into_iter().collect()
     }
 
-    fn community_shares_of(&self, organization: ParticipantId) -> impl Iterator<Item = &crate::Instrument> {
+    fn community_shares_of(
+        &self,
+        organization: ParticipantId,
+    ) -> impl Iterator<Item = &crate::Instrument> {
         self.shares_by_issuer
             .get(&organization)
             .into_iter()
@@ -109,12 +131,24 @@ impl Engine {
             .filter(|share| share.spec.kind == InstrumentKind::CommunityShare)
     }
 
-    pub(crate) fn propose_resolution(&mut self, organization: ParticipantId, title: &str, closes_at: Timestamp, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        if title.trim().is_empty() || title.len() > self.config.resolution_title_bytes_max as usize || closes_at <= self.now {
+    pub(crate) fn propose_resolution(
+        &mut self,
+        organization: ParticipantId,
+        title: &str,
+        closes_at: Timestamp,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
+        if title.trim().is_empty()
+            || title.len() > self.config.resolution_title_bytes_max as usize
+            || closes_at <= self.now
+        {
             return Err(RejectReason::ResolutionInvalid);
         }
         let market_full = self.membership.resolutions.len() >= self.config.resolutions_max as usize;
-        if market_full || self.membership.open_of(organization) >= self.config.resolutions_open_per_organization_max {
+        if market_full
+            || self.membership.open_of(organization)
+                >= self.config.resolutions_open_per_organization_max
+        {
             return Err(RejectReason::ResolutionsFull);
         }
         let id = ResolutionId(self.membership.resolutions.len() as u32);
@@ -127,13 +161,32 @@ impl Engine {
             votes: BTreeMap::new(),
             result: None,
         });
-        *self.membership.open_per_organization.entry(organization).or_default() += 1;
-        events.push(Event::ResolutionProposed { resolution: id, organization, title: title.to_string(), closes_at });
+        *self
+            .membership
+            .open_per_organization
+            .entry(organization)
+            .or_default() += 1;
+        events.push(Event::ResolutionProposed {
+            resolution: id,
+            organization,
+            title: title.to_string(),
+            closes_at,
+        });
         Ok(Ack::Resolution(id))
     }
 
-    pub(crate) fn cast_vote(&mut self, member: ParticipantId, id: ResolutionId, choice: VoteChoice, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        let resolution = self.membership.resolutions.get(id.0 as usize).ok_or(RejectReason::UnknownResolution)?;
+    pub(crate) fn cast_vote(
+        &mut self,
+        member: ParticipantId,
+        id: ResolutionId,
+        choice: VoteChoice,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
+        let resolution = self
+            .membership
+            .resolutions
+            .get(id.0 as usize)
+            .ok_or(RejectReason::UnknownResolution)?;
         if !resolution.is_open() || self.now >= resolution.closes_at {
             return Err(RejectReason::VotingClosed);
         }
@@ -144,13 +197,32 @@ impl Engine {
             return Err(RejectReason::AlreadyVoted);
         }
         let now = self.now;
-        self.membership.resolutions[id.0 as usize].votes.insert(member, Vote { choice, cast_at: now });
-        events.push(Event::VoteCast { resolution: id, member, choice });
+        self.membership.resolutions[id.0 as usize].votes.insert(
+            member,
+            Vote {
+                choice,
+                cast_at: now,
+            },
+        );
+        events.push(Event::VoteCast {
+            resolution: id,
+            member,
+            choice,
+        });
         Ok(Ack::Done)
     }
 
-    pub(crate) fn close_resolution(&mut self, organization: ParticipantId, id: ResolutionId, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        let resolution = self.membership.resolutions.get(id.0 as usize).ok_or(RejectReason::UnknownResolution)?;
+    pub(crate) fn close_resolution(
+        &mut self,
+        organization: ParticipantId,
+        id: ResolutionId,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
+        let resolution = self
+            .membership
+            .resolutions
+            .get(id.0 as usize)
+            .ok_or(RejectReason::UnknownResolution)?;
         if resolution.organization != organization {
             return Err(RejectReason::NotProposer);
         }
@@ -160,10 +232,19 @@ impl Engine {
         if self.now < resolution.closes_at {
             return Err(RejectReason::VotingStillOpen);
         }
-        let mut result = ResolutionResult { closed_at: self.now, votes_for: 0, votes_against: 0, abstentions: 0, votes_lapsed: 0, passed: false };
+        let mut result = ResolutionResult {
+            closed_at: self.now,
+            votes_for: 0,
+            votes_against: 0,
+            abstentions: 0,
+            votes_lapsed: 0,
+            passed: false,
+        };
         for (member, vote) in &resolution.votes {
             // A vote lapses if its member sold out after voting, even if it bought back in.
-            let still_member = self.member_since(organization, *member).is_some_and(|since| since <= vote.cast_at);
+            let still_member = self
+                .member_since(organization, *member)
+                .is_some_and(|since| since <= vote.cast_at);
             let count = match (still_member, vote.choice) {
                 (false, _) => &mut result.votes_lapsed,
                 (true, VoteChoice::For) => &mut result.votes_for,
@@ -174,7 +255,11 @@ impl Engine {
         }
         result.passed = result.votes_for > result.votes_against;
         self.membership.resolutions[id.0 as usize].result = Some(result);
-        let open = self.membership.open_per_organization.get_mut(&organization).expect("an open resolution is counted");
+        let open = self
+            .membership
+            .open_per_organization
+            .get_mut(&organization)
+            .expect("an open resolution is counted");
         *open -= 1;
         if *open == 0 {
             self.membership.open_per_organization.remove(&organization);

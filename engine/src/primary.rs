@@ -19,7 +19,10 @@ impl Engine {
         minimum_lots: u64,
         events: &mut Vec<Event>,
     ) -> Result<Ack, RejectReason> {
-        let listed = self.instruments.get(instrument.0 as usize).ok_or(RejectReason::UnknownInstrument)?;
+        let listed = self
+            .instruments
+            .get(instrument.0 as usize)
+            .ok_or(RejectReason::UnknownInstrument)?;
         if listed.spec.issuer != issuer {
             return Err(RejectReason::NotIssuer);
         }
@@ -32,11 +35,17 @@ impl Engine {
         // Par for the first issue, the accrued value for a follow-on: no new holder gets a jump.
         let price_ticks = listed.offering_price_ticks(self.now);
         // The whole offering must be payable, and stay payable as part of the circulating cash.
-        listed.notional_minor(price_ticks, lots).ok_or(RejectReason::AmountTooLarge)?;
+        listed
+            .notional_minor(price_ticks, lots)
+            .ok_or(RejectReason::AmountTooLarge)?;
         if listed.status.matured {
             return Err(RejectReason::InstrumentMatured);
         }
-        if listed.spec.maturity_time.is_some_and(|maturity| maturity <= self.now) {
+        if listed
+            .spec
+            .maturity_time
+            .is_some_and(|maturity| maturity <= self.now)
+        {
             return Err(RejectReason::MaturityReached);
         }
         if listed.status.open_offering.is_some() {
@@ -59,12 +68,28 @@ impl Engine {
             subscriptions: Vec::new(),
         });
         self.instruments[instrument.0 as usize].status.open_offering = Some(id);
-        events.push(Event::OfferingOpened { offering: id, instrument, issuer, lots, minimum_lots, price_ticks });
+        events.push(Event::OfferingOpened {
+            offering: id,
+            instrument,
+            issuer,
+            lots,
+            minimum_lots,
+            price_ticks,
+        });
         Ok(Ack::Offering(id))
     }
 
-    pub(crate) fn subscribe(&mut self, contributor: ParticipantId, offering: OfferingId, lots: u64, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        let open = self.offerings.get(offering.0 as usize).ok_or(RejectReason::UnknownOffering)?;
+    pub(crate) fn subscribe(
+        &mut self,
+        contributor: ParticipantId,
+        offering: OfferingId,
+        lots: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
+        let open = self
+            .offerings
+            .get(offering.0 as usize)
+            .ok_or(RejectReason::UnknownOffering)?;
         let instrument = &self.instruments[open.instrument.0 as usize];
         if lots == 0 {
             return Err(RejectReason::QuantityZero);
@@ -75,13 +100,17 @@ impl Engine {
         if !open.open {
             return Err(RejectReason::OfferingNotOpen);
         }
-        let cash_minor = instrument.notional_minor(open.price_ticks, lots).ok_or(RejectReason::AmountTooLarge)?;
+        let cash_minor = instrument
+            .notional_minor(open.price_ticks, lots)
+            .ok_or(RejectReason::AmountTooLarge)?;
         if self.participants[contributor.0 as usize].cash.free_minor() < cash_minor {
             return Err(RejectReason::InsufficientCash);
         }
         // The cap is measured against the units outstanding once the whole offering is issued.
         let cap_lots = instrument.holding_cap_lots(instrument.lots_outstanding() + open.lots);
-        let exposure = instrument.holding(contributor).map_or(0, |h| h.cap_exposure_lots());
+        let exposure = instrument
+            .holding(contributor)
+            .map_or(0, |h| h.cap_exposure_lots());
         if exposure + lots > cap_lots {
             return Err(RejectReason::HoldingCapExceeded);
         }
@@ -92,17 +121,40 @@ impl Engine {
             return Err(RejectReason::SubscriptionsFull);
         }
         let instrument_id = open.instrument;
-        self.participants[contributor.0 as usize].cash.reserve(cash_minor)?;
-        self.instruments[instrument_id.0 as usize].holdings.entry(contributor).or_default().subscribed_lots += lots;
+        self.participants[contributor.0 as usize]
+            .cash
+            .reserve(cash_minor)?;
+        self.instruments[instrument_id.0 as usize]
+            .holdings
+            .entry(contributor)
+            .or_default()
+            .subscribed_lots += lots;
         let open = &mut self.offerings[offering.0 as usize];
         open.subscribed_lots += lots;
-        open.subscriptions.push(Subscription { contributor, lots, cash_reserved_minor: cash_minor });
-        events.push(Event::Subscribed { offering, contributor, lots, cash_reserved_minor: cash_minor });
+        open.subscriptions.push(Subscription {
+            contributor,
+            lots,
+            cash_reserved_minor: cash_minor,
+        });
+        events.push(Event::Subscribed {
+            offering,
+            contributor,
+            lots,
+            cash_reserved_minor: cash_minor,
+        });
         Ok(Ack::Done)
     }
 
-    pub(crate) fn close_offering(&mut self, issuer: ParticipantId, offering: OfferingId, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        let closing = self.offerings.get(offering.0 as usize).ok_or(RejectReason::UnknownOffering)?;
+    pub(crate) fn close_offering(
+        &mut self,
+        issuer: ParticipantId,
+        offering: OfferingId,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
+        let closing = self
+            .offerings
+            .get(offering.0 as usize)
+            .ok_or(RejectReason::UnknownOffering)?;
         if closing.issuer != issuer {
             return Err(RejectReason::NotIssuer);
         }
@@ -113,7 +165,11 @@ impl Engine {
         let closing = &mut self.offerings[offering.0 as usize];
         closing.open = false;
         let subscriptions = std::mem::take(&mut closing.subscriptions);
-        let (instrument_id, price_ticks, minimum_lots) = (closing.instrument, closing.price_ticks, closing.minimum_lots);
+        let (instrument_id, price_ticks, minimum_lots) = (
+            closing.instrument,
+            closing.price_ticks,
+            closing.minimum_lots,
+        );
         let instrument = &mut self.instruments[instrument_id.0 as usize];
         instrument.status.open_offering = None;
 
@@ -122,8 +178,16 @@ impl Engine {
         let mut line_of: FxHashMap<ParticipantId, usize> = FxHashMap::default();
         for subscription in &subscriptions {
             let index = *line_of.entry(subscription.contributor).or_insert_with(|| {
-                let held_lots = instrument.holding(subscription.contributor).map_or(0, |holding| holding.lots);
-                lines.push(Allotment { contributor: subscription.contributor, held_lots, subscribed_lots: 0, reserved_minor: 0, allotted_lots: 0 });
+                let held_lots = instrument
+                    .holding(subscription.contributor)
+                    .map_or(0, |holding| holding.lots);
+                lines.push(Allotment {
+                    contributor: subscription.contributor,
+                    held_lots,
+                    subscribed_lots: 0,
+                    reserved_minor: 0,
+                    allotted_lots: 0,
+                });
                 lines.len() - 1
             });
             lines[index].subscribed_lots += subscription.lots;
@@ -132,7 +196,8 @@ impl Engine {
         let outstanding = instrument.lots_outstanding();
         let allotted_lots = allot(outstanding, instrument.terms.holding_cap_bp, &mut lines);
         let issued = allotted_lots >= minimum_lots;
-        let cap_lots = holding_cap_lots(outstanding + allotted_lots, instrument.terms.holding_cap_bp);
+        let cap_lots =
+            holding_cap_lots(outstanding + allotted_lots, instrument.terms.holding_cap_bp);
 
         let lock_until = instrument.lock_until(now);
         let tax_credit_bp = instrument.terms.tax_credit_bp;
@@ -140,7 +205,9 @@ impl Engine {
         let mut proceeds_minor = 0;
         if !issued {
             for subscription in &subscriptions {
-                self.participants[subscription.contributor.0 as usize].cash.release(subscription.cash_reserved_minor);
+                self.participants[subscription.contributor.0 as usize]
+                    .cash
+                    .release(subscription.cash_reserved_minor);
                 events.push(Event::SubscriptionReleased {
                     offering,
                     contributor: subscription.contributor,
@@ -149,7 +216,10 @@ impl Engine {
             }
         }
         for line in &lines {
-            let holding = instrument.holdings.get_mut(&line.contributor).expect("a subscriber has a holding entry");
+            let holding = instrument
+                .holdings
+                .get_mut(&line.contributor)
+                .expect("a subscriber has a holding entry");
             holding.subscribed_lots -= line.subscribed_lots;
             if !issued {
                 continue;
@@ -175,7 +245,13 @@ impl Engine {
             }
             holding.receive(line.allotted_lots, now, lock_until);
             proceeds_minor += paid_minor;
-            events.push(Event::UnitsIssued { offering, instrument: instrument_id, contributor: line.contributor, lots: line.allotted_lots, paid_minor });
+            events.push(Event::UnitsIssued {
+                offering,
+                instrument: instrument_id,
+                contributor: line.contributor,
+                lots: line.allotted_lots,
+                paid_minor,
+            });
             if tax_credit_bp > 0 {
                 let credit = TaxCredit {
                     contributor: line.contributor,
@@ -183,7 +259,8 @@ impl Engine {
                     time: now,
                     purchase_minor: paid_minor,
                     // Rounded down: against the holder, by less than one minor unit.
-                    credit_minor: (u128::from(paid_minor) * u128::from(tax_credit_bp) / u128::from(BP_ONE)) as u64,
+                    credit_minor: (u128::from(paid_minor) * u128::from(tax_credit_bp)
+                        / u128::from(BP_ONE)) as u64,
                     rate_bp: tax_credit_bp,
                 };
                 self.tax_credits.push(credit);
@@ -199,18 +276,28 @@ impl Engine {
         let issued_lots = if issued { allotted_lots } else { 0 };
         if issued {
             instrument.status.lots_issued += allotted_lots;
-            self.participants[issuer.0 as usize].cash.credit(proceeds_minor);
+            self.participants[issuer.0 as usize]
+                .cash
+                .credit(proceeds_minor);
             if instrument.status.first_issue_time.is_none() {
                 instrument.status.first_issue_time = Some(now);
                 instrument.accrued_value_changed();
-                events.push(Event::FirstIssue { instrument: instrument_id, time: now });
+                events.push(Event::FirstIssue {
+                    instrument: instrument_id,
+                    time: now,
+                });
             }
         }
         // Keep the subscriptions as the offering's record.
         let closed = &mut self.offerings[offering.0 as usize];
         closed.subscriptions = subscriptions;
         closed.issued_lots = issued_lots;
-        events.push(Event::OfferingClosed { offering, issued, subscribed_lots: issued_lots, proceeds_minor });
+        events.push(Event::OfferingClosed {
+            offering,
+            issued,
+            subscribed_lots: issued_lots,
+            proceeds_minor,
+        });
         Ok(Ack::Done)
     }
 }
@@ -249,9 +336,14 @@ pub(crate) fn allot(outstanding_lots: u64, holding_cap_bp: u32, lines: &mut [All
     }
     points.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     // allotted(L) = base + active × L on the segment being looked at.
-    let mut base: i128 = lines.iter().map(|line| i128::from(line.subscribed_lots)).sum();
+    let mut base: i128 = lines
+        .iter()
+        .map(|line| i128::from(line.subscribed_lots))
+        .sum();
     let mut active: i128 = 0;
-    let feasible = |level: i128, base: i128, active: i128| bp_one * level <= bp * (outstanding + base + active * level);
+    let feasible = |level: i128, base: i128, active: i128| {
+        bp_one * level <= bp * (outstanding + base + active * level)
+    };
     let mut level: i128 = points.first().map_or(0, |point| i128::from(point.0));
     let mut next = 0;
     loop {
@@ -261,7 +353,10 @@ pub(crate) fn allot(outstanding_lots: u64, holding_cap_bp: u32, lines: &mut [All
         // Take every event at this level, then look at the segment below it.
         while next < points.len() && i128::from(points[next].0) == level {
             let (_, index, top) = points[next];
-            let (held, subscribed) = (i128::from(lines[index].held_lots), i128::from(lines[index].subscribed_lots));
+            let (held, subscribed) = (
+                i128::from(lines[index].held_lots),
+                i128::from(lines[index].subscribed_lots),
+            );
             if top {
                 base -= held + subscribed;
                 active += 1;
@@ -274,7 +369,11 @@ pub(crate) fn allot(outstanding_lots: u64, holding_cap_bp: u32, lines: &mut [All
         let bottom = points.get(next).map_or(0, |point| i128::from(point.0));
         // On [bottom, level): feasible where level × (1 − cap × active) ≤ cap × (outstanding + base).
         let slack = bp_one - bp * active;
-        let best = if slack <= 0 { level - 1 } else { (bp * (outstanding + base) / slack).min(level - 1) };
+        let best = if slack <= 0 {
+            level - 1
+        } else {
+            (bp * (outstanding + base) / slack).min(level - 1)
+        };
         if best >= bottom {
             level = best;
             debug_assert!(feasible(level, base, active));
@@ -289,7 +388,9 @@ pub(crate) fn allot(outstanding_lots: u64, holding_cap_bp: u32, lines: &mut [All
     let level = u64::try_from(level.max(0)).unwrap_or(0);
     let mut allotted = 0;
     for line in lines.iter_mut() {
-        line.allotted_lots = line.subscribed_lots.min(level.saturating_sub(line.held_lots));
+        line.allotted_lots = line
+            .subscribed_lots
+            .min(level.saturating_sub(line.held_lots));
         allotted += line.allotted_lots;
     }
     allotted

@@ -150,25 +150,45 @@ impl Engine {
         engine.deposited_minor = snapshot.deposited_minor;
         engine.withdrawn_minor = snapshot.withdrawn_minor;
         engine.commands_applied = snapshot.commands_applied;
-        engine.dedup = Dedup::restore(snapshot.config.command_ids_per_participant_max, &snapshot.remembered);
+        engine.dedup = Dedup::restore(
+            snapshot.config.command_ids_per_participant_max,
+            &snapshot.remembered,
+        );
         engine.credentials = Credentials::restore(snapshot.credentials);
-        engine.withdrawals = Withdrawals::restore(snapshot.withdrawals_pending, snapshot.next_withdrawal_id);
+        engine.withdrawals =
+            Withdrawals::restore(snapshot.withdrawals_pending, snapshot.next_withdrawal_id);
         engine.membership = Membership::restore(snapshot.resolutions);
         for (index, saved) in snapshot.instruments.into_iter().enumerate() {
             let id = InstrumentId(index as u32);
-            let mut instrument = Instrument::restore(id, saved.spec, saved.terms, saved.status, engine.config.price_levels_max);
+            let mut instrument = Instrument::restore(
+                id,
+                saved.spec,
+                saved.terms,
+                saved.status,
+                engine.config.price_levels_max,
+            );
             instrument.holdings.extend(saved.holdings);
             for order in saved.bids.into_iter().chain(saved.asks) {
                 if order.instrument != id || order.price_ticks > instrument.terms.price_ticks_max {
-                    return Err(InvariantViolation(format!("snapshot order {:?} does not fit instrument {index}", order.id)));
+                    return Err(InvariantViolation(format!(
+                        "snapshot order {:?} does not fit instrument {index}",
+                        order.id
+                    )));
                 }
                 let (order_id, side) = (order.id, order.side);
                 let slot = engine.orders.insert(order);
-                instrument.book.side_mut(side).push_back(&mut engine.orders, slot);
+                instrument
+                    .book
+                    .side_mut(side)
+                    .push_back(&mut engine.orders, slot);
                 engine.order_slots.insert(order_id, slot);
             }
             engine.symbols.insert(instrument.spec.symbol.clone(), id);
-            engine.shares_by_issuer.entry(instrument.spec.issuer).or_default().push(id);
+            engine
+                .shares_by_issuer
+                .entry(instrument.spec.issuer)
+                .or_default()
+                .push(id);
             engine.instruments.push(instrument);
         }
         engine.check_invariants()?;

@@ -10,8 +10,8 @@ use rustc_hash::FxHashMap;
 
 use crate::book::{Ladder, Order, OrderSlab, NIL};
 use crate::command::{
-    Ack, CancelReason, Event, InstrumentId, OrderId, ParticipantId, RejectReason, SelfTradePrevention, Side,
-    TimeInForce, Timestamp,
+    Ack, CancelReason, Event, InstrumentId, OrderId, ParticipantId, RejectReason,
+    SelfTradePrevention, Side, TimeInForce, Timestamp,
 };
 use crate::instrument::Instrument;
 use crate::ledger::Participant;
@@ -67,7 +67,11 @@ struct Market<'a> {
 }
 
 impl Engine {
-    pub(crate) fn place_order(&mut self, request: PlaceRequest, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    pub(crate) fn place_order(
+        &mut self,
+        request: PlaceRequest,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         let verdict = self.check_order(&request)?;
         let id = OrderId(self.next_order_id);
         self.next_order_id += 1;
@@ -83,7 +87,12 @@ impl Engine {
         if verdict == Verdict::Kill {
             // Nothing was reserved and nothing trades: the order is killed as it arrives.
             let reason = CancelReason::FillOrKillUnfillable;
-            events.push(Event::OrderCancelled { order: id, owner: request.owner, remaining_lots: request.lots, reason });
+            events.push(Event::OrderCancelled {
+                order: id,
+                owner: request.owner,
+                remaining_lots: request.lots,
+                reason,
+            });
             return Ok(Ack::Order(id));
         }
         let mut market = self.market(request.instrument);
@@ -103,17 +112,33 @@ impl Engine {
         let reason = match (stopped_by_self_trade, request.time_in_force) {
             (false, TimeInForce::GoodTillCancelled) => {
                 market.rest(&request, &taker);
-                events.push(Event::OrderRested { order: id, remaining_lots: taker.remaining_lots });
+                events.push(Event::OrderRested {
+                    order: id,
+                    remaining_lots: taker.remaining_lots,
+                });
                 return Ok(Ack::Order(id));
             }
             (true, _) => CancelReason::SelfTrade,
             (false, _) => {
-                debug_assert!(request.time_in_force != TimeInForce::FillOrKill, "fill-or-kill left a remainder");
+                debug_assert!(
+                    request.time_in_force != TimeInForce::FillOrKill,
+                    "fill-or-kill left a remainder"
+                );
                 CancelReason::ImmediateOrCancelRemainder
             }
         };
-        market.release(request.owner, request.side, request.price_ticks, taker.remaining_lots);
-        events.push(Event::OrderCancelled { order: id, owner: request.owner, remaining_lots: taker.remaining_lots, reason });
+        market.release(
+            request.owner,
+            request.side,
+            request.price_ticks,
+            taker.remaining_lots,
+        );
+        events.push(Event::OrderCancelled {
+            order: id,
+            owner: request.owner,
+            remaining_lots: taker.remaining_lots,
+            reason,
+        });
         Ok(Ack::Order(id))
     }
 
@@ -121,7 +146,10 @@ impl Engine {
     /// A fill-or-kill order that passes them all but cannot trade in full is to be killed.
     fn check_order(&mut self, request: &PlaceRequest) -> Result<Verdict, RejectReason> {
         let now = self.now;
-        let instrument = self.instruments.get_mut(request.instrument.0 as usize).ok_or(RejectReason::UnknownInstrument)?;
+        let instrument = self
+            .instruments
+            .get_mut(request.instrument.0 as usize)
+            .ok_or(RejectReason::UnknownInstrument)?;
         if request.lots == 0 {
             return Err(RejectReason::QuantityZero);
         }
@@ -146,12 +174,20 @@ impl Engine {
         let holding = instrument.holdings.get(&request.owner);
         match request.side {
             Side::Buy => {
-                let notional = instrument.notional_minor(request.price_ticks, request.lots).ok_or(RejectReason::AmountTooLarge)?;
-                if self.participants[request.owner.0 as usize].cash.free_minor() < notional {
+                let notional = instrument
+                    .notional_minor(request.price_ticks, request.lots)
+                    .ok_or(RejectReason::AmountTooLarge)?;
+                if self.participants[request.owner.0 as usize]
+                    .cash
+                    .free_minor()
+                    < notional
+                {
                     return Err(RejectReason::InsufficientCash);
                 }
                 let exposure = holding.map_or(0, |h| h.cap_exposure_lots());
-                if exposure + request.lots > instrument.holding_cap_lots(instrument.lots_outstanding()) {
+                if exposure + request.lots
+                    > instrument.holding_cap_lots(instrument.lots_outstanding())
+                {
                     return Err(RejectReason::HoldingCapExceeded);
                 }
             }
@@ -171,8 +207,18 @@ impl Engine {
                 // once takes no room. The walk runs only when a bound is reached.
                 let book_full = instrument.book.orders() >= self.config.orders_per_book_max;
                 let market_full = self.orders.len() >= self.config.orders_max as usize;
-                if (book_full || market_full) && !fillable(instrument.book.side(request.side.opposite()), &self.orders, request) {
-                    return Err(if book_full { RejectReason::BookFull } else { RejectReason::OrdersFull });
+                if (book_full || market_full)
+                    && !fillable(
+                        instrument.book.side(request.side.opposite()),
+                        &self.orders,
+                        request,
+                    )
+                {
+                    return Err(if book_full {
+                        RejectReason::BookFull
+                    } else {
+                        RejectReason::OrdersFull
+                    });
                 }
             }
             TimeInForce::FillOrKill => {
@@ -186,32 +232,62 @@ impl Engine {
         Ok(Verdict::Trade)
     }
 
-    pub(crate) fn cancel_order(&mut self, who: ParticipantId, order: OrderId, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    pub(crate) fn cancel_order(
+        &mut self,
+        who: ParticipantId,
+        order: OrderId,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         let (slot, instrument) = self.owned_order(who, order)?;
-        self.market(instrument).cancel_resting(slot, CancelReason::Requested, events);
+        self.market(instrument)
+            .cancel_resting(slot, CancelReason::Requested, events);
         Ok(Ack::Done)
     }
 
-    pub(crate) fn reduce_order(&mut self, who: ParticipantId, order: OrderId, reduce_by_lots: u64, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    pub(crate) fn reduce_order(
+        &mut self,
+        who: ParticipantId,
+        order: OrderId,
+        reduce_by_lots: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         let (slot, instrument) = self.owned_order(who, order)?;
         if reduce_by_lots == 0 {
             return Err(RejectReason::QuantityZero);
         }
         let mut market = self.market(instrument);
         let resting = market.orders.get(slot);
-        let (owner, side, price_ticks, remaining_lots) = (resting.owner, resting.side, resting.price_ticks, resting.remaining_lots);
+        let (owner, side, price_ticks, remaining_lots) = (
+            resting.owner,
+            resting.side,
+            resting.price_ticks,
+            resting.remaining_lots,
+        );
         if reduce_by_lots >= remaining_lots {
             market.cancel_resting(slot, CancelReason::Requested, events);
             return Ok(Ack::Done);
         }
-        market.instrument.book.side_mut(side).take(market.orders, slot, reduce_by_lots);
+        market
+            .instrument
+            .book
+            .side_mut(side)
+            .take(market.orders, slot, reduce_by_lots);
         market.release(owner, side, price_ticks, reduce_by_lots);
-        events.push(Event::OrderReduced { order, reduced_by_lots: reduce_by_lots, remaining_lots: remaining_lots - reduce_by_lots });
+        events.push(Event::OrderReduced {
+            order,
+            reduced_by_lots: reduce_by_lots,
+            remaining_lots: remaining_lots - reduce_by_lots,
+        });
         Ok(Ack::Done)
     }
 
     /// Cancels a resting order for a reason other than its owner's request (suspension).
-    pub(crate) fn cancel_for_owner(&mut self, order: OrderId, reason: CancelReason, events: &mut Vec<Event>) {
+    pub(crate) fn cancel_for_owner(
+        &mut self,
+        order: OrderId,
+        reason: CancelReason,
+        events: &mut Vec<Event>,
+    ) {
         if let Some(&slot) = self.order_slots.get(&order) {
             let instrument = self.orders.get(slot).instrument;
             self.market(instrument).cancel_resting(slot, reason, events);
@@ -220,10 +296,18 @@ impl Engine {
 
     /// The slot and instrument of a resting order that `who` owns. An id the engine gave out
     /// that is no longer resting is told apart from one it never gave.
-    fn owned_order(&self, who: ParticipantId, order: OrderId) -> Result<(u32, InstrumentId), RejectReason> {
+    fn owned_order(
+        &self,
+        who: ParticipantId,
+        order: OrderId,
+    ) -> Result<(u32, InstrumentId), RejectReason> {
         let Some(&slot) = self.order_slots.get(&order) else {
             let given = order.0 >= 1 && order.0 < self.next_order_id;
-            return Err(if given { RejectReason::OrderNotResting } else { RejectReason::UnknownOrder });
+            return Err(if given {
+                RejectReason::OrderNotResting
+            } else {
+                RejectReason::UnknownOrder
+            });
         };
         let resting = self.orders.get(slot);
         if resting.owner != who {
@@ -288,8 +372,11 @@ impl Market<'_> {
         let holding = self.instrument.holdings.entry(request.owner).or_default();
         match request.side {
             Side::Buy => {
-                let notional = request.price_ticks * request.lots * self.instrument.terms.tick_value_minor;
-                self.participants[request.owner.0 as usize].cash.reserved_minor += notional;
+                let notional =
+                    request.price_ticks * request.lots * self.instrument.terms.tick_value_minor;
+                self.participants[request.owner.0 as usize]
+                    .cash
+                    .reserved_minor += notional;
                 holding.open_buy_lots += request.lots;
             }
             Side::Sell => {
@@ -301,7 +388,11 @@ impl Market<'_> {
 
     /// Releases the reservation behind `lots` of an order that will not trade.
     fn release(&mut self, owner: ParticipantId, side: Side, price_ticks: u64, lots: u64) {
-        let holding = self.instrument.holdings.get_mut(&owner).expect("an order's owner has a holding entry");
+        let holding = self
+            .instrument
+            .holdings
+            .get_mut(&owner)
+            .expect("an order's owner has a holding entry");
         match side {
             Side::Buy => {
                 holding.open_buy_lots -= lots;
@@ -318,7 +409,9 @@ impl Market<'_> {
         let maker_side = taker.side.opposite();
         while taker.remaining_lots > 0 {
             let ladder = self.instrument.book.side(maker_side);
-            let Some(best) = ladder.best() else { return false };
+            let Some(best) = ladder.best() else {
+                return false;
+            };
             if !crosses(taker.side, taker.limit_ticks, best) {
                 return false;
             }
@@ -376,7 +469,11 @@ impl Market<'_> {
         // price, was computed with checked arithmetic when it was accepted.
         let notional_minor = price_ticks * lots * tick_value_minor;
         let (buyer, seller, buyer_reserved_minor) = match taker.side {
-            Side::Buy => (taker.owner, maker, taker.limit_ticks * lots * tick_value_minor),
+            Side::Buy => (
+                taker.owner,
+                maker,
+                taker.limit_ticks * lots * tick_value_minor,
+            ),
             Side::Sell => (maker, taker.owner, notional_minor),
         };
         let lock_until = self.instrument.lock_until(self.now);
@@ -384,14 +481,24 @@ impl Market<'_> {
         let buyer_cash = &mut self.participants[buyer.0 as usize].cash;
         buyer_cash.release(buyer_reserved_minor - notional_minor);
         buyer_cash.pay_reserved(notional_minor);
-        let buyer_holding = self.instrument.holdings.get_mut(&buyer).expect("a buyer's holding was opened when it ordered");
+        let buyer_holding = self
+            .instrument
+            .holdings
+            .get_mut(&buyer)
+            .expect("a buyer's holding was opened when it ordered");
         buyer_holding.open_buy_lots -= lots;
         buyer_holding.receive(lots, self.now, lock_until);
 
-        let seller_holding = self.instrument.holdings.get_mut(&seller).expect("a seller holds the units it sells");
+        let seller_holding = self
+            .instrument
+            .holdings
+            .get_mut(&seller)
+            .expect("a seller holds the units it sells");
         seller_holding.reserved_lots -= lots;
         seller_holding.lots -= lots;
-        self.participants[seller.0 as usize].cash.credit(notional_minor);
+        self.participants[seller.0 as usize]
+            .cash
+            .credit(notional_minor);
         notional_minor
     }
 
@@ -410,19 +517,35 @@ impl Market<'_> {
         );
         order.remaining_lots = taker.remaining_lots;
         let slot = self.orders.insert(order);
-        self.instrument.book.side_mut(request.side).push_back(self.orders, slot);
+        self.instrument
+            .book
+            .side_mut(request.side)
+            .push_back(self.orders, slot);
         self.order_slots.insert(taker.id, slot);
     }
 
     /// Takes a resting order off the book and releases its reservation.
     fn cancel_resting(&mut self, slot: u32, reason: CancelReason, events: &mut Vec<Event>) {
         let resting = self.orders.get(slot);
-        let (id, owner, side, price_ticks, remaining_lots) =
-            (resting.id, resting.owner, resting.side, resting.price_ticks, resting.remaining_lots);
-        self.instrument.book.side_mut(side).unlink(self.orders, slot);
+        let (id, owner, side, price_ticks, remaining_lots) = (
+            resting.id,
+            resting.owner,
+            resting.side,
+            resting.price_ticks,
+            resting.remaining_lots,
+        );
+        self.instrument
+            .book
+            .side_mut(side)
+            .unlink(self.orders, slot);
         self.orders.remove(slot);
         self.order_slots.remove(&id);
         self.release(owner, side, price_ticks, remaining_lots);
-        events.push(Event::OrderCancelled { order: id, owner, remaining_lots, reason });
+        events.push(Event::OrderCancelled {
+            order: id,
+            owner,
+            remaining_lots,
+            reason,
+        });
     }
 }

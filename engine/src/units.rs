@@ -28,7 +28,9 @@ pub fn cash_to_minor(amount: Decimal, currency_scale: u32) -> Result<u64, Reject
     if amount <= Decimal::ZERO {
         return Err(RejectReason::AmountZero);
     }
-    let minor = amount.checked_mul(scale_factor(currency_scale)).ok_or(RejectReason::AmountTooLarge)?;
+    let minor = amount
+        .checked_mul(scale_factor(currency_scale))
+        .ok_or(RejectReason::AmountTooLarge)?;
     if !minor.fract().is_zero() {
         return Err(RejectReason::AmountOffMinorUnit);
     }
@@ -41,17 +43,28 @@ pub fn minor_to_cash(minor: u64, currency_scale: u32) -> Decimal {
 }
 
 /// Price per unit → ticks, for an instrument whose tick is `tick_size_minor` minor units.
-pub fn price_to_ticks(price: Decimal, tick_size_minor: u64, currency_scale: u32) -> Result<u64, RejectReason> {
+pub fn price_to_ticks(
+    price: Decimal,
+    tick_size_minor: u64,
+    currency_scale: u32,
+) -> Result<u64, RejectReason> {
     if price <= Decimal::ZERO {
         return Err(RejectReason::PriceNotPositive);
     }
-    let minor = price.checked_mul(scale_factor(currency_scale)).ok_or(RejectReason::PriceAboveCeiling)?;
+    let minor = price
+        .checked_mul(scale_factor(currency_scale))
+        .ok_or(RejectReason::PriceAboveCeiling)?;
     if !minor.fract().is_zero() {
         return Err(RejectReason::PriceOffTick);
     }
-    let ticks = minor.checked_div(Decimal::from(tick_size_minor)).ok_or(RejectReason::PriceOffTick)?;
+    let ticks = minor
+        .checked_div(Decimal::from(tick_size_minor))
+        .ok_or(RejectReason::PriceOffTick)?;
     // Decimal division rounds past 28 digits: a quotient is only trusted if it multiplies back.
-    if !ticks.fract().is_zero() || ticks.is_zero() || ticks.checked_mul(Decimal::from(tick_size_minor)) != Some(minor) {
+    if !ticks.fract().is_zero()
+        || ticks.is_zero()
+        || ticks.checked_mul(Decimal::from(tick_size_minor)) != Some(minor)
+    {
         return Err(RejectReason::PriceOffTick);
     }
     whole_u64(ticks).ok_or(RejectReason::PriceAboveCeiling)
@@ -67,10 +80,15 @@ pub fn units_to_lots(units: Decimal, lot_size_units: u64) -> Result<u64, RejectR
     if units <= Decimal::ZERO {
         return Err(RejectReason::QuantityZero);
     }
-    let lots = units.checked_div(Decimal::from(lot_size_units)).ok_or(RejectReason::QuantityOffLot)?;
+    let lots = units
+        .checked_div(Decimal::from(lot_size_units))
+        .ok_or(RejectReason::QuantityOffLot)?;
     // Decimal division rounds past 28 digits (a tiny quantity over a huge lot rounds to zero
     // lots): a quotient is only trusted if it is positive and multiplies back exactly.
-    if !lots.fract().is_zero() || lots.is_zero() || lots.checked_mul(Decimal::from(lot_size_units)) != Some(units) {
+    if !lots.fract().is_zero()
+        || lots.is_zero()
+        || lots.checked_mul(Decimal::from(lot_size_units)) != Some(units)
+    {
         return Err(RejectReason::QuantityOffLot);
     }
     whole_u64(lots).ok_or(RejectReason::QuantityTooLarge)
@@ -108,23 +126,47 @@ mod tests {
     fn prices_convert_exactly_or_not_at_all() {
         // Tick of 5 cents in a 2-decimal currency.
         assert_eq!(price_to_ticks(d("10.25"), 5, 2), Ok(205));
-        assert_eq!(price_to_ticks(d("10.26"), 5, 2), Err(RejectReason::PriceOffTick));
-        assert_eq!(price_to_ticks(d("10.255"), 5, 2), Err(RejectReason::PriceOffTick));
-        assert_eq!(price_to_ticks(d("-1"), 5, 2), Err(RejectReason::PriceNotPositive));
-        assert_eq!(price_to_ticks(d("0"), 5, 2), Err(RejectReason::PriceNotPositive));
+        assert_eq!(
+            price_to_ticks(d("10.26"), 5, 2),
+            Err(RejectReason::PriceOffTick)
+        );
+        assert_eq!(
+            price_to_ticks(d("10.255"), 5, 2),
+            Err(RejectReason::PriceOffTick)
+        );
+        assert_eq!(
+            price_to_ticks(d("-1"), 5, 2),
+            Err(RejectReason::PriceNotPositive)
+        );
+        assert_eq!(
+            price_to_ticks(d("0"), 5, 2),
+            Err(RejectReason::PriceNotPositive)
+        );
         assert_eq!(ticks_to_price(205, 5, 2), d("10.25"));
     }
 
     #[test]
     fn quantities_and_cash_convert_exactly_or_not_at_all() {
         assert_eq!(units_to_lots(d("30"), 10), Ok(3));
-        assert_eq!(units_to_lots(d("35"), 10), Err(RejectReason::QuantityOffLot));
+        assert_eq!(
+            units_to_lots(d("35"), 10),
+            Err(RejectReason::QuantityOffLot)
+        );
         assert_eq!(units_to_lots(d("-10"), 10), Err(RejectReason::QuantityZero));
-        assert_eq!(units_to_lots(d("1e20"), 1), Err(RejectReason::QuantityTooLarge));
+        assert_eq!(
+            units_to_lots(d("1e20"), 1),
+            Err(RejectReason::QuantityTooLarge)
+        );
         assert_eq!(cash_to_minor(d("12.34"), 2), Ok(1234));
-        assert_eq!(cash_to_minor(d("12.345"), 2), Err(RejectReason::AmountOffMinorUnit));
+        assert_eq!(
+            cash_to_minor(d("12.345"), 2),
+            Err(RejectReason::AmountOffMinorUnit)
+        );
         assert_eq!(cash_to_minor(d("0"), 2), Err(RejectReason::AmountZero));
-        assert_eq!(cash_to_minor(d("79228162514264337593543950335"), 2), Err(RejectReason::AmountTooLarge));
+        assert_eq!(
+            cash_to_minor(d("79228162514264337593543950335"), 2),
+            Err(RejectReason::AmountTooLarge)
+        );
         assert_eq!(minor_to_cash(1234, 2), d("12.34"));
         assert_eq!(rate_to_bp(d("0.05")), Some(500));
         assert_eq!(rate_to_bp(d("0.00005")), None);

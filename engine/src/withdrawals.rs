@@ -11,7 +11,9 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::NS_PER_DAY;
-use crate::command::{Ack, Event, InstrumentId, ParticipantId, RejectReason, Timestamp, WithdrawalId};
+use crate::command::{
+    Ack, Event, InstrumentId, ParticipantId, RejectReason, Timestamp, WithdrawalId,
+};
 use crate::Engine;
 
 /// A pending request to withdraw units.
@@ -37,13 +39,20 @@ pub(crate) struct Withdrawals {
 
 impl Default for Withdrawals {
     fn default() -> Self {
-        Withdrawals { pending: BTreeMap::new(), next_id: 1, per_holding: FxHashMap::default() }
+        Withdrawals {
+            pending: BTreeMap::new(),
+            next_id: 1,
+            per_holding: FxHashMap::default(),
+        }
     }
 }
 
 impl Withdrawals {
     pub fn restore(pending: Vec<Withdrawal>, next_id: u64) -> Withdrawals {
-        let mut withdrawals = Withdrawals { next_id, ..Withdrawals::default() };
+        let mut withdrawals = Withdrawals {
+            next_id,
+            ..Withdrawals::default()
+        };
         for withdrawal in pending {
             withdrawals.insert(withdrawal);
         }
@@ -51,18 +60,27 @@ impl Withdrawals {
     }
 
     pub fn pending_of(&self, instrument: InstrumentId, holder: ParticipantId) -> u32 {
-        self.per_holding.get(&(instrument, holder)).copied().unwrap_or(0)
+        self.per_holding
+            .get(&(instrument, holder))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn insert(&mut self, withdrawal: Withdrawal) {
-        *self.per_holding.entry((withdrawal.instrument, withdrawal.holder)).or_default() += 1;
+        *self
+            .per_holding
+            .entry((withdrawal.instrument, withdrawal.holder))
+            .or_default() += 1;
         self.pending.insert(withdrawal.id, withdrawal);
     }
 
     fn remove(&mut self, id: WithdrawalId) -> Option<Withdrawal> {
         let withdrawal = self.pending.remove(&id)?;
         let key = (withdrawal.instrument, withdrawal.holder);
-        let count = self.per_holding.get_mut(&key).expect("a pending withdrawal is counted");
+        let count = self
+            .per_holding
+            .get_mut(&key)
+            .expect("a pending withdrawal is counted");
         *count -= 1;
         if *count == 0 {
             self.per_holding.remove(&key);
@@ -72,9 +90,18 @@ impl Withdrawals {
 }
 
 impl Engine {
-    pub(crate) fn request_withdrawal(&mut self, holder: ParticipantId, instrument: InstrumentId, lots: u64, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    pub(crate) fn request_withdrawal(
+        &mut self,
+        holder: ParticipantId,
+        instrument: InstrumentId,
+        lots: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         let now = self.now;
-        let share = self.instruments.get(instrument.0 as usize).ok_or(RejectReason::UnknownInstrument)?;
+        let share = self
+            .instruments
+            .get(instrument.0 as usize)
+            .ok_or(RejectReason::UnknownInstrument)?;
         if lots == 0 {
             return Err(RejectReason::QuantityZero);
         }
@@ -94,36 +121,84 @@ impl Engine {
         if holding.map_or(0, |h| h.free_lots(now)) < lots {
             return Err(RejectReason::LockedIn);
         }
-        let market_full = self.withdrawals.pending.len() >= self.config.withdrawals_pending_max as usize;
-        if market_full || self.withdrawals.pending_of(instrument, holder) >= self.config.withdrawals_pending_per_holding_max {
+        let market_full =
+            self.withdrawals.pending.len() >= self.config.withdrawals_pending_max as usize;
+        if market_full
+            || self.withdrawals.pending_of(instrument, holder)
+                >= self.config.withdrawals_pending_per_holding_max
+        {
             return Err(RejectReason::WithdrawalsFull);
         }
-        let payable_from = now.saturating_add(u64::from(share.spec.withdrawal_notice_days).saturating_mul(NS_PER_DAY));
-        let holding = self.instruments[instrument.0 as usize].holdings.get_mut(&holder).expect("checked above");
+        let payable_from = now.saturating_add(
+            u64::from(share.spec.withdrawal_notice_days).saturating_mul(NS_PER_DAY),
+        );
+        let holding = self.instruments[instrument.0 as usize]
+            .holdings
+            .get_mut(&holder)
+            .expect("checked above");
         // Expired locks go first, so that what stays locked plus what is held back fits the holding.
         holding.prune_locks(now);
         holding.withdrawing_lots += lots;
         let id = WithdrawalId(self.withdrawals.next_id);
         self.withdrawals.next_id += 1;
-        self.withdrawals.insert(Withdrawal { id, instrument, holder, lots, requested_at: now, payable_from });
-        events.push(Event::WithdrawalRequested { withdrawal: id, instrument, holder, lots, payable_from });
+        self.withdrawals.insert(Withdrawal {
+            id,
+            instrument,
+            holder,
+            lots,
+            requested_at: now,
+            payable_from,
+        });
+        events.push(Event::WithdrawalRequested {
+            withdrawal: id,
+            instrument,
+            holder,
+            lots,
+            payable_from,
+        });
         Ok(Ack::Withdrawal(id))
     }
 
-    pub(crate) fn cancel_withdrawal(&mut self, who: ParticipantId, id: WithdrawalId, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        let pending = self.withdrawals.pending.get(&id).ok_or(RejectReason::UnknownWithdrawal)?;
+    pub(crate) fn cancel_withdrawal(
+        &mut self,
+        who: ParticipantId,
+        id: WithdrawalId,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
+        let pending = self
+            .withdrawals
+            .pending
+            .get(&id)
+            .ok_or(RejectReason::UnknownWithdrawal)?;
         if pending.holder != who {
             return Err(RejectReason::NotWithdrawalHolder);
         }
         let withdrawal = self.withdrawals.remove(id).expect("checked above");
-        let holding = self.instruments[withdrawal.instrument.0 as usize].holdings.get_mut(&withdrawal.holder).expect("a withdrawing holder has a holding");
+        let holding = self.instruments[withdrawal.instrument.0 as usize]
+            .holdings
+            .get_mut(&withdrawal.holder)
+            .expect("a withdrawing holder has a holding");
         holding.withdrawing_lots -= withdrawal.lots;
-        events.push(Event::WithdrawalCancelled { withdrawal: id, instrument: withdrawal.instrument, holder: withdrawal.holder, lots: withdrawal.lots });
+        events.push(Event::WithdrawalCancelled {
+            withdrawal: id,
+            instrument: withdrawal.instrument,
+            holder: withdrawal.holder,
+            lots: withdrawal.lots,
+        });
         Ok(Ack::Done)
     }
 
-    pub(crate) fn complete_withdrawal(&mut self, who: ParticipantId, id: WithdrawalId, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        let pending = *self.withdrawals.pending.get(&id).ok_or(RejectReason::UnknownWithdrawal)?;
+    pub(crate) fn complete_withdrawal(
+        &mut self,
+        who: ParticipantId,
+        id: WithdrawalId,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
+        let pending = *self
+            .withdrawals
+            .pending
+            .get(&id)
+            .ok_or(RejectReason::UnknownWithdrawal)?;
         let share = &self.instruments[pending.instrument.0 as usize];
         let issuer = share.spec.issuer;
         if who != pending.holder && who != issuer {
@@ -135,15 +210,25 @@ impl Engine {
         if self.now < pending.payable_from {
             return Err(RejectReason::NoticeRunning);
         }
-        let amount_minor = share.par_per_lot_minor().checked_mul(pending.lots).ok_or(RejectReason::AmountTooLarge)?;
+        let amount_minor = share
+            .par_per_lot_minor()
+            .checked_mul(pending.lots)
+            .ok_or(RejectReason::AmountTooLarge)?;
         if self.participants[issuer.0 as usize].cash.free_minor() < amount_minor {
             return Err(RejectReason::InsufficientCash);
         }
         self.withdrawals.remove(id);
-        self.participants[issuer.0 as usize].cash.pay_free(amount_minor);
-        self.participants[pending.holder.0 as usize].cash.credit(amount_minor);
+        self.participants[issuer.0 as usize]
+            .cash
+            .pay_free(amount_minor);
+        self.participants[pending.holder.0 as usize]
+            .cash
+            .credit(amount_minor);
         let share = &mut self.instruments[pending.instrument.0 as usize];
-        let holding = share.holdings.get_mut(&pending.holder).expect("a withdrawing holder has a holding");
+        let holding = share
+            .holdings
+            .get_mut(&pending.holder)
+            .expect("a withdrawing holder has a holding");
         holding.withdrawing_lots -= pending.lots;
         holding.lots -= pending.lots;
         share.status.lots_retired += pending.lots;
@@ -158,8 +243,17 @@ impl Engine {
         Ok(Ack::Done)
     }
 
-    pub(crate) fn set_withdrawals_suspended(&mut self, who: ParticipantId, instrument: InstrumentId, suspended: bool, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        let share = self.instruments.get_mut(instrument.0 as usize).ok_or(RejectReason::UnknownInstrument)?;
+    pub(crate) fn set_withdrawals_suspended(
+        &mut self,
+        who: ParticipantId,
+        instrument: InstrumentId,
+        suspended: bool,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
+        let share = self
+            .instruments
+            .get_mut(instrument.0 as usize)
+            .ok_or(RejectReason::UnknownInstrument)?;
         if share.spec.issuer != who {
             return Err(RejectReason::NotIssuer);
         }
@@ -170,7 +264,10 @@ impl Engine {
             return Err(RejectReason::NoEffect);
         }
         share.status.withdrawals_suspended = suspended;
-        events.push(Event::WithdrawalsSuspended { instrument, suspended });
+        events.push(Event::WithdrawalsSuspended {
+            instrument,
+            suspended,
+        });
         Ok(Ack::Done)
     }
 

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 /// Crates the engine must never depend on, with why. A name matches exactly, or as a prefix
 /// followed by `-` or `_` (so `tokio` also forbids `tokio-stream`, `rand` forbids `rand_core`).
 const FORBIDDEN_CRATES: &[(&str, &str)] = &[
-    ("tokio", "async runtime: the engine is called by one thread and never waits"),
+    (
+        "tokio",
+        "async runtime: the engine is called by one thread and never waits",
+    ),
     ("async-std", "async runtime"),
     ("mio", "I/O event loop"),
     ("tonic", "gRPC belongs to the gateway"),
@@ -19,7 +22,10 @@ const FORBIDDEN_CRATES: &[(&str, &str)] = &[
     ("getrandom", "randomness would make replay diverge"),
     ("fastrand", "randomness would make replay diverge"),
     ("oorandom", "randomness would make replay diverge"),
-    ("uuid", "random ids would make replay diverge; ids come in with commands"),
+    (
+        "uuid",
+        "random ids would make replay diverge; ids come in with commands",
+    ),
     ("chrono", "a clock: time comes in with each command"),
     ("time", "a clock: time comes in with each command"),
     ("quanta", "a clock"),
@@ -38,7 +44,10 @@ const FORBIDDEN_SOURCE: &[(&str, &str)] = &[
     ("std::net", "network I/O belongs to the gateway"),
     ("std::thread", "the engine runs on its caller's thread"),
     ("std::process", "the engine never spawns or exits"),
-    ("std::env", "configuration arrives in MarketConfig, not the environment"),
+    (
+        "std::env",
+        "configuration arrives in MarketConfig, not the environment",
+    ),
     ("rand::", "randomness would make replay diverge"),
 ];
 
@@ -61,7 +70,10 @@ fn runtime_dependencies(manifest: &str) -> Vec<(String, String)> {
             continue;
         }
         if line.starts_with('[') {
-            section = line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            section = line
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string();
             // `[dependencies.tokio]` names a crate in the header itself.
             if let Some((table, name)) = dependency_table_header(&section) {
                 if is_runtime_table(table) {
@@ -78,11 +90,18 @@ fn runtime_dependencies(manifest: &str) -> Vec<(String, String)> {
         if !runtime {
             continue;
         }
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         let key = key.trim().trim_matches('"');
         if in_table_header.is_none() {
             // `name = ...` or `name.workspace = true`.
-            let name = key.split('.').next().unwrap_or(key).trim().trim_matches('"');
+            let name = key
+                .split('.')
+                .next()
+                .unwrap_or(key)
+                .trim()
+                .trim_matches('"');
             found.push((name.to_string(), section.clone()));
         }
         // A rename: the crate actually pulled in is `package`.
@@ -118,7 +137,9 @@ fn is_runtime_table(section: &str) -> bool {
 
 fn inline_package(value: &str) -> Option<String> {
     let start = value.find("package")?;
-    let rest = value[start + "package".len()..].trim_start().strip_prefix('=')?;
+    let rest = value[start + "package".len()..]
+        .trim_start()
+        .strip_prefix('=')?;
     let rest = rest.trim_start().strip_prefix('"')?;
     Some(rest.split('"').next()?.to_string())
 }
@@ -130,7 +151,9 @@ fn unquote(value: &str) -> String {
 fn forbidden_crate(name: &str) -> Option<&'static str> {
     FORBIDDEN_CRATES.iter().find_map(|(forbidden, why)| {
         let matches = name == *forbidden
-            || name.strip_prefix(forbidden).is_some_and(|rest| rest.starts_with('-') || rest.starts_with('_'));
+            || name
+                .strip_prefix(forbidden)
+                .is_some_and(|rest| rest.starts_with('-') || rest.starts_with('_'));
         matches.then_some(*why)
     })
 }
@@ -139,13 +162,19 @@ fn forbidden_crate(name: &str) -> Option<&'static str> {
 fn manifest_violations(manifest: &str) -> Vec<String> {
     runtime_dependencies(manifest)
         .into_iter()
-        .filter_map(|(name, section)| forbidden_crate(&name).map(|why| format!("{name} in [{section}]: {why}")))
+        .filter_map(|(name, section)| {
+            forbidden_crate(&name).map(|why| format!("{name} in [{section}]: {why}"))
+        })
         .collect()
 }
 
 /// Source with `//` comments removed, so that a comment may explain the rule it obeys.
 fn without_comments(source: &str) -> String {
-    source.lines().map(|line| line.find("//").map_or(line, |index| &line[..index])).collect::<Vec<_>>().join("\n")
+    source
+        .lines()
+        .map(|line| line.find("//").map_or(line, |index| &line[..index]))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn is_identifier_byte(byte: u8) -> bool {
@@ -157,8 +186,11 @@ fn contains_word(haystack: &str, needle: &str) -> bool {
     let bytes = haystack.as_bytes();
     haystack.match_indices(needle).any(|(start, _)| {
         let end = start + needle.len();
-        let clear_before = start == 0 || !is_identifier_byte(bytes[start - 1]) || needle.starts_with(|c: char| !c.is_alphanumeric());
-        let clear_after = end == bytes.len() || !is_identifier_byte(bytes[end]) || needle.ends_with(':');
+        let clear_before = start == 0
+            || !is_identifier_byte(bytes[start - 1])
+            || needle.starts_with(|c: char| !c.is_alphanumeric());
+        let clear_after =
+            end == bytes.len() || !is_identifier_byte(bytes[end]) || needle.ends_with(':');
         clear_before && clear_after
     })
 }
@@ -201,9 +233,18 @@ fn manifest_has_no_runtime_clock_randomness_io_or_wire_dependencies() {
     let manifest = std::fs::read_to_string(&path).expect("engine manifest");
     let dependencies = runtime_dependencies(&manifest);
     // The reader must have found the engine's real dependencies, or it checked nothing.
-    assert!(dependencies.iter().any(|(name, _)| name == "serde"), "no dependencies read from {}", path.display());
+    assert!(
+        dependencies.iter().any(|(name, _)| name == "serde"),
+        "no dependencies read from {}",
+        path.display()
+    );
     let violations = manifest_violations(&manifest);
-    assert!(violations.is_empty(), "{} depends on what the engine must not:\n{}", path.display(), violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "{} depends on what the engine must not:\n{}",
+        path.display(),
+        violations.join("\n")
+    );
 }
 
 #[test]
@@ -211,7 +252,10 @@ fn source_never_touches_the_clock_files_network_threads_or_randomness() {
     let mut files = Vec::new();
     rust_files(&manifest_dir().join("src"), &mut files);
     files.sort();
-    assert!(files.iter().any(|file| file.ends_with("lib.rs")), "engine sources not found");
+    assert!(
+        files.iter().any(|file| file.ends_with("lib.rs")),
+        "engine sources not found"
+    );
     let mut report = Vec::new();
     for file in &files {
         let source = std::fs::read_to_string(file).expect("readable source");
@@ -219,7 +263,11 @@ fn source_never_touches_the_clock_files_network_threads_or_randomness() {
             report.push(format!("{}: {violation}", file.display()));
         }
     }
-    assert!(report.is_empty(), "the engine's source reaches outside itself:\n{}", report.join("\n"));
+    assert!(
+        report.is_empty(),
+        "the engine's source reaches outside itself:\n{}",
+        report.join("\n")
+    );
 }
 
 /// The checks themselves catch what they are meant to: otherwise the two tests above could pass
@@ -250,10 +298,27 @@ prost-build = "0.14"
 proptest = "1"
 rand = "0.9"
 "#;
-    let mut found: Vec<String> = manifest_violations(manifest).iter().map(|v| v.split(' ').next().unwrap().to_string()).collect();
+    let mut found: Vec<String> = manifest_violations(manifest)
+        .iter()
+        .map(|v| v.split(' ').next().unwrap().to_string())
+        .collect();
     found.sort();
-    assert_eq!(found, ["chrono", "getrandom", "prost-build", "rand_core", "rocksdb", "tokio"]);
-    assert_eq!(forbidden_crate("timely"), None, "a prefix alone is not a match");
+    assert_eq!(
+        found,
+        [
+            "chrono",
+            "getrandom",
+            "prost-build",
+            "rand_core",
+            "rocksdb",
+            "tokio"
+        ]
+    );
+    assert_eq!(
+        forbidden_crate("timely"),
+        None,
+        "a prefix alone is not a match"
+    );
     assert_eq!(forbidden_crate("rust_decimal"), None);
 }
 
@@ -269,7 +334,9 @@ fn the_checks_catch_each_way_of_reaching_outside() {
     assert!(caught("let x: u64 = rand::random();"));
     assert!(caught("use std::{collections::HashMap, fs};"));
     // Comments may name what they avoid, and longer identifiers are not matches.
-    assert!(!caught("// no std::time here: the timestamp arrives with the command"));
+    assert!(!caught(
+        "// no std::time here: the timestamp arrives with the command"
+    ));
     assert!(!caught("struct Instantaneous; let reinstant = 1;"));
     assert!(!caught("use std::collections::VecDeque; use std::fmt;"));
 }

@@ -17,7 +17,11 @@ fn midnight(year: i64, month: u32, day: u32) -> Timestamp {
 }
 
 fn ceiling(market: &Market, instrument: InstrumentId) -> u64 {
-    market.engine.instrument(instrument).unwrap().ceiling_ticks(market.now)
+    market
+        .engine
+        .instrument(instrument)
+        .unwrap()
+        .ceiling_ticks(market.now)
 }
 
 #[test]
@@ -80,8 +84,19 @@ fn accrual_starts_at_the_first_issue_whenever_the_listing_was() {
     // Listed ten years before any unit exists: nothing accrues before the first issue.
     market.at(anniversary(START, 10));
     market.issue(share, &[(alice, 10)]);
-    assert!(market.events.contains(&Event::FirstIssue { instrument: share, time: market.now }));
-    assert_eq!(market.engine.instrument(share).unwrap().status.first_issue_time, Some(market.now));
+    assert!(market.events.contains(&Event::FirstIssue {
+        instrument: share,
+        time: market.now
+    }));
+    assert_eq!(
+        market
+            .engine
+            .instrument(share)
+            .unwrap()
+            .status
+            .first_issue_time,
+        Some(market.now)
+    );
     assert_eq!(ceiling(&market, share), PAR);
     market.expect_reject(alice, gtc(share, Side::Sell, PAR + 1, 1), PriceAboveCeiling);
 }
@@ -95,7 +110,11 @@ fn a_distribution_comes_off_the_accrued_value_so_a_sale_after_it_cannot_take_the
     market.advance(YEAR_NS);
     assert_eq!(ceiling(&market, share), 1_050);
     market.pay_distribution(share, 50);
-    assert_eq!(ceiling(&market, share), PAR, "the year's return was paid out");
+    assert_eq!(
+        ceiling(&market, share),
+        PAR,
+        "the year's return was paid out"
+    );
     market.expect_reject(alice, gtc(share, Side::Sell, PAR + 1, 1), PriceAboveCeiling);
     market.sell(alice, share, PAR, 1);
     // Half a year later half a year's return has accrued again; a part paid leaves the rest.
@@ -103,13 +122,23 @@ fn a_distribution_comes_off_the_accrued_value_so_a_sale_after_it_cannot_take_the
     assert_eq!(ceiling(&market, share), 1_025);
     market.pay_distribution(share, 10);
     assert_eq!(ceiling(&market, share), 1_015);
-    assert_eq!(market.engine.instrument(share).unwrap().distribution_cap_per_lot_minor(market.now), 15);
+    assert_eq!(
+        market
+            .engine
+            .instrument(share)
+            .unwrap()
+            .distribution_cap_per_lot_minor(market.now),
+        15
+    );
 }
 
 #[test]
 fn a_follow_on_offering_is_priced_at_the_accrued_value_with_credits_on_that_price() {
     let mut market = Market::new();
-    let spec = InstrumentSpec { return_cap_bp: 333, ..market.share_spec("RIVER-A") };
+    let spec = InstrumentSpec {
+        return_cap_bp: 333,
+        ..market.share_spec("RIVER-A")
+    };
     let share = market.list(spec);
     let [alice, bob] = ["alice", "bob"].map(|name| market.contributor(name));
     market.issue(share, &[(alice, 10)]);
@@ -126,7 +155,14 @@ fn a_follow_on_offering_is_priced_at_the_accrued_value_with_credits_on_that_pric
     // Every kind of social investment earns the market's 30 % by default, rounded down.
     let credits = market.engine.tax_credits_of(bob);
     assert_eq!(credits.len(), 1);
-    assert_eq!((credits[0].purchase_minor, credits[0].credit_minor, credits[0].rate_bp), (5_170, 1_551, 3_000));
+    assert_eq!(
+        (
+            credits[0].purchase_minor,
+            credits[0].credit_minor,
+            credits[0].rate_bp
+        ),
+        (5_170, 1_551, 3_000)
+    );
     market.expect_reject(bob, gtc(share, Side::Sell, 1_034, 1), PriceAboveCeiling);
 }
 
@@ -145,18 +181,38 @@ fn tax_credit_rates_are_market_configuration_per_kind_and_round_down() {
     let credits = market.engine.tax_credits_of(alice);
     // 1 000 × 33.33 % = 333.3: the contributor is credited 333, never 334.
     assert_eq!(credits.len(), 1, "a 0 % rate records no credit");
-    assert_eq!((credits[0].instrument, credits[0].credit_minor, credits[0].rate_bp), (bond, 333, 3_333));
+    assert_eq!(
+        (
+            credits[0].instrument,
+            credits[0].credit_minor,
+            credits[0].rate_bp
+        ),
+        (bond, 333, 3_333)
+    );
 }
 
 #[test]
 fn the_holding_cap_rounds_down_to_a_lot() {
     let mut market = Market::new();
-    let spec = InstrumentSpec { holding_cap_bp: None, ..market.share_spec("RIVER-CAP") };
+    let spec = InstrumentSpec {
+        holding_cap_bp: None,
+        ..market.share_spec("RIVER-CAP")
+    };
     let share = market.list(spec);
     // 109 lots outstanding: 10 % is 10.9, so the cap is 10 lots.
-    let holders: Vec<(ParticipantId, u64)> = (0..11).map(|n| (market.contributor(&format!("holder {n}")), if n == 0 { 9 } else { 10 })).collect();
+    let holders: Vec<(ParticipantId, u64)> = (0..11)
+        .map(|n| {
+            (
+                market.contributor(&format!("holder {n}")),
+                if n == 0 { 9 } else { 10 },
+            )
+        })
+        .collect();
     market.issue(share, &holders);
-    assert_eq!(market.engine.instrument(share).unwrap().lots_outstanding(), 109);
+    assert_eq!(
+        market.engine.instrument(share).unwrap().lots_outstanding(),
+        109
+    );
     let bob = market.contributor("bob");
     market.deposit(bob, 20 * PAR);
     market.expect_reject(bob, gtc(share, Side::Buy, PAR, 11), HoldingCapExceeded);
@@ -166,7 +222,10 @@ fn the_holding_cap_rounds_down_to_a_lot() {
 #[test]
 fn an_undersubscribed_offering_never_leaves_a_contributor_above_the_cap() {
     let mut market = Market::new();
-    let spec = InstrumentSpec { holding_cap_bp: None, ..market.share_spec("RIVER-CAP") };
+    let spec = InstrumentSpec {
+        holding_cap_bp: None,
+        ..market.share_spec("RIVER-CAP")
+    };
     let share = market.list(spec);
     let alice = market.contributor("alice");
     market.deposit(alice, 10 * PAR);
@@ -175,18 +234,34 @@ fn an_undersubscribed_offering_never_leaves_a_contributor_above_the_cap() {
     let offering = market.open_offering(share, 100, 10);
     market.subscribe(alice, offering, 10);
     market.close_offering(offering);
-    assert!(market.events.contains(&Event::OfferingClosed { offering, issued: false, subscribed_lots: 0, proceeds_minor: 0 }));
-    assert_eq!(market.cash(alice), CashAccount { balance_minor: 10 * PAR, reserved_minor: 0 });
+    assert!(market.events.contains(&Event::OfferingClosed {
+        offering,
+        issued: false,
+        subscribed_lots: 0,
+        proceeds_minor: 0
+    }));
+    assert_eq!(
+        market.cash(alice),
+        CashAccount {
+            balance_minor: 10 * PAR,
+            reserved_minor: 0
+        }
+    );
     assert_eq!(market.lots(alice, share), 0);
 }
 
 #[test]
 fn allotment_scales_the_largest_subscriptions_back_to_the_cap_and_refunds_the_excess() {
     let mut market = Market::new();
-    let spec = InstrumentSpec { holding_cap_bp: None, ..market.share_spec("RIVER-CAP") };
+    let spec = InstrumentSpec {
+        holding_cap_bp: None,
+        ..market.share_spec("RIVER-CAP")
+    };
     let share = market.list(spec);
     let alice = market.contributor("alice");
-    let others: Vec<ParticipantId> = (0..11).map(|n| market.contributor(&format!("member {n}"))).collect();
+    let others: Vec<ParticipantId> = (0..11)
+        .map(|n| market.contributor(&format!("member {n}")))
+        .collect();
     let offering = market.open_offering(share, 100, 10);
     market.deposit(alice, 10 * PAR);
     market.subscribe(alice, offering, 10);
@@ -205,16 +280,30 @@ fn allotment_scales_the_largest_subscriptions_back_to_the_cap_and_refunds_the_ex
         cap_lots: 6
     }));
     assert_eq!(market.lots(alice, share), 6);
-    assert_eq!(market.cash(alice), CashAccount { balance_minor: 4 * PAR, reserved_minor: 0 });
-    assert_eq!(market.engine.instrument(share).unwrap().lots_outstanding(), 61);
+    assert_eq!(
+        market.cash(alice),
+        CashAccount {
+            balance_minor: 4 * PAR,
+            reserved_minor: 0
+        }
+    );
+    assert_eq!(
+        market.engine.instrument(share).unwrap().lots_outstanding(),
+        61
+    );
 }
 
 #[test]
 fn a_follow_on_offering_taken_up_by_one_contributor_stops_at_the_cap() {
     let mut market = Market::new();
-    let spec = InstrumentSpec { holding_cap_bp: None, ..market.share_spec("RIVER-CAP") };
+    let spec = InstrumentSpec {
+        holding_cap_bp: None,
+        ..market.share_spec("RIVER-CAP")
+    };
     let share = market.list(spec);
-    let holders: Vec<(ParticipantId, u64)> = (0..10).map(|n| (market.contributor(&format!("holder {n}")), 10)).collect();
+    let holders: Vec<(ParticipantId, u64)> = (0..10)
+        .map(|n| (market.contributor(&format!("holder {n}")), 10))
+        .collect();
     market.issue(share, &holders);
     let bob = market.contributor("bob");
     // 900 offered, 90 subscribed by bob (within 10 % of the 1 000 a full take-up would make).
@@ -224,15 +313,25 @@ fn a_follow_on_offering_taken_up_by_one_contributor_stops_at_the_cap() {
     market.close_offering(offering);
     // x ≤ 10 % of (100 + x): 11 of 111.
     assert_eq!(market.lots(bob, share), 11);
-    assert_eq!(market.engine.instrument(share).unwrap().lots_outstanding(), 111);
+    assert_eq!(
+        market.engine.instrument(share).unwrap().lots_outstanding(),
+        111
+    );
 }
 
 /// The largest level L with L ≤ cap × (outstanding + Σ min(subscribed, L − held)), found by
 /// trying every level from the top: slow, obvious, and independent of the engine's walk.
 fn reference_allotment(outstanding: u64, cap_bp: u64, lines: &[(u64, u64)]) -> Vec<u64> {
-    let top = lines.iter().map(|(held, subscribed)| held + subscribed).max().unwrap_or(0);
+    let top = lines
+        .iter()
+        .map(|(held, subscribed)| held + subscribed)
+        .max()
+        .unwrap_or(0);
     for level in (0..=top).rev() {
-        let allotted: Vec<u64> = lines.iter().map(|(held, subscribed)| (*subscribed).min(level.saturating_sub(*held))).collect();
+        let allotted: Vec<u64> = lines
+            .iter()
+            .map(|(held, subscribed)| (*subscribed).min(level.saturating_sub(*held)))
+            .collect();
         let total: u64 = allotted.iter().sum();
         if level * 10_000 <= cap_bp * (outstanding + total) {
             return allotted;

@@ -42,10 +42,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use mutua_engine::{
-    command_digest, Ack, CancelReason, Command, CommandId, CommandKind, CredentialId, Engine, Event, InstrumentId,
-    InstrumentKind, InstrumentSpec, MarketConfig, OfferingId, OrderId, Outcome, ParticipantId, RejectReason, Remembered,
-    ResolutionId, Role, SelfTradePrevention, Side, Snapshot, TimeInForce, Timestamp, VoteChoice, WithdrawalId,
-    GENESIS_OPERATOR,
+    command_digest, Ack, CancelReason, Command, CommandId, CommandKind, CredentialId, Engine,
+    Event, InstrumentId, InstrumentKind, InstrumentSpec, MarketConfig, OfferingId, OrderId,
+    Outcome, ParticipantId, RejectReason, Remembered, ResolutionId, Role, SelfTradePrevention,
+    Side, Snapshot, TimeInForce, Timestamp, VoteChoice, WithdrawalId, GENESIS_OPERATOR,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -58,14 +58,20 @@ const CASES_DEFAULT: u32 = 500;
 
 fn cases() -> u32 {
     match std::env::var("MUTUA_FUZZ_CASES") {
-        Ok(text) => text.trim().parse().expect("MUTUA_FUZZ_CASES must be a whole number of cases per property"),
+        Ok(text) => text
+            .trim()
+            .parse()
+            .expect("MUTUA_FUZZ_CASES must be a whole number of cases per property"),
         Err(_) => CASES_DEFAULT,
     }
 }
 
 /// No regression files are written: a failure is reported with its shrunk input instead.
 fn proptest_config() -> ProptestConfig {
-    ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(cases()) }
+    ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(cases())
+    }
 }
 
 // ---- Markets ----
@@ -79,7 +85,11 @@ const START_NS: u64 = 1_700_000_000_000_000_000;
 
 /// The default market with a small idempotency window and few credentials per participant.
 fn roomy_market() -> MarketConfig {
-    MarketConfig { command_ids_per_participant_max: 64, credentials_per_participant_max: 4, ..MarketConfig::default() }
+    MarketConfig {
+        command_ids_per_participant_max: 64,
+        credentials_per_participant_max: 4,
+        ..MarketConfig::default()
+    }
 }
 
 /// Every bound small enough to be reached in a short sequence: full books, full markets, full
@@ -230,30 +240,98 @@ struct Listing {
 /// One command, as the client thinks of it. Every `CommandKind` has one.
 #[derive(Clone, Debug)]
 enum Action {
-    Register { role: Role, name: Name },
-    SetAccreditation { organization: Pick, accredited: bool },
-    Deposit { account: Pick, amount: Cash },
-    Withdraw { account: Pick, amount: Cash },
+    Register {
+        role: Role,
+        name: Name,
+    },
+    SetAccreditation {
+        organization: Pick,
+        accredited: bool,
+    },
+    Deposit {
+        account: Pick,
+        amount: Cash,
+    },
+    Withdraw {
+        account: Pick,
+        amount: Cash,
+    },
     List(Box<Listing>),
-    SetTradingStatus { instrument: Pick, open: bool },
-    OpenOffering { instrument: Pick, lots: Lots, minimum: Lots },
-    Subscribe { offering: Pick, lots: Lots },
-    CloseOffering { offering: Pick },
-    Place { instrument: Pick, side: Side, price: Price, lots: Lots, time_in_force: TimeInForce, self_trade: SelfTradePrevention },
-    Cancel { order: Pick },
-    Reduce { order: Pick, by: Lots },
-    Distribute { instrument: Pick, per_lot: Cash },
-    Repay { instrument: Pick },
-    IssueCredential { participant: Pick, token: u8, replace_existing: bool },
-    RevokeCredential { credential: Pick },
-    SetParticipantStatus { participant: Pick, suspended: bool },
-    RequestWithdrawal { instrument: Pick, lots: Lots },
-    CancelWithdrawal { withdrawal: Pick },
-    CompleteWithdrawal { withdrawal: Pick },
-    SuspendWithdrawals { instrument: Pick, suspended: bool },
-    Propose { title: u8, closes_in: u64 },
-    Vote { resolution: Pick, choice: VoteChoice },
-    CloseResolution { resolution: Pick },
+    SetTradingStatus {
+        instrument: Pick,
+        open: bool,
+    },
+    OpenOffering {
+        instrument: Pick,
+        lots: Lots,
+        minimum: Lots,
+    },
+    Subscribe {
+        offering: Pick,
+        lots: Lots,
+    },
+    CloseOffering {
+        offering: Pick,
+    },
+    Place {
+        instrument: Pick,
+        side: Side,
+        price: Price,
+        lots: Lots,
+        time_in_force: TimeInForce,
+        self_trade: SelfTradePrevention,
+    },
+    Cancel {
+        order: Pick,
+    },
+    Reduce {
+        order: Pick,
+        by: Lots,
+    },
+    Distribute {
+        instrument: Pick,
+        per_lot: Cash,
+    },
+    Repay {
+        instrument: Pick,
+    },
+    IssueCredential {
+        participant: Pick,
+        token: u8,
+        replace_existing: bool,
+    },
+    RevokeCredential {
+        credential: Pick,
+    },
+    SetParticipantStatus {
+        participant: Pick,
+        suspended: bool,
+    },
+    RequestWithdrawal {
+        instrument: Pick,
+        lots: Lots,
+    },
+    CancelWithdrawal {
+        withdrawal: Pick,
+    },
+    CompleteWithdrawal {
+        withdrawal: Pick,
+    },
+    SuspendWithdrawals {
+        instrument: Pick,
+        suspended: bool,
+    },
+    Propose {
+        title: u8,
+        closes_in: u64,
+    },
+    Vote {
+        resolution: Pick,
+        choice: VoteChoice,
+    },
+    CloseResolution {
+        resolution: Pick,
+    },
 }
 
 /// Which command id a command carries.
@@ -408,7 +486,11 @@ fn symbol() -> impl Strategy<Value = Symbol> {
 }
 
 fn instrument_kind() -> impl Strategy<Value = InstrumentKind> {
-    prop_oneof![Just(InstrumentKind::CommunityShare), Just(InstrumentKind::CommunityBond), Just(InstrumentKind::CommunityInvestmentNote)]
+    prop_oneof![
+        Just(InstrumentKind::CommunityShare),
+        Just(InstrumentKind::CommunityBond),
+        Just(InstrumentKind::CommunityInvestmentNote)
+    ]
 }
 
 /// A spec that is usually valid, with every field now and then out of its range.
@@ -434,7 +516,21 @@ fn listing() -> impl Strategy<Value = Listing> {
         prop_oneof![3 => Just(0u32), 3 => 1..=90u32, 1 => any::<u32>()],
     );
     (symbol(), instrument_kind(), pick(), units, maturity, terms).prop_map(
-        |(symbol, kind, issuer, (tick_size_minor, lot_size_units, par_ticks, return_cap_bp, price_floor), maturity, (holding_cap_bp, cooperative_investment_plan, lock_in_years, tax_credit_bp, withdrawable, withdrawal_notice_days))| Listing {
+        |(
+            symbol,
+            kind,
+            issuer,
+            (tick_size_minor, lot_size_units, par_ticks, return_cap_bp, price_floor),
+            maturity,
+            (
+                holding_cap_bp,
+                cooperative_investment_plan,
+                lock_in_years,
+                tax_credit_bp,
+                withdrawable,
+                withdrawal_notice_days,
+            ),
+        )| Listing {
             symbol,
             kind,
             issuer,
@@ -463,7 +559,11 @@ fn time_in_force() -> impl Strategy<Value = TimeInForce> {
 }
 
 fn self_trade() -> impl Strategy<Value = SelfTradePrevention> {
-    prop_oneof![Just(SelfTradePrevention::CancelIncoming), Just(SelfTradePrevention::CancelResting), Just(SelfTradePrevention::CancelBoth)]
+    prop_oneof![
+        Just(SelfTradePrevention::CancelIncoming),
+        Just(SelfTradePrevention::CancelResting),
+        Just(SelfTradePrevention::CancelBoth)
+    ]
 }
 
 /// Relative weights of each command in a mix.
@@ -531,8 +631,21 @@ impl Mix {
         };
         match self {
             Mix::Mixed => even,
-            Mix::Tight => Weights { place: 30, cancel: 2, reduce: 2, issue_credential: 5, ..even },
-            Mix::Trading => Weights { place: 40, cancel: 8, reduce: 8, deposit: 3, withdraw: 2, ..quiet },
+            Mix::Tight => Weights {
+                place: 30,
+                cancel: 2,
+                reduce: 2,
+                issue_credential: 5,
+                ..even
+            },
+            Mix::Trading => Weights {
+                place: 40,
+                cancel: 8,
+                reduce: 8,
+                deposit: 3,
+                withdraw: 2,
+                ..quiet
+            },
             Mix::Lifecycle => Weights {
                 place: 6,
                 distribute: 6,
@@ -614,13 +727,32 @@ fn id(mix: Mix) -> impl Strategy<Value = Id> {
 }
 
 fn step(mix: Mix) -> impl Strategy<Value = Step> {
-    (time(mix), who(mix.plausible()), action(mix), id(mix)).prop_map(|(time, who, action, id)| Step { time, who, action, id })
+    (time(mix), who(mix.plausible()), action(mix), id(mix)).prop_map(|(time, who, action, id)| {
+        Step {
+            time,
+            who,
+            action,
+            id,
+        }
+    })
 }
 
 fn sequence(mix: Mix) -> impl Strategy<Value = Sequence> {
-    let steps = if mix == Mix::Trading { 1..=120usize } else { 1..=90usize };
-    (prop_oneof![4 => Just(true), 1 => Just(false)], prop::collection::vec(step(mix), steps), 0..150usize)
-        .prop_map(|(prelude, steps, swap_at)| Sequence { prelude, steps, swap_at })
+    let steps = if mix == Mix::Trading {
+        1..=120usize
+    } else {
+        1..=90usize
+    };
+    (
+        prop_oneof![4 => Just(true), 1 => Just(false)],
+        prop::collection::vec(step(mix), steps),
+        0..150usize,
+    )
+        .prop_map(|(prelude, steps, swap_at)| Sequence {
+            prelude,
+            steps,
+            swap_at,
+        })
 }
 
 // ---- The client and its checks ----
@@ -784,12 +916,30 @@ fn event_name(event: &Event) -> &'static str {
         Event::Trade { .. } => "Trade",
         Event::OrderRested { .. } => "OrderRested",
         Event::OrderReduced { .. } => "OrderReduced",
-        Event::OrderCancelled { reason: CancelReason::Requested, .. } => "OrderCancelled(Requested)",
-        Event::OrderCancelled { reason: CancelReason::ImmediateOrCancelRemainder, .. } => "OrderCancelled(ImmediateOrCancelRemainder)",
-        Event::OrderCancelled { reason: CancelReason::SelfTrade, .. } => "OrderCancelled(SelfTrade)",
-        Event::OrderCancelled { reason: CancelReason::Matured, .. } => "OrderCancelled(Matured)",
-        Event::OrderCancelled { reason: CancelReason::OwnerSuspended, .. } => "OrderCancelled(OwnerSuspended)",
-        Event::OrderCancelled { reason: CancelReason::FillOrKillUnfillable, .. } => "OrderCancelled(FillOrKillUnfillable)",
+        Event::OrderCancelled {
+            reason: CancelReason::Requested,
+            ..
+        } => "OrderCancelled(Requested)",
+        Event::OrderCancelled {
+            reason: CancelReason::ImmediateOrCancelRemainder,
+            ..
+        } => "OrderCancelled(ImmediateOrCancelRemainder)",
+        Event::OrderCancelled {
+            reason: CancelReason::SelfTrade,
+            ..
+        } => "OrderCancelled(SelfTrade)",
+        Event::OrderCancelled {
+            reason: CancelReason::Matured,
+            ..
+        } => "OrderCancelled(Matured)",
+        Event::OrderCancelled {
+            reason: CancelReason::OwnerSuspended,
+            ..
+        } => "OrderCancelled(OwnerSuspended)",
+        Event::OrderCancelled {
+            reason: CancelReason::FillOrKillUnfillable,
+            ..
+        } => "OrderCancelled(FillOrKillUnfillable)",
         Event::DistributionPaid { .. } => "DistributionPaid",
         Event::DistributionReceived { .. } => "DistributionReceived",
         Event::ParRepaid { .. } => "ParRepaid",
@@ -847,7 +997,11 @@ impl Client {
     // ---- Reading the market ----
 
     fn participants_with(&self, roles: &[Role]) -> Vec<ParticipantId> {
-        self.engine.participants().filter(|(_, p)| roles.contains(&p.role)).map(|(id, _)| id).collect()
+        self.engine
+            .participants()
+            .filter(|(_, p)| roles.contains(&p.role))
+            .map(|(id, _)| id)
+            .collect()
     }
 
     fn participant_count(&self) -> u32 {
@@ -858,8 +1012,16 @@ impl Client {
         match pick {
             Pick::Real(index) => {
                 let fitting = self.participants_with(roles);
-                let fitting = if fitting.len() > 8 && index % 2 == 0 { fitting[..8].to_vec() } else { fitting };
-                let chosen = if index % 4 != 3 { pick_from(&fitting, index / 4) } else { None };
+                let fitting = if fitting.len() > 8 && index % 2 == 0 {
+                    fitting[..8].to_vec()
+                } else {
+                    fitting
+                };
+                let chosen = if index % 4 != 3 {
+                    pick_from(&fitting, index / 4)
+                } else {
+                    None
+                };
                 chosen.unwrap_or_else(|| ParticipantId(u32::from(index) % self.participant_count()))
             }
             Pick::Raw(raw) => ParticipantId(raw as u32),
@@ -869,10 +1031,21 @@ impl Client {
     fn instrument(&self, pick: Pick) -> InstrumentId {
         match pick {
             Pick::Real(index) => {
-                let trading: Vec<InstrumentId> = self.engine.instruments().filter(|i| i.status.trading_open).map(|i| i.id).collect();
+                let trading: Vec<InstrumentId> = self
+                    .engine
+                    .instruments()
+                    .filter(|i| i.status.trading_open)
+                    .map(|i| i.id)
+                    .collect();
                 let all: Vec<InstrumentId> = self.engine.instruments().map(|i| i.id).collect();
-                let chosen = if index % 4 != 3 { pick_from(&trading, index / 4) } else { None };
-                chosen.or_else(|| pick_from(&all, index)).unwrap_or(InstrumentId(u32::from(index) % 4))
+                let chosen = if index % 4 != 3 {
+                    pick_from(&trading, index / 4)
+                } else {
+                    None
+                };
+                chosen
+                    .or_else(|| pick_from(&all, index))
+                    .unwrap_or(InstrumentId(u32::from(index) % 4))
             }
             Pick::Raw(raw) => InstrumentId(raw as u32),
         }
@@ -881,10 +1054,21 @@ impl Client {
     fn offering(&self, pick: Pick) -> OfferingId {
         match pick {
             Pick::Real(index) => {
-                let open: Vec<OfferingId> = self.engine.offerings().filter(|o| o.open).map(|o| o.id).collect();
+                let open: Vec<OfferingId> = self
+                    .engine
+                    .offerings()
+                    .filter(|o| o.open)
+                    .map(|o| o.id)
+                    .collect();
                 let all: Vec<OfferingId> = self.engine.offerings().map(|o| o.id).collect();
-                let chosen = if index % 4 != 3 { pick_from(&open, index / 4) } else { None };
-                chosen.or_else(|| pick_from(&all, index)).unwrap_or(OfferingId(u32::from(index) % 4))
+                let chosen = if index % 4 != 3 {
+                    pick_from(&open, index / 4)
+                } else {
+                    None
+                };
+                chosen
+                    .or_else(|| pick_from(&all, index))
+                    .unwrap_or(OfferingId(u32::from(index) % 4))
             }
             Pick::Raw(raw) => OfferingId(raw as u32),
         }
@@ -893,9 +1077,20 @@ impl Client {
     fn order(&self, pick: Pick) -> OrderId {
         match pick {
             Pick::Real(index) => {
-                let resting: Vec<OrderId> = self.orders.iter().copied().filter(|id| self.engine.order(*id).is_some()).collect();
-                let chosen = if index % 5 != 4 { pick_from(&resting, index / 5) } else { None };
-                chosen.or_else(|| pick_from(&self.orders, index)).unwrap_or(OrderId(u64::from(index) % 8))
+                let resting: Vec<OrderId> = self
+                    .orders
+                    .iter()
+                    .copied()
+                    .filter(|id| self.engine.order(*id).is_some())
+                    .collect();
+                let chosen = if index % 5 != 4 {
+                    pick_from(&resting, index / 5)
+                } else {
+                    None
+                };
+                chosen
+                    .or_else(|| pick_from(&self.orders, index))
+                    .unwrap_or(OrderId(u64::from(index) % 8))
             }
             Pick::Raw(raw) => OrderId(raw),
         }
@@ -904,17 +1099,30 @@ impl Client {
     fn credential(&self, pick: Pick) -> CredentialId {
         match pick {
             Pick::Real(index) => {
-                let live: Vec<CredentialId> = self.engine.credentials().filter(|(_, c)| c.is_live()).map(|(id, _)| id).collect();
+                let live: Vec<CredentialId> = self
+                    .engine
+                    .credentials()
+                    .filter(|(_, c)| c.is_live())
+                    .map(|(id, _)| id)
+                    .collect();
                 let all: Vec<CredentialId> = self.engine.credentials().map(|(id, _)| id).collect();
-                let chosen = if index % 4 != 3 { pick_from(&live, index / 4) } else { None };
-                chosen.or_else(|| pick_from(&all, index)).unwrap_or(CredentialId(u32::from(index) % 4))
+                let chosen = if index % 4 != 3 {
+                    pick_from(&live, index / 4)
+                } else {
+                    None
+                };
+                chosen
+                    .or_else(|| pick_from(&all, index))
+                    .unwrap_or(CredentialId(u32::from(index) % 4))
             }
             Pick::Raw(raw) => CredentialId(raw as u32),
         }
     }
 
     fn free_cash(&self, account: ParticipantId) -> u64 {
-        self.engine.participant(account).map_or(0, |p| p.cash.free_minor())
+        self.engine
+            .participant(account)
+            .map_or(0, |p| p.cash.free_minor())
     }
 
     fn lots(&self, lots: Lots, natural: u64) -> u64 {
@@ -943,7 +1151,9 @@ impl Client {
         match who {
             Who::Fitting(index) => {
                 let natural = if index % 6 == 5 { None } else { natural };
-                natural.or_else(|| pick_from(&self.participants_with(roles), index)).unwrap_or(GENESIS_OPERATOR)
+                natural
+                    .or_else(|| pick_from(&self.participants_with(roles), index))
+                    .unwrap_or(GENESIS_OPERATOR)
             }
             Who::Anyone(index) => ParticipantId(u32::from(index) % self.participant_count()),
             Who::Unregistered(past) => ParticipantId(self.participant_count() + u32::from(past)),
@@ -953,9 +1163,17 @@ impl Client {
 
     /// Turns the client's choice into a concrete command, at `timestamp`. `forced` is the
     /// sender when the command id is another command's.
-    fn resolve(&self, action: &Action, who: Who, forced: Option<ParticipantId>, timestamp: Timestamp) -> (ParticipantId, CommandKind) {
+    fn resolve(
+        &self,
+        action: &Action,
+        who: Who,
+        forced: Option<ParticipantId>,
+        timestamp: Timestamp,
+    ) -> (ParticipantId, CommandKind) {
         let now = self.engine.now().max(timestamp);
-        let sender = |roles: &[Role], natural: Option<ParticipantId>| forced.unwrap_or_else(|| self.sender(who, roles, natural));
+        let sender = |roles: &[Role], natural: Option<ParticipantId>| {
+            forced.unwrap_or_else(|| self.sender(who, roles, natural))
+        };
         let operators = &[Role::Operator];
         let contributors = &[Role::Contributor];
         let organizations = &[Role::Organization];
@@ -970,25 +1188,51 @@ impl Client {
                     Name::Wide(by) => "é".repeat(offset(limit as u64 / 2, i64::from(*by)) as usize),
                     Name::Any(text) => text.clone(),
                 };
-                (sender(operators, None), CommandKind::RegisterParticipant { role: *role, name })
+                (
+                    sender(operators, None),
+                    CommandKind::RegisterParticipant { role: *role, name },
+                )
             }
-            Action::SetAccreditation { organization, accredited } => {
+            Action::SetAccreditation {
+                organization,
+                accredited,
+            } => {
                 let organization = self.participant(*organization, organizations);
-                (sender(&[Role::Regulator, Role::Operator], None), CommandKind::SetAccreditation { organization, accredited: *accredited })
+                (
+                    sender(&[Role::Regulator, Role::Operator], None),
+                    CommandKind::SetAccreditation {
+                        organization,
+                        accredited: *accredited,
+                    },
+                )
             }
             Action::Deposit { account, amount } => {
                 let account = self.participant(*account, contributors);
                 let (deposited, withdrawn) = self.engine.cash_totals_minor();
                 let headroom = u128::from(u64::MAX).saturating_sub(deposited - withdrawn) as u64;
-                (sender(operators, None), CommandKind::Deposit { account, amount_minor: self.cash(*amount, headroom) })
+                (
+                    sender(operators, None),
+                    CommandKind::Deposit {
+                        account,
+                        amount_minor: self.cash(*amount, headroom),
+                    },
+                )
             }
             Action::Withdraw { account, amount } => {
                 let account = self.participant(*account, contributors);
-                (sender(operators, None), CommandKind::Withdraw { account, amount_minor: self.cash(*amount, self.free_cash(account)) })
+                (
+                    sender(operators, None),
+                    CommandKind::Withdraw {
+                        account,
+                        amount_minor: self.cash(*amount, self.free_cash(account)),
+                    },
+                )
             }
             Action::List(listing) => {
                 let symbol = match &listing.symbol {
-                    Symbol::Pool(n) => ["S0", "S1", "B0", "C0", "COOP-A", "BOND.2", "N-1", "X"][usize::from(*n) % 8].to_string(),
+                    Symbol::Pool(n) => ["S0", "S1", "B0", "C0", "COOP-A", "BOND.2", "N-1", "X"]
+                        [usize::from(*n) % 8]
+                        .to_string(),
                     Symbol::Length(length) => "Q".repeat(usize::from(*length)),
                     Symbol::Any(text) => text.clone(),
                 };
@@ -1018,17 +1262,37 @@ impl Client {
                     withdrawable: listing.withdrawable,
                     withdrawal_notice_days: listing.withdrawal_notice_days,
                 };
-                (sender(operators, None), CommandKind::ListInstrument { spec: Box::new(spec) })
+                (
+                    sender(operators, None),
+                    CommandKind::ListInstrument {
+                        spec: Box::new(spec),
+                    },
+                )
             }
-            Action::SetTradingStatus { instrument, open } => {
-                (sender(operators, None), CommandKind::SetTradingStatus { instrument: self.instrument(*instrument), open: *open })
-            }
-            Action::OpenOffering { instrument, lots, minimum } => {
+            Action::SetTradingStatus { instrument, open } => (
+                sender(operators, None),
+                CommandKind::SetTradingStatus {
+                    instrument: self.instrument(*instrument),
+                    open: *open,
+                },
+            ),
+            Action::OpenOffering {
+                instrument,
+                lots,
+                minimum,
+            } => {
                 let instrument = self.instrument(*instrument);
                 let issuer = self.engine.instrument(instrument).map(|i| i.spec.issuer);
                 let lots = self.lots(*lots, 1_000);
                 let minimum_lots = self.lots(*minimum, lots);
-                (sender(organizations, issuer), CommandKind::OpenOffering { instrument, lots, minimum_lots })
+                (
+                    sender(organizations, issuer),
+                    CommandKind::OpenOffering {
+                        instrument,
+                        lots,
+                        minimum_lots,
+                    },
+                )
             }
             Action::Subscribe { offering, lots } => {
                 let offering = self.offering(*offering);
@@ -1038,26 +1302,62 @@ impl Client {
                 // close must then scale them back.
                 let natural = self.engine.offering(offering).map_or(100, |o| {
                     let left = o.lots - o.subscribed_lots;
-                    let listed = self.engine.instrument(o.instrument).expect("an offering's instrument is listed");
-                    let exposure = listed.holding(contributor).map_or(0, |h| h.cap_exposure_lots());
-                    left.min(listed.holding_cap_lots(listed.lots_outstanding() + o.lots).saturating_sub(exposure)).max(1)
+                    let listed = self
+                        .engine
+                        .instrument(o.instrument)
+                        .expect("an offering's instrument is listed");
+                    let exposure = listed
+                        .holding(contributor)
+                        .map_or(0, |h| h.cap_exposure_lots());
+                    left.min(
+                        listed
+                            .holding_cap_lots(listed.lots_outstanding() + o.lots)
+                            .saturating_sub(exposure),
+                    )
+                    .max(1)
                 });
-                (contributor, CommandKind::Subscribe { offering, lots: self.lots(*lots, natural) })
+                (
+                    contributor,
+                    CommandKind::Subscribe {
+                        offering,
+                        lots: self.lots(*lots, natural),
+                    },
+                )
             }
             Action::CloseOffering { offering } => {
                 let offering = self.offering(*offering);
                 let issuer = self.engine.offering(offering).map(|o| o.issuer);
-                (sender(organizations, issuer), CommandKind::CloseOffering { offering })
+                (
+                    sender(organizations, issuer),
+                    CommandKind::CloseOffering { offering },
+                )
             }
-            Action::Place { instrument, side, price, lots, time_in_force, self_trade } => {
+            Action::Place {
+                instrument,
+                side,
+                price,
+                lots,
+                time_in_force,
+                self_trade,
+            } => {
                 let id = self.instrument(*instrument);
                 let listed = self.engine.instrument(id);
                 let (owner, natural_lots) = match (listed, who) {
                     (Some(listed), Who::Fitting(index)) if *side == Side::Sell => {
-                        let holders: Vec<ParticipantId> =
-                            listed.holders_sorted().into_iter().filter(|holder| listed.holding(*holder).is_some_and(|h| h.free_lots(now) > 0)).collect();
+                        let holders: Vec<ParticipantId> = listed
+                            .holders_sorted()
+                            .into_iter()
+                            .filter(|holder| {
+                                listed
+                                    .holding(*holder)
+                                    .is_some_and(|h| h.free_lots(now) > 0)
+                            })
+                            .collect();
                         match pick_from(&holders, index) {
-                            Some(holder) => (Some(holder), listed.holding(holder).map_or(0, |h| h.free_lots(now))),
+                            Some(holder) => (
+                                Some(holder),
+                                listed.holding(holder).map_or(0, |h| h.free_lots(now)),
+                            ),
                             None => (None, 10),
                         }
                     }
@@ -1067,18 +1367,28 @@ impl Client {
                 let natural_lots = match (listed, side) {
                     (Some(listed), Side::Buy) => {
                         let exposure = listed.holding(owner).map_or(0, |h| h.cap_exposure_lots());
-                        listed.holding_cap_lots(listed.lots_outstanding()).saturating_sub(exposure)
+                        listed
+                            .holding_cap_lots(listed.lots_outstanding())
+                            .saturating_sub(exposure)
                     }
-                    (Some(listed), Side::Sell) if natural_lots == 0 => listed.holding(owner).map_or(0, |h| h.free_lots(now)),
+                    (Some(listed), Side::Sell) if natural_lots == 0 => {
+                        listed.holding(owner).map_or(0, |h| h.free_lots(now))
+                    }
                     _ => natural_lots.max(10),
                 };
-                let (par, floor) = listed.map_or((100, 0), |l| (l.spec.par_ticks, l.terms.price_floor_ticks));
+                let (par, floor) =
+                    listed.map_or((100, 0), |l| (l.spec.par_ticks, l.terms.price_floor_ticks));
                 let price_ticks = match price {
                     Price::Par(by) => offset(par, i64::from(*by)),
-                    Price::Ceiling(by) => offset(listed.map_or(par, |l| l.ceiling_ticks(now)), i64::from(*by)),
+                    Price::Ceiling(by) => {
+                        offset(listed.map_or(par, |l| l.ceiling_ticks(now)), i64::from(*by))
+                    }
                     Price::Floor(by) => offset(floor, i64::from(*by)),
                     Price::Best(by) => {
-                        let best = self.engine.depth(id, side.opposite(), 1).and_then(|levels| levels.first().map(|level| level.0));
+                        let best = self
+                            .engine
+                            .depth(id, side.opposite(), 1)
+                            .and_then(|levels| levels.first().map(|level| level.0));
                         offset(best.unwrap_or(par), i64::from(*by))
                     }
                     Price::Zero => 0,
@@ -1098,64 +1408,153 @@ impl Client {
             Action::Cancel { order } => {
                 let order = self.order(*order);
                 let owner = self.engine.order(order).map(|o| o.owner);
-                (sender(contributors, owner), CommandKind::CancelOrder { order })
+                (
+                    sender(contributors, owner),
+                    CommandKind::CancelOrder { order },
+                )
             }
             Action::Reduce { order, by } => {
                 let order = self.order(*order);
                 let resting = self.engine.order(order);
                 let reduce_by_lots = self.lots(*by, resting.map_or(10, |o| o.remaining_lots));
-                (sender(contributors, resting.map(|o| o.owner)), CommandKind::ReduceOrder { order, reduce_by_lots })
+                (
+                    sender(contributors, resting.map(|o| o.owner)),
+                    CommandKind::ReduceOrder {
+                        order,
+                        reduce_by_lots,
+                    },
+                )
             }
-            Action::Distribute { instrument, per_lot } => {
+            Action::Distribute {
+                instrument,
+                per_lot,
+            } => {
                 let instrument = self.instrument(*instrument);
                 let listed = self.engine.instrument(instrument);
                 let cap = listed.map_or(0, |l| l.distribution_cap_per_lot_minor(now));
                 let per_lot_minor = self.cash(*per_lot, cap);
-                (sender(organizations, listed.map(|l| l.spec.issuer)), CommandKind::PayDistribution { instrument, per_lot_minor })
+                (
+                    sender(organizations, listed.map(|l| l.spec.issuer)),
+                    CommandKind::PayDistribution {
+                        instrument,
+                        per_lot_minor,
+                    },
+                )
             }
             Action::Repay { instrument } => {
                 let instrument = self.instrument(*instrument);
                 let issuer = self.engine.instrument(instrument).map(|l| l.spec.issuer);
-                (sender(organizations, issuer), CommandKind::RepayAtMaturity { instrument })
+                (
+                    sender(organizations, issuer),
+                    CommandKind::RepayAtMaturity { instrument },
+                )
             }
-            Action::IssueCredential { participant, token, replace_existing } => {
-                let participant = self.participant(*participant, &[Role::Contributor, Role::Organization, Role::Regulator, Role::Funder, Role::Operator]);
-                let kind = CommandKind::IssueCredential { participant, token_hash: [*token; 32], replace_existing: *replace_existing };
+            Action::IssueCredential {
+                participant,
+                token,
+                replace_existing,
+            } => {
+                let participant = self.participant(
+                    *participant,
+                    &[
+                        Role::Contributor,
+                        Role::Organization,
+                        Role::Regulator,
+                        Role::Funder,
+                        Role::Operator,
+                    ],
+                );
+                let kind = CommandKind::IssueCredential {
+                    participant,
+                    token_hash: [*token; 32],
+                    replace_existing: *replace_existing,
+                };
                 (sender(operators, None), kind)
             }
-            Action::RevokeCredential { credential } => {
-                (sender(operators, None), CommandKind::RevokeCredential { credential: self.credential(*credential) })
-            }
-            Action::SetParticipantStatus { participant, suspended } => {
-                let participant = self.participant(*participant, &[Role::Contributor, Role::Organization, Role::Operator]);
-                (sender(operators, None), CommandKind::SetParticipantStatus { participant, suspended: *suspended })
+            Action::RevokeCredential { credential } => (
+                sender(operators, None),
+                CommandKind::RevokeCredential {
+                    credential: self.credential(*credential),
+                },
+            ),
+            Action::SetParticipantStatus {
+                participant,
+                suspended,
+            } => {
+                let participant = self.participant(
+                    *participant,
+                    &[Role::Contributor, Role::Organization, Role::Operator],
+                );
+                (
+                    sender(operators, None),
+                    CommandKind::SetParticipantStatus {
+                        participant,
+                        suspended: *suspended,
+                    },
+                )
             }
             Action::RequestWithdrawal { instrument, lots } => {
                 let instrument = self.withdrawable(*instrument);
                 let listed = self.engine.instrument(instrument);
                 let holder = listed.and_then(|share| {
-                    share.holders_sorted().into_iter().find(|holder| share.holding(*holder).is_some_and(|h| h.free_lots(now) > 0))
+                    share
+                        .holders_sorted()
+                        .into_iter()
+                        .find(|holder| share.holding(*holder).is_some_and(|h| h.free_lots(now) > 0))
                 });
                 let holder = sender(contributors, holder);
-                let free = listed.and_then(|share| share.holding(holder)).map_or(10, |h| h.free_lots(now));
-                (holder, CommandKind::RequestWithdrawal { instrument, lots: self.lots(*lots, free) })
+                let free = listed
+                    .and_then(|share| share.holding(holder))
+                    .map_or(10, |h| h.free_lots(now));
+                (
+                    holder,
+                    CommandKind::RequestWithdrawal {
+                        instrument,
+                        lots: self.lots(*lots, free),
+                    },
+                )
             }
             Action::CancelWithdrawal { withdrawal } => {
                 let withdrawal = self.withdrawal(*withdrawal);
                 let holder = self.engine.withdrawal(withdrawal).map(|w| w.holder);
-                (sender(contributors, holder), CommandKind::CancelWithdrawal { withdrawal })
+                (
+                    sender(contributors, holder),
+                    CommandKind::CancelWithdrawal { withdrawal },
+                )
             }
             Action::CompleteWithdrawal { withdrawal } => {
                 let withdrawal = self.withdrawal(*withdrawal);
                 let pending = self.engine.withdrawal(withdrawal);
                 // The holder or the issuer, as the id's parity says.
-                let natural = pending.map(|w| if withdrawal.0 % 2 == 0 { w.holder } else { self.engine.instrument(w.instrument).expect("listed").spec.issuer });
-                (sender(&[Role::Contributor, Role::Organization], natural), CommandKind::CompleteWithdrawal { withdrawal })
+                let natural = pending.map(|w| {
+                    if withdrawal.0 % 2 == 0 {
+                        w.holder
+                    } else {
+                        self.engine
+                            .instrument(w.instrument)
+                            .expect("listed")
+                            .spec
+                            .issuer
+                    }
+                });
+                (
+                    sender(&[Role::Contributor, Role::Organization], natural),
+                    CommandKind::CompleteWithdrawal { withdrawal },
+                )
             }
-            Action::SuspendWithdrawals { instrument, suspended } => {
+            Action::SuspendWithdrawals {
+                instrument,
+                suspended,
+            } => {
                 let instrument = self.withdrawable(*instrument);
                 let issuer = self.engine.instrument(instrument).map(|l| l.spec.issuer);
-                (sender(organizations, issuer), CommandKind::SetWithdrawalsSuspended { instrument, suspended: *suspended })
+                (
+                    sender(organizations, issuer),
+                    CommandKind::SetWithdrawalsSuspended {
+                        instrument,
+                        suspended: *suspended,
+                    },
+                )
             }
             Action::Propose { title, closes_in } => {
                 let title = match title % 8 {
@@ -1164,21 +1563,44 @@ impl Client {
                     n => format!("resolution {n}"),
                 };
                 // An issuer of a share most of the time, so that someone can vote.
-                let issuer = self.engine.instruments().find(|i| i.spec.kind == InstrumentKind::CommunityShare).map(|i| i.spec.issuer);
-                (sender(organizations, issuer), CommandKind::ProposeResolution { title, closes_at: now.saturating_add(*closes_in) })
+                let issuer = self
+                    .engine
+                    .instruments()
+                    .find(|i| i.spec.kind == InstrumentKind::CommunityShare)
+                    .map(|i| i.spec.issuer);
+                (
+                    sender(organizations, issuer),
+                    CommandKind::ProposeResolution {
+                        title,
+                        closes_at: now.saturating_add(*closes_in),
+                    },
+                )
             }
             Action::Vote { resolution, choice } => {
                 let resolution = self.resolution(*resolution);
                 let member = self.engine.resolution(resolution).and_then(|r| {
                     let members = self.engine.members_of(r.organization);
-                    members.iter().map(|(member, _)| *member).find(|member| !r.votes.contains_key(member)).or(members.first().map(|m| m.0))
+                    members
+                        .iter()
+                        .map(|(member, _)| *member)
+                        .find(|member| !r.votes.contains_key(member))
+                        .or(members.first().map(|m| m.0))
                 });
-                (sender(contributors, member), CommandKind::CastVote { resolution, choice: *choice })
+                (
+                    sender(contributors, member),
+                    CommandKind::CastVote {
+                        resolution,
+                        choice: *choice,
+                    },
+                )
             }
             Action::CloseResolution { resolution } => {
                 let resolution = self.resolution(*resolution);
                 let organization = self.engine.resolution(resolution).map(|r| r.organization);
-                (sender(organizations, organization), CommandKind::CloseResolution { resolution })
+                (
+                    sender(organizations, organization),
+                    CommandKind::CloseResolution { resolution },
+                )
             }
         }
     }
@@ -1186,7 +1608,12 @@ impl Client {
     fn withdrawable(&self, pick: Pick) -> InstrumentId {
         match pick {
             Pick::Real(index) if index % 4 != 3 => {
-                let withdrawable: Vec<InstrumentId> = self.engine.instruments().filter(|i| i.spec.withdrawable).map(|i| i.id).collect();
+                let withdrawable: Vec<InstrumentId> = self
+                    .engine
+                    .instruments()
+                    .filter(|i| i.spec.withdrawable)
+                    .map(|i| i.id)
+                    .collect();
                 pick_from(&withdrawable, index / 4).unwrap_or_else(|| self.instrument(pick))
             }
             _ => self.instrument(pick),
@@ -1196,8 +1623,13 @@ impl Client {
     fn withdrawal(&self, pick: Pick) -> WithdrawalId {
         match pick {
             Pick::Real(index) => {
-                let pending: Vec<WithdrawalId> = self.engine.withdrawals_pending().map(|w| w.id).collect();
-                let chosen = if index % 4 != 3 { pick_from(&pending, index / 4) } else { None };
+                let pending: Vec<WithdrawalId> =
+                    self.engine.withdrawals_pending().map(|w| w.id).collect();
+                let chosen = if index % 4 != 3 {
+                    pick_from(&pending, index / 4)
+                } else {
+                    None
+                };
                 chosen.unwrap_or(WithdrawalId(u64::from(index) % 6))
             }
             Pick::Raw(raw) => WithdrawalId(raw),
@@ -1207,8 +1639,17 @@ impl Client {
     fn resolution(&self, pick: Pick) -> ResolutionId {
         match pick {
             Pick::Real(index) => {
-                let open: Vec<ResolutionId> = self.engine.resolutions().filter(|r| r.is_open()).map(|r| r.id).collect();
-                let chosen = if index % 4 != 3 { pick_from(&open, index / 4) } else { None };
+                let open: Vec<ResolutionId> = self
+                    .engine
+                    .resolutions()
+                    .filter(|r| r.is_open())
+                    .map(|r| r.id)
+                    .collect();
+                let chosen = if index % 4 != 3 {
+                    pick_from(&open, index / 4)
+                } else {
+                    None
+                };
                 chosen.unwrap_or(ResolutionId(u32::from(index) % 6))
             }
             Pick::Raw(raw) => ResolutionId(raw as u32),
@@ -1224,22 +1665,41 @@ impl Client {
             Time::Far(by) => u64::MAX - by,
         };
         self.time = self.time.max(timestamp);
-        let recorded = |n: u16| (!self.script.is_empty()).then(|| self.script[usize::from(n) % self.script.len()].command.clone());
+        let recorded = |n: u16| {
+            (!self.script.is_empty()).then(|| {
+                self.script[usize::from(n) % self.script.len()]
+                    .command
+                    .clone()
+            })
+        };
         let command = match step.id {
             Id::Retry(n) if !self.script.is_empty() => recorded(n).expect("a recorded command"),
             Id::Reuse(n) if !self.script.is_empty() => {
                 let earlier = recorded(n).expect("a recorded command");
-                let (participant, kind) = self.resolve(&step.action, step.who, Some(earlier.participant), timestamp);
-                Command { id: earlier.id, participant, kind }
+                let (participant, kind) =
+                    self.resolve(&step.action, step.who, Some(earlier.participant), timestamp);
+                Command {
+                    id: earlier.id,
+                    participant,
+                    kind,
+                }
             }
             Id::Borrow(n) if !self.script.is_empty() => {
                 let earlier = recorded(n).expect("a recorded command");
                 let (participant, kind) = self.resolve(&step.action, step.who, None, timestamp);
-                Command { id: earlier.id, participant, kind }
+                Command {
+                    id: earlier.id,
+                    participant,
+                    kind,
+                }
             }
             _ => {
                 let (participant, kind) = self.resolve(&step.action, step.who, None, timestamp);
-                Command { id: self.fresh_id(), participant, kind }
+                Command {
+                    id: self.fresh_id(),
+                    participant,
+                    kind,
+                }
             }
         };
         self.apply(command, timestamp, &format!("step {index} ({step:?})"));
@@ -1249,10 +1709,16 @@ impl Client {
         let before = without_bookkeeping(self.engine.snapshot());
         let (now_before, applied_before) = (self.engine.now(), self.engine.commands_applied());
         let sender = command.participant;
-        let sender_state = self.engine.participant(sender).map(|p| (p.role, p.suspended));
+        let sender_state = self
+            .engine
+            .participant(sender)
+            .map(|p| (p.role, p.suspended));
         let remembered = self.engine.remembered(sender, command.id);
         if remembered.is_none() {
-            let order = self.remembered_order.get(&sender).map_or(&[][..], Vec::as_slice);
+            let order = self
+                .remembered_order
+                .get(&sender)
+                .map_or(&[][..], Vec::as_slice);
             let kept = &order[order.len().saturating_sub(self.window_kept())..];
             assert!(
                 !kept.contains(&command.id),
@@ -1266,10 +1732,16 @@ impl Client {
         let mut events = Vec::new();
         let outcome = self.engine.apply(&command, timestamp, &mut events);
         let sequence = self.engine.commands_applied();
-        let describe = || format!("{context}: {command:?} at {timestamp} → {outcome:?} with {events:?}");
+        let describe =
+            || format!("{context}: {command:?} at {timestamp} → {outcome:?} with {events:?}");
 
         assert_eq!(sequence, applied_before + 1, "{}", describe());
-        assert_eq!(self.engine.now(), now_before.max(timestamp), "the engine's time is the latest given: {}", describe());
+        assert_eq!(
+            self.engine.now(),
+            now_before.max(timestamp),
+            "the engine's time is the latest given: {}",
+            describe()
+        );
         if let Err(violation) = self.engine.check_invariants() {
             panic!("{violation} after {}", describe());
         }
@@ -1278,19 +1750,60 @@ impl Client {
         self.coverage.commands += 1;
         match remembered {
             Some(first) => {
-                let known = self.first.get(&(sender, command.id)).unwrap_or_else(|| panic!("the engine remembers an id never applied: {}", describe()));
-                let expected = Remembered { digest: command_digest(&known.kind), result: known.result, sequence: known.sequence };
-                assert_eq!(first, expected, "what is remembered of the id: {}", describe());
+                let known = self.first.get(&(sender, command.id)).unwrap_or_else(|| {
+                    panic!("the engine remembers an id never applied: {}", describe())
+                });
+                let expected = Remembered {
+                    digest: command_digest(&known.kind),
+                    result: known.result,
+                    sequence: known.sequence,
+                };
+                assert_eq!(
+                    first,
+                    expected,
+                    "what is remembered of the id: {}",
+                    describe()
+                );
                 if known.kind == command.kind {
-                    assert_eq!(outcome, Outcome { result: known.result, replayed: Some(known.sequence) }, "a retry answers the first outcome: {}", describe());
+                    assert_eq!(
+                        outcome,
+                        Outcome {
+                            result: known.result,
+                            replayed: Some(known.sequence)
+                        },
+                        "a retry answers the first outcome: {}",
+                        describe()
+                    );
                     self.coverage.replays += 1;
                 } else {
-                    assert_eq!(outcome, Outcome::fresh(Err(RejectReason::RequestIdReused)), "an id reused for another command: {}", describe());
-                    *self.coverage.reasons.entry("RequestIdReused".to_string()).or_default() += 1;
+                    assert_eq!(
+                        outcome,
+                        Outcome::fresh(Err(RejectReason::RequestIdReused)),
+                        "an id reused for another command: {}",
+                        describe()
+                    );
+                    *self
+                        .coverage
+                        .reasons
+                        .entry("RequestIdReused".to_string())
+                        .or_default() += 1;
                 }
-                assert!(events.is_empty(), "a retry or reused id emitted events: {}", describe());
-                assert!(after == before, "a retry or reused id changed the state: {}", describe());
-                assert_eq!(self.engine.remembered(sender, command.id), Some(first), "a retry or reused id changed its memory: {}", describe());
+                assert!(
+                    events.is_empty(),
+                    "a retry or reused id emitted events: {}",
+                    describe()
+                );
+                assert!(
+                    after == before,
+                    "a retry or reused id changed the state: {}",
+                    describe()
+                );
+                assert_eq!(
+                    self.engine.remembered(sender, command.id),
+                    Some(first),
+                    "a retry or reused id changed its memory: {}",
+                    describe()
+                );
             }
             None => {
                 assert_eq!(outcome.replayed, None, "{}", describe());
@@ -1298,7 +1811,9 @@ impl Client {
                 let expected_refusal = match sender_state {
                     None => Some(RejectReason::UnknownParticipant),
                     Some((_, true)) => Some(RejectReason::ParticipantSuspended),
-                    Some((role, false)) if !allowed_roles(&command.kind).contains(&role) => Some(RejectReason::RoleNotAllowed),
+                    Some((role, false)) if !allowed_roles(&command.kind).contains(&role) => {
+                        Some(RejectReason::RoleNotAllowed)
+                    }
                     Some(_) => None,
                 };
                 if let Some(reason) = expected_refusal {
@@ -1306,16 +1821,45 @@ impl Client {
                 }
                 match outcome.result {
                     Err(reason) => {
-                        assert_ne!(reason, RejectReason::RequestIdReused, "a fresh id refused as reused: {}", describe());
-                        assert!(events.is_empty(), "a rejected command emitted events: {}", describe());
-                        assert!(after == before, "a rejected command changed the state: {}", describe());
-                        *self.coverage.rejected.entry(kind_name(&command.kind)).or_default() += 1;
-                        *self.coverage.reasons.entry(format!("{reason:?}")).or_default() += 1;
+                        assert_ne!(
+                            reason,
+                            RejectReason::RequestIdReused,
+                            "a fresh id refused as reused: {}",
+                            describe()
+                        );
+                        assert!(
+                            events.is_empty(),
+                            "a rejected command emitted events: {}",
+                            describe()
+                        );
+                        assert!(
+                            after == before,
+                            "a rejected command changed the state: {}",
+                            describe()
+                        );
+                        *self
+                            .coverage
+                            .rejected
+                            .entry(kind_name(&command.kind))
+                            .or_default() += 1;
+                        *self
+                            .coverage
+                            .reasons
+                            .entry(format!("{reason:?}"))
+                            .or_default() += 1;
                     }
                     Ok(ack) => {
-                        assert!(!events.is_empty(), "an accepted command emitted no events: {}", describe());
+                        assert!(
+                            !events.is_empty(),
+                            "an accepted command emitted no events: {}",
+                            describe()
+                        );
                         self.check_ack(&command, ack, &events, &before, &describe);
-                        *self.coverage.accepted.entry(kind_name(&command.kind)).or_default() += 1;
+                        *self
+                            .coverage
+                            .accepted
+                            .entry(kind_name(&command.kind))
+                            .or_default() += 1;
                         for event in &events {
                             *self.coverage.events.entry(event_name(event)).or_default() += 1;
                         }
@@ -1323,37 +1867,106 @@ impl Client {
                 }
                 let memory = self.engine.remembered(sender, command.id);
                 if sender_state.is_some() {
-                    let first = First { kind: command.kind.clone(), result: outcome.result, sequence };
-                    let expected = Remembered { digest: command_digest(&first.kind), result: first.result, sequence };
-                    assert_eq!(memory, Some(expected), "a registered participant's command is remembered: {}", describe());
+                    let first = First {
+                        kind: command.kind.clone(),
+                        result: outcome.result,
+                        sequence,
+                    };
+                    let expected = Remembered {
+                        digest: command_digest(&first.kind),
+                        result: first.result,
+                        sequence,
+                    };
+                    assert_eq!(
+                        memory,
+                        Some(expected),
+                        "a registered participant's command is remembered: {}",
+                        describe()
+                    );
                     self.first.insert((sender, command.id), first);
-                    self.remembered_order.entry(sender).or_default().push(command.id);
+                    self.remembered_order
+                        .entry(sender)
+                        .or_default()
+                        .push(command.id);
                 } else {
-                    assert_eq!(memory, None, "an unregistered participant's command is remembered: {}", describe());
+                    assert_eq!(
+                        memory,
+                        None,
+                        "an unregistered participant's command is remembered: {}",
+                        describe()
+                    );
                 }
             }
         }
-        self.script.push(Applied { command, timestamp, outcome, events });
+        self.script.push(Applied {
+            command,
+            timestamp,
+            outcome,
+            events,
+        });
         outcome
     }
 
     /// An accepted command acknowledges what it created, with the next id of its kind.
-    fn check_ack(&mut self, command: &Command, ack: Ack, events: &[Event], before: &Snapshot, describe: &dyn Fn() -> String) {
+    fn check_ack(
+        &mut self,
+        command: &Command,
+        ack: Ack,
+        events: &[Event],
+        before: &Snapshot,
+        describe: &dyn Fn() -> String,
+    ) {
         match (&command.kind, ack) {
             (CommandKind::RegisterParticipant { role, name }, Ack::Participant(id)) => {
                 assert_eq!(id.0 as usize, before.participants.len(), "{}", describe());
-                assert_eq!(events, [Event::ParticipantRegistered { participant: id, role: *role, name: name.clone() }], "{}", describe());
+                assert_eq!(
+                    events,
+                    [Event::ParticipantRegistered {
+                        participant: id,
+                        role: *role,
+                        name: name.clone()
+                    }],
+                    "{}",
+                    describe()
+                );
             }
             (CommandKind::ListInstrument { spec }, Ack::Instrument(id)) => {
                 assert_eq!(id.0 as usize, before.instruments.len(), "{}", describe());
-                assert_eq!(events, [Event::InstrumentListed { instrument: id, spec: spec.clone() }], "{}", describe());
+                assert_eq!(
+                    events,
+                    [Event::InstrumentListed {
+                        instrument: id,
+                        spec: spec.clone()
+                    }],
+                    "{}",
+                    describe()
+                );
             }
             (CommandKind::OpenOffering { .. }, Ack::Offering(id)) => {
                 assert_eq!(id.0 as usize, before.offerings.len(), "{}", describe());
             }
-            (CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, .. }, Ack::Order(id)) => {
-                assert_eq!(id.0, before.next_order_id, "order ids are handed out in order: {}", describe());
-                assert!(self.orders.last().is_none_or(|last| *last < id), "order ids are never reused: {}", describe());
+            (
+                CommandKind::PlaceOrder {
+                    instrument,
+                    side,
+                    price_ticks,
+                    lots,
+                    time_in_force,
+                    ..
+                },
+                Ack::Order(id),
+            ) => {
+                assert_eq!(
+                    id.0,
+                    before.next_order_id,
+                    "order ids are handed out in order: {}",
+                    describe()
+                );
+                assert!(
+                    self.orders.last().is_none_or(|last| *last < id),
+                    "order ids are never reused: {}",
+                    describe()
+                );
                 let accepted = Event::OrderAccepted {
                     order: id,
                     instrument: *instrument,
@@ -1367,7 +1980,12 @@ impl Client {
                 self.orders.push(id);
             }
             (CommandKind::RequestWithdrawal { instrument, lots }, Ack::Withdrawal(id)) => {
-                assert_eq!(id.0, before.next_withdrawal_id, "withdrawal ids are handed out in order: {}", describe());
+                assert_eq!(
+                    id.0,
+                    before.next_withdrawal_id,
+                    "withdrawal ids are handed out in order: {}",
+                    describe()
+                );
                 assert!(
                     matches!(events, [Event::WithdrawalRequested { withdrawal, instrument: i, holder, lots: l, .. }] if *withdrawal == id && i == instrument && *holder == command.participant && l == lots),
                     "{}",
@@ -1376,7 +1994,12 @@ impl Client {
             }
             (CommandKind::ProposeResolution { title, closes_at }, Ack::Resolution(id)) => {
                 assert_eq!(id.0 as usize, before.resolutions.len(), "{}", describe());
-                let proposed = Event::ResolutionProposed { resolution: id, organization: command.participant, title: title.clone(), closes_at: *closes_at };
+                let proposed = Event::ResolutionProposed {
+                    resolution: id,
+                    organization: command.participant,
+                    title: title.clone(),
+                    closes_at: *closes_at,
+                };
                 assert_eq!(events, [proposed], "{}", describe());
             }
             (CommandKind::IssueCredential { participant, .. }, Ack::Credential(id)) => {
@@ -1407,7 +2030,11 @@ impl Client {
                 | CommandKind::CloseResolution { .. },
                 Ack::Done,
             ) => {}
-            (kind, ack) => panic!("{} acknowledged with {ack:?}: {}", kind_name(kind), describe()),
+            (kind, ack) => panic!(
+                "{} acknowledged with {ack:?}: {}",
+                kind_name(kind),
+                describe()
+            ),
         }
     }
 
@@ -1415,8 +2042,18 @@ impl Client {
     fn setup(&mut self, participant: ParticipantId, kind: CommandKind) -> Ack {
         let id = self.fresh_id();
         self.time += 1;
-        let outcome = self.apply(Command { id, participant, kind: kind.clone() }, self.time, "prelude");
-        outcome.result.unwrap_or_else(|reason| panic!("the prelude's {kind:?} was refused: {reason:?}"))
+        let outcome = self.apply(
+            Command {
+                id,
+                participant,
+                kind: kind.clone(),
+            },
+            self.time,
+            "prelude",
+        );
+        outcome
+            .result
+            .unwrap_or_else(|reason| panic!("the prelude's {kind:?} was refused: {reason:?}"))
     }
 
     /// A regulator, two organizations, four contributors and a funder, all with cash; a
@@ -1425,23 +2062,63 @@ impl Client {
     /// issued to the contributors through an offering and open for trading.
     fn prelude(&mut self) {
         let op = GENESIS_OPERATOR;
-        let register = |client: &mut Client, role: Role, name: &str| match client.setup(op, CommandKind::RegisterParticipant { role, name: name.to_string() }) {
+        let register = |client: &mut Client, role: Role, name: &str| match client.setup(
+            op,
+            CommandKind::RegisterParticipant {
+                role,
+                name: name.to_string(),
+            },
+        ) {
             Ack::Participant(id) => id,
             other => panic!("registration acknowledged with {other:?}"),
         };
         let regulator = register(self, Role::Regulator, "regulator");
-        let organizations = [register(self, Role::Organization, "org one"), register(self, Role::Organization, "org two")];
-        let contributors: Vec<ParticipantId> = (1..=4).map(|n| register(self, Role::Contributor, &format!("contributor {n}"))).collect();
+        let organizations = [
+            register(self, Role::Organization, "org one"),
+            register(self, Role::Organization, "org two"),
+        ];
+        let contributors: Vec<ParticipantId> = (1..=4)
+            .map(|n| register(self, Role::Contributor, &format!("contributor {n}")))
+            .collect();
         register(self, Role::Funder, "funder");
         for contributor in &contributors {
-            self.setup(op, CommandKind::Deposit { account: *contributor, amount_minor: 10_000_000 });
+            self.setup(
+                op,
+                CommandKind::Deposit {
+                    account: *contributor,
+                    amount_minor: 10_000_000,
+                },
+            );
         }
         for organization in organizations {
-            self.setup(op, CommandKind::Deposit { account: organization, amount_minor: 100_000_000 });
+            self.setup(
+                op,
+                CommandKind::Deposit {
+                    account: organization,
+                    amount_minor: 100_000_000,
+                },
+            );
         }
-        self.setup(regulator, CommandKind::SetAccreditation { organization: organizations[0], accredited: true });
+        self.setup(
+            regulator,
+            CommandKind::SetAccreditation {
+                organization: organizations[0],
+                accredited: true,
+            },
+        );
         let start = self.time;
-        let spec = |symbol: &str, kind, issuer, tick, lot, par, cap, floor, maturity, holding_cap, cip, withdrawable: bool| InstrumentSpec {
+        let spec = |symbol: &str,
+                    kind,
+                    issuer,
+                    tick,
+                    lot,
+                    par,
+                    cap,
+                    floor,
+                    maturity,
+                    holding_cap,
+                    cip,
+                    withdrawable: bool| InstrumentSpec {
             symbol: symbol.to_string(),
             kind,
             issuer,
@@ -1461,21 +2138,95 @@ impl Client {
         // Offerings of 400 lots (within the tight market's 500 per command), each contributor
         // subscribing up to the holding cap measured against the whole offering.
         let listings = [
-            (spec("S0", InstrumentKind::CommunityShare, organizations[0], 5, 10, 200, 500, 100, None, Some(6_000), false, true), 80),
-            (spec("B0", InstrumentKind::CommunityBond, organizations[1], 20, 1, 500, 400, 0, Some(start + 2 * YEAR_NS), Some(5_000), false, false), 40),
-            (spec("C0", InstrumentKind::CommunityShare, organizations[0], 1, 1, 100, 300, 0, None, Some(3_000), true, false), 10),
+            (
+                spec(
+                    "S0",
+                    InstrumentKind::CommunityShare,
+                    organizations[0],
+                    5,
+                    10,
+                    200,
+                    500,
+                    100,
+                    None,
+                    Some(6_000),
+                    false,
+                    true,
+                ),
+                80,
+            ),
+            (
+                spec(
+                    "B0",
+                    InstrumentKind::CommunityBond,
+                    organizations[1],
+                    20,
+                    1,
+                    500,
+                    400,
+                    0,
+                    Some(start + 2 * YEAR_NS),
+                    Some(5_000),
+                    false,
+                    false,
+                ),
+                40,
+            ),
+            (
+                spec(
+                    "C0",
+                    InstrumentKind::CommunityShare,
+                    organizations[0],
+                    1,
+                    1,
+                    100,
+                    300,
+                    0,
+                    None,
+                    Some(3_000),
+                    true,
+                    false,
+                ),
+                10,
+            ),
         ];
         for (spec, subscribed) in listings {
             let issuer = spec.issuer;
-            let Ack::Instrument(instrument) = self.setup(op, CommandKind::ListInstrument { spec: Box::new(spec) }) else { panic!("listing not acknowledged") };
-            let Ack::Offering(offering) = self.setup(issuer, CommandKind::OpenOffering { instrument, lots: 400, minimum_lots: 10 }) else {
+            let Ack::Instrument(instrument) = self.setup(
+                op,
+                CommandKind::ListInstrument {
+                    spec: Box::new(spec),
+                },
+            ) else {
+                panic!("listing not acknowledged")
+            };
+            let Ack::Offering(offering) = self.setup(
+                issuer,
+                CommandKind::OpenOffering {
+                    instrument,
+                    lots: 400,
+                    minimum_lots: 10,
+                },
+            ) else {
                 panic!("offering not acknowledged")
             };
             for contributor in &contributors {
-                self.setup(*contributor, CommandKind::Subscribe { offering, lots: subscribed });
+                self.setup(
+                    *contributor,
+                    CommandKind::Subscribe {
+                        offering,
+                        lots: subscribed,
+                    },
+                );
             }
             self.setup(issuer, CommandKind::CloseOffering { offering });
-            self.setup(op, CommandKind::SetTradingStatus { instrument, open: true });
+            self.setup(
+                op,
+                CommandKind::SetTradingStatus {
+                    instrument,
+                    open: true,
+                },
+            );
         }
     }
 
@@ -1486,67 +2237,143 @@ impl Client {
         for (participant, order) in &self.remembered_order {
             let kept = &order[order.len().saturating_sub(self.window_kept())..];
             for id in kept {
-                assert!(self.engine.remembered(*participant, *id).is_some(), "participant {} forgot {id:?}, one of its last ids", participant.0);
+                assert!(
+                    self.engine.remembered(*participant, *id).is_some(),
+                    "participant {} forgot {id:?}, one of its last ids",
+                    participant.0
+                );
             }
             let mut distinct = order.clone();
             distinct.sort_unstable();
             distinct.dedup();
-            let remembered = distinct.iter().filter(|id| self.engine.remembered(*participant, **id).is_some()).count();
-            assert!(remembered <= 2 * self.window_kept(), "participant {} has {remembered} ids remembered", participant.0);
+            let remembered = distinct
+                .iter()
+                .filter(|id| self.engine.remembered(*participant, **id).is_some())
+                .count();
+            assert!(
+                remembered <= 2 * self.window_kept(),
+                "participant {} has {remembered} ids remembered",
+                participant.0
+            );
         }
 
         // A snapshot restores to the same state, through bytes too.
         let snapshot = self.engine.snapshot();
         let decoded = Snapshot::from_bytes(&snapshot.to_bytes()).expect("a snapshot decodes");
         assert!(decoded == snapshot, "a snapshot changed through its bytes");
-        let mut restored = Engine::from_snapshot(decoded).unwrap_or_else(|violation| panic!("the snapshot does not restore: {violation}"));
-        assert_eq!(restored.state_hash(), self.engine.state_hash(), "a restored engine hashes differently");
-        assert!(restored.snapshot() == snapshot, "a restored engine snapshots differently");
-        restored.check_invariants().expect("a restored engine keeps every invariant");
+        let mut restored = Engine::from_snapshot(decoded)
+            .unwrap_or_else(|violation| panic!("the snapshot does not restore: {violation}"));
+        assert_eq!(
+            restored.state_hash(),
+            self.engine.state_hash(),
+            "a restored engine hashes differently"
+        );
+        assert!(
+            restored.snapshot() == snapshot,
+            "a restored engine snapshots differently"
+        );
+        restored
+            .check_invariants()
+            .expect("a restored engine keeps every invariant");
 
         // The same commands at the same times give the same outcomes, events and state.
         let mut replayed = Engine::new(self.config.clone());
         for (index, applied) in self.script.iter().enumerate() {
             let mut events = Vec::new();
             let outcome = replayed.apply(&applied.command, applied.timestamp, &mut events);
-            assert_eq!(outcome, applied.outcome, "replay of command {index}: {:?}", applied.command);
-            assert_eq!(events, applied.events, "replay of command {index}: {:?}", applied.command);
+            assert_eq!(
+                outcome, applied.outcome,
+                "replay of command {index}: {:?}",
+                applied.command
+            );
+            assert_eq!(
+                events, applied.events,
+                "replay of command {index}: {:?}",
+                applied.command
+            );
         }
-        assert_eq!(replayed.state_hash(), self.engine.state_hash(), "a replay from genesis hashes differently");
+        assert_eq!(
+            replayed.state_hash(),
+            self.engine.state_hash(),
+            "a replay from genesis hashes differently"
+        );
 
         // The restored engine carries on as the original: the last commands again (retries, or
         // fresh if forgotten), then its owner's cancel of every resting order.
         let later = self.time.saturating_add(DAY_NS);
-        let again: Vec<Command> = self.script.iter().rev().take(8).map(|applied| applied.command.clone()).collect();
+        let again: Vec<Command> = self
+            .script
+            .iter()
+            .rev()
+            .take(8)
+            .map(|applied| applied.command.clone())
+            .collect();
         let both = |client: &mut Client, restored: &mut Engine, command: &Command| {
             let (mut original_events, mut restored_events) = (Vec::new(), Vec::new());
             let original = client.engine.apply(command, later, &mut original_events);
             let carried_on = restored.apply(command, later, &mut restored_events);
-            assert_eq!(carried_on, original, "a restored engine answers {command:?} differently");
-            assert_eq!(restored_events, original_events, "a restored engine's events for {command:?} differ");
-            client.engine.check_invariants().expect("invariants after the closing commands");
+            assert_eq!(
+                carried_on, original,
+                "a restored engine answers {command:?} differently"
+            );
+            assert_eq!(
+                restored_events, original_events,
+                "a restored engine's events for {command:?} differ"
+            );
+            client
+                .engine
+                .check_invariants()
+                .expect("invariants after the closing commands");
             original
         };
         for command in &again {
             both(self, &mut restored, command);
         }
-        let participants: Vec<ParticipantId> = self.engine.participants().map(|(id, _)| id).collect();
+        let participants: Vec<ParticipantId> =
+            self.engine.participants().map(|(id, _)| id).collect();
         let mut closing_id = u128::MAX;
         for owner in participants {
             if self.engine.participant(owner).is_some_and(|p| p.suspended) {
-                let reinstate = CommandKind::SetParticipantStatus { participant: owner, suspended: false };
-                both(self, &mut restored, &Command { id: CommandId(closing_id), participant: GENESIS_OPERATOR, kind: reinstate });
+                let reinstate = CommandKind::SetParticipantStatus {
+                    participant: owner,
+                    suspended: false,
+                };
+                both(
+                    self,
+                    &mut restored,
+                    &Command {
+                        id: CommandId(closing_id),
+                        participant: GENESIS_OPERATOR,
+                        kind: reinstate,
+                    },
+                );
                 closing_id -= 1;
             }
             for order in self.engine.orders_of(owner) {
-                let cancel = Command { id: CommandId(closing_id), participant: owner, kind: CommandKind::CancelOrder { order: order.id } };
+                let cancel = Command {
+                    id: CommandId(closing_id),
+                    participant: owner,
+                    kind: CommandKind::CancelOrder { order: order.id },
+                };
                 closing_id -= 1;
                 let outcome = both(self, &mut restored, &cancel);
-                assert_eq!(outcome.result, Ok(Ack::Done), "the owner's cancel of a resting order: {cancel:?}");
+                assert_eq!(
+                    outcome.result,
+                    Ok(Ack::Done),
+                    "the owner's cancel of a resting order: {cancel:?}"
+                );
             }
         }
-        assert_eq!(restored.state_hash(), self.engine.state_hash(), "a restored engine diverged");
-        assert_eq!(self.engine.resting_orders(), 0, "every resting order was cancelled at the end");
+        assert_eq!(
+            restored.state_hash(),
+            self.engine.state_hash(),
+            "a restored engine diverged"
+        );
+        assert_eq!(
+            self.engine.resting_orders(),
+            0,
+            "every resting order was cancelled at the end"
+        );
         // With nothing resting, nothing is reserved but open subscriptions.
         for (id, participant) in self.engine.participants() {
             let subscribed: u64 = self
@@ -1557,7 +2384,11 @@ impl Client {
                 .filter(|subscription| subscription.contributor == id)
                 .map(|subscription| subscription.cash_reserved_minor)
                 .sum();
-            assert_eq!(participant.cash.reserved_minor, subscribed, "participant {} reserves cash for nothing", id.0);
+            assert_eq!(
+                participant.cash.reserved_minor, subscribed,
+                "participant {} reserves cash for nothing",
+                id.0
+            );
         }
     }
 }
@@ -1571,8 +2402,13 @@ fn run(mix: Mix, sequence: &Sequence) -> Coverage {
     for (index, step) in sequence.steps.iter().enumerate() {
         if index == sequence.swap_at {
             let hash = client.engine.state_hash();
-            client.engine = Engine::from_snapshot(client.engine.snapshot()).unwrap_or_else(|violation| panic!("mid-sequence snapshot: {violation}"));
-            assert_eq!(client.engine.state_hash(), hash, "a mid-sequence restore hashes differently");
+            client.engine = Engine::from_snapshot(client.engine.snapshot())
+                .unwrap_or_else(|violation| panic!("mid-sequence snapshot: {violation}"));
+            assert_eq!(
+                client.engine.state_hash(),
+                hash,
+                "a mid-sequence restore hashes differently"
+            );
         }
         client.run_step(index, step);
     }
@@ -1618,11 +2454,22 @@ proptest! {
 #[test]
 fn the_generator_reaches_every_command_and_outcome() {
     let mut total = Coverage::default();
-    for (mix, seed) in [(Mix::Mixed, 1u8), (Mix::Tight, 2), (Mix::Trading, 3), (Mix::Lifecycle, 4)] {
-        let mut runner = TestRunner::new_with_rng(ProptestConfig::default(), TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]));
+    for (mix, seed) in [
+        (Mix::Mixed, 1u8),
+        (Mix::Tight, 2),
+        (Mix::Trading, 3),
+        (Mix::Lifecycle, 4),
+    ] {
+        let mut runner = TestRunner::new_with_rng(
+            ProptestConfig::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]),
+        );
         let strategy = sequence(mix);
         for _ in 0..60 {
-            let sequence = strategy.new_tree(&mut runner).expect("a sequence").current();
+            let sequence = strategy
+                .new_tree(&mut runner)
+                .expect("a sequence")
+                .current();
             let covered = run(mix, &sequence);
             for (kind, n) in covered.accepted {
                 *total.accepted.entry(kind).or_default() += n;
@@ -1642,12 +2489,43 @@ fn the_generator_reaches_every_command_and_outcome() {
     }
     eprintln!("{total:#?}");
     for kind in EVERY_KIND {
-        assert!(total.accepted.get(kind).is_some_and(|n| *n > 0), "no {kind} was accepted: {total:#?}");
-        assert!(total.rejected.get(kind).is_some_and(|n| *n > 0), "no {kind} was refused: {total:#?}");
+        assert!(
+            total.accepted.get(kind).is_some_and(|n| *n > 0),
+            "no {kind} was accepted: {total:#?}"
+        );
+        assert!(
+            total.rejected.get(kind).is_some_and(|n| *n > 0),
+            "no {kind} was refused: {total:#?}"
+        );
     }
-    assert!(total.replays > 0, "no retry was answered with its first outcome");
-    for reason in ["RequestIdReused", "UnknownParticipant", "ParticipantSuspended", "RoleNotAllowed", "LockedIn", "HoldingCapExceeded", "BookFull", "OrdersFull", "CredentialsFull", "SymbolTaken", "NotMatured", "OrderNotResting", "NoticeRunning", "NotAMember", "AlreadyVoted", "VotingStillOpen", "VotingClosed", "NotWithdrawable"] {
-        assert!(total.reasons.contains_key(reason), "no command was refused with {reason}: {total:#?}");
+    assert!(
+        total.replays > 0,
+        "no retry was answered with its first outcome"
+    );
+    for reason in [
+        "RequestIdReused",
+        "UnknownParticipant",
+        "ParticipantSuspended",
+        "RoleNotAllowed",
+        "LockedIn",
+        "HoldingCapExceeded",
+        "BookFull",
+        "OrdersFull",
+        "CredentialsFull",
+        "SymbolTaken",
+        "NotMatured",
+        "OrderNotResting",
+        "NoticeRunning",
+        "NotAMember",
+        "AlreadyVoted",
+        "VotingStillOpen",
+        "VotingClosed",
+        "NotWithdrawable",
+    ] {
+        assert!(
+            total.reasons.contains_key(reason),
+            "no command was refused with {reason}: {total:#?}"
+        );
     }
     for event in [
         "Trade",
@@ -1675,6 +2553,9 @@ fn the_generator_reaches_every_command_and_outcome() {
         "VoteCast",
         "ResolutionClosed",
     ] {
-        assert!(total.events.contains_key(event), "no {event} event happened: {total:#?}");
+        assert!(
+            total.events.contains_key(event),
+            "no {event} event happened: {total:#?}"
+        );
     }
 }

@@ -17,7 +17,13 @@ fn members_market() -> (Market, InstrumentId, [ParticipantId; 4]) {
 
 fn propose(market: &mut Market, title: &str, closes_at: Timestamp) -> ResolutionId {
     let issuer = market.issuer;
-    match market.ok(issuer, CommandKind::ProposeResolution { title: title.to_string(), closes_at }) {
+    match market.ok(
+        issuer,
+        CommandKind::ProposeResolution {
+            title: title.to_string(),
+            closes_at,
+        },
+    ) {
         Ack::Resolution(id) => id,
         other => panic!("resolution acknowledged as {other:?}"),
     }
@@ -35,12 +41,22 @@ fn close(resolution: ResolutionId) -> CommandKind {
 fn every_holder_is_a_member_from_the_time_it_first_held_a_unit() {
     let (mut market, share, [alice, bob, carol, dave]) = members_market();
     let issued_at = market.now;
-    assert_eq!(market.engine.members_of(market.issuer), vec![(alice, issued_at), (bob, issued_at), (carol, issued_at)]);
+    assert_eq!(
+        market.engine.members_of(market.issuer),
+        vec![(alice, issued_at), (bob, issued_at), (carol, issued_at)]
+    );
     market.advance(DAY_NS);
     market.sell(carol, share, PAR, 1);
     market.deposit(dave, PAR);
     market.buy(dave, share, PAR, 1);
-    assert_eq!(market.engine.members_of(market.issuer), vec![(alice, issued_at), (bob, issued_at), (dave, issued_at + DAY_NS)]);
+    assert_eq!(
+        market.engine.members_of(market.issuer),
+        vec![
+            (alice, issued_at),
+            (bob, issued_at),
+            (dave, issued_at + DAY_NS)
+        ]
+    );
     assert_eq!(market.engine.member_since(market.issuer, carol), None);
 }
 
@@ -50,7 +66,14 @@ fn each_member_votes_once_whatever_its_holding_and_the_count_is_final_at_the_clo
     let closes_at = market.now + 7 * DAY_NS;
     let resolution = propose(&mut market, "Build the second housing block", closes_at);
     market.ok(alice, vote(resolution, VoteChoice::Against));
-    assert_eq!(market.events, vec![Event::VoteCast { resolution, member: alice, choice: VoteChoice::Against }]);
+    assert_eq!(
+        market.events,
+        vec![Event::VoteCast {
+            resolution,
+            member: alice,
+            choice: VoteChoice::Against
+        }]
+    );
     market.ok(bob, vote(resolution, VoteChoice::For));
     market.ok(carol, vote(resolution, VoteChoice::For));
     market.expect_reject(alice, vote(resolution, VoteChoice::For), AlreadyVoted);
@@ -70,7 +93,12 @@ fn each_member_votes_once_whatever_its_holding_and_the_count_is_final_at_the_clo
             passed: true
         }]
     );
-    let result = market.engine.resolution(resolution).unwrap().result.unwrap();
+    let result = market
+        .engine
+        .resolution(resolution)
+        .unwrap()
+        .result
+        .unwrap();
     assert!(result.passed && result.closed_at == closes_at);
 }
 
@@ -112,7 +140,11 @@ fn a_member_who_sells_out_loses_its_vote_on_open_resolutions() {
 #[test]
 fn unknown_resolution() {
     let (mut market, _, [alice, ..]) = members_market();
-    market.expect_reject(alice, vote(ResolutionId(0), VoteChoice::For), UnknownResolution);
+    market.expect_reject(
+        alice,
+        vote(ResolutionId(0), VoteChoice::For),
+        UnknownResolution,
+    );
     market.expect_reject(market.issuer, close(ResolutionId(0)), UnknownResolution);
 }
 
@@ -160,8 +192,17 @@ fn resolution_invalid() {
     let issuer = market.issuer;
     let now = market.now;
     let too_long = "x".repeat(market.engine.config().resolution_title_bytes_max as usize + 1);
-    for (title, closes_at) in [(String::new(), now + DAY_NS), ("  ".to_string(), now + DAY_NS), (too_long, now + DAY_NS), ("Fine".to_string(), now)] {
-        market.expect_reject(issuer, CommandKind::ProposeResolution { title, closes_at }, ResolutionInvalid);
+    for (title, closes_at) in [
+        (String::new(), now + DAY_NS),
+        ("  ".to_string(), now + DAY_NS),
+        (too_long, now + DAY_NS),
+        ("Fine".to_string(), now),
+    ] {
+        market.expect_reject(
+            issuer,
+            CommandKind::ProposeResolution { title, closes_at },
+            ResolutionInvalid,
+        );
     }
 }
 
@@ -172,7 +213,14 @@ fn resolutions_full() {
     propose(&mut market, "one", now + DAY_NS);
     let second = propose(&mut market, "two", now + DAY_NS);
     let issuer = market.issuer;
-    market.expect_reject(issuer, CommandKind::ProposeResolution { title: "three".into(), closes_at: now + DAY_NS }, ResolutionsFull);
+    market.expect_reject(
+        issuer,
+        CommandKind::ProposeResolution {
+            title: "three".into(),
+            closes_at: now + DAY_NS,
+        },
+        ResolutionsFull,
+    );
     market.at(now + DAY_NS);
     market.ok(issuer, close(second));
     propose(&mut market, "three", now + 2 * DAY_NS);

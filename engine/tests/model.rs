@@ -11,9 +11,9 @@
 use std::collections::BTreeMap;
 
 use mutua_engine::{
-    Ack, CancelReason, Command, CommandId, CommandKind, Engine, Event, InstrumentId, InstrumentKind, InstrumentSpec,
-    MarketConfig, OfferingId, OrderId, Outcome, ParticipantId, RejectReason, Role, SelfTradePrevention, Side,
-    TimeInForce,
+    Ack, CancelReason, Command, CommandId, CommandKind, Engine, Event, InstrumentId,
+    InstrumentKind, InstrumentSpec, MarketConfig, OfferingId, OrderId, Outcome, ParticipantId,
+    RejectReason, Role, SelfTradePrevention, Side, TimeInForce,
 };
 use proptest::prelude::*;
 use proptest::strategy::Union;
@@ -120,7 +120,10 @@ fn spec(listing: &Listing) -> InstrumentSpec {
         par_ticks: listing.par_ticks,
         return_cap_bp: listing.return_cap_bp,
         price_floor_ticks: listing.price_floor_ticks,
-        maturity_time: listing.kind.matures().then_some(ISSUE_TIME_NS + 10 * YEAR_1970_NS),
+        maturity_time: listing
+            .kind
+            .matures()
+            .then_some(ISSUE_TIME_NS + 10 * YEAR_1970_NS),
         holding_cap_bp: Some(listing.holding_cap_bp),
         cooperative_investment_plan: false,
         lock_in_years: Some(listing.lock_in_years),
@@ -138,22 +141,61 @@ fn tick_value_minor(listing: &Listing) -> u64 {
 fn setup_commands() -> Vec<(ParticipantId, CommandKind)> {
     let operator = ParticipantId(OPERATOR);
     let organization = ParticipantId(ORGANIZATION);
-    let mut commands = vec![(operator, CommandKind::RegisterParticipant { role: Role::Organization, name: "Riverside Co-op".into() })];
+    let mut commands = vec![(
+        operator,
+        CommandKind::RegisterParticipant {
+            role: Role::Organization,
+            name: "Riverside Co-op".into(),
+        },
+    )];
     for (index, _) in CONTRIBUTORS.iter().enumerate() {
-        commands.push((operator, CommandKind::RegisterParticipant { role: Role::Contributor, name: format!("contributor {index}") }));
+        commands.push((
+            operator,
+            CommandKind::RegisterParticipant {
+                role: Role::Contributor,
+                name: format!("contributor {index}"),
+            },
+        ));
     }
     for (index, contributor) in CONTRIBUTORS.iter().enumerate() {
-        commands.push((operator, CommandKind::Deposit { account: ParticipantId(*contributor), amount_minor: DEPOSITS_MINOR[index] }));
+        commands.push((
+            operator,
+            CommandKind::Deposit {
+                account: ParticipantId(*contributor),
+                amount_minor: DEPOSITS_MINOR[index],
+            },
+        ));
     }
     for (index, listing) in LISTINGS.iter().enumerate() {
         let instrument = InstrumentId(index as u32);
         let offering = OfferingId(index as u32);
-        commands.push((operator, CommandKind::ListInstrument { spec: Box::new(spec(listing)) }));
-        commands.push((operator, CommandKind::SetTradingStatus { instrument, open: true }));
-        commands.push((organization, CommandKind::OpenOffering { instrument, lots: listing.offering_lots, minimum_lots: 1 }));
+        commands.push((
+            operator,
+            CommandKind::ListInstrument {
+                spec: Box::new(spec(listing)),
+            },
+        ));
+        commands.push((
+            operator,
+            CommandKind::SetTradingStatus {
+                instrument,
+                open: true,
+            },
+        ));
+        commands.push((
+            organization,
+            CommandKind::OpenOffering {
+                instrument,
+                lots: listing.offering_lots,
+                minimum_lots: 1,
+            },
+        ));
         for (contributor, lots) in CONTRIBUTORS.iter().zip(listing.subscribed_lots) {
             if lots > 0 {
-                commands.push((ParticipantId(*contributor), CommandKind::Subscribe { offering, lots }));
+                commands.push((
+                    ParticipantId(*contributor),
+                    CommandKind::Subscribe { offering, lots },
+                ));
             }
         }
         commands.push((organization, CommandKind::CloseOffering { offering }));
@@ -174,7 +216,11 @@ struct Position {
 
 impl Position {
     fn locked_lots(&self, now_ns: u64) -> u64 {
-        self.locks.iter().filter(|(until, _)| *until > now_ns).map(|(_, lots)| lots).sum()
+        self.locks
+            .iter()
+            .filter(|(until, _)| *until > now_ns)
+            .map(|(_, lots)| lots)
+            .sum()
     }
 }
 
@@ -205,7 +251,8 @@ impl ModelInstrument {
     /// 365 days (true of 1970 and 1971, the only years the model runs in).
     fn ceiling_ticks(&self, now_ns: u64) -> u64 {
         let elapsed = u128::from(now_ns - ISSUE_TIME_NS);
-        let accrued = u128::from(self.par_ticks) * u128::from(self.return_cap_bp) * elapsed / (10_000 * u128::from(YEAR_1970_NS));
+        let accrued = u128::from(self.par_ticks) * u128::from(self.return_cap_bp) * elapsed
+            / (10_000 * u128::from(YEAR_1970_NS));
         self.par_ticks + accrued as u64
     }
 
@@ -287,7 +334,14 @@ impl Model {
                 }
                 balances_minor[*contributor as usize] -= lots * par_lot_minor;
                 balances_minor[ORGANIZATION as usize] += lots * par_lot_minor;
-                let locks = if listing.lock_in_years > 0 { vec![(ISSUE_TIME_NS + u64::from(listing.lock_in_years) * YEAR_1970_NS, lots)] } else { vec![] };
+                let locks = if listing.lock_in_years > 0 {
+                    vec![(
+                        ISSUE_TIME_NS + u64::from(listing.lock_in_years) * YEAR_1970_NS,
+                        lots,
+                    )]
+                } else {
+                    vec![]
+                };
                 positions.insert((*contributor, instrument as u32), Position { lots, locks });
             }
             instruments.push(ModelInstrument {
@@ -314,16 +368,26 @@ impl Model {
             // The setup, and the command that moves the clock to the start of trading.
             applied: setup_commands().len() as u64 + 1,
             last_sequence: 0,
-            expected: Expected { outcome: None, events: Vec::new() },
+            expected: Expected {
+                outcome: None,
+                events: Vec::new(),
+            },
         }
     }
 
     fn role(&self, participant: u32) -> Result<Role, RejectReason> {
-        self.roles.get(participant as usize).copied().ok_or(RejectReason::UnknownParticipant)
+        self.roles
+            .get(participant as usize)
+            .copied()
+            .ok_or(RejectReason::UnknownParticipant)
     }
 
     fn require(&self, participant: u32, role: Role) -> Result<(), RejectReason> {
-        if self.role(participant)? == role { Ok(()) } else { Err(RejectReason::RoleNotAllowed) }
+        if self.role(participant)? == role {
+            Ok(())
+        } else {
+            Err(RejectReason::RoleNotAllowed)
+        }
     }
 
     /// Cash held back by resting buy orders: each one's price × remaining lots.
@@ -331,7 +395,11 @@ impl Model {
         self.resting
             .iter()
             .filter(|order| order.owner == participant && order.side == Side::Buy)
-            .map(|order| order.price_ticks * order.remaining_lots * self.instruments[order.instrument as usize].tick_value_minor)
+            .map(|order| {
+                order.price_ticks
+                    * order.remaining_lots
+                    * self.instruments[order.instrument as usize].tick_value_minor
+            })
             .sum()
     }
 
@@ -342,13 +410,18 @@ impl Model {
     fn resting_lots(&self, participant: u32, instrument: u32, side: Side) -> u64 {
         self.resting
             .iter()
-            .filter(|order| order.owner == participant && order.instrument == instrument && order.side == side)
+            .filter(|order| {
+                order.owner == participant && order.instrument == instrument && order.side == side
+            })
             .map(|order| order.remaining_lots)
             .sum()
     }
 
     fn position(&self, participant: u32, instrument: u32) -> Position {
-        self.positions.get(&(participant, instrument)).cloned().unwrap_or_default()
+        self.positions
+            .get(&(participant, instrument))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The best resting order on `side` of `instrument`, by a linear scan.
@@ -363,20 +436,43 @@ impl Model {
 
     /// Resting orders of one side in priority order.
     fn side_in_priority(&self, instrument: u32, side: Side) -> Vec<Resting> {
-        let mut orders: Vec<Resting> =
-            self.resting.iter().filter(|order| order.instrument == instrument && order.side == side).cloned().collect();
+        let mut orders: Vec<Resting> = self
+            .resting
+            .iter()
+            .filter(|order| order.instrument == instrument && order.side == side)
+            .cloned()
+            .collect();
         orders.sort_by_key(priority);
         orders
     }
 
-    fn execute(&mut self, participant: u32, step: &Step, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    fn execute(
+        &mut self,
+        participant: u32,
+        step: &Step,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         match *step {
             Step::Place { args, .. } => self.place(participant, args, events),
             Step::Cancel { order, .. } => self.cancel(participant, order, events),
-            Step::Reduce { order, reduce_by_lots, .. } => self.reduce(participant, order, reduce_by_lots, events),
-            Step::Deposit { account, amount_minor, .. } => self.deposit(participant, account, amount_minor, events),
-            Step::Withdraw { account, amount_minor, .. } => self.withdraw(participant, account, amount_minor, events),
-            Step::SetTradingStatus { instrument, open } => self.set_trading_status(instrument, open, events),
+            Step::Reduce {
+                order,
+                reduce_by_lots,
+                ..
+            } => self.reduce(participant, order, reduce_by_lots, events),
+            Step::Deposit {
+                account,
+                amount_minor,
+                ..
+            } => self.deposit(participant, account, amount_minor, events),
+            Step::Withdraw {
+                account,
+                amount_minor,
+                ..
+            } => self.withdraw(participant, account, amount_minor, events),
+            Step::SetTradingStatus { instrument, open } => {
+                self.set_trading_status(instrument, open, events)
+            }
             Step::Retry => unreachable!("a retry executes nothing"),
         }
     }
@@ -386,7 +482,10 @@ impl Model {
     /// cannot trade in full, accepted and killed.
     fn check_order(&self, owner: u32, args: &PlaceArgs) -> Result<bool, RejectReason> {
         self.require(owner, Role::Contributor)?;
-        let instrument = self.instruments.get(args.instrument as usize).ok_or(RejectReason::UnknownInstrument)?;
+        let instrument = self
+            .instruments
+            .get(args.instrument as usize)
+            .ok_or(RejectReason::UnknownInstrument)?;
         if args.lots == 0 {
             return Err(RejectReason::QuantityZero);
         }
@@ -408,17 +507,23 @@ impl Model {
         let position = self.position(owner, args.instrument);
         match args.side {
             Side::Buy => {
-                if self.free_minor(owner) < args.price_ticks * args.lots * instrument.tick_value_minor {
+                if self.free_minor(owner)
+                    < args.price_ticks * args.lots * instrument.tick_value_minor
+                {
                     return Err(RejectReason::InsufficientCash);
                 }
-                let exposure = position.lots + self.resting_lots(owner, args.instrument, Side::Buy) + args.lots;
-                let cap_lots = instrument.lots_outstanding * u64::from(instrument.holding_cap_bp) / 10_000;
+                let exposure = position.lots
+                    + self.resting_lots(owner, args.instrument, Side::Buy)
+                    + args.lots;
+                let cap_lots =
+                    instrument.lots_outstanding * u64::from(instrument.holding_cap_bp) / 10_000;
                 if exposure > cap_lots {
                     return Err(RejectReason::HoldingCapExceeded);
                 }
             }
             Side::Sell => {
-                let unreserved = position.lots - self.resting_lots(owner, args.instrument, Side::Sell);
+                let unreserved =
+                    position.lots - self.resting_lots(owner, args.instrument, Side::Sell);
                 if unreserved < args.lots {
                     return Err(RejectReason::InsufficientUnits);
                 }
@@ -431,21 +536,31 @@ impl Model {
             TimeInForce::GoodTillCancelled => {
                 // A full book refuses only an order that would rest: one that trades in full at
                 // once needs no room.
-                let in_book = self.resting.iter().filter(|order| order.instrument == args.instrument).count();
+                let in_book = self
+                    .resting
+                    .iter()
+                    .filter(|order| order.instrument == args.instrument)
+                    .count();
                 let book_full = in_book >= ORDERS_PER_BOOK_MAX as usize;
                 let market_full = self.resting.len() >= ORDERS_MAX as usize;
                 if book_full || market_full {
                     let mut trial = self.clone();
-                    let (remaining_lots, _) = trial.match_incoming(owner, u64::MAX, args, &mut Vec::new());
+                    let (remaining_lots, _) =
+                        trial.match_incoming(owner, u64::MAX, args, &mut Vec::new());
                     if remaining_lots > 0 {
-                        return Err(if book_full { RejectReason::BookFull } else { RejectReason::OrdersFull });
+                        return Err(if book_full {
+                            RejectReason::BookFull
+                        } else {
+                            RejectReason::OrdersFull
+                        });
                     }
                 }
             }
             TimeInForce::FillOrKill => {
                 // Fillable means: matching it on a copy of the market leaves nothing over.
                 let mut trial = self.clone();
-                let (remaining_lots, _) = trial.match_incoming(owner, u64::MAX, args, &mut Vec::new());
+                let (remaining_lots, _) =
+                    trial.match_incoming(owner, u64::MAX, args, &mut Vec::new());
                 if remaining_lots > 0 {
                     return Ok(true);
                 }
@@ -455,7 +570,12 @@ impl Model {
         Ok(false)
     }
 
-    fn place(&mut self, owner: u32, args: PlaceArgs, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    fn place(
+        &mut self,
+        owner: u32,
+        args: PlaceArgs,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         let killed = self.check_order(owner, &args)?;
         let id = self.next_order_id;
         self.next_order_id += 1;
@@ -470,7 +590,12 @@ impl Model {
         });
         if killed {
             let reason = CancelReason::FillOrKillUnfillable;
-            events.push(Event::OrderCancelled { order: OrderId(id), owner: ParticipantId(owner), remaining_lots: args.lots, reason });
+            events.push(Event::OrderCancelled {
+                order: OrderId(id),
+                owner: ParticipantId(owner),
+                remaining_lots: args.lots,
+                reason,
+            });
             return Ok(Ack::Order(OrderId(id)));
         }
         let (remaining_lots, stopped_by_self_trade) = self.match_incoming(owner, id, &args, events);
@@ -486,10 +611,22 @@ impl Model {
                 price_ticks: args.price_ticks,
                 remaining_lots,
             });
-            events.push(Event::OrderRested { order: OrderId(id), remaining_lots });
+            events.push(Event::OrderRested {
+                order: OrderId(id),
+                remaining_lots,
+            });
         } else {
-            let reason = if stopped_by_self_trade { CancelReason::SelfTrade } else { CancelReason::ImmediateOrCancelRemainder };
-            events.push(Event::OrderCancelled { order: OrderId(id), owner: ParticipantId(owner), remaining_lots, reason });
+            let reason = if stopped_by_self_trade {
+                CancelReason::SelfTrade
+            } else {
+                CancelReason::ImmediateOrCancelRemainder
+            };
+            events.push(Event::OrderCancelled {
+                order: OrderId(id),
+                owner: ParticipantId(owner),
+                remaining_lots,
+                reason,
+            });
         }
         Ok(Ack::Order(OrderId(id)))
     }
@@ -497,10 +634,18 @@ impl Model {
     /// Trades the incoming order against the opposite side, best price then oldest first, each
     /// fill at the resting order's price. Returns the lots left and whether self-trade
     /// prevention stopped it.
-    fn match_incoming(&mut self, owner: u32, id: u64, args: &PlaceArgs, events: &mut Vec<Event>) -> (u64, bool) {
+    fn match_incoming(
+        &mut self,
+        owner: u32,
+        id: u64,
+        args: &PlaceArgs,
+        events: &mut Vec<Event>,
+    ) -> (u64, bool) {
         let mut remaining_lots = args.lots;
         while remaining_lots > 0 {
-            let Some(index) = self.best_index(args.instrument, args.side.opposite()) else { return (remaining_lots, false) };
+            let Some(index) = self.best_index(args.instrument, args.side.opposite()) else {
+                return (remaining_lots, false);
+            };
             let maker = self.resting[index].clone();
             if !crosses(args.side, args.price_ticks, maker.price_ticks) {
                 return (remaining_lots, false);
@@ -528,7 +673,14 @@ impl Model {
                 }
             }
             let lots = remaining_lots.min(maker.remaining_lots);
-            let notional_minor = self.settle(args.instrument, args.side, owner, maker.owner, maker.price_ticks, lots);
+            let notional_minor = self.settle(
+                args.instrument,
+                args.side,
+                owner,
+                maker.owner,
+                maker.price_ticks,
+                lots,
+            );
             remaining_lots -= lots;
             let maker_remaining_lots = maker.remaining_lots - lots;
             if maker_remaining_lots == 0 {
@@ -555,12 +707,24 @@ impl Model {
 
     /// Delivery versus payment: the buyer pays the trade price (never its own limit) and receives
     /// the lots, locked if the instrument has a lock-in; the seller gives the lots and is paid.
-    fn settle(&mut self, instrument: u32, taker_side: Side, taker: u32, maker: u32, price_ticks: u64, lots: u64) -> u64 {
+    fn settle(
+        &mut self,
+        instrument: u32,
+        taker_side: Side,
+        taker: u32,
+        maker: u32,
+        price_ticks: u64,
+        lots: u64,
+    ) -> u64 {
         let terms = &self.instruments[instrument as usize];
         let notional_minor = price_ticks * lots * terms.tick_value_minor;
         let lock_until = terms.lock_until(self.now_ns);
         let locked = terms.lock_in_years > 0;
-        let (buyer, seller) = if taker_side == Side::Buy { (taker, maker) } else { (maker, taker) };
+        let (buyer, seller) = if taker_side == Side::Buy {
+            (taker, maker)
+        } else {
+            (maker, taker)
+        };
         self.balances_minor[buyer as usize] -= notional_minor;
         self.balances_minor[seller as usize] += notional_minor;
         let bought = self.positions.entry((buyer, instrument)).or_default();
@@ -568,7 +732,10 @@ impl Model {
         if locked {
             bought.locks.push((lock_until, lots));
         }
-        let sold = self.positions.get_mut(&(seller, instrument)).expect("a seller holds what it sells");
+        let sold = self
+            .positions
+            .get_mut(&(seller, instrument))
+            .expect("a seller holds what it sells");
         sold.lots -= lots;
         notional_minor
     }
@@ -578,7 +745,11 @@ impl Model {
         self.require(participant, Role::Contributor)?;
         let Some(index) = self.resting.iter().position(|resting| resting.id == order) else {
             // An id given out earlier is filled, cancelled or killed; any other was never given.
-            return Err(if order >= 1 && order < self.next_order_id { RejectReason::OrderNotResting } else { RejectReason::UnknownOrder });
+            return Err(if order >= 1 && order < self.next_order_id {
+                RejectReason::OrderNotResting
+            } else {
+                RejectReason::UnknownOrder
+            });
         };
         if self.resting[index].owner != participant {
             return Err(RejectReason::NotOrderOwner);
@@ -586,7 +757,12 @@ impl Model {
         Ok(index)
     }
 
-    fn cancel(&mut self, participant: u32, order: u64, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    fn cancel(
+        &mut self,
+        participant: u32,
+        order: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         let index = self.owned(participant, order)?;
         let cancelled = self.resting.remove(index);
         events.push(Event::OrderCancelled {
@@ -598,7 +774,13 @@ impl Model {
         Ok(Ack::Done)
     }
 
-    fn reduce(&mut self, participant: u32, order: u64, reduce_by_lots: u64, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    fn reduce(
+        &mut self,
+        participant: u32,
+        order: u64,
+        reduce_by_lots: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         let index = self.owned(participant, order)?;
         if reduce_by_lots == 0 {
             return Err(RejectReason::QuantityZero);
@@ -615,9 +797,19 @@ impl Model {
         Ok(Ack::Done)
     }
 
-    fn deposit(&mut self, participant: u32, account: u32, amount_minor: u64, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    fn deposit(
+        &mut self,
+        participant: u32,
+        account: u32,
+        amount_minor: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         self.require(participant, Role::Operator)?;
-        let balance = self.balances_minor.get(account as usize).copied().ok_or(RejectReason::UnknownAccount)?;
+        let balance = self
+            .balances_minor
+            .get(account as usize)
+            .copied()
+            .ok_or(RejectReason::UnknownAccount)?;
         if amount_minor == 0 {
             return Err(RejectReason::AmountZero);
         }
@@ -627,13 +819,27 @@ impl Model {
         }
         self.circulating_minor += u128::from(amount_minor);
         self.balances_minor[account as usize] = balance + amount_minor;
-        events.push(Event::CashDeposited { account: ParticipantId(account), amount_minor, balance_minor: balance + amount_minor });
+        events.push(Event::CashDeposited {
+            account: ParticipantId(account),
+            amount_minor,
+            balance_minor: balance + amount_minor,
+        });
         Ok(Ack::Done)
     }
 
-    fn withdraw(&mut self, participant: u32, account: u32, amount_minor: u64, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
+    fn withdraw(
+        &mut self,
+        participant: u32,
+        account: u32,
+        amount_minor: u64,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
         self.require(participant, Role::Operator)?;
-        let balance = self.balances_minor.get(account as usize).copied().ok_or(RejectReason::UnknownAccount)?;
+        let balance = self
+            .balances_minor
+            .get(account as usize)
+            .copied()
+            .ok_or(RejectReason::UnknownAccount)?;
         if amount_minor == 0 {
             return Err(RejectReason::AmountZero);
         }
@@ -642,17 +848,32 @@ impl Model {
         }
         self.circulating_minor -= u128::from(amount_minor);
         self.balances_minor[account as usize] = balance - amount_minor;
-        events.push(Event::CashWithdrawn { account: ParticipantId(account), amount_minor, balance_minor: balance - amount_minor });
+        events.push(Event::CashWithdrawn {
+            account: ParticipantId(account),
+            amount_minor,
+            balance_minor: balance - amount_minor,
+        });
         Ok(Ack::Done)
     }
 
-    fn set_trading_status(&mut self, instrument: u32, open: bool, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
-        let state = self.instruments.get_mut(instrument as usize).ok_or(RejectReason::UnknownInstrument)?;
+    fn set_trading_status(
+        &mut self,
+        instrument: u32,
+        open: bool,
+        events: &mut Vec<Event>,
+    ) -> Result<Ack, RejectReason> {
+        let state = self
+            .instruments
+            .get_mut(instrument as usize)
+            .ok_or(RejectReason::UnknownInstrument)?;
         if state.trading_open == open {
             return Err(RejectReason::NoEffect);
         }
         state.trading_open = open;
-        events.push(Event::TradingStatusChanged { instrument: InstrumentId(instrument), open });
+        events.push(Event::TradingStatusChanged {
+            instrument: InstrumentId(instrument),
+            open,
+        });
         Ok(Ack::Done)
     }
 }
@@ -661,13 +882,34 @@ impl Model {
 
 #[derive(Clone, Debug)]
 enum Step {
-    Place { participant: u32, args: PlaceArgs },
-    Cancel { participant: u32, order: u64 },
-    Reduce { participant: u32, order: u64, reduce_by_lots: u64 },
-    Deposit { participant: u32, account: u32, amount_minor: u64 },
-    Withdraw { participant: u32, account: u32, amount_minor: u64 },
+    Place {
+        participant: u32,
+        args: PlaceArgs,
+    },
+    Cancel {
+        participant: u32,
+        order: u64,
+    },
+    Reduce {
+        participant: u32,
+        order: u64,
+        reduce_by_lots: u64,
+    },
+    Deposit {
+        participant: u32,
+        account: u32,
+        amount_minor: u64,
+    },
+    Withdraw {
+        participant: u32,
+        account: u32,
+        amount_minor: u64,
+    },
     /// Always sent by the operator (role checks are covered by the other steps).
-    SetTradingStatus { instrument: u32, open: bool },
+    SetTradingStatus {
+        instrument: u32,
+        open: bool,
+    },
     /// Send the previous command again with the same command id.
     Retry,
 }
@@ -694,11 +936,37 @@ impl Step {
                 time_in_force: args.time_in_force,
                 self_trade: args.self_trade,
             },
-            Step::Cancel { order, .. } => CommandKind::CancelOrder { order: OrderId(order) },
-            Step::Reduce { order, reduce_by_lots, .. } => CommandKind::ReduceOrder { order: OrderId(order), reduce_by_lots },
-            Step::Deposit { account, amount_minor, .. } => CommandKind::Deposit { account: ParticipantId(account), amount_minor },
-            Step::Withdraw { account, amount_minor, .. } => CommandKind::Withdraw { account: ParticipantId(account), amount_minor },
-            Step::SetTradingStatus { instrument, open } => CommandKind::SetTradingStatus { instrument: InstrumentId(instrument), open },
+            Step::Cancel { order, .. } => CommandKind::CancelOrder {
+                order: OrderId(order),
+            },
+            Step::Reduce {
+                order,
+                reduce_by_lots,
+                ..
+            } => CommandKind::ReduceOrder {
+                order: OrderId(order),
+                reduce_by_lots,
+            },
+            Step::Deposit {
+                account,
+                amount_minor,
+                ..
+            } => CommandKind::Deposit {
+                account: ParticipantId(account),
+                amount_minor,
+            },
+            Step::Withdraw {
+                account,
+                amount_minor,
+                ..
+            } => CommandKind::Withdraw {
+                account: ParticipantId(account),
+                amount_minor,
+            },
+            Step::SetTradingStatus { instrument, open } => CommandKind::SetTradingStatus {
+                instrument: InstrumentId(instrument),
+                open,
+            },
             Step::Retry => unreachable!("a retry resends the previous command"),
         }
     }
@@ -726,7 +994,10 @@ fn price_ticks(instrument: u32) -> BoxedStrategy<u64> {
     let (core, band) = match Model::initial().instruments.get(instrument as usize) {
         Some(terms) => {
             let par = terms.par_ticks;
-            ((par - 1)..=(par + 1), (par - 3)..=(terms.ceiling_ticks(SETUP_TIME_NS) + 2))
+            (
+                (par - 1)..=(par + 1),
+                (par - 3)..=(terms.ceiling_ticks(SETUP_TIME_NS) + 2),
+            )
         }
         None => (1..=10, 1..=10),
     };
@@ -735,7 +1006,8 @@ fn price_ticks(instrument: u32) -> BoxedStrategy<u64> {
 
 fn place() -> BoxedStrategy<Step> {
     let instrument = prop_oneof![30 => 0..LISTINGS.len() as u32, 1 => Just(LISTINGS.len() as u32)];
-    let lots = prop_oneof![20 => 1..=8u64, 2 => 9..=20u64, 1 => Just(0u64), 1 => Just(ORDER_LOTS_MAX + 1)];
+    let lots =
+        prop_oneof![20 => 1..=8u64, 2 => 9..=20u64, 1 => Just(0u64), 1 => Just(ORDER_LOTS_MAX + 1)];
     let side = prop_oneof![Just(Side::Buy), Just(Side::Sell)];
     let time_in_force = prop_oneof![
         4 => Just(TimeInForce::GoodTillCancelled),
@@ -747,11 +1019,29 @@ fn place() -> BoxedStrategy<Step> {
         Just(SelfTradePrevention::CancelResting),
         Just(SelfTradePrevention::CancelBoth),
     ];
-    (trader(), instrument.prop_flat_map(|i| (Just(i), price_ticks(i))), lots, side, time_in_force, self_trade)
-        .prop_map(|(participant, (instrument, price_ticks), lots, side, time_in_force, self_trade)| Step::Place {
-            participant,
-            args: PlaceArgs { instrument, side, price_ticks, lots, time_in_force, self_trade },
-        })
+    (
+        trader(),
+        instrument.prop_flat_map(|i| (Just(i), price_ticks(i))),
+        lots,
+        side,
+        time_in_force,
+        self_trade,
+    )
+        .prop_map(
+            |(participant, (instrument, price_ticks), lots, side, time_in_force, self_trade)| {
+                Step::Place {
+                    participant,
+                    args: PlaceArgs {
+                        instrument,
+                        side,
+                        price_ticks,
+                        lots,
+                        time_in_force,
+                        self_trade,
+                    },
+                }
+            },
+        )
         .boxed()
 }
 
@@ -767,7 +1057,11 @@ fn order_target(state: &Model) -> BoxedStrategy<(u32, u64)> {
     if state.resting.is_empty() {
         return bogus;
     }
-    let owned: Vec<(u32, u64)> = state.resting.iter().map(|order| (order.owner, order.id)).collect();
+    let owned: Vec<(u32, u64)> = state
+        .resting
+        .iter()
+        .map(|order| (order.owner, order.id))
+        .collect();
     let ids: Vec<u64> = owned.iter().map(|(_, id)| *id).collect();
     prop_oneof![
         8 => proptest::sample::select(owned),
@@ -793,17 +1087,29 @@ fn cash_mover() -> BoxedStrategy<u32> {
 fn deposit() -> BoxedStrategy<Step> {
     let amount = prop_oneof![20 => 1..=40_000u64, 1 => Just(0u64), 1 => Just(u64::MAX)];
     (cash_mover(), cash_account(), amount)
-        .prop_map(|(participant, account, amount_minor)| Step::Deposit { participant, account, amount_minor })
+        .prop_map(|(participant, account, amount_minor)| Step::Deposit {
+            participant,
+            account,
+            amount_minor,
+        })
         .boxed()
 }
 
 fn withdraw(state: &Model) -> BoxedStrategy<Step> {
     // Exactly an account's free cash must succeed; one unit more must not.
-    let free: Vec<(u32, u64)> = CONTRIBUTORS.iter().map(|&c| (c, state.free_minor(c))).collect();
-    let exact = proptest::sample::select(free).prop_flat_map(|(account, free)| (Just(account), free..=free + 1));
+    let free: Vec<(u32, u64)> = CONTRIBUTORS
+        .iter()
+        .map(|&c| (c, state.free_minor(c)))
+        .collect();
+    let exact = proptest::sample::select(free)
+        .prop_flat_map(|(account, free)| (Just(account), free..=free + 1));
     let amount = prop_oneof![6 => (cash_account(), 1..=30_000u64), 2 => exact, 1 => (cash_account(), Just(0u64))];
     (cash_mover(), amount)
-        .prop_map(|(participant, (account, amount_minor))| Step::Withdraw { participant, account, amount_minor })
+        .prop_map(|(participant, (account, amount_minor))| Step::Withdraw {
+            participant,
+            account,
+            amount_minor,
+        })
         .boxed()
 }
 
@@ -818,9 +1124,17 @@ impl ReferenceStateMachine for MarketModel {
     }
 
     fn transitions(state: &Model) -> BoxedStrategy<Transition> {
-        let cancel = order_target(state).prop_map(|(participant, order)| Step::Cancel { participant, order });
-        let reduce = (order_target(state), prop_oneof![8 => 1..=6u64, 1 => Just(0u64), 1 => 7..=30u64])
-            .prop_map(|((participant, order), reduce_by_lots)| Step::Reduce { participant, order, reduce_by_lots });
+        let cancel = order_target(state)
+            .prop_map(|(participant, order)| Step::Cancel { participant, order });
+        let reduce = (
+            order_target(state),
+            prop_oneof![8 => 1..=6u64, 1 => Just(0u64), 1 => 7..=30u64],
+        )
+            .prop_map(|((participant, order), reduce_by_lots)| Step::Reduce {
+                participant,
+                order,
+                reduce_by_lots,
+            });
         let trading_status = (0..=LISTINGS.len() as u32, prop::bool::weighted(0.85))
             .prop_map(|(instrument, open)| Step::SetTradingStatus { instrument, open });
         let mut steps: Vec<(u32, BoxedStrategy<Step>)> = vec![
@@ -834,7 +1148,10 @@ impl ReferenceStateMachine for MarketModel {
         if state.last_result.is_some() {
             steps.push((1, Just(Step::Retry).boxed()));
         }
-        (prop_oneof![3 => Just(0u64), 2 => 1..=10u64], Union::new_weighted(steps))
+        (
+            prop_oneof![3 => Just(0u64), 2 => 1..=10u64],
+            Union::new_weighted(steps),
+        )
             .prop_map(|(advance_ns, step)| Transition { advance_ns, step })
             .boxed()
     }
@@ -846,7 +1163,10 @@ impl ReferenceStateMachine for MarketModel {
 
     fn apply(mut state: Model, transition: &Transition) -> Model {
         state.now_ns += transition.advance_ns;
-        assert!(state.now_ns < MODEL_HORIZON_NS, "the model's calendar holds for two years of 365 days");
+        assert!(
+            state.now_ns < MODEL_HORIZON_NS,
+            "the model's calendar holds for two years of 365 days"
+        );
         let mut events = Vec::new();
         state.applied += 1;
         let outcome = match &transition.step {
@@ -861,13 +1181,19 @@ impl ReferenceStateMachine for MarketModel {
             },
             step => {
                 let result = state.execute(step.participant(), step, &mut events);
-                assert!(result.is_ok() || events.is_empty(), "the model emitted events for a rejection");
+                assert!(
+                    result.is_ok() || events.is_empty(),
+                    "the model emitted events for a rejection"
+                );
                 state.last_result = Some(result);
                 state.last_sequence = state.applied;
                 Outcome::fresh(result)
             }
         };
-        state.expected = Expected { outcome: Some(outcome), events };
+        state.expected = Expected {
+            outcome: Some(outcome),
+            events,
+        };
         state
     }
 }
@@ -884,7 +1210,11 @@ struct Exchange {
 impl Exchange {
     fn command(&mut self, participant: u32, kind: CommandKind) -> Command {
         self.next_command_id += 1;
-        Command { id: CommandId(self.next_command_id), participant: ParticipantId(participant), kind }
+        Command {
+            id: CommandId(self.next_command_id),
+            participant: ParticipantId(participant),
+            kind,
+        }
     }
 }
 
@@ -893,11 +1223,21 @@ impl StateMachineTest for Exchange {
     type Reference = MarketModel;
 
     fn init_test(_model: &Model) -> Exchange {
-        let mut exchange = Exchange { engine: Engine::new(market_config()), time_ns: SETUP_TIME_NS, next_command_id: 0, last_command: None };
+        let mut exchange = Exchange {
+            engine: Engine::new(market_config()),
+            time_ns: SETUP_TIME_NS,
+            next_command_id: 0,
+            last_command: None,
+        };
         for (participant, kind) in setup_commands() {
             let command = exchange.command(participant.0, kind);
-            let outcome = exchange.engine.apply(&command, ISSUE_TIME_NS, &mut Vec::new());
-            assert!(outcome.result.is_ok(), "setup command {command:?} was refused: {outcome:?}");
+            let outcome = exchange
+                .engine
+                .apply(&command, ISSUE_TIME_NS, &mut Vec::new());
+            assert!(
+                outcome.result.is_ok(),
+                "setup command {command:?} was refused: {outcome:?}"
+            );
         }
         // Trading starts later: a command of nobody registered moves the engine's clock there
         // and changes nothing else.
@@ -910,11 +1250,16 @@ impl StateMachineTest for Exchange {
     fn apply(mut exchange: Exchange, model: &Model, transition: Transition) -> Exchange {
         exchange.time_ns += transition.advance_ns;
         let command = match &transition.step {
-            Step::Retry => exchange.last_command.clone().expect("checked by preconditions"),
+            Step::Retry => exchange
+                .last_command
+                .clone()
+                .expect("checked by preconditions"),
             step => exchange.command(step.participant(), step.command_kind()),
         };
         let mut events = Vec::new();
-        let outcome = exchange.engine.apply(&command, exchange.time_ns, &mut events);
+        let outcome = exchange
+            .engine
+            .apply(&command, exchange.time_ns, &mut events);
         let expected = &model.expected;
         assert_eq!(Some(outcome), expected.outcome, "outcome of {command:?}");
         assert_eq!(events, expected.events, "events of {command:?}");
@@ -935,29 +1280,69 @@ impl StateMachineTest for Exchange {
 }
 
 fn assert_cash_agrees(engine: &Engine, model: &Model) {
-    assert_eq!(engine.participants().count(), model.roles.len(), "participants registered");
+    assert_eq!(
+        engine.participants().count(),
+        model.roles.len(),
+        "participants registered"
+    );
     for (id, participant) in engine.participants() {
         let cash = participant.cash;
-        assert_eq!(cash.balance_minor, model.balances_minor[id.0 as usize], "cash balance of participant {}", id.0);
-        assert_eq!(cash.reserved_minor, model.reserved_minor(id.0), "cash reserved by participant {}", id.0);
+        assert_eq!(
+            cash.balance_minor, model.balances_minor[id.0 as usize],
+            "cash balance of participant {}",
+            id.0
+        );
+        assert_eq!(
+            cash.reserved_minor,
+            model.reserved_minor(id.0),
+            "cash reserved by participant {}",
+            id.0
+        );
     }
     let (deposited, withdrawn) = engine.cash_totals_minor();
-    assert_eq!(deposited - withdrawn, model.circulating_minor, "cash in circulation");
+    assert_eq!(
+        deposited - withdrawn,
+        model.circulating_minor,
+        "cash in circulation"
+    );
 }
 
 fn assert_holdings_agree(engine: &Engine, model: &Model) {
     for instrument in 0..LISTINGS.len() as u32 {
-        let listed = engine.instrument(InstrumentId(instrument)).expect("listed at setup");
-        assert_eq!(listed.lots_outstanding(), model.instruments[instrument as usize].lots_outstanding);
-        assert_eq!(listed.status.trading_open, model.instruments[instrument as usize].trading_open, "trading status of {instrument}");
+        let listed = engine
+            .instrument(InstrumentId(instrument))
+            .expect("listed at setup");
+        assert_eq!(
+            listed.lots_outstanding(),
+            model.instruments[instrument as usize].lots_outstanding
+        );
+        assert_eq!(
+            listed.status.trading_open, model.instruments[instrument as usize].trading_open,
+            "trading status of {instrument}"
+        );
         for participant in 0..model.roles.len() as u32 {
-            let holding = listed.holding(ParticipantId(participant)).cloned().unwrap_or_default();
+            let holding = listed
+                .holding(ParticipantId(participant))
+                .cloned()
+                .unwrap_or_default();
             let position = model.position(participant, instrument);
             let context = format!("participant {participant} in instrument {instrument}");
             assert_eq!(holding.lots, position.lots, "lots held by {context}");
-            assert_eq!(holding.reserved_lots, model.resting_lots(participant, instrument, Side::Sell), "lots reserved by {context}");
-            assert_eq!(holding.open_buy_lots, model.resting_lots(participant, instrument, Side::Buy), "lots bid by {context}");
-            assert_eq!(holding.locked_lots(model.now_ns), position.locked_lots(model.now_ns), "lots locked in for {context}");
+            assert_eq!(
+                holding.reserved_lots,
+                model.resting_lots(participant, instrument, Side::Sell),
+                "lots reserved by {context}"
+            );
+            assert_eq!(
+                holding.open_buy_lots,
+                model.resting_lots(participant, instrument, Side::Buy),
+                "lots bid by {context}"
+            );
+            assert_eq!(
+                holding.locked_lots(model.now_ns),
+                position.locked_lots(model.now_ns),
+                "lots locked in for {context}"
+            );
         }
     }
 }
@@ -965,17 +1350,26 @@ fn assert_holdings_agree(engine: &Engine, model: &Model) {
 /// Both sides of every book, order by order in priority order.
 fn assert_books_agree(engine: &Engine, model: &Model) {
     let snapshot = engine.snapshot();
-    assert_eq!(engine.resting_orders(), model.resting.len(), "resting orders");
+    assert_eq!(
+        engine.resting_orders(),
+        model.resting.len(),
+        "resting orders"
+    );
     for (instrument, saved) in snapshot.instruments.iter().enumerate() {
         for (side, engine_side) in [(Side::Buy, &saved.bids), (Side::Sell, &saved.asks)] {
-            let engine_orders: Vec<(u64, u32, u64, u64)> =
-                engine_side.iter().map(|o| (o.id.0, o.owner.0, o.price_ticks, o.remaining_lots)).collect();
+            let engine_orders: Vec<(u64, u32, u64, u64)> = engine_side
+                .iter()
+                .map(|o| (o.id.0, o.owner.0, o.price_ticks, o.remaining_lots))
+                .collect();
             let model_orders: Vec<(u64, u32, u64, u64)> = model
                 .side_in_priority(instrument as u32, side)
                 .iter()
                 .map(|o| (o.id, o.owner, o.price_ticks, o.remaining_lots))
                 .collect();
-            assert_eq!(engine_orders, model_orders, "{side:?} side of instrument {instrument}, in priority order");
+            assert_eq!(
+                engine_orders, model_orders,
+                "{side:?} side of instrument {instrument}, in priority order"
+            );
         }
     }
 }
@@ -1001,6 +1395,9 @@ fn setup_matches_the_model() {
     // The setup leaves both books empty and every contributor some free cash.
     assert_eq!(exchange.engine.resting_orders(), 0);
     for contributor in CONTRIBUTORS {
-        assert!(model.free_minor(contributor) > 0, "contributor {contributor} has no free cash to trade");
+        assert!(
+            model.free_minor(contributor) > 0,
+            "contributor {contributor} has no free cash to trade"
+        );
     }
 }

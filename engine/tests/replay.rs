@@ -9,8 +9,9 @@
 //! The recorded script, not the client, is what every run replays.
 
 use mutua_engine::{
-    Ack, Command, CommandId, CommandKind, Engine, Event, InstrumentId, InstrumentKind, InstrumentSpec, MarketConfig,
-    OfferingId, Outcome, ParticipantId, RejectReason, Role, SelfTradePrevention, Side, Snapshot, StateHash, TimeInForce,
+    Ack, Command, CommandId, CommandKind, Engine, Event, InstrumentId, InstrumentKind,
+    InstrumentSpec, MarketConfig, OfferingId, Outcome, ParticipantId, RejectReason, Role,
+    SelfTradePrevention, Side, Snapshot, StateHash, TimeInForce,
 };
 
 const HOUR_NS: u64 = 3_600_000_000_000;
@@ -23,7 +24,10 @@ const SCRIPT_COMMANDS: usize = 3_000;
 /// A small idempotency window, so that some repeated ids have been forgotten and apply afresh:
 /// the snapshot must carry exactly which ids are still remembered.
 fn market_config() -> MarketConfig {
-    MarketConfig { command_ids_per_participant_max: 64, ..MarketConfig::default() }
+    MarketConfig {
+        command_ids_per_participant_max: 64,
+        ..MarketConfig::default()
+    }
 }
 
 /// Marsaglia's xorshift64: deterministic and dependency-free, which is all a script needs.
@@ -97,19 +101,32 @@ impl Client {
 
     fn send(&mut self, participant: ParticipantId, kind: CommandKind) -> Result<Ack, RejectReason> {
         self.next_command_id += 1;
-        let command = Command { id: CommandId(self.next_command_id), participant, kind };
+        let command = Command {
+            id: CommandId(self.next_command_id),
+            participant,
+            kind,
+        };
         self.push(command)
     }
 
     fn push(&mut self, command: Command) -> Result<Ack, RejectReason> {
         let timestamp_ns = self.stale_timestamp_ns.take().unwrap_or(self.time_ns);
         let outcome = self.shadow.apply(&command, timestamp_ns, &mut Vec::new());
-        self.script.push(Scripted { command, timestamp_ns });
+        self.script.push(Scripted {
+            command,
+            timestamp_ns,
+        });
         outcome.result
     }
 
     fn register(&mut self, role: Role, name: &str) -> ParticipantId {
-        match self.send(OPERATOR, CommandKind::RegisterParticipant { role, name: name.to_string() }) {
+        match self.send(
+            OPERATOR,
+            CommandKind::RegisterParticipant {
+                role,
+                name: name.to_string(),
+            },
+        ) {
             Ok(Ack::Participant(id)) => id,
             other => panic!("registering {name}: {other:?}"),
         }
@@ -128,35 +145,107 @@ impl Client {
             self.contributors.push(contributor);
         }
         for contributor in self.contributors.clone() {
-            self.send(OPERATOR, CommandKind::Deposit { account: contributor, amount_minor: 5_000_000 }).expect("deposit");
+            self.send(
+                OPERATOR,
+                CommandKind::Deposit {
+                    account: contributor,
+                    amount_minor: 5_000_000,
+                },
+            )
+            .expect("deposit");
         }
         for organization in self.organizations.clone() {
-            self.send(OPERATOR, CommandKind::Deposit { account: organization, amount_minor: 2_000_000 }).expect("deposit");
+            self.send(
+                OPERATOR,
+                CommandKind::Deposit {
+                    account: organization,
+                    amount_minor: 2_000_000,
+                },
+            )
+            .expect("deposit");
         }
         let specs = [
-            listing("RIVER-A", InstrumentKind::CommunityShare, self.organizations[0], 100, 0, None, false),
-            listing("HILL-CIP", InstrumentKind::CommunityShare, self.organizations[1], 50, 50, None, true),
-            listing("RIVER-BOND", InstrumentKind::CommunityBond, self.organizations[0], 200, 0, Some(START_NS + 75 * DAY_NS), false),
+            listing(
+                "RIVER-A",
+                InstrumentKind::CommunityShare,
+                self.organizations[0],
+                100,
+                0,
+                None,
+                false,
+            ),
+            listing(
+                "HILL-CIP",
+                InstrumentKind::CommunityShare,
+                self.organizations[1],
+                50,
+                50,
+                None,
+                true,
+            ),
+            listing(
+                "RIVER-BOND",
+                InstrumentKind::CommunityBond,
+                self.organizations[0],
+                200,
+                0,
+                Some(START_NS + 75 * DAY_NS),
+                false,
+            ),
         ];
         for spec in specs {
             let issuer = spec.issuer;
-            let Ok(Ack::Instrument(instrument)) = self.send(OPERATOR, CommandKind::ListInstrument { spec: Box::new(spec) }) else {
+            let Ok(Ack::Instrument(instrument)) = self.send(
+                OPERATOR,
+                CommandKind::ListInstrument {
+                    spec: Box::new(spec),
+                },
+            ) else {
                 panic!("listing refused")
             };
             self.instruments.push(instrument);
             self.offerings.push(None);
-            self.send(OPERATOR, CommandKind::SetTradingStatus { instrument, open: true }).expect("open trading");
-            let offering = self.open_offering(issuer, instrument, 1_200).expect("first offering");
+            self.send(
+                OPERATOR,
+                CommandKind::SetTradingStatus {
+                    instrument,
+                    open: true,
+                },
+            )
+            .expect("open trading");
+            let offering = self
+                .open_offering(issuer, instrument, 1_200)
+                .expect("first offering");
             for contributor in self.contributors.clone() {
-                self.send(contributor, CommandKind::Subscribe { offering, lots: 150 }).expect("subscribe");
+                self.send(
+                    contributor,
+                    CommandKind::Subscribe {
+                        offering,
+                        lots: 150,
+                    },
+                )
+                .expect("subscribe");
             }
-            self.send(issuer, CommandKind::CloseOffering { offering }).expect("close offering");
+            self.send(issuer, CommandKind::CloseOffering { offering })
+                .expect("close offering");
         }
     }
 
-    fn open_offering(&mut self, issuer: ParticipantId, instrument: InstrumentId, lots: u64) -> Result<OfferingId, RejectReason> {
+    fn open_offering(
+        &mut self,
+        issuer: ParticipantId,
+        instrument: InstrumentId,
+        lots: u64,
+    ) -> Result<OfferingId, RejectReason> {
         let minimum_lots = lots / 4 + 1;
-        match self.send(issuer, CommandKind::OpenOffering { instrument, lots, minimum_lots })? {
+        match self.send(
+            issuer,
+            CommandKind::OpenOffering {
+                instrument,
+                lots,
+                minimum_lots,
+            },
+        )? {
             Ack::Offering(offering) => {
                 self.offerings[instrument.0 as usize] = Some(offering);
                 Ok(offering)
@@ -166,7 +255,11 @@ impl Client {
     }
 
     fn issuer(&self, instrument: InstrumentId) -> ParticipantId {
-        self.shadow.instrument(instrument).expect("listed").spec.issuer
+        self.shadow
+            .instrument(instrument)
+            .expect("listed")
+            .spec
+            .issuer
     }
 
     /// One random command, weighted towards trading.
@@ -211,13 +304,25 @@ impl Client {
         // Mostly a few ticks from par up, where orders cross; sometimes from under the floor to
         // over the ceiling.
         let (low, high) = if self.rng.percent(80) {
-            (par.max(listed.spec.price_floor_ticks + 1) - 1, (par + 2).min(ceiling))
+            (
+                par.max(listed.spec.price_floor_ticks + 1) - 1,
+                (par + 2).min(ceiling),
+            )
         } else {
             (par - 3, ceiling + 2)
         };
         let price_ticks = low + self.rng.below(high + 1 - low);
-        let held = self.shadow.holdings_of(owner).into_iter().find(|(id, _)| *id == instrument).map_or(0, |(_, h)| h.lots);
-        let side = if held > 0 && self.rng.percent(50) { Side::Sell } else { Side::Buy };
+        let held = self
+            .shadow
+            .holdings_of(owner)
+            .into_iter()
+            .find(|(id, _)| *id == instrument)
+            .map_or(0, |(_, h)| h.lots);
+        let side = if held > 0 && self.rng.percent(50) {
+            Side::Sell
+        } else {
+            Side::Buy
+        };
         let lots = 1 + self.rng.below(12);
         let time_in_force = match self.rng.below(10) {
             0..=5 => TimeInForce::GoodTillCancelled,
@@ -229,17 +334,35 @@ impl Client {
             SelfTradePrevention::CancelResting,
             SelfTradePrevention::CancelBoth,
         ]);
-        self.send(owner, CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, self_trade })
+        self.send(
+            owner,
+            CommandKind::PlaceOrder {
+                instrument,
+                side,
+                price_ticks,
+                lots,
+                time_in_force,
+                self_trade,
+            },
+        )
     }
 
     /// A resting order and who cancels it: usually its owner.
     fn resting_target(&mut self) -> Option<(ParticipantId, mutua_engine::OrderId)> {
-        let orders: Vec<_> = self.contributors.iter().flat_map(|owner| self.shadow.orders_of(*owner)).collect();
+        let orders: Vec<_> = self
+            .contributors
+            .iter()
+            .flat_map(|owner| self.shadow.orders_of(*owner))
+            .collect();
         if orders.is_empty() {
             return None;
         }
         let order = &orders[self.rng.below(orders.len() as u64) as usize];
-        let asker = if self.rng.percent(90) { order.owner } else { self.rng.pick(&self.contributors) };
+        let asker = if self.rng.percent(90) {
+            order.owner
+        } else {
+            self.rng.pick(&self.contributors)
+        };
         Some((asker, order.id))
     }
 
@@ -257,39 +380,80 @@ impl Client {
     fn reduce(&mut self) -> Result<Ack, RejectReason> {
         let reduce_by_lots = self.rng.below(8);
         match self.resting_target() {
-            Some((asker, order)) => self.send(asker, CommandKind::ReduceOrder { order, reduce_by_lots }),
+            Some((asker, order)) => self.send(
+                asker,
+                CommandKind::ReduceOrder {
+                    order,
+                    reduce_by_lots,
+                },
+            ),
             None => self.cancel(),
         }
     }
 
     fn cash_account(&mut self) -> ParticipantId {
-        if self.rng.percent(80) { self.rng.pick(&self.contributors) } else { self.rng.pick(&self.organizations) }
+        if self.rng.percent(80) {
+            self.rng.pick(&self.contributors)
+        } else {
+            self.rng.pick(&self.organizations)
+        }
     }
 
     fn deposit(&mut self) -> Result<Ack, RejectReason> {
         let account = self.cash_account();
-        let amount_minor = if self.rng.percent(5) { 0 } else { 1 + self.rng.below(500_000) };
-        self.send(OPERATOR, CommandKind::Deposit { account, amount_minor })
+        let amount_minor = if self.rng.percent(5) {
+            0
+        } else {
+            1 + self.rng.below(500_000)
+        };
+        self.send(
+            OPERATOR,
+            CommandKind::Deposit {
+                account,
+                amount_minor,
+            },
+        )
     }
 
     fn withdraw(&mut self) -> Result<Ack, RejectReason> {
         let account = self.cash_account();
-        let free = self.shadow.participant(account).expect("registered").cash.free_minor();
+        let free = self
+            .shadow
+            .participant(account)
+            .expect("registered")
+            .cash
+            .free_minor();
         // Sometimes a little more than is free, which must be refused.
-        let amount_minor = self.rng.below(free / 4 + 2) + if self.rng.percent(10) { free } else { 0 };
-        self.send(OPERATOR, CommandKind::Withdraw { account, amount_minor })
+        let amount_minor =
+            self.rng.below(free / 4 + 2) + if self.rng.percent(10) { free } else { 0 };
+        self.send(
+            OPERATOR,
+            CommandKind::Withdraw {
+                account,
+                amount_minor,
+            },
+        )
     }
 
     /// Sends an earlier command id again: the same command (a client retry) or a different one
     /// under the same id. Inside the window it must apply nothing; outside, it is new.
     fn repeat_command_id(&mut self) {
-        let back = if self.rng.percent(80) { 1 + self.rng.below(200) } else { 600 + self.rng.below(400) };
-        let Some(index) = self.script.len().checked_sub(back as usize) else { return };
+        let back = if self.rng.percent(80) {
+            1 + self.rng.below(200)
+        } else {
+            600 + self.rng.below(400)
+        };
+        let Some(index) = self.script.len().checked_sub(back as usize) else {
+            return;
+        };
         let mut command = self.script[index].command.clone();
         if self.rng.percent(50) {
             let account = self.rng.pick(&self.contributors);
             command.participant = OPERATOR;
-            command.kind = CommandKind::Deposit { account, amount_minor: 777 };
+            command.kind = CommandKind::Deposit {
+                account,
+                amount_minor: 777,
+            };
         }
         let _ = self.push(command);
     }
@@ -300,11 +464,23 @@ impl Client {
             1 => (self.rng.pick(&self.contributors), "uninvited".to_string()),
             _ => (OPERATOR, format!("newcomer {}", self.script.len())),
         };
-        let result = self.send(who, CommandKind::RegisterParticipant { role: Role::Contributor, name });
+        let result = self.send(
+            who,
+            CommandKind::RegisterParticipant {
+                role: Role::Contributor,
+                name,
+            },
+        );
         if let Ok(Ack::Participant(newcomer)) = result {
             // Newcomers arrive with cash and join the trading crowd.
             self.contributors.push(newcomer);
-            self.send(OPERATOR, CommandKind::Deposit { account: newcomer, amount_minor: 1_000_000 })?;
+            self.send(
+                OPERATOR,
+                CommandKind::Deposit {
+                    account: newcomer,
+                    amount_minor: 1_000_000,
+                },
+            )?;
         }
         result
     }
@@ -312,19 +488,31 @@ impl Client {
     fn change_accreditation(&mut self) -> Result<Ack, RejectReason> {
         let organization = self.rng.pick(&self.organizations);
         let accredited = self.rng.percent(60);
-        let who = if self.rng.percent(80) { self.regulator } else { self.rng.pick(&self.contributors) };
-        self.send(who, CommandKind::SetAccreditation { organization, accredited })
+        let who = if self.rng.percent(80) {
+            self.regulator
+        } else {
+            self.rng.pick(&self.contributors)
+        };
+        self.send(
+            who,
+            CommandKind::SetAccreditation {
+                organization,
+                accredited,
+            },
+        )
     }
 
     /// Opens, subscribes to, or closes an offering of a random instrument.
     fn offering_step(&mut self) -> Result<Ack, RejectReason> {
         let instrument = self.rng.pick(&self.instruments);
         let issuer = self.issuer(instrument);
-        let open = self.offerings[instrument.0 as usize].filter(|id| self.shadow.offering(*id).is_some_and(|o| o.open));
+        let open = self.offerings[instrument.0 as usize]
+            .filter(|id| self.shadow.offering(*id).is_some_and(|o| o.open));
         match open {
             None => {
                 let lots = 100 + self.rng.below(400);
-                self.open_offering(issuer, instrument, lots).map(Ack::Offering)
+                self.open_offering(issuer, instrument, lots)
+                    .map(Ack::Offering)
             }
             Some(offering) if self.rng.percent(75) => {
                 let contributor = self.rng.pick(&self.contributors);
@@ -332,7 +520,11 @@ impl Client {
                 self.send(contributor, CommandKind::Subscribe { offering, lots })
             }
             Some(offering) => {
-                let closer = if self.rng.percent(90) { issuer } else { self.rng.pick(&self.organizations) };
+                let closer = if self.rng.percent(90) {
+                    issuer
+                } else {
+                    self.rng.pick(&self.organizations)
+                };
                 self.send(closer, CommandKind::CloseOffering { offering })
             }
         }
@@ -344,7 +536,13 @@ impl Client {
         let listed = self.shadow.instrument(instrument).expect("listed");
         let cap = listed.distribution_cap_per_lot_minor(self.time_ns);
         let per_lot_minor = self.rng.below(cap + 2);
-        self.send(self.issuer(instrument), CommandKind::PayDistribution { instrument, per_lot_minor })
+        self.send(
+            self.issuer(instrument),
+            CommandKind::PayDistribution {
+                instrument,
+                per_lot_minor,
+            },
+        )
     }
 
     fn toggle_trading(&mut self) -> Result<Ack, RejectReason> {
@@ -358,9 +556,16 @@ impl Client {
     fn repay(&mut self) -> Result<Ack, RejectReason> {
         let instrument = self.rng.pick(&self.instruments);
         let issuer = self.issuer(instrument);
-        let open = self.shadow.instrument(instrument).expect("listed").status.open_offering;
+        let open = self
+            .shadow
+            .instrument(instrument)
+            .expect("listed")
+            .status
+            .open_offering;
         match open {
-            Some(offering) if self.rng.percent(80) => self.send(issuer, CommandKind::CloseOffering { offering }),
+            Some(offering) if self.rng.percent(80) => {
+                self.send(issuer, CommandKind::CloseOffering { offering })
+            }
             _ => self.send(issuer, CommandKind::RepayAtMaturity { instrument }),
         }
     }
@@ -369,8 +574,13 @@ impl Client {
     fn nonsense(&mut self) -> Result<Ack, RejectReason> {
         let contributor = self.rng.pick(&self.contributors);
         let kind = match self.rng.below(4) {
-            0 => CommandKind::CancelOrder { order: mutua_engine::OrderId(u64::MAX) },
-            1 => CommandKind::Subscribe { offering: OfferingId(999), lots: 1 },
+            0 => CommandKind::CancelOrder {
+                order: mutua_engine::OrderId(u64::MAX),
+            },
+            1 => CommandKind::Subscribe {
+                offering: OfferingId(999),
+                lots: 1,
+            },
             2 => CommandKind::PlaceOrder {
                 instrument: InstrumentId(99),
                 side: Side::Buy,
@@ -379,7 +589,14 @@ impl Client {
                 time_in_force: TimeInForce::GoodTillCancelled,
                 self_trade: SelfTradePrevention::CancelIncoming,
             },
-            _ => return self.send(ParticipantId(1_000_000), CommandKind::CancelOrder { order: mutua_engine::OrderId(1) }),
+            _ => {
+                return self.send(
+                    ParticipantId(1_000_000),
+                    CommandKind::CancelOrder {
+                        order: mutua_engine::OrderId(1),
+                    },
+                )
+            }
         };
         self.send(contributor, kind)
     }
@@ -433,7 +650,12 @@ struct Run {
 }
 
 /// Applies `script` to `engine`, checking every invariant after every command.
-fn apply_all(engine: &mut Engine, script: &[Scripted], outcomes: &mut Vec<Outcome>, events: &mut Vec<Vec<Event>>) {
+fn apply_all(
+    engine: &mut Engine,
+    script: &[Scripted],
+    outcomes: &mut Vec<Outcome>,
+    events: &mut Vec<Vec<Event>>,
+) {
     for scripted in script {
         let mut produced = Vec::new();
         outcomes.push(engine.apply(&scripted.command, scripted.timestamp_ns, &mut produced));
@@ -448,7 +670,11 @@ fn run(script: &[Scripted]) -> Run {
     let mut engine = Engine::new(market_config());
     let (mut outcomes, mut events) = (Vec::new(), Vec::new());
     apply_all(&mut engine, script, &mut outcomes, &mut events);
-    Run { outcomes, events, final_hash: engine.state_hash() }
+    Run {
+        outcomes,
+        events,
+        final_hash: engine.state_hash(),
+    }
 }
 
 /// Runs `script[..cut]`, snapshots, serializes and restores, then runs the rest on the restored
@@ -460,12 +686,24 @@ fn run_with_restart(script: &[Scripted], cut: usize) -> Run {
     let snapshot = engine.snapshot();
     let bytes = snapshot.to_bytes();
     let decoded = Snapshot::from_bytes(&bytes).expect("a snapshot decodes");
-    assert_eq!(decoded, snapshot, "snapshot changed in a round trip through bytes (cut at {cut})");
-    let mut restored = Engine::from_snapshot(decoded).expect("a snapshot of a valid engine restores");
-    assert_eq!(restored.state_hash(), engine.state_hash(), "restored engine hashes differently (cut at {cut})");
+    assert_eq!(
+        decoded, snapshot,
+        "snapshot changed in a round trip through bytes (cut at {cut})"
+    );
+    let mut restored =
+        Engine::from_snapshot(decoded).expect("a snapshot of a valid engine restores");
+    assert_eq!(
+        restored.state_hash(),
+        engine.state_hash(),
+        "restored engine hashes differently (cut at {cut})"
+    );
     drop(engine);
     apply_all(&mut restored, &script[cut..], &mut outcomes, &mut events);
-    Run { outcomes, events, final_hash: restored.state_hash() }
+    Run {
+        outcomes,
+        events,
+        final_hash: restored.state_hash(),
+    }
 }
 
 /// Counts of what a run did, so that a script that stopped exercising the engine fails loudly.
@@ -521,7 +759,10 @@ fn the_script_exercises_the_whole_engine() {
     assert!(seen.replayed >= 50, "{seen:?}");
     assert!(seen.cancelled >= 100 && seen.reduced >= 30, "{seen:?}");
     assert!(seen.distributions >= 3, "{seen:?}");
-    assert!(seen.offerings_issued >= 5 && seen.offerings_failed >= 1, "{seen:?}");
+    assert!(
+        seen.offerings_issued >= 5 && seen.offerings_failed >= 1,
+        "{seen:?}"
+    );
     assert!(seen.tax_credits >= 6, "{seen:?}");
     assert_eq!(seen.matured, 1, "the bond matures once: {seen:?}");
     assert!(seen.stale_timestamps >= 20, "{seen:?}");
@@ -535,7 +776,11 @@ fn the_same_script_gives_the_same_events_and_hash() {
     assert_eq!(first.outcomes, second.outcomes);
     // Compare command by command so that a failure names the first divergence.
     for (index, (a, b)) in first.events.iter().zip(&second.events).enumerate() {
-        assert_eq!(a, b, "events of command {index}: {:?}", script[index].command);
+        assert_eq!(
+            a, b,
+            "events of command {index}: {:?}",
+            script[index].command
+        );
     }
     assert_eq!(first.final_hash, second.final_hash);
 }
@@ -548,11 +793,21 @@ fn a_restored_snapshot_carries_on_exactly() {
     // The midpoint, plus cuts right after the setup and one command before the end.
     for cut in [script.len() / 2, setup_commands, script.len() - 1] {
         let restarted = run_with_restart(&script, cut);
-        assert_eq!(restarted.outcomes[cut..], uninterrupted.outcomes[cut..], "outcomes after a restart at {cut}");
+        assert_eq!(
+            restarted.outcomes[cut..],
+            uninterrupted.outcomes[cut..],
+            "outcomes after a restart at {cut}"
+        );
         for index in cut..script.len() {
-            assert_eq!(restarted.events[index], uninterrupted.events[index], "events of command {index} after a restart at {cut}");
+            assert_eq!(
+                restarted.events[index], uninterrupted.events[index],
+                "events of command {index} after a restart at {cut}"
+            );
         }
-        assert_eq!(restarted.final_hash, uninterrupted.final_hash, "final hash after a restart at {cut}");
+        assert_eq!(
+            restarted.final_hash, uninterrupted.final_hash,
+            "final hash after a restart at {cut}"
+        );
     }
 }
 
@@ -560,17 +815,35 @@ fn a_restored_snapshot_carries_on_exactly() {
 fn snapshot_bytes_round_trip_and_refuse_truncation() {
     let script = script(1);
     let mut engine = Engine::new(market_config());
-    apply_all(&mut engine, &script[..script.len() / 2], &mut Vec::new(), &mut Vec::new());
+    apply_all(
+        &mut engine,
+        &script[..script.len() / 2],
+        &mut Vec::new(),
+        &mut Vec::new(),
+    );
     let snapshot = engine.snapshot();
-    assert!(!snapshot.instruments.iter().all(|i| i.bids.is_empty() && i.asks.is_empty()), "the midpoint has resting orders");
+    assert!(
+        !snapshot
+            .instruments
+            .iter()
+            .all(|i| i.bids.is_empty() && i.asks.is_empty()),
+        "the midpoint has resting orders"
+    );
     let bytes = snapshot.to_bytes();
     let decoded = Snapshot::from_bytes(&bytes).expect("decodes");
     assert_eq!(decoded, snapshot);
     assert_eq!(decoded.hash(), engine.state_hash());
     assert_eq!(decoded.to_bytes(), bytes, "encoding is canonical");
-    assert!(Snapshot::from_bytes(&bytes[..bytes.len() - 1]).is_err(), "a truncated snapshot must not decode");
+    assert!(
+        Snapshot::from_bytes(&bytes[..bytes.len() - 1]).is_err(),
+        "a truncated snapshot must not decode"
+    );
     let restored = Engine::from_snapshot(decoded).expect("restores");
-    assert_eq!(restored.snapshot(), snapshot, "restoring then snapshotting gives back the same snapshot");
+    assert_eq!(
+        restored.snapshot(),
+        snapshot,
+        "restoring then snapshotting gives back the same snapshot"
+    );
 }
 
 #[test]
@@ -578,7 +851,11 @@ fn different_scripts_give_different_hashes() {
     let script_one = script(1);
     let script_two = script(2);
     let hash_one = run(&script_one).final_hash;
-    assert_ne!(run(&script_two).final_hash, hash_one, "two different scripts ended in the same hash");
+    assert_ne!(
+        run(&script_two).final_hash,
+        hash_one,
+        "two different scripts ended in the same hash"
+    );
     // One extra accepted deposit at the end is enough to change it.
     let mut longer = script_one.clone();
     let last = longer.last().expect("non-empty").clone();
@@ -586,12 +863,21 @@ fn different_scripts_give_different_hashes() {
         command: Command {
             id: CommandId(u128::MAX),
             participant: OPERATOR,
-            kind: CommandKind::Deposit { account: OPERATOR, amount_minor: 1 },
+            kind: CommandKind::Deposit {
+                account: OPERATOR,
+                amount_minor: 1,
+            },
         },
         timestamp_ns: last.timestamp_ns,
     });
     let extended = run(&longer);
-    assert!(extended.outcomes.last().expect("applied").result.is_ok(), "the extra deposit is accepted");
-    assert_ne!(extended.final_hash, hash_one, "an accepted deposit left the hash unchanged");
+    assert!(
+        extended.outcomes.last().expect("applied").result.is_ok(),
+        "the extra deposit is accepted"
+    );
+    assert_ne!(
+        extended.final_hash, hash_one,
+        "an accepted deposit left the hash unchanged"
+    );
     assert_ne!(Engine::new(market_config()).state_hash(), hash_one);
 }

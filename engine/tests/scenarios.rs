@@ -27,14 +27,35 @@ fn offering_that_meets_its_minimum_issues_units_pays_the_issuer_and_records_tax_
     market.subscribe(alice, offering, 60);
     market.subscribe(bob, offering, 40);
     // Subscribed cash is held, not yet paid: the offering could still fail.
-    assert_eq!(market.cash(alice), CashAccount { balance_minor: 60_000, reserved_minor: 60_000 });
+    assert_eq!(
+        market.cash(alice),
+        CashAccount {
+            balance_minor: 60_000,
+            reserved_minor: 60_000
+        }
+    );
     market.close_offering(offering);
 
     assert_eq!((market.lots(alice, cip), market.lots(bob, cip)), (60, 40));
-    assert_eq!(market.cash(alice), CashAccount { balance_minor: 0, reserved_minor: 0 });
-    assert_eq!(market.cash(bob), CashAccount { balance_minor: 0, reserved_minor: 0 });
+    assert_eq!(
+        market.cash(alice),
+        CashAccount {
+            balance_minor: 0,
+            reserved_minor: 0
+        }
+    );
+    assert_eq!(
+        market.cash(bob),
+        CashAccount {
+            balance_minor: 0,
+            reserved_minor: 0
+        }
+    );
     assert_eq!(market.cash(market.issuer).balance_minor, 100_000);
-    assert_eq!(market.engine.instrument(cip).unwrap().lots_outstanding(), 100);
+    assert_eq!(
+        market.engine.instrument(cip).unwrap().lots_outstanding(),
+        100
+    );
     assert!(market.events.contains(&Event::OfferingClosed {
         offering,
         issued: true,
@@ -50,8 +71,14 @@ fn offering_that_meets_its_minimum_issues_units_pays_the_issuer_and_records_tax_
         credit_minor,
         rate_bp: 3_000,
     };
-    assert_eq!(market.engine.tax_credits_of(alice), vec![credit(alice, 60_000, 18_000)]);
-    assert_eq!(market.engine.tax_credits_of(bob), vec![credit(bob, 40_000, 12_000)]);
+    assert_eq!(
+        market.engine.tax_credits_of(alice),
+        vec![credit(alice, 60_000, 18_000)]
+    );
+    assert_eq!(
+        market.engine.tax_credits_of(bob),
+        vec![credit(bob, 40_000, 12_000)]
+    );
     assert!(market.events.contains(&Event::TaxCreditRecorded {
         contributor: bob,
         instrument: cip,
@@ -70,7 +97,14 @@ fn other_social_investments_also_earn_the_thirty_percent_credit() {
     assert_eq!(market.lots(alice, share), 10);
     let credits = market.engine.tax_credits_of(alice);
     assert_eq!(credits.len(), 1);
-    assert_eq!((credits[0].purchase_minor, credits[0].credit_minor, credits[0].rate_bp), (10_000, 3_000, 3_000));
+    assert_eq!(
+        (
+            credits[0].purchase_minor,
+            credits[0].credit_minor,
+            credits[0].rate_bp
+        ),
+        (10_000, 3_000, 3_000)
+    );
     // A buy on the secondary market is not a purchase from the issuer and earns nothing.
     let bob = market.contributor("bob");
     market.sell(alice, share, PAR, 1);
@@ -94,12 +128,27 @@ fn offering_below_its_minimum_releases_every_reservation() {
     market.subscribe(bob, offering, 20);
     market.close_offering(offering);
 
-    assert_eq!(market.cash(alice), CashAccount { balance_minor: 30_000, reserved_minor: 0 });
-    assert_eq!(market.cash(bob), CashAccount { balance_minor: 20_000, reserved_minor: 0 });
+    assert_eq!(
+        market.cash(alice),
+        CashAccount {
+            balance_minor: 30_000,
+            reserved_minor: 0
+        }
+    );
+    assert_eq!(
+        market.cash(bob),
+        CashAccount {
+            balance_minor: 20_000,
+            reserved_minor: 0
+        }
+    );
     assert_eq!((market.lots(alice, cip), market.lots(bob, cip)), (0, 0));
     assert_eq!(market.cash(market.issuer).balance_minor, 0);
     assert_eq!(market.engine.instrument(cip).unwrap().lots_outstanding(), 0);
-    assert!(market.engine.tax_credits_of(alice).is_empty(), "a failed offering earns no tax credit");
+    assert!(
+        market.engine.tax_credits_of(alice).is_empty(),
+        "a failed offering earns no tax credit"
+    );
     assert!(market.events.contains(&Event::SubscriptionReleased {
         offering,
         contributor: alice,
@@ -128,7 +177,8 @@ fn offering_below_its_minimum_releases_every_reservation() {
 fn orders_match_best_price_first_then_oldest_first() {
     let mut market = Market::new();
     let share = market.share_listed("RIVER-A");
-    let [alice, bob, carol, dave] = ["alice", "bob", "carol", "dave"].map(|name| market.contributor(name));
+    let [alice, bob, carol, dave] =
+        ["alice", "bob", "carol", "dave"].map(|name| market.contributor(name));
     market.issue(share, &[(alice, 10), (bob, 10), (carol, 10)]);
     let alice_ask = market.sell(alice, share, 990, 5);
     let bob_ask = market.sell(bob, share, 980, 5);
@@ -138,7 +188,10 @@ fn orders_match_best_price_first_then_oldest_first() {
     market.buy(dave, share, 990, 12);
 
     // Bob's cheaper ask first, then at 990 Alice's before Carol's because it came first.
-    assert_eq!(market.trades(), vec![(bob_ask, 980, 5), (alice_ask, 990, 5), (carol_ask, 990, 2)]);
+    assert_eq!(
+        market.trades(),
+        vec![(bob_ask, 980, 5), (alice_ask, 990, 5), (carol_ask, 990, 2)]
+    );
     assert_eq!(market.remaining_lots(carol_ask), Some(3));
     assert_eq!(market.lots(dave, share), 12);
     assert_eq!(market.asks(share), vec![(990, 3, 1)]);
@@ -181,7 +234,13 @@ fn buy_filled_below_its_limit_gets_the_unused_reservation_back() {
 
     // 6 lots filled at 950 (5_700 paid); the 4 resting still hold 1_000 each. The 50 a lot saved
     // on the fills is free again at once: 10_000 - 5_700 - 4_000 = 300.
-    assert_eq!(market.cash(bob), CashAccount { balance_minor: 4_300, reserved_minor: 4_000 });
+    assert_eq!(
+        market.cash(bob),
+        CashAccount {
+            balance_minor: 4_300,
+            reserved_minor: 4_000
+        }
+    );
     assert_eq!(market.free_cash(bob), 300);
 }
 
@@ -198,7 +257,10 @@ fn good_till_cancelled_remainder_rests_on_the_book() {
     let bid = market.buy(bob, share, 1_000, 5);
 
     assert_eq!(market.trades().len(), 1);
-    assert!(market.events.contains(&Event::OrderRested { order: bid, remaining_lots: 2 }));
+    assert!(market.events.contains(&Event::OrderRested {
+        order: bid,
+        remaining_lots: 2
+    }));
     assert_eq!(market.remaining_lots(bid), Some(2));
     assert_eq!(market.bids(share), vec![(1_000, 2, 1)]);
     assert_eq!(market.cash(bob).reserved_minor, 2_000);
@@ -217,10 +279,19 @@ fn immediate_or_cancel_remainder_is_cancelled() {
     let bid = market.place(bob, ioc(share, Side::Buy, 1_000, 5));
 
     assert_eq!(market.trades(), vec![(ask, 1_000, 3)]);
-    assert_eq!(market.cancellations(), vec![(bid, 2, CancelReason::ImmediateOrCancelRemainder)]);
+    assert_eq!(
+        market.cancellations(),
+        vec![(bid, 2, CancelReason::ImmediateOrCancelRemainder)]
+    );
     assert_eq!(market.remaining_lots(bid), None);
     assert!(market.bids(share).is_empty());
-    assert_eq!(market.cash(bob), CashAccount { balance_minor: 2_000, reserved_minor: 0 });
+    assert_eq!(
+        market.cash(bob),
+        CashAccount {
+            balance_minor: 2_000,
+            reserved_minor: 0
+        }
+    );
 }
 
 #[test]
@@ -238,17 +309,26 @@ fn fill_or_kill_trades_in_full_or_not_at_all() {
     for (limit, lots) in [(1_000, 7), (995, 6)] {
         let before = market_state(market.engine.snapshot());
         let killed = market.place(bob, fok(share, Side::Buy, limit, lots));
-        assert_eq!(market.cancellations(), vec![(killed, lots, CancelReason::FillOrKillUnfillable)]);
+        assert_eq!(
+            market.cancellations(),
+            vec![(killed, lots, CancelReason::FillOrKillUnfillable)]
+        );
         assert!(market.trades().is_empty());
         assert_eq!(market.remaining_lots(killed), None);
         let mut after = market_state(market.engine.snapshot());
         after.next_order_id -= 1;
-        assert_eq!(after, before, "a killed fill-or-kill order changed the market");
+        assert_eq!(
+            after, before,
+            "a killed fill-or-kill order changed the market"
+        );
         market.expect_reject(bob, cancellation(killed), OrderNotResting);
     }
 
     market.place(bob, fok(share, Side::Buy, 1_000, 6));
-    assert_eq!(market.trades(), vec![(alice_ask, 990, 3), (carol_ask, 1_000, 3)]);
+    assert_eq!(
+        market.trades(),
+        vec![(alice_ask, 990, 3), (carol_ask, 1_000, 3)]
+    );
     assert_eq!(market.lots(bob, share), 6);
     assert!(market.asks(share).is_empty());
 }
@@ -263,11 +343,26 @@ fn cancel_takes_the_order_off_the_book_and_releases_its_reservation() {
     market.deposit(bob, 5_000);
     let ask = market.sell(alice, share, 1_000, 5);
     let bid = market.buy(bob, share, 990, 5);
-    assert_eq!((market.cash(bob).reserved_minor, market.reserved_lots(alice, share)), (4_950, 5));
+    assert_eq!(
+        (
+            market.cash(bob).reserved_minor,
+            market.reserved_lots(alice, share)
+        ),
+        (4_950, 5)
+    );
 
     market.cancel(bob, bid);
-    assert_eq!(market.cancellations(), vec![(bid, 5, CancelReason::Requested)]);
-    assert_eq!(market.cash(bob), CashAccount { balance_minor: 5_000, reserved_minor: 0 });
+    assert_eq!(
+        market.cancellations(),
+        vec![(bid, 5, CancelReason::Requested)]
+    );
+    assert_eq!(
+        market.cash(bob),
+        CashAccount {
+            balance_minor: 5_000,
+            reserved_minor: 0
+        }
+    );
     assert!(market.bids(share).is_empty());
 
     market.cancel(alice, ask);
@@ -285,13 +380,20 @@ fn reduce_keeps_the_orders_place_in_the_queue() {
     let carol_ask = market.sell(carol, share, 1_000, 10);
 
     market.reduce(alice, alice_ask, 6);
-    assert!(market.events.contains(&Event::OrderReduced { order: alice_ask, reduced_by_lots: 6, remaining_lots: 4 }));
+    assert!(market.events.contains(&Event::OrderReduced {
+        order: alice_ask,
+        reduced_by_lots: 6,
+        remaining_lots: 4
+    }));
     assert_eq!(market.reserved_lots(alice, share), 4);
 
     // Had the reduction sent Alice to the back of the queue, Carol would fill first.
     market.deposit(bob, 5_000);
     market.buy(bob, share, 1_000, 5);
-    assert_eq!(market.trades(), vec![(alice_ask, 1_000, 4), (carol_ask, 1_000, 1)]);
+    assert_eq!(
+        market.trades(),
+        vec![(alice_ask, 1_000, 4), (carol_ask, 1_000, 1)]
+    );
 }
 
 #[test]
@@ -305,7 +407,10 @@ fn reducing_by_the_whole_remainder_cancels_the_order() {
     let bid = market.buy(bob, share, 1_000, 1);
 
     market.reduce(bob, bid, 5);
-    assert_eq!(market.cancellations(), vec![(bid, 1, CancelReason::Requested)]);
+    assert_eq!(
+        market.cancellations(),
+        vec![(bid, 1, CancelReason::Requested)]
+    );
     assert_eq!(market.cash(bob).reserved_minor, 0);
 }
 
@@ -326,40 +431,104 @@ fn self_trade_setup() -> (Market, InstrumentId, ParticipantId, [OrderId; 3]) {
 #[test]
 fn self_trade_cancel_incoming_stops_the_buy_and_keeps_the_resting_order() {
     let (mut market, share, alice, [carol_ask, alice_ask, dave_ask]) = self_trade_setup();
-    let bid = market
-        .place(alice, preventing_self_trade(gtc(share, Side::Buy, 1_000, 6), SelfTradePrevention::CancelIncoming));
+    let bid = market.place(
+        alice,
+        preventing_self_trade(
+            gtc(share, Side::Buy, 1_000, 6),
+            SelfTradePrevention::CancelIncoming,
+        ),
+    );
 
     assert_eq!(market.trades(), vec![(carol_ask, 990, 2)]);
-    assert_eq!(market.cancellations(), vec![(bid, 4, CancelReason::SelfTrade)]);
-    assert_eq!((market.remaining_lots(alice_ask), market.remaining_lots(dave_ask)), (Some(5), Some(5)));
+    assert_eq!(
+        market.cancellations(),
+        vec![(bid, 4, CancelReason::SelfTrade)]
+    );
+    assert_eq!(
+        (
+            market.remaining_lots(alice_ask),
+            market.remaining_lots(dave_ask)
+        ),
+        (Some(5), Some(5))
+    );
     assert_eq!(market.lots(alice, share), 12);
-    assert_eq!(market.cash(alice), CashAccount { balance_minor: 6_000 - 1_980, reserved_minor: 0 });
+    assert_eq!(
+        market.cash(alice),
+        CashAccount {
+            balance_minor: 6_000 - 1_980,
+            reserved_minor: 0
+        }
+    );
 }
 
 #[test]
 fn self_trade_cancel_resting_removes_the_own_order_and_keeps_matching() {
     let (mut market, share, alice, [carol_ask, alice_ask, dave_ask]) = self_trade_setup();
-    market.place(alice, preventing_self_trade(gtc(share, Side::Buy, 1_000, 6), SelfTradePrevention::CancelResting));
+    market.place(
+        alice,
+        preventing_self_trade(
+            gtc(share, Side::Buy, 1_000, 6),
+            SelfTradePrevention::CancelResting,
+        ),
+    );
 
-    assert_eq!(market.trades(), vec![(carol_ask, 990, 2), (dave_ask, 1_000, 4)]);
-    assert_eq!(market.cancellations(), vec![(alice_ask, 5, CancelReason::SelfTrade)]);
-    assert_eq!((market.remaining_lots(alice_ask), market.remaining_lots(dave_ask)), (None, Some(1)));
-    assert_eq!((market.lots(alice, share), market.reserved_lots(alice, share)), (16, 0));
+    assert_eq!(
+        market.trades(),
+        vec![(carol_ask, 990, 2), (dave_ask, 1_000, 4)]
+    );
+    assert_eq!(
+        market.cancellations(),
+        vec![(alice_ask, 5, CancelReason::SelfTrade)]
+    );
+    assert_eq!(
+        (
+            market.remaining_lots(alice_ask),
+            market.remaining_lots(dave_ask)
+        ),
+        (None, Some(1))
+    );
+    assert_eq!(
+        (
+            market.lots(alice, share),
+            market.reserved_lots(alice, share)
+        ),
+        (16, 0)
+    );
 }
 
 #[test]
 fn self_trade_cancel_both_removes_the_own_order_and_the_rest_of_the_buy() {
     let (mut market, share, alice, [carol_ask, alice_ask, dave_ask]) = self_trade_setup();
-    let bid =
-        market.place(alice, preventing_self_trade(gtc(share, Side::Buy, 1_000, 6), SelfTradePrevention::CancelBoth));
+    let bid = market.place(
+        alice,
+        preventing_self_trade(
+            gtc(share, Side::Buy, 1_000, 6),
+            SelfTradePrevention::CancelBoth,
+        ),
+    );
 
     assert_eq!(market.trades(), vec![(carol_ask, 990, 2)]);
     assert_eq!(
         market.cancellations(),
-        vec![(alice_ask, 5, CancelReason::SelfTrade), (bid, 4, CancelReason::SelfTrade)]
+        vec![
+            (alice_ask, 5, CancelReason::SelfTrade),
+            (bid, 4, CancelReason::SelfTrade)
+        ]
     );
-    assert_eq!((market.remaining_lots(alice_ask), market.remaining_lots(dave_ask)), (None, Some(5)));
-    assert_eq!((market.lots(alice, share), market.reserved_lots(alice, share)), (12, 0));
+    assert_eq!(
+        (
+            market.remaining_lots(alice_ask),
+            market.remaining_lots(dave_ask)
+        ),
+        (None, Some(5))
+    );
+    assert_eq!(
+        (
+            market.lots(alice, share),
+            market.reserved_lots(alice, share)
+        ),
+        (12, 0)
+    );
     assert_eq!(market.cash(alice).reserved_minor, 0);
 }
 
@@ -375,11 +544,27 @@ fn price_ceiling_grows_with_time_since_issue() {
     market.issue(share, &[(alice, 10)]);
 
     // ceiling = par × (1 + 5 % × years since issue), in ticks: 1000, 1025, 1050, 1100.
-    for (elapsed, ceiling) in [(0, 1_000), (YEAR_NS / 2, 1_025), (YEAR_NS, 1_050), (2 * YEAR_NS, 1_100)] {
+    for (elapsed, ceiling) in [
+        (0, 1_000),
+        (YEAR_NS / 2, 1_025),
+        (YEAR_NS, 1_050),
+        (2 * YEAR_NS, 1_100),
+    ] {
         market.now = START + elapsed;
-        market.expect_reject(alice, gtc(share, Side::Sell, ceiling + 1, 1), PriceAboveCeiling);
+        market.expect_reject(
+            alice,
+            gtc(share, Side::Sell, ceiling + 1, 1),
+            PriceAboveCeiling,
+        );
         market.sell(alice, share, ceiling, 1);
-        assert_eq!(market.engine.instrument(share).unwrap().ceiling_ticks(market.now), ceiling);
+        assert_eq!(
+            market
+                .engine
+                .instrument(share)
+                .unwrap()
+                .ceiling_ticks(market.now),
+            ceiling
+        );
     }
 }
 
@@ -389,22 +574,34 @@ fn price_floor_is_par_for_withdrawable_shares_and_zero_otherwise() {
     let alice = market.contributor("alice");
     let ordinary = market.share_listed("RIVER-A");
     // No floor is stated: a withdrawable share's floor is par whatever the listing says.
-    let spec = InstrumentSpec { withdrawable: true, ..market.share_spec("RIVER-W") };
+    let spec = InstrumentSpec {
+        withdrawable: true,
+        ..market.share_spec("RIVER-W")
+    };
     let withdrawable = market.list(spec);
     market.issue(ordinary, &[(alice, 1)]);
     market.issue(withdrawable, &[(alice, 2)]);
 
     market.sell(alice, ordinary, 1, 1);
-    market.expect_reject(alice, gtc(withdrawable, Side::Sell, PAR - 1, 1), PriceBelowFloor);
+    market.expect_reject(
+        alice,
+        gtc(withdrawable, Side::Sell, PAR - 1, 1),
+        PriceBelowFloor,
+    );
     market.sell(alice, withdrawable, PAR, 1);
 }
 
 /// Ten holders of 10 lots each: 100 outstanding, so the default 10 % cap is 10 lots.
 fn capped_share_with_ten_holders() -> (Market, InstrumentId, Vec<ParticipantId>) {
     let mut market = Market::new();
-    let spec = InstrumentSpec { holding_cap_bp: None, ..market.share_spec("RIVER-CAP") };
+    let spec = InstrumentSpec {
+        holding_cap_bp: None,
+        ..market.share_spec("RIVER-CAP")
+    };
     let share = market.list(spec);
-    let holders: Vec<ParticipantId> = (0..10).map(|index| market.contributor(&format!("holder {index}"))).collect();
+    let holders: Vec<ParticipantId> = (0..10)
+        .map(|index| market.contributor(&format!("holder {index}")))
+        .collect();
     let issue: Vec<(ParticipantId, u64)> = holders.iter().map(|holder| (*holder, 10)).collect();
     market.issue(share, &issue);
     (market, share, holders)
@@ -423,13 +620,20 @@ fn holding_cap_counts_open_buy_orders() {
 
     // A holder at the cap cannot bid for even one more.
     market.deposit(holders[0], 1_000);
-    market.expect_reject(holders[0], gtc(share, Side::Buy, 990, 1), HoldingCapExceeded);
+    market.expect_reject(
+        holders[0],
+        gtc(share, Side::Buy, 990, 1),
+        HoldingCapExceeded,
+    );
 }
 
 #[test]
 fn holding_cap_counts_subscriptions() {
     let mut market = Market::new();
-    let spec = InstrumentSpec { holding_cap_bp: None, ..market.share_spec("RIVER-CAP") };
+    let spec = InstrumentSpec {
+        holding_cap_bp: None,
+        ..market.share_spec("RIVER-CAP")
+    };
     let share = market.list(spec);
     let alice = market.contributor("alice");
     market.deposit(alice, 20_000);
@@ -508,7 +712,13 @@ fn distributions_are_paid_pro_rata_to_holders() {
         lots_outstanding: 40,
         total_minor: 2_000
     }));
-    assert_eq!((market.cash(alice).balance_minor, market.cash(bob).balance_minor), (1_500, 500));
+    assert_eq!(
+        (
+            market.cash(alice).balance_minor,
+            market.cash(bob).balance_minor
+        ),
+        (1_500, 500)
+    );
     assert_eq!(market.cash(market.issuer).balance_minor, 40_000 - 2_000);
 }
 
@@ -530,10 +740,25 @@ fn distribution_cap_stays_exact_when_par_times_cap_times_time_exceeds_128_bits()
 
     // 2^62 × 5 % × (55 + 364/366) (2080 is a leap year), rounded down, with exact integers.
     let cap_minor: u64 = 12_911_460_828_094_383_566;
-    assert_eq!(market.engine.instrument(share).unwrap().distribution_cap_per_lot_minor(market.now), cap_minor);
-    market.expect_reject(market.issuer, distribution(share, cap_minor + 1), DistributionAboveCap);
+    assert_eq!(
+        market
+            .engine
+            .instrument(share)
+            .unwrap()
+            .distribution_cap_per_lot_minor(market.now),
+        cap_minor
+    );
+    market.expect_reject(
+        market.issuer,
+        distribution(share, cap_minor + 1),
+        DistributionAboveCap,
+    );
     // Within the cap, the only limit left is the issuer's cash: the offering's proceeds.
-    market.expect_reject(market.issuer, distribution(share, cap_minor), InsufficientCash);
+    market.expect_reject(
+        market.issuer,
+        distribution(share, cap_minor),
+        InsufficientCash,
+    );
     market.pay_distribution(share, 1 << 62);
     assert_eq!(market.cash(alice).balance_minor, 1 << 62);
 }
@@ -554,20 +779,41 @@ fn maturity_repays_par_retires_units_and_cancels_resting_orders() {
 
     let mut cancelled = market.cancellations();
     cancelled.sort_by_key(|(order, _, _)| *order);
-    assert_eq!(cancelled, vec![(ask, 10, CancelReason::Matured), (bid, 5, CancelReason::Matured)]);
+    assert_eq!(
+        cancelled,
+        vec![
+            (ask, 10, CancelReason::Matured),
+            (bid, 5, CancelReason::Matured)
+        ]
+    );
     assert!(market.events.contains(&Event::InstrumentMatured {
         instrument: bond,
         lots_retired: 100,
         repaid_minor: 100_000
     }));
-    assert_eq!((market.cash(alice).balance_minor, market.cash(bob).balance_minor), (40_000, 60_000));
+    assert_eq!(
+        (
+            market.cash(alice).balance_minor,
+            market.cash(bob).balance_minor
+        ),
+        (40_000, 60_000)
+    );
     assert_eq!((market.lots(alice, bond), market.lots(bob, bond)), (0, 0));
-    assert_eq!(market.cash(carol), CashAccount { balance_minor: 4_950, reserved_minor: 0 });
+    assert_eq!(
+        market.cash(carol),
+        CashAccount {
+            balance_minor: 4_950,
+            reserved_minor: 0
+        }
+    );
     assert_eq!(market.cash(market.issuer).balance_minor, 0);
     assert_eq!(market.engine.resting_orders(), 0);
     let status = market.engine.instrument(bond).unwrap().status;
     assert!(status.matured && !status.trading_open);
-    assert_eq!(market.engine.instrument(bond).unwrap().lots_outstanding(), 0);
+    assert_eq!(
+        market.engine.instrument(bond).unwrap().lots_outstanding(),
+        0
+    );
 }
 
 // =====================================================================================
@@ -592,7 +838,13 @@ fn only_free_cash_may_be_withdrawn() {
     // 6_000 backs the bid: only 4_000 may leave.
     market.expect_reject(GENESIS_OPERATOR, withdrawal(alice, 4_001), InsufficientCash);
     market.withdraw(alice, 4_000);
-    assert_eq!(market.cash(alice), CashAccount { balance_minor: 6_000, reserved_minor: 6_000 });
+    assert_eq!(
+        market.cash(alice),
+        CashAccount {
+            balance_minor: 6_000,
+            reserved_minor: 6_000
+        }
+    );
     assert_eq!(market.engine.cash_totals_minor(), (20_000, 4_000));
 }
 
@@ -634,7 +886,13 @@ fn regulator_accredits_and_suspends_an_organization() {
     market.ok(regulator, accreditation(hillside, true));
     assert!(market.engine.participant(hillside).unwrap().accredited);
     market.ok(regulator, accreditation(hillside, false));
-    assert_eq!(market.events, vec![Event::AccreditationChanged { organization: hillside, accredited: false }]);
+    assert_eq!(
+        market.events,
+        vec![Event::AccreditationChanged {
+            organization: hillside,
+            accredited: false
+        }]
+    );
     assert!(!market.engine.participant(hillside).unwrap().accredited);
 }
 
@@ -654,7 +912,13 @@ fn rejected_command_leaves_the_state_hash_unchanged_but_for_its_remembered_id() 
     let command = market.command(alice, gtc(share, Side::Buy, PAR, 10));
     assert_eq!(market.apply(&command).result, Err(InsufficientCash));
     assert_eq!(hash_of(&market.engine), before);
-    assert_eq!(market.engine.remembered(alice, command.id).map(|remembered| remembered.result), Some(Err(InsufficientCash)));
+    assert_eq!(
+        market
+            .engine
+            .remembered(alice, command.id)
+            .map(|remembered| remembered.result),
+        Some(Err(InsufficientCash))
+    );
 }
 
 #[test]
@@ -669,7 +933,10 @@ fn a_restored_engine_prices_orders_like_the_original_even_at_the_last_timestamp(
     let order = market.command(alice, gtc(share, Side::Buy, PAR, 1));
     let original = market.apply(&order);
     let again = restored.apply(&order, Timestamp::MAX, &mut Vec::new());
-    assert_eq!(again, original, "a restored engine decided differently at the last timestamp");
+    assert_eq!(
+        again, original,
+        "a restored engine decided differently at the last timestamp"
+    );
     assert_eq!(restored.state_hash(), market.engine.state_hash());
 }
 
@@ -684,14 +951,32 @@ fn repeated_command_id_returns_the_first_outcome_and_applies_nothing() {
 
     let command = market.command(bob, gtc(share, Side::Buy, PAR, 4));
     let first = market.apply(&command);
-    assert!(matches!(first, Outcome { result: Ok(Ack::Order(_)), replayed: None }));
+    assert!(matches!(
+        first,
+        Outcome {
+            result: Ok(Ack::Order(_)),
+            replayed: None
+        }
+    ));
     let first_sequence = market.engine.commands_applied();
     let state = market_state(market.engine.snapshot());
 
     let again = market.apply(&command);
-    assert_eq!(again, Outcome { result: first.result, replayed: Some(first_sequence) });
+    assert_eq!(
+        again,
+        Outcome {
+            result: first.result,
+            replayed: Some(first_sequence)
+        }
+    );
     assert!(market.events.is_empty());
-    assert_eq!(market.cash(bob), CashAccount { balance_minor: 10_000, reserved_minor: 4_000 });
+    assert_eq!(
+        market.cash(bob),
+        CashAccount {
+            balance_minor: 10_000,
+            reserved_minor: 4_000
+        }
+    );
     assert_eq!(market.engine.resting_orders(), 1);
     assert_eq!(market_state(market.engine.snapshot()), state);
 }
@@ -709,7 +994,13 @@ fn repeated_id_of_a_rejected_command_is_still_rejected() {
     let first_sequence = market.engine.commands_applied();
     // The retry would now succeed as a new command, but a retry is the same command: same answer.
     market.deposit(bob, 10_000);
-    assert_eq!(market.apply(&command), Outcome { result: Err(InsufficientCash), replayed: Some(first_sequence) });
+    assert_eq!(
+        market.apply(&command),
+        Outcome {
+            result: Err(InsufficientCash),
+            replayed: Some(first_sequence)
+        }
+    );
     assert_eq!(market.cash(bob).reserved_minor, 0);
     assert_eq!(market.engine.resting_orders(), 0);
 }
@@ -739,7 +1030,11 @@ mod rejection {
     #[test]
     fn unknown_account() {
         let mut market = Market::new();
-        market.expect_reject(GENESIS_OPERATOR, deposit(ParticipantId(99), 100), UnknownAccount);
+        market.expect_reject(
+            GENESIS_OPERATOR,
+            deposit(ParticipantId(99), 100),
+            UnknownAccount,
+        );
     }
 
     #[test]
@@ -747,7 +1042,11 @@ mod rejection {
         let mut market = Market::new();
         let alice = market.contributor("alice");
         market.deposit(alice, 10_000);
-        market.expect_reject(alice, gtc(InstrumentId(7), Side::Buy, PAR, 1), UnknownInstrument);
+        market.expect_reject(
+            alice,
+            gtc(InstrumentId(7), Side::Buy, PAR, 1),
+            UnknownInstrument,
+        );
     }
 
     #[test]
@@ -792,7 +1091,10 @@ mod rejection {
         let mut market = Market::new();
         let alice = market.contributor("alice");
         let regulator = market.regulator("Registry of Co-operatives");
-        let spec = InstrumentSpec { issuer: alice, ..market.share_spec("ALICE-A") };
+        let spec = InstrumentSpec {
+            issuer: alice,
+            ..market.share_spec("ALICE-A")
+        };
         market.expect_reject(GENESIS_OPERATOR, listing(spec), NotAnOrganization);
         market.expect_reject(regulator, accreditation(alice, true), NotAnOrganization);
     }
@@ -801,7 +1103,11 @@ mod rejection {
     fn name_invalid() {
         let mut market = Market::new();
         for name in [String::new(), "   ".to_string(), "x".repeat(201)] {
-            market.expect_reject(GENESIS_OPERATOR, registration(Role::Contributor, &name), NameInvalid);
+            market.expect_reject(
+                GENESIS_OPERATOR,
+                registration(Role::Contributor, &name),
+                NameInvalid,
+            );
         }
     }
 
@@ -829,14 +1135,20 @@ mod rejection {
     #[test]
     fn tick_size_invalid() {
         let mut market = Market::new();
-        let spec = InstrumentSpec { tick_size_minor: 0, ..market.share_spec("RIVER-A") };
+        let spec = InstrumentSpec {
+            tick_size_minor: 0,
+            ..market.share_spec("RIVER-A")
+        };
         expect_listing_rejected(&mut market, spec, TickSizeInvalid);
     }
 
     #[test]
     fn lot_size_invalid() {
         let mut market = Market::new();
-        let spec = InstrumentSpec { lot_size_units: 0, ..market.share_spec("RIVER-A") };
+        let spec = InstrumentSpec {
+            lot_size_units: 0,
+            ..market.share_spec("RIVER-A")
+        };
         expect_listing_rejected(&mut market, spec, LotSizeInvalid);
     }
 
@@ -845,7 +1157,10 @@ mod rejection {
         let mut market = Market::new();
         let price_levels_max = u64::from(market.engine.config().price_levels_max);
         for par_ticks in [0, price_levels_max] {
-            let spec = InstrumentSpec { par_ticks, ..market.share_spec("RIVER-A") };
+            let spec = InstrumentSpec {
+                par_ticks,
+                ..market.share_spec("RIVER-A")
+            };
             expect_listing_rejected(&mut market, spec, ParInvalid);
         }
     }
@@ -853,27 +1168,48 @@ mod rejection {
     #[test]
     fn return_cap_invalid() {
         let mut market = Market::new();
-        let spec = InstrumentSpec { return_cap_bp: 10_001, ..market.share_spec("RIVER-A") };
+        let spec = InstrumentSpec {
+            return_cap_bp: 10_001,
+            ..market.share_spec("RIVER-A")
+        };
         expect_listing_rejected(&mut market, spec, ReturnCapInvalid);
     }
 
     #[test]
     fn price_floor_invalid() {
         let mut market = Market::new();
-        let spec = InstrumentSpec { price_floor_ticks: PAR + 1, ..market.share_spec("RIVER-A") };
+        let spec = InstrumentSpec {
+            price_floor_ticks: PAR + 1,
+            ..market.share_spec("RIVER-A")
+        };
         expect_listing_rejected(&mut market, spec, PriceFloorInvalid);
     }
 
     #[test]
     fn maturity_invalid() {
         let mut market = Market::new();
-        let bond_without_maturity = InstrumentSpec { maturity_time: None, ..market.bond_spec("RIVER-BOND", 3) };
-        let bond_maturing_at_issue =
-            InstrumentSpec { maturity_time: Some(market.now), ..market.bond_spec("RIVER-BOND", 3) };
-        let share_with_maturity =
-            InstrumentSpec { maturity_time: Some(market.now + YEAR_NS), ..market.share_spec("RIVER-A") };
-        let plan_bond = InstrumentSpec { cooperative_investment_plan: true, ..market.bond_spec("RIVER-BOND", 3) };
-        for spec in [bond_without_maturity, bond_maturing_at_issue, share_with_maturity, plan_bond] {
+        let bond_without_maturity = InstrumentSpec {
+            maturity_time: None,
+            ..market.bond_spec("RIVER-BOND", 3)
+        };
+        let bond_maturing_at_issue = InstrumentSpec {
+            maturity_time: Some(market.now),
+            ..market.bond_spec("RIVER-BOND", 3)
+        };
+        let share_with_maturity = InstrumentSpec {
+            maturity_time: Some(market.now + YEAR_NS),
+            ..market.share_spec("RIVER-A")
+        };
+        let plan_bond = InstrumentSpec {
+            cooperative_investment_plan: true,
+            ..market.bond_spec("RIVER-BOND", 3)
+        };
+        for spec in [
+            bond_without_maturity,
+            bond_maturing_at_issue,
+            share_with_maturity,
+            plan_bond,
+        ] {
             expect_listing_rejected(&mut market, spec, MaturityInvalid);
         }
     }
@@ -882,7 +1218,10 @@ mod rejection {
     fn holding_cap_invalid() {
         let mut market = Market::new();
         for holding_cap_bp in [0, 10_001] {
-            let spec = InstrumentSpec { holding_cap_bp: Some(holding_cap_bp), ..market.share_spec("RIVER-A") };
+            let spec = InstrumentSpec {
+                holding_cap_bp: Some(holding_cap_bp),
+                ..market.share_spec("RIVER-A")
+            };
             expect_listing_rejected(&mut market, spec, HoldingCapInvalid);
         }
     }
@@ -890,7 +1229,10 @@ mod rejection {
     #[test]
     fn tax_credit_invalid() {
         let mut market = Market::new();
-        let spec = InstrumentSpec { tax_credit_bp: Some(10_001), ..market.cip_share_spec("RIVER-CIP") };
+        let spec = InstrumentSpec {
+            tax_credit_bp: Some(10_001),
+            ..market.cip_share_spec("RIVER-CIP")
+        };
         expect_listing_rejected(&mut market, spec, TaxCreditInvalid);
     }
 
@@ -912,8 +1254,16 @@ mod rejection {
         let share = market.share_listed("RIVER-A");
         let alice = market.contributor("alice");
         let too_many = market.engine.config().order_lots_max + 1;
-        market.expect_reject(alice, gtc(share, Side::Buy, PAR, too_many), QuantityTooLarge);
-        market.expect_reject(market.issuer, offering_of(share, too_many, 1), QuantityTooLarge);
+        market.expect_reject(
+            alice,
+            gtc(share, Side::Buy, PAR, too_many),
+            QuantityTooLarge,
+        );
+        market.expect_reject(
+            market.issuer,
+            offering_of(share, too_many, 1),
+            QuantityTooLarge,
+        );
     }
 
     #[test]
@@ -938,11 +1288,18 @@ mod rejection {
     #[test]
     fn price_below_floor() {
         let mut market = Market::new();
-        let spec = InstrumentSpec { price_floor_ticks: PAR, ..market.share_spec("RIVER-W") };
+        let spec = InstrumentSpec {
+            price_floor_ticks: PAR,
+            ..market.share_spec("RIVER-W")
+        };
         let withdrawable = market.list(spec);
         let alice = market.contributor("alice");
         market.issue(withdrawable, &[(alice, 5)]);
-        market.expect_reject(alice, gtc(withdrawable, Side::Sell, PAR - 1, 1), PriceBelowFloor);
+        market.expect_reject(
+            alice,
+            gtc(withdrawable, Side::Sell, PAR - 1, 1),
+            PriceBelowFloor,
+        );
     }
 
     #[test]
@@ -977,7 +1334,11 @@ mod rejection {
         market.expect_reject(alice, gtc(bond, Side::Buy, PAR, 1), InstrumentMatured);
         market.expect_reject(market.issuer, repayment(bond), InstrumentMatured);
         market.expect_reject(market.issuer, offering_of(bond, 5, 1), InstrumentMatured);
-        market.expect_reject(GENESIS_OPERATOR, trading_status(bond, true), InstrumentMatured);
+        market.expect_reject(
+            GENESIS_OPERATOR,
+            trading_status(bond, true),
+            InstrumentMatured,
+        );
     }
 
     #[test]
@@ -1004,7 +1365,11 @@ mod rejection {
         market.expect_reject(alice, gtc(share, Side::Buy, PAR, 2), InsufficientCash);
         let offering = market.open_offering(share, 10, 1);
         market.expect_reject(alice, subscription(offering, 2), InsufficientCash);
-        market.expect_reject(GENESIS_OPERATOR, withdrawal(alice, 2 * PAR), InsufficientCash);
+        market.expect_reject(
+            GENESIS_OPERATOR,
+            withdrawal(alice, 2 * PAR),
+            InsufficientCash,
+        );
     }
 
     #[test]
@@ -1023,7 +1388,10 @@ mod rejection {
     #[test]
     fn holding_cap_exceeded() {
         let mut market = Market::new();
-        let spec = InstrumentSpec { holding_cap_bp: None, ..market.share_spec("RIVER-CAP") };
+        let spec = InstrumentSpec {
+            holding_cap_bp: None,
+            ..market.share_spec("RIVER-CAP")
+        };
         let share = market.list(spec);
         let alice = market.contributor("alice");
         market.deposit(alice, 20_000);
@@ -1052,11 +1420,21 @@ mod rejection {
         // No longer a rejection: an unfillable fill-or-kill order is accepted and killed, as an
         // immediate-or-cancel order that trades nothing is.
         let killed = market.place(bob, fok(share, Side::Sell, 900, 1));
-        assert_eq!(market.cancellations(), vec![(killed, 1, CancelReason::FillOrKillUnfillable)]);
+        assert_eq!(
+            market.cancellations(),
+            vec![(killed, 1, CancelReason::FillOrKillUnfillable)]
+        );
         market.deposit(bob, 3 * PAR);
         let killed = market.place(bob, fok(share, Side::Buy, PAR, 3));
-        assert_eq!(market.cancellations(), vec![(killed, 3, CancelReason::FillOrKillUnfillable)]);
-        assert_eq!(market.cash(bob).reserved_minor, 0, "a killed order reserves nothing");
+        assert_eq!(
+            market.cancellations(),
+            vec![(killed, 3, CancelReason::FillOrKillUnfillable)]
+        );
+        assert_eq!(
+            market.cash(bob).reserved_minor,
+            0,
+            "a killed order reserves nothing"
+        );
     }
 
     #[test]
@@ -1076,7 +1454,11 @@ mod rejection {
             market.expect_reject(alice, reduction(order, 1), OrderNotResting);
         }
         // An id it never gave is unknown.
-        market.expect_reject(alice, cancellation(OrderId(market.engine.snapshot().next_order_id)), UnknownOrder);
+        market.expect_reject(
+            alice,
+            cancellation(OrderId(market.engine.snapshot().next_order_id)),
+            UnknownOrder,
+        );
     }
 
     #[test]
@@ -1091,17 +1473,34 @@ mod rejection {
     #[test]
     fn lock_in_invalid() {
         let mut market = Market::new();
-        let spec = InstrumentSpec { lock_in_years: Some(101), ..market.share_spec("RIVER-A") };
+        let spec = InstrumentSpec {
+            lock_in_years: Some(101),
+            ..market.share_spec("RIVER-A")
+        };
         expect_listing_rejected(&mut market, spec, LockInInvalid);
     }
 
     #[test]
     fn withdrawal_terms_invalid() {
         let mut market = Market::new();
-        let withdrawable_bond = InstrumentSpec { withdrawable: true, ..market.bond_spec("RIVER-BOND", 3) };
-        let notice_too_long = InstrumentSpec { withdrawable: true, withdrawal_notice_days: 3_661, ..market.share_spec("RIVER-A") };
-        let notice_without_withdrawal = InstrumentSpec { withdrawal_notice_days: 30, ..market.share_spec("RIVER-A") };
-        for spec in [withdrawable_bond, notice_too_long, notice_without_withdrawal] {
+        let withdrawable_bond = InstrumentSpec {
+            withdrawable: true,
+            ..market.bond_spec("RIVER-BOND", 3)
+        };
+        let notice_too_long = InstrumentSpec {
+            withdrawable: true,
+            withdrawal_notice_days: 3_661,
+            ..market.share_spec("RIVER-A")
+        };
+        let notice_without_withdrawal = InstrumentSpec {
+            withdrawal_notice_days: 30,
+            ..market.share_spec("RIVER-A")
+        };
+        for spec in [
+            withdrawable_bond,
+            notice_too_long,
+            notice_without_withdrawal,
+        ] {
             expect_listing_rejected(&mut market, spec, WithdrawalTermsInvalid);
         }
     }
@@ -1121,7 +1520,11 @@ mod rejection {
         let bob = market.contributor("bob");
         market.deposit(bob, 100 * PAR);
         market.place(bob, gtc(share, Side::Buy, PAR, 1));
-        assert_eq!(market.trades().len(), 1, "the buy traded in full against a resting sell");
+        assert_eq!(
+            market.trades().len(),
+            1,
+            "the buy traded in full against a resting sell"
+        );
         // Once the book has room again, an order that would rest is welcome.
         market.sell(alice, share, PAR, 1);
     }
@@ -1172,7 +1575,11 @@ mod rejection {
         let mut market = Market::new();
         let share = market.share_listed("RIVER-A");
         for minimum_lots in [0, 11] {
-            market.expect_reject(market.issuer, offering_of(share, 10, minimum_lots), OfferingMinimumInvalid);
+            market.expect_reject(
+                market.issuer,
+                offering_of(share, 10, minimum_lots),
+                OfferingMinimumInvalid,
+            );
         }
     }
 
@@ -1234,7 +1641,11 @@ mod rejection {
         // The genesis operator and the issuer take two places.
         let mut market = Market::with_config(|config| config.participants_max = 3);
         market.contributor("alice");
-        market.expect_reject(GENESIS_OPERATOR, registration(Role::Contributor, "bob"), ParticipantsFull);
+        market.expect_reject(
+            GENESIS_OPERATOR,
+            registration(Role::Contributor, "bob"),
+            ParticipantsFull,
+        );
     }
 
     #[test]
@@ -1281,16 +1692,34 @@ mod rejection {
         assert!(market.apply(&first).result.is_ok());
         // The same id with another amount, another account or another kind of command is not a
         // retry: it is refused, and changes nothing (alice keeps 1.00, bob gets nothing).
-        for kind in [deposit(alice, 50_000), deposit(bob, 100), withdrawal(alice, 100)] {
-            let reused = Command { id: first.id, participant: GENESIS_OPERATOR, kind };
+        for kind in [
+            deposit(alice, 50_000),
+            deposit(bob, 100),
+            withdrawal(alice, 100),
+        ] {
+            let reused = Command {
+                id: first.id,
+                participant: GENESIS_OPERATOR,
+                kind,
+            };
             assert_eq!(market.apply(&reused), Outcome::fresh(Err(RequestIdReused)));
             assert!(market.events.is_empty());
         }
-        assert_eq!((market.cash(alice).balance_minor, market.cash(bob).balance_minor), (100, 0));
+        assert_eq!(
+            (
+                market.cash(alice).balance_minor,
+                market.cash(bob).balance_minor
+            ),
+            (100, 0)
+        );
         // The first command, repeated exactly, is still a retry.
         assert!(market.apply(&first).is_replay());
         // Another participant may use the same id for anything: ids are per participant.
-        let bobs = Command { id: first.id, participant: bob, kind: gtc(InstrumentId(0), Side::Buy, PAR, 1) };
+        let bobs = Command {
+            id: first.id,
+            participant: bob,
+            kind: gtc(InstrumentId(0), Side::Buy, PAR, 1),
+        };
         assert_eq!(market.apply(&bobs).result, Err(UnknownInstrument));
     }
 
@@ -1307,7 +1736,13 @@ mod rejection {
     #[test]
     fn unknown_credential() {
         let mut market = Market::new();
-        market.expect_reject(GENESIS_OPERATOR, CommandKind::RevokeCredential { credential: CredentialId(7) }, UnknownCredential);
+        market.expect_reject(
+            GENESIS_OPERATOR,
+            CommandKind::RevokeCredential {
+                credential: CredentialId(7),
+            },
+            UnknownCredential,
+        );
     }
 
     #[test]
@@ -1316,7 +1751,11 @@ mod rejection {
         let alice = market.contributor("alice");
         market.ok(GENESIS_OPERATOR, credential(alice, 1, false));
         market.ok(GENESIS_OPERATOR, credential(alice, 2, false));
-        market.expect_reject(GENESIS_OPERATOR, credential(alice, 3, false), CredentialsFull);
+        market.expect_reject(
+            GENESIS_OPERATOR,
+            credential(alice, 3, false),
+            CredentialsFull,
+        );
         // A rotation replaces the live ones instead of adding to them.
         market.ok(GENESIS_OPERATOR, credential(alice, 3, true));
         assert_eq!(market.engine.live_credentials_of(alice).len(), 1);
@@ -1327,7 +1766,11 @@ mod rejection {
         let mut market = Market::new();
         let deputy = market.register(Role::Operator, "deputy operator");
         market.expect_reject(deputy, suspension(deputy, true), CannotSuspendSelf);
-        market.expect_reject(deputy, suspension(GENESIS_OPERATOR, true), CannotSuspendSelf);
+        market.expect_reject(
+            deputy,
+            suspension(GENESIS_OPERATOR, true),
+            CannotSuspendSelf,
+        );
     }
 }
 
@@ -1336,11 +1779,18 @@ mod rejection {
 // =====================================================================================
 
 fn suspension(participant: ParticipantId, suspended: bool) -> CommandKind {
-    CommandKind::SetParticipantStatus { participant, suspended }
+    CommandKind::SetParticipantStatus {
+        participant,
+        suspended,
+    }
 }
 
 fn credential(participant: ParticipantId, fill: u8, replace_existing: bool) -> CommandKind {
-    CommandKind::IssueCredential { participant, token_hash: [fill; 32], replace_existing }
+    CommandKind::IssueCredential {
+        participant,
+        token_hash: [fill; 32],
+        replace_existing,
+    }
 }
 
 mod identity {
@@ -1350,22 +1800,60 @@ mod identity {
     fn credentials_are_issued_revoked_and_rotated_with_their_events() {
         let mut market = Market::new();
         let alice = market.contributor("alice");
-        let Ack::Credential(first) = market.ok(GENESIS_OPERATOR, credential(alice, 1, false)) else { panic!("no credential") };
-        assert_eq!(market.events, vec![Event::CredentialIssued { credential: first, participant: alice, role: Role::Contributor }]);
-        let Ack::Credential(second) = market.ok(GENESIS_OPERATOR, credential(alice, 2, false)) else { panic!("no credential") };
+        let Ack::Credential(first) = market.ok(GENESIS_OPERATOR, credential(alice, 1, false))
+        else {
+            panic!("no credential")
+        };
+        assert_eq!(
+            market.events,
+            vec![Event::CredentialIssued {
+                credential: first,
+                participant: alice,
+                role: Role::Contributor
+            }]
+        );
+        let Ack::Credential(second) = market.ok(GENESIS_OPERATOR, credential(alice, 2, false))
+        else {
+            panic!("no credential")
+        };
         assert_eq!(market.engine.live_credentials_of(alice), &[first, second]);
 
-        market.ok(GENESIS_OPERATOR, CommandKind::RevokeCredential { credential: first });
-        assert_eq!(market.events, vec![Event::CredentialRevoked { credential: first, participant: alice }]);
-        assert_eq!(market.engine.credential(first).unwrap().revoked_at, Some(market.now));
-        market.expect_reject(GENESIS_OPERATOR, CommandKind::RevokeCredential { credential: first }, NoEffect);
+        market.ok(
+            GENESIS_OPERATOR,
+            CommandKind::RevokeCredential { credential: first },
+        );
+        assert_eq!(
+            market.events,
+            vec![Event::CredentialRevoked {
+                credential: first,
+                participant: alice
+            }]
+        );
+        assert_eq!(
+            market.engine.credential(first).unwrap().revoked_at,
+            Some(market.now)
+        );
+        market.expect_reject(
+            GENESIS_OPERATOR,
+            CommandKind::RevokeCredential { credential: first },
+            NoEffect,
+        );
 
-        let Ack::Credential(third) = market.ok(GENESIS_OPERATOR, credential(alice, 3, true)) else { panic!("no credential") };
+        let Ack::Credential(third) = market.ok(GENESIS_OPERATOR, credential(alice, 3, true)) else {
+            panic!("no credential")
+        };
         assert_eq!(
             market.events,
             vec![
-                Event::CredentialRevoked { credential: second, participant: alice },
-                Event::CredentialIssued { credential: third, participant: alice, role: Role::Contributor },
+                Event::CredentialRevoked {
+                    credential: second,
+                    participant: alice
+                },
+                Event::CredentialIssued {
+                    credential: third,
+                    participant: alice,
+                    role: Role::Contributor
+                },
             ]
         );
         assert_eq!(market.engine.live_credentials_of(alice), &[third]);
@@ -1388,17 +1876,37 @@ mod identity {
         assert_eq!(
             market.events,
             vec![
-                Event::ParticipantStatusChanged { participant: alice, suspended: true },
-                Event::OrderCancelled { order: bid, owner: alice, remaining_lots: 4, reason: CancelReason::OwnerSuspended },
+                Event::ParticipantStatusChanged {
+                    participant: alice,
+                    suspended: true
+                },
+                Event::OrderCancelled {
+                    order: bid,
+                    owner: alice,
+                    remaining_lots: 4,
+                    reason: CancelReason::OwnerSuspended
+                },
             ]
         );
-        assert_eq!(market.cash(alice), CashAccount { balance_minor: 10_000, reserved_minor: 0 });
+        assert_eq!(
+            market.cash(alice),
+            CashAccount {
+                balance_minor: 10_000,
+                reserved_minor: 0
+            }
+        );
         assert_eq!(market.engine.resting_orders(), 0);
         market.expect_reject(alice, gtc(share, Side::Buy, PAR, 1), ParticipantSuspended);
         market.expect_reject(GENESIS_OPERATOR, suspension(alice, true), NoEffect);
 
         market.ok(GENESIS_OPERATOR, suspension(alice, false));
-        assert_eq!(market.events, vec![Event::ParticipantStatusChanged { participant: alice, suspended: false }]);
+        assert_eq!(
+            market.events,
+            vec![Event::ParticipantStatusChanged {
+                participant: alice,
+                suspended: false
+            }]
+        );
         market.buy(alice, share, PAR, 1);
     }
 
@@ -1418,7 +1926,10 @@ mod identity {
         }
         let again = market.apply(&alices);
         assert_eq!(again.result, first.result);
-        assert!(again.is_replay(), "alice's id was forgotten because bob was busy");
+        assert!(
+            again.is_replay(),
+            "alice's id was forgotten because bob was busy"
+        );
         // Alice's own traffic does move her window: after 8 more of hers, the first is gone.
         for _ in 0..8 {
             let command = market.command(alice, withdrawal_request_of_nothing());
@@ -1429,7 +1940,9 @@ mod identity {
 
     /// A command every contributor may send and that is refused without effect.
     fn withdrawal_request_of_nothing() -> CommandKind {
-        CommandKind::CancelOrder { order: OrderId(u64::MAX) }
+        CommandKind::CancelOrder {
+            order: OrderId(u64::MAX),
+        }
     }
 }
 
@@ -1462,7 +1975,10 @@ mod decimal_edge {
         assert_eq!(units_to_lots(decimal(35, 0), 10), Err(QuantityOffLot));
         assert_eq!(units_to_lots(decimal(305, 1), 10), Err(QuantityOffLot));
         // A tiny quantity over a huge lot would round to zero lots in decimal division: refused.
-        assert_eq!(units_to_lots(decimal(1, 10), 10_000_000_000_000_000_000), Err(QuantityOffLot));
+        assert_eq!(
+            units_to_lots(decimal(1, 10), 10_000_000_000_000_000_000),
+            Err(QuantityOffLot)
+        );
         assert_eq!(units_to_lots(decimal(1, 10), u64::MAX), Err(QuantityOffLot));
     }
 
@@ -1561,13 +2077,24 @@ fn scenario_for(reason: RejectReason) -> &'static str {
 #[test]
 fn every_reject_reason_has_a_scenario() {
     // Each capability keeps the scenarios of its own reasons.
-    let source = [include_str!("scenarios.rs"), include_str!("capped_returns.rs"), include_str!("membership.rs"), include_str!("withdrawals.rs")].concat();
+    let source = [
+        include_str!("scenarios.rs"),
+        include_str!("capped_returns.rs"),
+        include_str!("membership.rs"),
+        include_str!("withdrawals.rs"),
+    ]
+    .concat();
     for &reason in RejectReason::ALL {
         let scenario = scenario_for(reason);
         assert!(
             source.contains(&format!("fn {scenario}() {{")),
             "{reason:?} names a scenario, {scenario}, that does not exist"
         );
-        assert_eq!(RejectReason::from_code(reason.code()), Some(reason), "code {} does not round-trip", reason.code());
+        assert_eq!(
+            RejectReason::from_code(reason.code()),
+            Some(reason),
+            "code {} does not round-trip",
+            reason.code()
+        );
     }
 }

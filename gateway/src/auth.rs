@@ -81,7 +81,11 @@ pub fn new_token() -> Result<NewToken, tonic::Status> {
     let mut random = [0u8; TOKEN_RANDOM_BYTES];
     rand::rngs::OsRng
         .try_fill_bytes(&mut random)
-        .map_err(|error| tonic::Status::internal(format!("the operating system's random source failed: {error}")))?;
+        .map_err(|error| {
+            tonic::Status::internal(format!(
+                "the operating system's random source failed: {error}"
+            ))
+        })?;
     let mut token = String::with_capacity(TOKEN_PREFIX.len() + 2 * TOKEN_RANDOM_BYTES);
     token.push_str(TOKEN_PREFIX);
     for byte in random {
@@ -101,7 +105,11 @@ pub fn random_command_id() -> Result<mutua_engine::CommandId, tonic::Status> {
     let mut random = [0u8; 16];
     rand::rngs::OsRng
         .try_fill_bytes(&mut random)
-        .map_err(|error| tonic::Status::internal(format!("the operating system's random source failed: {error}")))?;
+        .map_err(|error| {
+            tonic::Status::internal(format!(
+                "the operating system's random source failed: {error}"
+            ))
+        })?;
     Ok(mutua_engine::CommandId(u128::from_le_bytes(random)))
 }
 
@@ -111,12 +119,28 @@ impl Auth {
         let mut tokens = Tokens::default();
         for (credential, entry) in engine.credentials().filter(|(_, entry)| entry.is_live()) {
             if let Some(participant) = engine.participant(entry.participant) {
-                tokens.insert(entry.token_hash, Caller { participant: entry.participant, role: participant.role, credential });
+                tokens.insert(
+                    entry.token_hash,
+                    Caller {
+                        participant: entry.participant,
+                        role: participant.role,
+                        credential,
+                    },
+                );
             }
         }
-        tokens.suspended = engine.participants().filter(|(_, participant)| participant.suspended).map(|(id, _)| id).collect();
+        tokens.suspended = engine
+            .participants()
+            .filter(|(_, participant)| participant.suspended)
+            .map(|(id, _)| id)
+            .collect();
         let (revision, _) = watch::channel(0);
-        Auth { tokens: Arc::new(RwLock::new(tokens)), limits, metrics, revision: Arc::new(revision) }
+        Auth {
+            tokens: Arc::new(RwLock::new(tokens)),
+            limits,
+            metrics,
+            revision: Arc::new(revision),
+        }
     }
 
     pub fn limits(&self) -> &Limits {
@@ -126,8 +150,16 @@ impl Auth {
     /// Replaces the whole map with the engine's (after the follower fell behind).
     pub fn reload(&self, engine: &Engine) {
         let fresh = Auth::from_engine(engine, self.limits.clone(), self.metrics.clone());
-        let tokens = std::mem::take(&mut *fresh.tokens.write().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        *self.tokens.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = tokens;
+        let tokens = std::mem::take(
+            &mut *fresh
+                .tokens
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        *self
+            .tokens
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = tokens;
         self.revision.send_modify(|revision| *revision += 1);
     }
 
@@ -137,27 +169,51 @@ impl Auth {
     pub fn follow(&self, applied: &Applied) {
         let relevant = matches!(
             applied.command.kind,
-            CommandKind::IssueCredential { .. } | CommandKind::RevokeCredential { .. } | CommandKind::SetParticipantStatus { .. }
+            CommandKind::IssueCredential { .. }
+                | CommandKind::RevokeCredential { .. }
+                | CommandKind::SetParticipantStatus { .. }
         );
         if !relevant || applied.outcome.is_replay() || applied.outcome.result.is_err() {
             return;
         }
-        let mut tokens = self.tokens.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut tokens = self
+            .tokens
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut bump = false;
         for event in &applied.events {
             match *event {
-                Event::CredentialIssued { credential, participant, role } => {
-                    if let (CommandKind::IssueCredential { token_hash, .. }, Ok(Ack::Credential(issued))) =
-                        (&applied.command.kind, applied.outcome.result)
+                Event::CredentialIssued {
+                    credential,
+                    participant,
+                    role,
+                } => {
+                    if let (
+                        CommandKind::IssueCredential { token_hash, .. },
+                        Ok(Ack::Credential(issued)),
+                    ) = (&applied.command.kind, applied.outcome.result)
                     {
                         if issued == credential {
-                            tokens.insert(*token_hash, Caller { participant, role, credential });
+                            tokens.insert(
+                                *token_hash,
+                                Caller {
+                                    participant,
+                                    role,
+                                    credential,
+                                },
+                            );
                         }
                     }
                 }
                 Event::CredentialRevoked { credential, .. } => bump |= tokens.revoke(credential),
-                Event::ParticipantStatusChanged { participant, suspended: true } => bump |= tokens.suspended.insert(participant),
-                Event::ParticipantStatusChanged { participant, suspended: false } => {
+                Event::ParticipantStatusChanged {
+                    participant,
+                    suspended: true,
+                } => bump |= tokens.suspended.insert(participant),
+                Event::ParticipantStatusChanged {
+                    participant,
+                    suspended: false,
+                } => {
                     tokens.suspended.remove(&participant);
                 }
                 _ => {}
@@ -177,48 +233,83 @@ impl Auth {
             tracing::info!(target: "mutua::requests", reason, peer = ?request.remote_addr(), message = status.message(), "refused at the edge");
             status
         };
-        let caller = self.authenticate_metadata(request.metadata()).map_err(|status| refused(status, "authentication"))?;
-        self.limits.charge(caller.participant).map_err(|status| refused(status, "participant_rate"))?;
+        let caller = self
+            .authenticate_metadata(request.metadata())
+            .map_err(|status| refused(status, "authentication"))?;
+        self.limits
+            .charge(caller.participant)
+            .map_err(|status| refused(status, "participant_rate"))?;
         Ok(caller)
     }
 
-    pub fn authenticate_metadata(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Caller, tonic::Status> {
-        let header = metadata
-            .get("authorization")
-            .ok_or_else(|| edge_status(EdgeReason::TokenMissing, "missing `authorization: Bearer <token>` metadata"))?;
+    pub fn authenticate_metadata(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Caller, tonic::Status> {
+        let header = metadata.get("authorization").ok_or_else(|| {
+            edge_status(
+                EdgeReason::TokenMissing,
+                "missing `authorization: Bearer <token>` metadata",
+            )
+        })?;
         let token = header
             .to_str()
             .ok()
             .filter(|value| value.len() <= AUTHORIZATION_BYTES_MAX)
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-            .ok_or_else(|| edge_status(EdgeReason::TokenMalformed, "authorization metadata must be `Bearer <token>`"))?;
-        let tokens = self.tokens.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            .and_then(|value| {
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+            })
+            .ok_or_else(|| {
+                edge_status(
+                    EdgeReason::TokenMalformed,
+                    "authorization metadata must be `Bearer <token>`",
+                )
+            })?;
+        let tokens = self
+            .tokens
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let caller = tokens
             .by_hash
             .get(&token_hash(token.trim()))
             .copied()
             .ok_or_else(|| edge_status(EdgeReason::TokenUnknown, "unknown or revoked token"))?;
         if tokens.suspended.contains(&caller.participant) {
-            return Err(edge_status(EdgeReason::ParticipantSuspended, "the participant is suspended by the operator"));
+            return Err(edge_status(
+                EdgeReason::ParticipantSuspended,
+                "the participant is suspended by the operator",
+            ));
         }
         Ok(caller)
     }
 
     /// Whether `caller`'s credential is still live and its participant not suspended.
     pub fn still_valid(&self, caller: Caller) -> bool {
-        let tokens = self.tokens.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tokens.by_credential.contains_key(&caller.credential) && !tokens.suspended.contains(&caller.participant)
+        let tokens = self
+            .tokens
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        tokens.by_credential.contains_key(&caller.credential)
+            && !tokens.suspended.contains(&caller.participant)
     }
 
     /// Completes when `caller`'s credential is revoked or its participant suspended: open streams
     /// select on it and end with UNAUTHENTICATED.
-    pub fn invalidated(&self, caller: Caller) -> impl std::future::Future<Output = tonic::Status> + Send + 'static {
+    pub fn invalidated(
+        &self,
+        caller: Caller,
+    ) -> impl std::future::Future<Output = tonic::Status> + Send + 'static {
         let mut revision = self.revision.subscribe();
         let auth = self.clone();
         async move {
             loop {
                 if !auth.still_valid(caller) {
-                    return edge_status(EdgeReason::TokenUnknown, "the token was revoked or its participant suspended");
+                    return edge_status(
+                        EdgeReason::TokenUnknown,
+                        "the token was revoked or its participant suspended",
+                    );
                 }
                 if revision.changed().await.is_err() {
                     // The map is gone: the server is shutting down; streams end on `stopping`.
@@ -230,7 +321,13 @@ impl Auth {
 
     /// Whether the token `token` is a live credential of `participant`.
     pub fn is_live_token_of(&self, token: &str, participant: ParticipantId) -> bool {
-        let tokens = self.tokens.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        tokens.by_hash.get(&token_hash(token.trim())).is_some_and(|caller| caller.participant == participant)
+        let tokens = self
+            .tokens
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        tokens
+            .by_hash
+            .get(&token_hash(token.trim()))
+            .is_some_and(|caller| caller.participant == participant)
     }
 }

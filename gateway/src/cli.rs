@@ -13,7 +13,12 @@ use crate::server::ServeArgs;
 #[command(name = "mutua", version, about = "Mutua, the social market exchange")]
 pub struct Cli {
     /// The exchange to talk to: `host:port` or `http://host:port`.
-    #[arg(long, global = true, env = "MUTUA_SERVER", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "MUTUA_SERVER",
+        default_value = "127.0.0.1:50051"
+    )]
     pub server: String,
     /// Bearer token of the participant acting (the operator's is printed by the first `serve`).
     /// Prefer `MUTUA_TOKEN` or `--token-file`: a token on the command line is visible to others
@@ -156,7 +161,9 @@ pub struct Mutation {
 
 impl Mutation {
     fn id(&self) -> String {
-        self.request_id.clone().unwrap_or_else(|| format!("cli-{:032x}", rand::random::<u128>()))
+        self.request_id
+            .clone()
+            .unwrap_or_else(|| format!("cli-{:032x}", rand::random::<u128>()))
     }
 }
 
@@ -384,14 +391,18 @@ pub fn instrument_ref(text: &str) -> pb::InstrumentRef {
         Some(Ok(id)) => Instrument::Id(id),
         _ => Instrument::Symbol(text.to_string()),
     };
-    pb::InstrumentRef { instrument: Some(named) }
+    pb::InstrumentRef {
+        instrument: Some(named),
+    }
 }
 
 /// A request carrying the bearer token, if one was given.
 pub fn authorized<T>(message: T, token: Option<&str>) -> anyhow::Result<Request<T>> {
     let mut request = Request::new(message);
     if let Some(token) = token {
-        let value = format!("Bearer {token}").parse().map_err(|_| anyhow::anyhow!("--token: not a valid header value"))?;
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--token: not a valid header value"))?;
         request.metadata_mut().insert("authorization", value);
     }
     Ok(request)
@@ -400,7 +411,11 @@ pub fn authorized<T>(message: T, token: Option<&str>) -> anyhow::Result<Request<
 /// A refused call, as a person reads it.
 pub fn status_error(status: Status) -> anyhow::Error {
     match crate::convert::reason_code_of(&status) {
-        Some(code) => anyhow::anyhow!("{:?}: {} (reason code {code})", status.code(), status.message()),
+        Some(code) => anyhow::anyhow!(
+            "{:?}: {} (reason code {code})",
+            status.code(),
+            status.message()
+        ),
         None => anyhow::anyhow!("{:?}: {}", status.code(), status.message()),
     }
 }
@@ -415,21 +430,36 @@ pub fn server_url(server: &str, tls: bool) -> String {
 }
 
 /// A channel to `server`, over TLS verified against the CA in `tls_ca` when one is given.
-pub async fn connect_with(server: &str, tls_ca: Option<&std::path::Path>) -> anyhow::Result<Channel> {
+pub async fn connect_with(
+    server: &str,
+    tls_ca: Option<&std::path::Path>,
+) -> anyhow::Result<Channel> {
     let url = server_url(server, tls_ca.is_some());
-    let mut endpoint = Channel::from_shared(url.clone()).map_err(|error| anyhow::anyhow!("--server {url}: {error}"))?;
+    let mut endpoint = Channel::from_shared(url.clone())
+        .map_err(|error| anyhow::anyhow!("--server {url}: {error}"))?;
     if let Some(ca) = tls_ca {
-        let pem = std::fs::read(ca).map_err(|error| anyhow::anyhow!("--tls-ca {}: {error}", ca.display()))?;
-        let tls = tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
-        endpoint = endpoint.tls_config(tls).map_err(|error| anyhow::anyhow!("--tls-ca: {error}"))?;
+        let pem = std::fs::read(ca)
+            .map_err(|error| anyhow::anyhow!("--tls-ca {}: {error}", ca.display()))?;
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|error| anyhow::anyhow!("--tls-ca: {error}"))?;
     }
-    endpoint.tcp_nodelay(true).connect().await.map_err(|error| anyhow::Error::new(error).context(format!("cannot reach the exchange at {url}")))
+    endpoint.tcp_nodelay(true).connect().await.map_err(|error| {
+        anyhow::Error::new(error).context(format!("cannot reach the exchange at {url}"))
+    })
 }
 
 pub async fn connect(server: &str) -> anyhow::Result<Channel> {
     let server = server_url(server, false);
-    let endpoint = Channel::from_shared(server.clone()).map_err(|error| anyhow::anyhow!("--server {server}: {error}"))?;
-    endpoint.tcp_nodelay(true).connect().await.map_err(|error| anyhow::anyhow!("cannot reach the exchange at {server}: {error}"))
+    let endpoint = Channel::from_shared(server.clone())
+        .map_err(|error| anyhow::anyhow!("--server {server}: {error}"))?;
+    endpoint
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot reach the exchange at {server}: {error}"))
 }
 
 /// Runs one command line.
@@ -449,7 +479,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TestCertificate { name, out } => test_certificate(name, &out),
         Command::Serve(args) => crate::server::serve(args).await,
         Command::Verify(args) => crate::server::verify(args),
-        Command::Load(args) => crate::load::run(&cli.server, cli.tls_ca.as_deref(), token, args).await,
+        Command::Load(args) => {
+            crate::load::run(&cli.server, cli.tls_ca.as_deref(), token, args).await
+        }
         command => {
             let channel = connect_with(&cli.server, cli.tls_ca.as_deref()).await?;
             client_command(Clients::new(channel), token, command).await
@@ -479,38 +511,94 @@ impl Clients {
 
 fn sequence_of(commit: Option<&pb::Commit>) -> String {
     match commit {
-        Some(commit) if commit.replayed => format!("sequence {} (a retry: first outcome repeated)", commit.sequence),
+        Some(commit) if commit.replayed => format!(
+            "sequence {} (a retry: first outcome repeated)",
+            commit.sequence
+        ),
         Some(commit) => format!("sequence {}", commit.sequence),
         None => "sequence unknown".to_string(),
     }
 }
 
-async fn client_command(mut clients: Clients, token: Option<&str>, command: Command) -> anyhow::Result<()> {
+async fn client_command(
+    mut clients: Clients,
+    token: Option<&str>,
+    command: Command,
+) -> anyhow::Result<()> {
     match command {
-        Command::Serve(_) | Command::Verify(_) | Command::Load(_) => unreachable!("dispatched by `run`"),
+        Command::Serve(_) | Command::Verify(_) | Command::Load(_) => {
+            unreachable!("dispatched by `run`")
+        }
         Command::Participant(command) => participant(&mut clients, token, command).await?,
         Command::Deposit(args) => {
-            let message = pb::DepositRequest { request_id: args.mutation.id(), participant_id: args.account, amount: args.amount };
-            let reply = clients.accounts.deposit(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("deposited; balance {} ({})", reply.balance, sequence_of(reply.commit.as_ref()));
+            let message = pb::DepositRequest {
+                request_id: args.mutation.id(),
+                participant_id: args.account,
+                amount: args.amount,
+            };
+            let reply = clients
+                .accounts
+                .deposit(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "deposited; balance {} ({})",
+                reply.balance,
+                sequence_of(reply.commit.as_ref())
+            );
         }
         Command::Withdraw(args) => {
-            let message = pb::WithdrawRequest { request_id: args.mutation.id(), participant_id: args.account, amount: args.amount };
-            let reply = clients.accounts.withdraw(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("withdrawn; balance {} ({})", reply.balance, sequence_of(reply.commit.as_ref()));
+            let message = pb::WithdrawRequest {
+                request_id: args.mutation.id(),
+                participant_id: args.account,
+                amount: args.amount,
+            };
+            let reply = clients
+                .accounts
+                .withdraw(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "withdrawn; balance {} ({})",
+                reply.balance,
+                sequence_of(reply.commit.as_ref())
+            );
         }
         Command::Instrument(command) => instrument(&mut clients, token, command).await?,
         Command::Offering(command) => offering(&mut clients, token, command).await?,
         Command::Order(command) => order(&mut clients, token, command).await?,
-        Command::Book { instrument, depth, follow } => book(&mut clients, &instrument, depth, follow).await?,
+        Command::Book {
+            instrument,
+            depth,
+            follow,
+        } => book(&mut clients, &instrument, depth, follow).await?,
         Command::Balances(account) => {
-            let message = pb::GetBalancesRequest { participant_id: account.participant };
-            let reply = clients.accounts.get_balances(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("participant {}: balance {}  reserved {}  free {}", reply.participant_id, reply.balance, reply.reserved, reply.free);
+            let message = pb::GetBalancesRequest {
+                participant_id: account.participant,
+            };
+            let reply = clients
+                .accounts
+                .get_balances(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "participant {}: balance {}  reserved {}  free {}",
+                reply.participant_id, reply.balance, reply.reserved, reply.free
+            );
         }
         Command::Holdings(account) => {
-            let message = pb::GetHoldingsRequest { participant_id: account.participant };
-            let reply = clients.accounts.get_holdings(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            let message = pb::GetHoldingsRequest {
+                participant_id: account.participant,
+            };
+            let reply = clients
+                .accounts
+                .get_holdings(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             println!("participant {}:", reply.participant_id);
             for holding in reply.holdings {
                 println!(
@@ -526,32 +614,91 @@ async fn client_command(mut clients: Clients, token: Option<&str>, command: Comm
             }
         }
         Command::TaxCredits { account, year } => {
-            let message = pb::GetTaxCreditsRequest { participant_id: account.participant, year };
-            let reply = clients.accounts.get_tax_credits(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("participant {}: total credit {}", reply.participant_id, reply.total_credit);
+            let message = pb::GetTaxCreditsRequest {
+                participant_id: account.participant,
+                year,
+            };
+            let reply = clients
+                .accounts
+                .get_tax_credits(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "participant {}: total credit {}",
+                reply.participant_id, reply.total_credit
+            );
             for credit in reply.credits {
-                println!("  {:<16} at {}: purchase {} × rate {} = credit {}", credit.symbol, rfc3339(credit.time_ns), credit.purchase, credit.rate, credit.credit);
+                println!(
+                    "  {:<16} at {}: purchase {} × rate {} = credit {}",
+                    credit.symbol,
+                    rfc3339(credit.time_ns),
+                    credit.purchase,
+                    credit.rate,
+                    credit.credit
+                );
             }
         }
-        Command::Distribute { instrument, per_unit, mutation } => {
+        Command::Distribute {
+            instrument,
+            per_unit,
+            mutation,
+        } => {
             let message = pb::PayDistributionRequest {
                 request_id: mutation.id(),
                 instrument: Some(instrument_ref(&instrument)),
                 amount_per_unit: per_unit,
             };
-            let reply = clients.registry.pay_distribution(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("paid {} over {} units ({})", reply.total, reply.outstanding_quantity, sequence_of(reply.commit.as_ref()));
+            let reply = clients
+                .registry
+                .pay_distribution(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "paid {} over {} units ({})",
+                reply.total,
+                reply.outstanding_quantity,
+                sequence_of(reply.commit.as_ref())
+            );
         }
-        Command::Repay { instrument, mutation } => {
-            let message = pb::RepayAtMaturityRequest { request_id: mutation.id(), instrument: Some(instrument_ref(&instrument)) };
-            let reply = clients.registry.repay_at_maturity(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("repaid {} and retired {} units ({})", reply.repaid, reply.retired_quantity, sequence_of(reply.commit.as_ref()));
+        Command::Repay {
+            instrument,
+            mutation,
+        } => {
+            let message = pb::RepayAtMaturityRequest {
+                request_id: mutation.id(),
+                instrument: Some(instrument_ref(&instrument)),
+            };
+            let reply = clients
+                .registry
+                .repay_at_maturity(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "repaid {} and retired {} units ({})",
+                reply.repaid,
+                reply.retired_quantity,
+                sequence_of(reply.commit.as_ref())
+            );
         }
         Command::Trades { instrument } => {
-            let message = pb::StreamTradesRequest { instrument: instrument.as_deref().map(instrument_ref) };
-            let mut trades = clients.market_data.stream_trades(message).await.map_err(status_error)?.into_inner();
+            let message = pb::StreamTradesRequest {
+                instrument: instrument.as_deref().map(instrument_ref),
+            };
+            let mut trades = clients
+                .market_data
+                .stream_trades(message)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             while let Some(trade) = trades.message().await.map_err(status_error)? {
-                let side = if trade.taker_side == pb::Side::Sell as i32 { "sell" } else { "buy" };
+                let side = if trade.taker_side == pb::Side::Sell as i32 {
+                    "sell"
+                } else {
+                    "buy"
+                };
                 println!(
                     "#{} {:<16} {:>10} @ {:>10} = {:>12}  taker {side}  (maker order {}, taker order {})",
                     trade.sequence, trade.symbol, trade.quantity, trade.price, trade.notional, trade.maker_order_id, trade.taker_order_id
@@ -559,7 +706,9 @@ async fn client_command(mut clients: Clients, token: Option<&str>, command: Comm
             }
         }
         Command::Token(command) => tokens(&mut clients, token, command).await?,
-        Command::Status { .. } | Command::TestCertificate { .. } => unreachable!("dispatched by `run`"),
+        Command::Status { .. } | Command::TestCertificate { .. } => {
+            unreachable!("dispatched by `run`")
+        }
     }
     Ok(())
 }
@@ -567,35 +716,57 @@ async fn client_command(mut clients: Clients, token: Option<&str>, command: Comm
 /// Writes a self-signed certificate for `names` and its key into `out`, both private.
 fn test_certificate(names: Vec<String>, out: &std::path::Path) -> anyhow::Result<()> {
     use std::io::Write;
-    let certified = rcgen::generate_simple_self_signed(names.clone()).map_err(|error| anyhow::anyhow!("making the certificate: {error}"))?;
+    let certified = rcgen::generate_simple_self_signed(names.clone())
+        .map_err(|error| anyhow::anyhow!("making the certificate: {error}"))?;
     std::fs::create_dir_all(out)?;
-    for (file, text) in [("server.pem", certified.cert.pem()), ("server.key", certified.signing_key.serialize_pem())] {
+    for (file, text) in [
+        ("server.pem", certified.cert.pem()),
+        ("server.key", certified.signing_key.serialize_pem()),
+    ] {
         let path = out.join(file);
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        options.open(&path).and_then(|mut opened| opened.write_all(text.as_bytes())).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+        options
+            .open(&path)
+            .and_then(|mut opened| opened.write_all(text.as_bytes()))
+            .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
     }
-    println!("wrote {} and {} for {}", out.join("server.pem").display(), out.join("server.key").display(), names.join(", "));
+    println!(
+        "wrote {} and {} for {}",
+        out.join("server.pem").display(),
+        out.join("server.key").display(),
+        names.join(", ")
+    );
     Ok(())
 }
 
 /// An RFC 3339 UTC date or time (`2031-12-01`, `2031-12-01T12:30:00Z`) as nanoseconds since the
 /// Unix epoch.
 pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
-    let wrong = || format!("{text:?} is not an RFC 3339 UTC time such as 2031-12-01 or 2031-12-01T12:30:00Z");
+    let wrong = || {
+        format!("{text:?} is not an RFC 3339 UTC time such as 2031-12-01 or 2031-12-01T12:30:00Z")
+    };
     let (date, time) = match text.split_once('T') {
         Some((date, time)) => (date, time.strip_suffix('Z').ok_or_else(wrong)?),
         None => (text, "00:00:00"),
     };
     let numbers = |part: &str, separator: char| -> Result<Vec<i64>, String> {
-        part.split(separator).map(|number| number.parse::<i64>().map_err(|_| wrong())).collect()
+        part.split(separator)
+            .map(|number| number.parse::<i64>().map_err(|_| wrong()))
+            .collect()
     };
     let (date, time) = (numbers(date, '-')?, numbers(time, ':')?);
     let [year, month, day] = <[i64; 3]>::try_from(date).map_err(|_| wrong())?;
     let [hour, minute, second] = <[i64; 3]>::try_from(time).map_err(|_| wrong())?;
-    if !(1970..=2500).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+    if !(1970..=2500).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
         return Err(wrong());
     }
     // Days since 1970-01-01 (Howard Hinnant's algorithm), the inverse of `rfc3339`.
@@ -621,52 +792,141 @@ fn rfc3339(nanoseconds: u64) -> String {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", of_day / 3_600, of_day % 3_600 / 60, of_day % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3_600,
+        of_day % 3_600 / 60,
+        of_day % 60
+    )
 }
 
-async fn set_status(clients: &mut Clients, token: Option<&str>, participant: u32, suspended: bool, mutation: Mutation) -> anyhow::Result<()> {
-    let message = pb::SetParticipantStatusRequest { request_id: mutation.id(), participant_id: participant, suspended };
-    let reply = clients.identity.set_participant_status(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-    let what = if suspended { "suspended: its orders are cancelled and its tokens refused" } else { "reinstated" };
-    println!("participant {participant} {what} ({})", sequence_of(reply.commit.as_ref()));
+async fn set_status(
+    clients: &mut Clients,
+    token: Option<&str>,
+    participant: u32,
+    suspended: bool,
+    mutation: Mutation,
+) -> anyhow::Result<()> {
+    let message = pb::SetParticipantStatusRequest {
+        request_id: mutation.id(),
+        participant_id: participant,
+        suspended,
+    };
+    let reply = clients
+        .identity
+        .set_participant_status(authorized(message, token)?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let what = if suspended {
+        "suspended: its orders are cancelled and its tokens refused"
+    } else {
+        "reinstated"
+    };
+    println!(
+        "participant {participant} {what} ({})",
+        sequence_of(reply.commit.as_ref())
+    );
     Ok(())
 }
 
-async fn tokens(clients: &mut Clients, token: Option<&str>, command: TokenCommand) -> anyhow::Result<()> {
+async fn tokens(
+    clients: &mut Clients,
+    token: Option<&str>,
+    command: TokenCommand,
+) -> anyhow::Result<()> {
     match command {
         TokenCommand::List { participant } => {
-            let message = pb::ListTokensRequest { participant_id: participant, ..Default::default() };
-            let reply = clients.identity.list_tokens(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            let message = pb::ListTokensRequest {
+                participant_id: participant,
+                ..Default::default()
+            };
+            let reply = clients
+                .identity
+                .list_tokens(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             for listed in reply.tokens {
-                let state = listed.revoked_at_ns.map_or("live".to_string(), |revoked| format!("revoked {}", rfc3339(revoked)));
-                println!("token {:>6}  participant {:>6}  issued {}  {state}", listed.token_id, listed.participant_id, rfc3339(listed.issued_at_ns));
+                let state = listed.revoked_at_ns.map_or("live".to_string(), |revoked| {
+                    format!("revoked {}", rfc3339(revoked))
+                });
+                println!(
+                    "token {:>6}  participant {:>6}  issued {}  {state}",
+                    listed.token_id,
+                    listed.participant_id,
+                    rfc3339(listed.issued_at_ns)
+                );
             }
         }
-        TokenCommand::Issue { participant, replace } => {
-            let message = pb::IssueTokenRequest { participant_id: participant, replace_existing: replace };
-            let reply = clients.identity.issue_token(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            let replaced = if replace { ", every other token of the participant revoked" } else { "" };
-            println!("token {} issued for participant {participant}{replaced} ({})", reply.token_id, sequence_of(reply.commit.as_ref()));
+        TokenCommand::Issue {
+            participant,
+            replace,
+        } => {
+            let message = pb::IssueTokenRequest {
+                participant_id: participant,
+                replace_existing: replace,
+            };
+            let reply = clients
+                .identity
+                .issue_token(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let replaced = if replace {
+                ", every other token of the participant revoked"
+            } else {
+                ""
+            };
+            println!(
+                "token {} issued for participant {participant}{replaced} ({})",
+                reply.token_id,
+                sequence_of(reply.commit.as_ref())
+            );
             println!("token: {}", reply.token);
         }
         TokenCommand::Revoke { token_id, mutation } => {
-            let message = pb::RevokeTokenRequest { request_id: mutation.id(), token_id };
-            let reply = clients.identity.revoke_token(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("token {token_id} revoked ({})", sequence_of(reply.commit.as_ref()));
+            let message = pb::RevokeTokenRequest {
+                request_id: mutation.id(),
+                token_id,
+            };
+            let reply = clients
+                .identity
+                .revoke_token(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "token {token_id} revoked ({})",
+                sequence_of(reply.commit.as_ref())
+            );
         }
     }
     Ok(())
 }
 
-async fn participant(clients: &mut Clients, token: Option<&str>, command: ParticipantCommand) -> anyhow::Result<()> {
+async fn participant(
+    clients: &mut Clients,
+    token: Option<&str>,
+    command: ParticipantCommand,
+) -> anyhow::Result<()> {
     match command {
-        ParticipantCommand::Add { role, name, mutation } => {
+        ParticipantCommand::Add {
+            role,
+            name,
+            mutation,
+        } => {
             let role = match role {
                 RoleArg::Contributor => pb::Role::Contributor,
                 RoleArg::Organization => pb::Role::Organization,
@@ -674,9 +934,22 @@ async fn participant(clients: &mut Clients, token: Option<&str>, command: Partic
                 RoleArg::Regulator => pb::Role::Regulator,
                 RoleArg::Operator => pb::Role::Operator,
             };
-            let message = pb::RegisterParticipantRequest { request_id: mutation.id(), role: role as i32, name };
-            let reply = clients.registry.register_participant(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("participant {} registered ({})", reply.participant_id, sequence_of(reply.commit.as_ref()));
+            let message = pb::RegisterParticipantRequest {
+                request_id: mutation.id(),
+                role: role as i32,
+                name,
+            };
+            let reply = clients
+                .registry
+                .register_participant(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "participant {} registered ({})",
+                reply.participant_id,
+                sequence_of(reply.commit.as_ref())
+            );
             println!("token: {}", reply.token);
         }
         ParticipantCommand::List => {
@@ -687,19 +960,47 @@ async fn participant(clients: &mut Clients, token: Option<&str>, command: Partic
                 .map_err(status_error)?
                 .into_inner();
             for row in reply.participants {
-                let role = pb::Role::try_from(row.role).map_or("unknown", |role| role.as_str_name()).trim_start_matches("ROLE_").to_lowercase();
+                let role = pb::Role::try_from(row.role)
+                    .map_or("unknown", |role| role.as_str_name())
+                    .trim_start_matches("ROLE_")
+                    .to_lowercase();
                 let accredited = if row.accredited { "  accredited" } else { "" };
                 let suspended = if row.suspended { "  SUSPENDED" } else { "" };
-                println!("#{:<6} {role:<12} {:<32} {} live tokens{accredited}{suspended}", row.participant_id, row.name, row.live_tokens);
+                println!(
+                    "#{:<6} {role:<12} {:<32} {} live tokens{accredited}{suspended}",
+                    row.participant_id, row.name, row.live_tokens
+                );
             }
         }
-        ParticipantCommand::Suspend { participant, mutation } => set_status(clients, token, participant, true, mutation).await?,
-        ParticipantCommand::Reinstate { participant, mutation } => set_status(clients, token, participant, false, mutation).await?,
-        ParticipantCommand::Accredit { organization, suspend, mutation } => {
-            let message = pb::SetAccreditationRequest { request_id: mutation.id(), organization_id: organization, accredited: !suspend };
-            let reply = clients.registry.set_accreditation(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+        ParticipantCommand::Suspend {
+            participant,
+            mutation,
+        } => set_status(clients, token, participant, true, mutation).await?,
+        ParticipantCommand::Reinstate {
+            participant,
+            mutation,
+        } => set_status(clients, token, participant, false, mutation).await?,
+        ParticipantCommand::Accredit {
+            organization,
+            suspend,
+            mutation,
+        } => {
+            let message = pb::SetAccreditationRequest {
+                request_id: mutation.id(),
+                organization_id: organization,
+                accredited: !suspend,
+            };
+            let reply = clients
+                .registry
+                .set_accreditation(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             let what = if suspend { "suspended" } else { "accredited" };
-            println!("organization {organization} {what} ({})", sequence_of(reply.commit.as_ref()));
+            println!(
+                "organization {organization} {what} ({})",
+                sequence_of(reply.commit.as_ref())
+            );
         }
     }
     Ok(())
@@ -741,32 +1042,80 @@ fn print_terms(instrument: &pb::Instrument) {
     let rows = [
         ("issuer", format!("participant {}", instrument.issuer_id)),
         ("issued", rfc3339(instrument.issue_time_ns)),
-        ("maturity", instrument.maturity_time_ns.map_or("none (a share never matures)".to_string(), rfc3339)),
+        (
+            "maturity",
+            instrument
+                .maturity_time_ns
+                .map_or("none (a share never matures)".to_string(), rfc3339),
+        ),
         ("par", instrument.par.clone()),
         ("annual return cap", instrument.return_cap.clone()),
-        ("price band now", format!("{} to {}", instrument.price_floor, instrument.price_ceiling)),
-        ("holding cap per contributor", instrument.holding_cap.clone()),
-        ("co-operative investment plan", if instrument.cooperative_investment_plan { "yes".into() } else { "no".into() }),
-        ("lock-in of purchases", if instrument.lock_in_ns == 0 { "none".into() } else { format!("{:.2} years", instrument.lock_in_ns as f64 / YEAR_NS) }),
-        ("tax credit on primary purchases", instrument.tax_credit_rate.clone()),
-        ("issued / outstanding", format!("{} / {}", instrument.issued_quantity, instrument.outstanding_quantity)),
+        (
+            "price band now",
+            format!("{} to {}", instrument.price_floor, instrument.price_ceiling),
+        ),
+        (
+            "holding cap per contributor",
+            instrument.holding_cap.clone(),
+        ),
+        (
+            "co-operative investment plan",
+            if instrument.cooperative_investment_plan {
+                "yes".into()
+            } else {
+                "no".into()
+            },
+        ),
+        (
+            "lock-in of purchases",
+            if instrument.lock_in_ns == 0 {
+                "none".into()
+            } else {
+                format!("{:.2} years", instrument.lock_in_ns as f64 / YEAR_NS)
+            },
+        ),
+        (
+            "tax credit on primary purchases",
+            instrument.tax_credit_rate.clone(),
+        ),
+        (
+            "issued / outstanding",
+            format!(
+                "{} / {}",
+                instrument.issued_quantity, instrument.outstanding_quantity
+            ),
+        ),
     ];
     for (term, value) in rows {
         println!("  {term:<32} {value}");
     }
 }
 
-async fn instrument(clients: &mut Clients, token: Option<&str>, command: InstrumentCommand) -> anyhow::Result<()> {
+async fn instrument(
+    clients: &mut Clients,
+    token: Option<&str>,
+    command: InstrumentCommand,
+) -> anyhow::Result<()> {
     match command {
         InstrumentCommand::List => {
-            let reply = clients.registry.list_instruments(authorized(pb::ListInstrumentsRequest {}, token)?).await.map_err(status_error)?;
+            let reply = clients
+                .registry
+                .list_instruments(authorized(pb::ListInstrumentsRequest {}, token)?)
+                .await
+                .map_err(status_error)?;
             for instrument in &reply.get_ref().instruments {
                 print_instrument(instrument);
             }
         }
         InstrumentCommand::Show { instrument } => {
-            let message = pb::GetInstrumentRequest { instrument: Some(instrument_ref(&instrument)) };
-            let reply = clients.registry.get_instrument(authorized(message, token)?).await.map_err(status_error)?;
+            let message = pb::GetInstrumentRequest {
+                instrument: Some(instrument_ref(&instrument)),
+            };
+            let reply = clients
+                .registry
+                .get_instrument(authorized(message, token)?)
+                .await
+                .map_err(status_error)?;
             print_instrument(reply.get_ref());
             print_terms(reply.get_ref());
         }
@@ -793,45 +1142,126 @@ async fn instrument(clients: &mut Clients, token: Option<&str>, command: Instrum
                 lock_in_ns: None,
                 tax_credit_rate: args.tax_credit,
             };
-            let reply = clients.registry.list_instrument(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("instrument {} listed, trading halted ({})", reply.instrument_id, sequence_of(reply.commit.as_ref()));
+            let reply = clients
+                .registry
+                .list_instrument(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "instrument {} listed, trading halted ({})",
+                reply.instrument_id,
+                sequence_of(reply.commit.as_ref())
+            );
         }
-        InstrumentCommand::Open { instrument, mutation } => set_trading(clients, token, &instrument, mutation, true).await?,
-        InstrumentCommand::Halt { instrument, mutation } => set_trading(clients, token, &instrument, mutation, false).await?,
+        InstrumentCommand::Open {
+            instrument,
+            mutation,
+        } => set_trading(clients, token, &instrument, mutation, true).await?,
+        InstrumentCommand::Halt {
+            instrument,
+            mutation,
+        } => set_trading(clients, token, &instrument, mutation, false).await?,
     }
     Ok(())
 }
 
-async fn set_trading(clients: &mut Clients, token: Option<&str>, instrument: &str, mutation: Mutation, open: bool) -> anyhow::Result<()> {
-    let message = pb::SetTradingStatusRequest { request_id: mutation.id(), instrument: Some(instrument_ref(instrument)), open };
-    let reply = clients.registry.set_trading_status(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+async fn set_trading(
+    clients: &mut Clients,
+    token: Option<&str>,
+    instrument: &str,
+    mutation: Mutation,
+    open: bool,
+) -> anyhow::Result<()> {
+    let message = pb::SetTradingStatusRequest {
+        request_id: mutation.id(),
+        instrument: Some(instrument_ref(instrument)),
+        open,
+    };
+    let reply = clients
+        .registry
+        .set_trading_status(authorized(message, token)?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let what = if open { "open" } else { "halted" };
-    println!("{instrument}: trading {what} ({})", sequence_of(reply.commit.as_ref()));
+    println!(
+        "{instrument}: trading {what} ({})",
+        sequence_of(reply.commit.as_ref())
+    );
     Ok(())
 }
 
-async fn offering(clients: &mut Clients, token: Option<&str>, command: OfferingCommand) -> anyhow::Result<()> {
+async fn offering(
+    clients: &mut Clients,
+    token: Option<&str>,
+    command: OfferingCommand,
+) -> anyhow::Result<()> {
     match command {
-        OfferingCommand::Open { instrument, quantity, minimum, mutation } => {
+        OfferingCommand::Open {
+            instrument,
+            quantity,
+            minimum,
+            mutation,
+        } => {
             let message = pb::OpenOfferingRequest {
                 request_id: mutation.id(),
                 instrument: Some(instrument_ref(&instrument)),
                 minimum_quantity: minimum.unwrap_or_else(|| quantity.clone()),
                 quantity,
             };
-            let reply = clients.registry.open_offering(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("offering {} open ({})", reply.offering_id, sequence_of(reply.commit.as_ref()));
+            let reply = clients
+                .registry
+                .open_offering(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "offering {} open ({})",
+                reply.offering_id,
+                sequence_of(reply.commit.as_ref())
+            );
         }
-        OfferingCommand::Subscribe { offering, quantity, mutation } => {
-            let message = pb::SubscribeRequest { request_id: mutation.id(), offering_id: offering, quantity };
-            let reply = clients.registry.subscribe(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("subscribed; {} reserved ({})", reply.cash_reserved, sequence_of(reply.commit.as_ref()));
+        OfferingCommand::Subscribe {
+            offering,
+            quantity,
+            mutation,
+        } => {
+            let message = pb::SubscribeRequest {
+                request_id: mutation.id(),
+                offering_id: offering,
+                quantity,
+            };
+            let reply = clients
+                .registry
+                .subscribe(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "subscribed; {} reserved ({})",
+                reply.cash_reserved,
+                sequence_of(reply.commit.as_ref())
+            );
         }
         OfferingCommand::Close { offering, mutation } => {
-            let message = pb::CloseOfferingRequest { request_id: mutation.id(), offering_id: offering };
-            let reply = clients.registry.close_offering(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            let message = pb::CloseOfferingRequest {
+                request_id: mutation.id(),
+                offering_id: offering,
+            };
+            let reply = clients
+                .registry
+                .close_offering(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             if reply.issued {
-                println!("offering {offering} closed: {} units issued for {} ({})", reply.subscribed_quantity, reply.proceeds, sequence_of(reply.commit.as_ref()));
+                println!(
+                    "offering {offering} closed: {} units issued for {} ({})",
+                    reply.subscribed_quantity,
+                    reply.proceeds,
+                    sequence_of(reply.commit.as_ref())
+                );
             } else {
                 println!("offering {offering} closed below its minimum: every subscription released ({})", sequence_of(reply.commit.as_ref()));
             }
@@ -841,16 +1271,36 @@ async fn offering(clients: &mut Clients, token: Option<&str>, command: OfferingC
 }
 
 fn print_order(order: &pb::Order) {
-    let side = if order.side == pb::Side::Sell as i32 { "sell" } else { "buy" };
+    let side = if order.side == pb::Side::Sell as i32 {
+        "sell"
+    } else {
+        "buy"
+    };
     println!(
         "order {} {:<16} {side:<4} {:>10} of {:>10} @ {:>10}  (participant {})",
-        order.order_id, order.symbol, order.remaining_quantity, order.original_quantity, order.price, order.owner_id
+        order.order_id,
+        order.symbol,
+        order.remaining_quantity,
+        order.original_quantity,
+        order.price,
+        order.owner_id
     );
 }
 
-async fn order(clients: &mut Clients, token: Option<&str>, command: OrderCommand) -> anyhow::Result<()> {
+async fn order(
+    clients: &mut Clients,
+    token: Option<&str>,
+    command: OrderCommand,
+) -> anyhow::Result<()> {
     match command {
-        OrderCommand::Place { instrument, side, quantity, price, tif, mutation } => {
+        OrderCommand::Place {
+            instrument,
+            side,
+            quantity,
+            price,
+            tif,
+            mutation,
+        } => {
             let side = match side {
                 SideArg::Buy => pb::Side::Buy,
                 SideArg::Sell => pb::Side::Sell,
@@ -869,37 +1319,88 @@ async fn order(clients: &mut Clients, token: Option<&str>, command: OrderCommand
                 time_in_force: time_in_force as i32,
                 self_trade_prevention: pb::SelfTradePrevention::Unspecified as i32,
             };
-            let reply = clients.exchange.place_order(authorized(message, token)?).await.map_err(status_error)?.into_inner();
+            let reply = clients
+                .exchange
+                .place_order(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
             let status = match pb::OrderStatus::try_from(reply.status) {
                 Ok(pb::OrderStatus::Resting) => format!("resting {}", reply.remaining_quantity),
                 Ok(pb::OrderStatus::Filled) => "filled".to_string(),
                 Ok(pb::OrderStatus::Cancelled) => "remainder cancelled".to_string(),
                 _ => "see `mutua order show`".to_string(),
             };
-            println!("order {}: {status} ({})", reply.order_id, sequence_of(reply.commit.as_ref()));
+            println!(
+                "order {}: {status} ({})",
+                reply.order_id,
+                sequence_of(reply.commit.as_ref())
+            );
             for fill in reply.fills {
-                println!("  filled {} @ {} = {} against order {}", fill.quantity, fill.price, fill.notional, fill.maker_order_id);
+                println!(
+                    "  filled {} @ {} = {} against order {}",
+                    fill.quantity, fill.price, fill.notional, fill.maker_order_id
+                );
             }
         }
         OrderCommand::Cancel { order, mutation } => {
-            let message = pb::CancelOrderRequest { request_id: mutation.id(), order_id: order };
-            let reply = clients.exchange.cancel_order(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("order {order} cancelled; {} units released ({})", reply.cancelled_quantity, sequence_of(reply.commit.as_ref()));
+            let message = pb::CancelOrderRequest {
+                request_id: mutation.id(),
+                order_id: order,
+            };
+            let reply = clients
+                .exchange
+                .cancel_order(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "order {order} cancelled; {} units released ({})",
+                reply.cancelled_quantity,
+                sequence_of(reply.commit.as_ref())
+            );
         }
-        OrderCommand::Reduce { order, by, mutation } => {
-            let message = pb::ReduceOrderRequest { request_id: mutation.id(), order_id: order, reduce_by: by };
-            let reply = clients.exchange.reduce_order(authorized(message, token)?).await.map_err(status_error)?.into_inner();
-            println!("order {order}: {} units left ({})", reply.remaining_quantity, sequence_of(reply.commit.as_ref()));
+        OrderCommand::Reduce {
+            order,
+            by,
+            mutation,
+        } => {
+            let message = pb::ReduceOrderRequest {
+                request_id: mutation.id(),
+                order_id: order,
+                reduce_by: by,
+            };
+            let reply = clients
+                .exchange
+                .reduce_order(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "order {order}: {} units left ({})",
+                reply.remaining_quantity,
+                sequence_of(reply.commit.as_ref())
+            );
         }
         OrderCommand::List(account) => {
-            let message = pb::ListOrdersRequest { participant_id: account.participant };
-            let reply = clients.exchange.list_orders(authorized(message, token)?).await.map_err(status_error)?;
+            let message = pb::ListOrdersRequest {
+                participant_id: account.participant,
+            };
+            let reply = clients
+                .exchange
+                .list_orders(authorized(message, token)?)
+                .await
+                .map_err(status_error)?;
             for order in &reply.get_ref().orders {
                 print_order(order);
             }
         }
         OrderCommand::Show { order } => {
-            let reply = clients.exchange.get_order(authorized(pb::GetOrderRequest { order_id: order }, token)?).await.map_err(status_error)?;
+            let reply = clients
+                .exchange
+                .get_order(authorized(pb::GetOrderRequest { order_id: order }, token)?)
+                .await
+                .map_err(status_error)?;
             print_order(reply.get_ref());
         }
     }
@@ -907,30 +1408,76 @@ async fn order(clients: &mut Clients, token: Option<&str>, command: OrderCommand
 }
 
 fn print_book(book: &pb::Book) {
-    println!("{} (instrument {}){}", book.symbol, book.instrument_id, if book.sequence > 0 { format!(" at sequence {}", book.sequence) } else { String::new() });
-    println!("  {:>12} {:>12} {:>6} | {:<12} {:<12} {:<6}", "bid qty", "bid", "orders", "ask", "ask qty", "orders");
+    println!(
+        "{} (instrument {}){}",
+        book.symbol,
+        book.instrument_id,
+        if book.sequence > 0 {
+            format!(" at sequence {}", book.sequence)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "  {:>12} {:>12} {:>6} | {:<12} {:<12} {:<6}",
+        "bid qty", "bid", "orders", "ask", "ask qty", "orders"
+    );
     let rows = book.bids.len().max(book.asks.len());
     for row in 0..rows {
-        let (bid_quantity, bid, bid_orders) = book.bids.get(row).map_or((String::new(), String::new(), String::new()), |level| {
-            (level.quantity.clone(), level.price.clone(), level.orders.to_string())
-        });
-        let (ask, ask_quantity, ask_orders) = book.asks.get(row).map_or((String::new(), String::new(), String::new()), |level| {
-            (level.price.clone(), level.quantity.clone(), level.orders.to_string())
-        });
+        let (bid_quantity, bid, bid_orders) =
+            book.bids
+                .get(row)
+                .map_or((String::new(), String::new(), String::new()), |level| {
+                    (
+                        level.quantity.clone(),
+                        level.price.clone(),
+                        level.orders.to_string(),
+                    )
+                });
+        let (ask, ask_quantity, ask_orders) =
+            book.asks
+                .get(row)
+                .map_or((String::new(), String::new(), String::new()), |level| {
+                    (
+                        level.price.clone(),
+                        level.quantity.clone(),
+                        level.orders.to_string(),
+                    )
+                });
         println!("  {bid_quantity:>12} {bid:>12} {bid_orders:>6} | {ask:<12} {ask_quantity:<12} {ask_orders:<6}");
     }
 }
 
-async fn book(clients: &mut Clients, instrument: &str, depth: u32, follow: bool) -> anyhow::Result<()> {
+async fn book(
+    clients: &mut Clients,
+    instrument: &str,
+    depth: u32,
+    follow: bool,
+) -> anyhow::Result<()> {
     if follow {
-        let message = pb::StreamBookRequest { instrument: Some(instrument_ref(instrument)), depth };
-        let mut books = clients.market_data.stream_book(message).await.map_err(status_error)?.into_inner();
+        let message = pb::StreamBookRequest {
+            instrument: Some(instrument_ref(instrument)),
+            depth,
+        };
+        let mut books = clients
+            .market_data
+            .stream_book(message)
+            .await
+            .map_err(status_error)?
+            .into_inner();
         while let Some(book) = books.message().await.map_err(status_error)? {
             print_book(&book);
         }
     } else {
-        let message = pb::GetBookRequest { instrument: Some(instrument_ref(instrument)), depth };
-        let reply = clients.market_data.get_book(message).await.map_err(status_error)?;
+        let message = pb::GetBookRequest {
+            instrument: Some(instrument_ref(instrument)),
+            depth,
+        };
+        let reply = clients
+            .market_data
+            .get_book(message)
+            .await
+            .map_err(status_error)?;
         print_book(reply.get_ref());
     }
     Ok(())
@@ -956,17 +1503,35 @@ impl Cli {
 /// underscores work too). An option given on the command line wins over the file, and the file
 /// over the environment and the defaults.
 pub fn with_config_file(arguments: Vec<String>) -> anyhow::Result<Vec<String>> {
-    let Some(serve_at) = arguments.iter().position(|argument| argument == "serve") else { return Ok(arguments) };
-    let config_at = arguments.iter().position(|argument| argument == "--config" || argument.starts_with("--config="));
-    let Some(config_at) = config_at.filter(|at| *at > serve_at) else { return Ok(arguments) };
+    let Some(serve_at) = arguments.iter().position(|argument| argument == "serve") else {
+        return Ok(arguments);
+    };
+    let config_at = arguments
+        .iter()
+        .position(|argument| argument == "--config" || argument.starts_with("--config="));
+    let Some(config_at) = config_at.filter(|at| *at > serve_at) else {
+        return Ok(arguments);
+    };
     let (path, taken) = match arguments[config_at].strip_prefix("--config=") {
         Some(path) => (path.to_string(), 1),
-        None => (arguments.get(config_at + 1).cloned().ok_or_else(|| anyhow::anyhow!("--config needs a file"))?, 2),
+        None => (
+            arguments
+                .get(config_at + 1)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("--config needs a file"))?,
+            2,
+        ),
     };
-    let text = std::fs::read_to_string(&path).map_err(|error| anyhow::anyhow!("--config {path}: {error}"))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|error| anyhow::anyhow!("--config {path}: {error}"))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|error| anyhow::anyhow!("--config {path}: {error}"))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|error| anyhow::anyhow!("--config {path}: {error}"))?;
     let mut expanded: Vec<String> = arguments[..config_at].to_vec();
-    let given = |flag: &str| arguments.iter().any(|argument| argument == flag || argument.starts_with(&format!("{flag}=")));
+    let given = |flag: &str| {
+        arguments
+            .iter()
+            .any(|argument| argument == flag || argument.starts_with(&format!("{flag}=")))
+    };
     for (key, value) in table {
         let flag = format!("--{}", key.replace('_', "-"));
         if given(&flag) {
@@ -977,7 +1542,10 @@ pub fn with_config_file(arguments: Vec<String>) -> anyhow::Result<Vec<String>> {
             toml::Value::Integer(number) => number.to_string(),
             toml::Value::Float(number) => number.to_string(),
             toml::Value::Boolean(flag_on) => flag_on.to_string(),
-            other => anyhow::bail!("--config {path}: `{key}` must be a string, number or boolean, not {}", other.type_str()),
+            other => anyhow::bail!(
+                "--config {path}: `{key}` must be a string, number or boolean, not {}",
+                other.type_str()
+            ),
         };
         expanded.push(flag);
         expanded.push(value);
@@ -998,20 +1566,56 @@ mod tests {
 
     #[test]
     fn a_person_can_place_an_order_from_the_shell() {
-        let cli = Cli::try_parse_from(["mutua", "--token", "t", "order", "place", "COOP-A", "buy", "--quantity", "10", "--price", "1.05"])
-            .expect("parses");
-        assert!(matches!(cli.command, Command::Order(OrderCommand::Place { side: SideArg::Buy, .. })));
-        assert_eq!(instrument_ref("#3").instrument, Some(pb::instrument_ref::Instrument::Id(3)));
+        let cli = Cli::try_parse_from([
+            "mutua",
+            "--token",
+            "t",
+            "order",
+            "place",
+            "COOP-A",
+            "buy",
+            "--quantity",
+            "10",
+            "--price",
+            "1.05",
+        ])
+        .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Order(OrderCommand::Place {
+                side: SideArg::Buy,
+                ..
+            })
+        ));
+        assert_eq!(
+            instrument_ref("#3").instrument,
+            Some(pb::instrument_ref::Instrument::Id(3))
+        );
     }
 
     #[test]
     fn rfc3339_round_trips_at_leap_days_and_epoch_edges() {
-        for text in ["1970-01-01T00:00:00Z", "2024-02-29T23:59:59Z", "2000-03-01T00:00:00Z", "2031-12-01T12:30:05Z", "2100-02-28T00:00:00Z"] {
+        for text in [
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T23:59:59Z",
+            "2000-03-01T00:00:00Z",
+            "2031-12-01T12:30:05Z",
+            "2100-02-28T00:00:00Z",
+        ] {
             let nanoseconds = parse_rfc3339(text).unwrap();
             assert_eq!(rfc3339(nanoseconds), text);
         }
-        assert_eq!(parse_rfc3339("2024-03-01").unwrap() - parse_rfc3339("2024-02-28").unwrap(), 2 * 86_400 * 1_000_000_000);
-        for wrong in ["2023-02-29", "2024-13-01", "yesterday", "2024-01-01T10:00:00", "2024-01-01T25:00:00Z"] {
+        assert_eq!(
+            parse_rfc3339("2024-03-01").unwrap() - parse_rfc3339("2024-02-28").unwrap(),
+            2 * 86_400 * 1_000_000_000
+        );
+        for wrong in [
+            "2023-02-29",
+            "2024-13-01",
+            "yesterday",
+            "2024-01-01T10:00:00",
+            "2024-01-01T25:00:00Z",
+        ] {
             assert!(parse_rfc3339(wrong).is_err(), "{wrong}");
         }
     }
@@ -1021,22 +1625,55 @@ mod tests {
         let directory = std::env::temp_dir().join(format!("mutua-config-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
         let path = directory.join("mutua.toml");
-        std::fs::write(&path, "snapshot_every = 500\nlisten = \"127.0.0.1:6000\"\nparticipant-rate = 77\n").unwrap();
-        let argv = ["mutua", "serve", "--listen", "127.0.0.1:7000", "--config", path.to_str().unwrap()].map(String::from).to_vec();
+        std::fs::write(
+            &path,
+            "snapshot_every = 500\nlisten = \"127.0.0.1:6000\"\nparticipant-rate = 77\n",
+        )
+        .unwrap();
+        let argv = [
+            "mutua",
+            "serve",
+            "--listen",
+            "127.0.0.1:7000",
+            "--config",
+            path.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
         let cli = Cli::try_parse_from(with_config_file(argv).unwrap()).expect("parses");
-        let Command::Serve(args) = cli.command else { panic!("not serve") };
-        assert_eq!((args.snapshot_every, args.listen.to_string(), args.participant_rate), (500, "127.0.0.1:7000".to_string(), 77));
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            (
+                args.snapshot_every,
+                args.listen.to_string(),
+                args.participant_rate
+            ),
+            (500, "127.0.0.1:7000".to_string(), 77)
+        );
         std::fs::write(&path, "no_such_option = 1\n").unwrap();
-        let argv = ["mutua", "serve", "--config", path.to_str().unwrap()].map(String::from).to_vec();
-        assert!(Cli::try_parse_from(with_config_file(argv).unwrap()).is_err(), "an unknown key is refused");
+        let argv = ["mutua", "serve", "--config", path.to_str().unwrap()]
+            .map(String::from)
+            .to_vec();
+        assert!(
+            Cli::try_parse_from(with_config_file(argv).unwrap()).is_err(),
+            "an unknown key is refused"
+        );
         std::fs::remove_dir_all(&directory).unwrap();
     }
 
     #[test]
     fn a_symbol_of_digits_is_a_symbol_and_a_hash_names_an_id() {
         use pb::instrument_ref::Instrument;
-        assert_eq!(instrument_ref("2030").instrument, Some(Instrument::Symbol("2030".into())));
+        assert_eq!(
+            instrument_ref("2030").instrument,
+            Some(Instrument::Symbol("2030".into()))
+        );
         assert_eq!(instrument_ref("#7").instrument, Some(Instrument::Id(7)));
-        assert_eq!(instrument_ref("GVC-SHARE").instrument, Some(Instrument::Symbol("GVC-SHARE".into())));
+        assert_eq!(
+            instrument_ref("GVC-SHARE").instrument,
+            Some(Instrument::Symbol("GVC-SHARE".into()))
+        );
     }
 }

@@ -18,7 +18,9 @@ pub struct MutuaCodec<T, U> {
 
 impl<T, U> Default for MutuaCodec<T, U> {
     fn default() -> Self {
-        MutuaCodec { _messages: PhantomData }
+        MutuaCodec {
+            _messages: PhantomData,
+        }
     }
 }
 
@@ -37,7 +39,9 @@ where
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        MutuaDecoder { inner: ProstCodec::<T, U>::default().decoder() }
+        MutuaDecoder {
+            inner: ProstCodec::<T, U>::default().decoder(),
+        }
     }
 }
 
@@ -51,7 +55,13 @@ impl<U: prost::Message + Default> Decoder for MutuaDecoder<U> {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.inner.decode(buf).map_err(|status| {
-            edge_status(EdgeReason::MessageUndecodable, format!("the message could not be decoded as protobuf: {}", status.message()))
+            edge_status(
+                EdgeReason::MessageUndecodable,
+                format!(
+                    "the message could not be decoded as protobuf: {}",
+                    status.message()
+                ),
+            )
         })
     }
 

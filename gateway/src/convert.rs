@@ -7,8 +7,9 @@ use std::collections::HashMap;
 
 use mutua_engine::units;
 use mutua_engine::{
-    Ack, CommandId, CommandKind, Event, Instrument, InstrumentId, InstrumentKind, InstrumentSpec, OfferingId, Order,
-    OrderId, ParticipantId, RejectReason, Role, SelfTradePrevention, Side, TaxCredit, TimeInForce, Timestamp,
+    Ack, CommandId, CommandKind, Event, Instrument, InstrumentId, InstrumentKind, InstrumentSpec,
+    OfferingId, Order, OrderId, ParticipantId, RejectReason, Role, SelfTradePrevention, Side,
+    TaxCredit, TimeInForce, Timestamp,
 };
 use rust_decimal::Decimal;
 use tonic::{Code, Status};
@@ -37,7 +38,11 @@ pub fn name_bytes_max() -> usize {
 /// Refuses a symbol longer than any listed symbol can be.
 pub fn checked_symbol<'a>(field: &str, symbol: &'a str) -> Result<&'a str, Status> {
     if symbol.len() > SYMBOL_BYTES_MAX {
-        return Err(field_error(field, RejectReason::SymbolInvalid, format!("a symbol is at most {SYMBOL_BYTES_MAX} bytes")));
+        return Err(field_error(
+            field,
+            RejectReason::SymbolInvalid,
+            format!("a symbol is at most {SYMBOL_BYTES_MAX} bytes"),
+        ));
     }
     Ok(symbol)
 }
@@ -64,12 +69,19 @@ pub fn command_id(participant: ParticipantId, request_id: &str) -> CommandId {
 }
 
 /// As `command_id`, refusing an empty or oversized request id.
-pub fn checked_command_id(participant: ParticipantId, request_id: &str) -> Result<CommandId, Status> {
+pub fn checked_command_id(
+    participant: ParticipantId,
+    request_id: &str,
+) -> Result<CommandId, Status> {
     if request_id.is_empty() {
-        return Err(invalid_field("request_id: required, so that a retry cannot apply twice"));
+        return Err(invalid_field(
+            "request_id: required, so that a retry cannot apply twice",
+        ));
     }
     if request_id.len() > REQUEST_ID_BYTES_MAX {
-        return Err(invalid_field(format!("request_id: longer than {REQUEST_ID_BYTES_MAX} bytes")));
+        return Err(invalid_field(format!(
+            "request_id: longer than {REQUEST_ID_BYTES_MAX} bytes"
+        )));
     }
     Ok(command_id(participant, request_id))
 }
@@ -82,28 +94,54 @@ pub fn reject_code(reason: RejectReason) -> Code {
     use RejectReason::*;
     match reason {
         // The thing named does not exist.
-        UnknownParticipant | UnknownAccount | UnknownInstrument | UnknownOrder | UnknownOffering | UnknownCredential => {
-            Code::NotFound
-        }
+        UnknownParticipant | UnknownAccount | UnknownInstrument | UnknownOrder
+        | UnknownOffering | UnknownCredential => Code::NotFound,
         // The caller may not do this, whatever the state.
         RoleNotAllowed | NotOrderOwner | NotIssuer | ParticipantSuspended => Code::PermissionDenied,
         // Malformed requests: wrong however often they are retried.
-        NameInvalid | SymbolInvalid | TickSizeInvalid | LotSizeInvalid | ParInvalid | ReturnCapInvalid
-        | PriceFloorInvalid | MaturityInvalid | HoldingCapInvalid | TaxCreditInvalid | QuantityZero
-        | QuantityTooLarge | QuantityOffLot | PriceNotPositive | PriceOffTick | AmountZero | AmountOffMinorUnit
-        | OfferingMinimumInvalid | RequestIdReused => Code::InvalidArgument,
+        NameInvalid
+        | SymbolInvalid
+        | TickSizeInvalid
+        | LotSizeInvalid
+        | ParInvalid
+        | ReturnCapInvalid
+        | PriceFloorInvalid
+        | MaturityInvalid
+        | HoldingCapInvalid
+        | TaxCreditInvalid
+        | QuantityZero
+        | QuantityTooLarge
+        | QuantityOffLot
+        | PriceNotPositive
+        | PriceOffTick
+        | AmountZero
+        | AmountOffMinorUnit
+        | OfferingMinimumInvalid
+        | RequestIdReused => Code::InvalidArgument,
         // Outside a range that moves with the market's state (the band accrues, cash circulates).
         PriceAboveCeiling | PriceBelowFloor | AmountTooLarge => Code::OutOfRange,
         SymbolTaken => Code::AlreadyExists,
         // Well formed, but the state of accounts, instruments or offerings does not allow it now.
-        NotAnOrganization | InstrumentMatured | TradingClosed | InsufficientCash | InsufficientUnits
-        | HoldingCapExceeded | LockedIn | FillOrKillUnfillable | OfferingAlreadyOpen | OfferingNotOpen
-        | OfferingOversubscribed | DistributionAboveCap | NoUnitsOutstanding | NotMatured | DoesNotMature
-        | NoEffect | CannotSuspendSelf => Code::FailedPrecondition,
+        NotAnOrganization
+        | InstrumentMatured
+        | TradingClosed
+        | InsufficientCash
+        | InsufficientUnits
+        | HoldingCapExceeded
+        | LockedIn
+        | FillOrKillUnfillable
+        | OfferingAlreadyOpen
+        | OfferingNotOpen
+        | OfferingOversubscribed
+        | DistributionAboveCap
+        | NoUnitsOutstanding
+        | NotMatured
+        | DoesNotMature
+        | NoEffect
+        | CannotSuspendSelf => Code::FailedPrecondition,
         // A bound of the market is reached.
-        BookFull | SubscriptionsFull | ParticipantsFull | InstrumentsFull | OrdersFull | CredentialsFull => {
-            Code::ResourceExhausted
-        }
+        BookFull | SubscriptionsFull | ParticipantsFull | InstrumentsFull | OrdersFull
+        | CredentialsFull => Code::ResourceExhausted,
     }
 }
 
@@ -129,7 +167,11 @@ pub fn rejection_status(reason: RejectReason) -> Status {
 /// An engine rejection about one named field ("order_id: no resting order has this id"), with
 /// the status the engine's own rejection would carry.
 pub fn field_rejection(field: &str, reason: RejectReason) -> Status {
-    coded_status(reject_code(reason), reason, format!("{field}: {}", reason.message()))
+    coded_status(
+        reject_code(reason),
+        reason,
+        format!("{field}: {}", reason.message()),
+    )
 }
 
 /// A refusal of one field's value, with the engine reason it amounts to.
@@ -145,7 +187,10 @@ fn coded_status(code: Code, reason: RejectReason, message: String) -> Status {
 /// `google.rpc.ErrorInfo` detail: every refusal the gateway sends has both.
 fn reasoned_status(code: Code, reason_code: u16, name: String, message: String) -> Status {
     let mut metadata = tonic::metadata::MetadataMap::new();
-    metadata.insert(REASON_CODE_METADATA, tonic::metadata::MetadataValue::from(u32::from(reason_code)));
+    metadata.insert(
+        REASON_CODE_METADATA,
+        tonic::metadata::MetadataValue::from(u32::from(reason_code)),
+    );
     let info = rpc::ErrorInfo {
         reason: name,
         domain: ERROR_DOMAIN.to_string(),
@@ -154,9 +199,17 @@ fn reasoned_status(code: Code, reason_code: u16, name: String, message: String) 
     let details = rpc::Status {
         code: code as i32,
         message: message.clone(),
-        details: vec![rpc::Any { type_url: rpc::ERROR_INFO_TYPE_URL.to_string(), value: prost::Message::encode_to_vec(&info) }],
+        details: vec![rpc::Any {
+            type_url: rpc::ERROR_INFO_TYPE_URL.to_string(),
+            value: prost::Message::encode_to_vec(&info),
+        }],
     };
-    Status::with_details_and_metadata(code, message, prost::Message::encode_to_vec(&details).into(), metadata)
+    Status::with_details_and_metadata(
+        code,
+        message,
+        prost::Message::encode_to_vec(&details).into(),
+        metadata,
+    )
 }
 
 /// Why the gateway refused a call before (or instead of) the engine: stable codes from 1001, in
@@ -193,7 +246,9 @@ impl EdgeReason {
 
     fn grpc_code(self) -> Code {
         match self {
-            EdgeReason::TokenMissing | EdgeReason::TokenMalformed | EdgeReason::TokenUnknown => Code::Unauthenticated,
+            EdgeReason::TokenMissing | EdgeReason::TokenMalformed | EdgeReason::TokenUnknown => {
+                Code::Unauthenticated
+            }
             EdgeReason::ParticipantSuspended | EdgeReason::NotPermitted => Code::PermissionDenied,
             EdgeReason::MessageUndecodable | EdgeReason::FieldInvalid => Code::InvalidArgument,
             EdgeReason::Overloaded | EdgeReason::LimitReached => Code::ResourceExhausted,
@@ -219,7 +274,12 @@ impl EdgeReason {
 
 /// A gateway refusal with its reason code and ErrorInfo.
 pub fn edge_status(reason: EdgeReason, message: impl Into<String>) -> Status {
-    reasoned_status(reason.grpc_code(), reason.code(), reason.name().to_string(), message.into())
+    reasoned_status(
+        reason.grpc_code(),
+        reason.code(),
+        reason.name().to_string(),
+        message.into(),
+    )
 }
 
 /// INVALID_ARGUMENT for a malformed field, coded `FIELD_INVALID`. The message names the field.
@@ -229,7 +289,13 @@ pub fn invalid_field(message: impl Into<String>) -> Status {
 
 /// The engine reason code a status carries, if it came from a rejection.
 pub fn reason_code_of(status: &Status) -> Option<u16> {
-    status.metadata().get(REASON_CODE_METADATA)?.to_str().ok()?.parse().ok()
+    status
+        .metadata()
+        .get(REASON_CODE_METADATA)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// A status as a rejection inside a stream reply, where an error must not end the stream.
@@ -254,16 +320,24 @@ pub fn accepted(applied: &Applied) -> Result<Ack, Status> {
 /// server fault; otherwise the engine broke its contract.
 pub fn mismatched_outcome(applied: &Applied, expected: &str) -> Status {
     if applied.outcome.is_replay() {
-        invalid_field(format!("request_id: already used for another command than {expected}; choose a new request id"))
+        invalid_field(format!(
+            "request_id: already used for another command than {expected}; choose a new request id"
+        ))
     } else {
-        Status::internal(format!("the engine answered {expected} with another kind of outcome"))
+        Status::internal(format!(
+            "the engine answered {expected} with another kind of outcome"
+        ))
     }
 }
 
 /// Where an applied command sits in the journal. For a retry, `applied` is the first
 /// application's record (see `services::first_outcome`), marked as replayed.
 pub fn commit(applied: &Applied) -> pb::Commit {
-    pb::Commit { sequence: applied.sequence, timestamp_ns: applied.timestamp, replayed: applied.outcome.is_replay() }
+    pb::Commit {
+        sequence: applied.sequence,
+        timestamp_ns: applied.timestamp,
+        replayed: applied.outcome.is_replay(),
+    }
 }
 
 /// The well-known `google.rpc` messages carried in `grpc-status-details-bin`, so that standard
@@ -311,7 +385,9 @@ pub fn parse_decimal(field: &str, text: &str) -> Result<Decimal, Status> {
         return Err(invalid_field(format!("{field}: required")));
     }
     if text.len() > DECIMAL_TEXT_BYTES_MAX {
-        return Err(invalid_field(format!("{field}: longer than {DECIMAL_TEXT_BYTES_MAX} characters")));
+        return Err(invalid_field(format!(
+            "{field}: longer than {DECIMAL_TEXT_BYTES_MAX} characters"
+        )));
     }
     Decimal::from_str_exact(text)
         .map_err(|_| invalid_field(format!("{field}: {text:?} is not an exact decimal number")))
@@ -323,7 +399,12 @@ fn fixed_point_text(mantissa: u128, scale: u32) -> String {
         return mantissa.to_string();
     }
     let divisor = 10u128.pow(scale);
-    format!("{}.{:0width$}", mantissa / divisor, mantissa % divisor, width = scale as usize)
+    format!(
+        "{}.{:0width$}",
+        mantissa / divisor,
+        mantissa % divisor,
+        width = scale as usize
+    )
 }
 
 /// Cash minor units → decimal text with the currency's decimals ("12.30").
@@ -339,7 +420,10 @@ pub fn cash_minor(field: &str, text: &str, currency_scale: u32) -> Result<u64, S
         RejectReason::AmountOffMinorUnit => field_error(
             field,
             reason,
-            format!("finer than the currency's minor unit ({})", cash_text(1, currency_scale)),
+            format!(
+                "finer than the currency's minor unit ({})",
+                cash_text(1, currency_scale)
+            ),
         ),
         _ => field_error(field, reason, "too large for the ledger"),
     })
@@ -386,12 +470,16 @@ impl InstrumentUnits {
     /// A price per unit → ticks, exactly.
     pub fn price_ticks(&self, field: &str, text: &str) -> Result<u64, Status> {
         let price = parse_decimal(field, text)?;
-        units::price_to_ticks(price, self.tick_size_minor, self.currency_scale).map_err(|reason| match reason {
-            RejectReason::PriceNotPositive => field_error(field, reason, "must be positive"),
-            RejectReason::PriceOffTick => {
-                field_error(field, reason, format!("not a whole number of ticks (tick {})", self.tick_text()))
+        units::price_to_ticks(price, self.tick_size_minor, self.currency_scale).map_err(|reason| {
+            match reason {
+                RejectReason::PriceNotPositive => field_error(field, reason, "must be positive"),
+                RejectReason::PriceOffTick => field_error(
+                    field,
+                    reason,
+                    format!("not a whole number of ticks (tick {})", self.tick_text()),
+                ),
+                _ => field_error(field, reason, "too large"),
             }
-            _ => field_error(field, reason, "too large"),
         })
     }
 
@@ -400,9 +488,14 @@ impl InstrumentUnits {
         let quantity = parse_decimal(field, text)?;
         units::units_to_lots(quantity, self.lot_size_units).map_err(|reason| match reason {
             RejectReason::QuantityZero => field_error(field, reason, "must be positive"),
-            RejectReason::QuantityOffLot => {
-                field_error(field, reason, format!("not a whole number of lots (lot {} units)", self.lot_size_units))
-            }
+            RejectReason::QuantityOffLot => field_error(
+                field,
+                reason,
+                format!(
+                    "not a whole number of lots (lot {} units)",
+                    self.lot_size_units
+                ),
+            ),
             _ => field_error(field, reason, "too large"),
         })
     }
@@ -412,7 +505,10 @@ impl InstrumentUnits {
     }
 
     pub fn price_text(&self, ticks: u64) -> String {
-        fixed_point_text(u128::from(ticks) * u128::from(self.tick_size_minor), self.currency_scale)
+        fixed_point_text(
+            u128::from(ticks) * u128::from(self.tick_size_minor),
+            self.currency_scale,
+        )
     }
 
     pub fn quantity_text(&self, lots: u64) -> String {
@@ -468,7 +564,9 @@ pub fn side_to_pb(side: Side) -> pb::Side {
 
 pub fn time_in_force(field: &str, value: i32) -> Result<TimeInForce, Status> {
     Ok(match enum_value::<pb::TimeInForce>(field, value)? {
-        pb::TimeInForce::Unspecified | pb::TimeInForce::GoodTillCancelled => TimeInForce::GoodTillCancelled,
+        pb::TimeInForce::Unspecified | pb::TimeInForce::GoodTillCancelled => {
+            TimeInForce::GoodTillCancelled
+        }
         pb::TimeInForce::ImmediateOrCancel => TimeInForce::ImmediateOrCancel,
         pb::TimeInForce::FillOrKill => TimeInForce::FillOrKill,
     })
@@ -518,9 +616,16 @@ impl TryFrom<&pb::RegisterParticipantRequest> for CommandKind {
     type Error = Status;
     fn try_from(request: &pb::RegisterParticipantRequest) -> Result<CommandKind, Status> {
         if request.name.len() > name_bytes_max() {
-            return Err(field_error("name", RejectReason::NameInvalid, format!("at most {} bytes", name_bytes_max())));
+            return Err(field_error(
+                "name",
+                RejectReason::NameInvalid,
+                format!("at most {} bytes", name_bytes_max()),
+            ));
         }
-        Ok(CommandKind::RegisterParticipant { role: role("role", request.role)?, name: request.name.clone() })
+        Ok(CommandKind::RegisterParticipant {
+            role: role("role", request.role)?,
+            name: request.name.clone(),
+        })
     }
 }
 
@@ -537,18 +642,25 @@ impl TryFrom<&pb::SetAccreditationRequest> for CommandKind {
 impl TryFrom<&pb::CancelOrderRequest> for CommandKind {
     type Error = Status;
     fn try_from(request: &pb::CancelOrderRequest) -> Result<CommandKind, Status> {
-        Ok(CommandKind::CancelOrder { order: OrderId(request.order_id) })
+        Ok(CommandKind::CancelOrder {
+            order: OrderId(request.order_id),
+        })
     }
 }
 
 impl TryFrom<&pb::CloseOfferingRequest> for CommandKind {
     type Error = Status;
     fn try_from(request: &pb::CloseOfferingRequest) -> Result<CommandKind, Status> {
-        Ok(CommandKind::CloseOffering { offering: OfferingId(request.offering_id) })
+        Ok(CommandKind::CloseOffering {
+            offering: OfferingId(request.offering_id),
+        })
     }
 }
 
-pub fn place_order(request: &pb::PlaceOrderRequest, units: &InstrumentUnits) -> Result<CommandKind, Status> {
+pub fn place_order(
+    request: &pb::PlaceOrderRequest,
+    units: &InstrumentUnits,
+) -> Result<CommandKind, Status> {
     Ok(CommandKind::PlaceOrder {
         instrument: units.id,
         side: side("side", request.side)?,
@@ -559,8 +671,14 @@ pub fn place_order(request: &pb::PlaceOrderRequest, units: &InstrumentUnits) -> 
     })
 }
 
-pub fn reduce_order(request: &pb::ReduceOrderRequest, units: &InstrumentUnits) -> Result<CommandKind, Status> {
-    Ok(CommandKind::ReduceOrder { order: OrderId(request.order_id), reduce_by_lots: units.lots("reduce_by", &request.reduce_by)? })
+pub fn reduce_order(
+    request: &pb::ReduceOrderRequest,
+    units: &InstrumentUnits,
+) -> Result<CommandKind, Status> {
+    Ok(CommandKind::ReduceOrder {
+        order: OrderId(request.order_id),
+        reduce_by_lots: units.lots("reduce_by", &request.reduce_by)?,
+    })
 }
 
 pub fn deposit(request: &pb::DepositRequest, currency_scale: u32) -> Result<CommandKind, Status> {
@@ -578,16 +696,33 @@ pub fn withdraw(request: &pb::WithdrawRequest, currency_scale: u32) -> Result<Co
 }
 
 /// A listing, with `now` as the issue time when the request names none.
-pub fn list_instrument(request: &pb::ListInstrumentRequest, currency_scale: u32, now: Timestamp) -> Result<CommandKind, Status> {
+pub fn list_instrument(
+    request: &pb::ListInstrumentRequest,
+    currency_scale: u32,
+    now: Timestamp,
+) -> Result<CommandKind, Status> {
     checked_symbol("symbol", &request.symbol)?;
     let tick_size_minor = cash_minor("tick_size", &request.tick_size, currency_scale)?;
     let lot_size = parse_decimal("lot_size", &request.lot_size)?;
     // Reported as the listing's own reason: a bad lot size is not a bad order quantity.
-    let lot_size_units = units::units_to_lots(lot_size, 1)
-        .map_err(|_| field_error("lot_size", RejectReason::LotSizeInvalid, "must be a positive whole number of units"))?;
-    let listed = InstrumentUnits { id: InstrumentId(0), symbol: request.symbol.clone(), tick_size_minor, lot_size_units, currency_scale };
+    let lot_size_units = units::units_to_lots(lot_size, 1).map_err(|_| {
+        field_error(
+            "lot_size",
+            RejectReason::LotSizeInvalid,
+            "must be a positive whole number of units",
+        )
+    })?;
+    let listed = InstrumentUnits {
+        id: InstrumentId(0),
+        symbol: request.symbol.clone(),
+        tick_size_minor,
+        lot_size_units,
+        currency_scale,
+    };
     let par_ticks = listed.price_ticks("par", &request.par)?;
-    let price_floor_ticks = if request.price_floor.trim().is_empty() || parse_decimal("price_floor", &request.price_floor)?.is_zero() {
+    let price_floor_ticks = if request.price_floor.trim().is_empty()
+        || parse_decimal("price_floor", &request.price_floor)?.is_zero()
+    {
         0
     } else {
         listed.price_ticks("price_floor", &request.price_floor)?
@@ -603,15 +738,28 @@ pub fn list_instrument(request: &pb::ListInstrumentRequest, currency_scale: u32,
         price_floor_ticks,
         issue_time: request.issue_time_ns.unwrap_or(now),
         maturity_time: request.maturity_time_ns,
-        holding_cap_bp: request.holding_cap.as_deref().map(|text| rate_bp("holding_cap", text)).transpose()?,
+        holding_cap_bp: request
+            .holding_cap
+            .as_deref()
+            .map(|text| rate_bp("holding_cap", text))
+            .transpose()?,
         cooperative_investment_plan: request.cooperative_investment_plan,
         lock_in_ns: request.lock_in_ns,
-        tax_credit_bp: request.tax_credit_rate.as_deref().map(|text| rate_bp("tax_credit_rate", text)).transpose()?,
+        tax_credit_bp: request
+            .tax_credit_rate
+            .as_deref()
+            .map(|text| rate_bp("tax_credit_rate", text))
+            .transpose()?,
     };
-    Ok(CommandKind::ListInstrument { spec: Box::new(spec) })
+    Ok(CommandKind::ListInstrument {
+        spec: Box::new(spec),
+    })
 }
 
-pub fn open_offering(request: &pb::OpenOfferingRequest, units: &InstrumentUnits) -> Result<CommandKind, Status> {
+pub fn open_offering(
+    request: &pb::OpenOfferingRequest,
+    units: &InstrumentUnits,
+) -> Result<CommandKind, Status> {
     Ok(CommandKind::OpenOffering {
         instrument: units.id,
         lots: units.lots("quantity", &request.quantity)?,
@@ -619,37 +767,59 @@ pub fn open_offering(request: &pb::OpenOfferingRequest, units: &InstrumentUnits)
     })
 }
 
-pub fn subscribe(request: &pb::SubscribeRequest, units: &InstrumentUnits) -> Result<CommandKind, Status> {
-    Ok(CommandKind::Subscribe { offering: OfferingId(request.offering_id), lots: units.lots("quantity", &request.quantity)? })
+pub fn subscribe(
+    request: &pb::SubscribeRequest,
+    units: &InstrumentUnits,
+) -> Result<CommandKind, Status> {
+    Ok(CommandKind::Subscribe {
+        offering: OfferingId(request.offering_id),
+        lots: units.lots("quantity", &request.quantity)?,
+    })
 }
 
 /// A distribution per unit → per lot in minor units; the per-lot amount must be exact.
-pub fn pay_distribution(request: &pb::PayDistributionRequest, units: &InstrumentUnits) -> Result<CommandKind, Status> {
+pub fn pay_distribution(
+    request: &pb::PayDistributionRequest,
+    units: &InstrumentUnits,
+) -> Result<CommandKind, Status> {
     let field = "amount_per_unit";
     let per_unit = parse_decimal(field, &request.amount_per_unit)?;
     let per_lot = per_unit
         .checked_mul(Decimal::from(units.lot_size_units))
-        .ok_or_else(|| field_error(field, RejectReason::AmountTooLarge, "too large for the ledger"))?;
-    let per_lot_minor = units::cash_to_minor(per_lot, units.currency_scale).map_err(|reason| match reason {
-        RejectReason::AmountZero => field_error(field, reason, "must be positive"),
-        RejectReason::AmountOffMinorUnit => field_error(
-            field,
-            reason,
-            format!(
-                "times the lot of {} units is finer than the currency's minor unit ({})",
-                units.lot_size_units,
-                cash_text(1, units.currency_scale)
+        .ok_or_else(|| {
+            field_error(
+                field,
+                RejectReason::AmountTooLarge,
+                "too large for the ledger",
+            )
+        })?;
+    let per_lot_minor =
+        units::cash_to_minor(per_lot, units.currency_scale).map_err(|reason| match reason {
+            RejectReason::AmountZero => field_error(field, reason, "must be positive"),
+            RejectReason::AmountOffMinorUnit => field_error(
+                field,
+                reason,
+                format!(
+                    "times the lot of {} units is finer than the currency's minor unit ({})",
+                    units.lot_size_units,
+                    cash_text(1, units.currency_scale)
+                ),
             ),
-        ),
-        _ => field_error(field, reason, "too large for the ledger"),
-    })?;
-    Ok(CommandKind::PayDistribution { instrument: units.id, per_lot_minor })
+            _ => field_error(field, reason, "too large for the ledger"),
+        })?;
+    Ok(CommandKind::PayDistribution {
+        instrument: units.id,
+        per_lot_minor,
+    })
 }
 
 // ---- Outcomes → replies ----
 
 /// What happened at once to an order just placed, read from the events of its command.
-pub fn place_order_response(applied: &Applied, units: &InstrumentUnits) -> Result<pb::PlaceOrderResponse, Status> {
+pub fn place_order_response(
+    applied: &Applied,
+    units: &InstrumentUnits,
+) -> Result<pb::PlaceOrderResponse, Status> {
     let Ack::Order(order) = accepted(applied)? else {
         return Err(mismatched_outcome(applied, "an order"));
     };
@@ -664,7 +834,14 @@ pub fn place_order_response(applied: &Applied, units: &InstrumentUnits) -> Resul
     let mut remaining_lots = 0;
     for event in &applied.events {
         match event {
-            Event::Trade { taker_order, maker_order, price_ticks, lots, notional_minor, .. } if *taker_order == order => {
+            Event::Trade {
+                taker_order,
+                maker_order,
+                price_ticks,
+                lots,
+                notional_minor,
+                ..
+            } if *taker_order == order => {
                 response.fills.push(pb::Fill {
                     maker_order_id: maker_order.0,
                     price: units.price_text(*price_ticks),
@@ -672,11 +849,16 @@ pub fn place_order_response(applied: &Applied, units: &InstrumentUnits) -> Resul
                     notional: units.cash_text(*notional_minor),
                 });
             }
-            Event::OrderRested { order: rested, remaining_lots: lots } if *rested == order => {
+            Event::OrderRested {
+                order: rested,
+                remaining_lots: lots,
+            } if *rested == order => {
                 status = pb::OrderStatus::Resting;
                 remaining_lots = *lots;
             }
-            Event::OrderCancelled { order: cancelled, .. } if *cancelled == order => status = pb::OrderStatus::Cancelled,
+            Event::OrderCancelled {
+                order: cancelled, ..
+            } if *cancelled == order => status = pb::OrderStatus::Cancelled,
             _ => {}
         }
     }
@@ -685,71 +867,117 @@ pub fn place_order_response(applied: &Applied, units: &InstrumentUnits) -> Resul
     Ok(response)
 }
 
-pub fn cancel_order_response(applied: &Applied, units: Option<&InstrumentUnits>) -> Result<pb::CancelOrderResponse, Status> {
+pub fn cancel_order_response(
+    applied: &Applied,
+    units: Option<&InstrumentUnits>,
+) -> Result<pb::CancelOrderResponse, Status> {
     accepted(applied)?;
     let cancelled_quantity = applied
         .events
         .iter()
         .find_map(|event| match event {
-            Event::OrderCancelled { remaining_lots, .. } => units.map(|units| units.quantity_text(*remaining_lots)),
+            Event::OrderCancelled { remaining_lots, .. } => {
+                units.map(|units| units.quantity_text(*remaining_lots))
+            }
             _ => None,
         })
         .unwrap_or_default();
-    Ok(pb::CancelOrderResponse { commit: Some(commit(applied)), cancelled_quantity })
+    Ok(pb::CancelOrderResponse {
+        commit: Some(commit(applied)),
+        cancelled_quantity,
+    })
 }
 
-pub fn reduce_order_response(applied: &Applied, units: &InstrumentUnits) -> Result<pb::ReduceOrderResponse, Status> {
+pub fn reduce_order_response(
+    applied: &Applied,
+    units: &InstrumentUnits,
+) -> Result<pb::ReduceOrderResponse, Status> {
     accepted(applied)?;
     let remaining_quantity = applied
         .events
         .iter()
         .find_map(|event| match event {
-            Event::OrderReduced { remaining_lots, .. } => Some(units.quantity_text(*remaining_lots)),
+            Event::OrderReduced { remaining_lots, .. } => {
+                Some(units.quantity_text(*remaining_lots))
+            }
             Event::OrderCancelled { .. } => Some(units.quantity_text(0)),
             _ => None,
         })
         .unwrap_or_default();
-    Ok(pb::ReduceOrderResponse { commit: Some(commit(applied)), remaining_quantity })
+    Ok(pb::ReduceOrderResponse {
+        commit: Some(commit(applied)),
+        remaining_quantity,
+    })
 }
 
-pub fn cash_movement_response(applied: &Applied, currency_scale: u32) -> Result<pb::CashMovementResponse, Status> {
+pub fn cash_movement_response(
+    applied: &Applied,
+    currency_scale: u32,
+) -> Result<pb::CashMovementResponse, Status> {
     accepted(applied)?;
     let balance = applied
         .events
         .iter()
         .find_map(|event| match event {
-            Event::CashDeposited { balance_minor, .. } | Event::CashWithdrawn { balance_minor, .. } => {
+            Event::CashDeposited { balance_minor, .. }
+            | Event::CashWithdrawn { balance_minor, .. } => {
                 Some(cash_text(*balance_minor, currency_scale))
             }
             _ => None,
         })
         .unwrap_or_default();
-    Ok(pb::CashMovementResponse { commit: Some(commit(applied)), balance })
+    Ok(pb::CashMovementResponse {
+        commit: Some(commit(applied)),
+        balance,
+    })
 }
 
 pub fn commit_response(applied: &Applied) -> Result<pb::CommitResponse, Status> {
     accepted(applied)?;
-    Ok(pb::CommitResponse { commit: Some(commit(applied)) })
+    Ok(pb::CommitResponse {
+        commit: Some(commit(applied)),
+    })
 }
 
-pub fn subscribe_response(applied: &Applied, units: &InstrumentUnits) -> Result<pb::SubscribeResponse, Status> {
+pub fn subscribe_response(
+    applied: &Applied,
+    units: &InstrumentUnits,
+) -> Result<pb::SubscribeResponse, Status> {
     accepted(applied)?;
     let cash_reserved = applied
         .events
         .iter()
         .find_map(|event| match event {
-            Event::Subscribed { cash_reserved_minor, .. } => Some(units.cash_text(*cash_reserved_minor)),
+            Event::Subscribed {
+                cash_reserved_minor,
+                ..
+            } => Some(units.cash_text(*cash_reserved_minor)),
             _ => None,
         })
         .unwrap_or_default();
-    Ok(pb::SubscribeResponse { commit: Some(commit(applied)), cash_reserved })
+    Ok(pb::SubscribeResponse {
+        commit: Some(commit(applied)),
+        cash_reserved,
+    })
 }
 
-pub fn close_offering_response(applied: &Applied, units: &InstrumentUnits) -> Result<pb::CloseOfferingResponse, Status> {
+pub fn close_offering_response(
+    applied: &Applied,
+    units: &InstrumentUnits,
+) -> Result<pb::CloseOfferingResponse, Status> {
     accepted(applied)?;
-    let mut response = pb::CloseOfferingResponse { commit: Some(commit(applied)), ..Default::default() };
+    let mut response = pb::CloseOfferingResponse {
+        commit: Some(commit(applied)),
+        ..Default::default()
+    };
     for event in &applied.events {
-        if let Event::OfferingClosed { issued, subscribed_lots, proceeds_minor, .. } = event {
+        if let Event::OfferingClosed {
+            issued,
+            subscribed_lots,
+            proceeds_minor,
+            ..
+        } = event
+        {
             response.issued = *issued;
             response.subscribed_quantity = units.quantity_text(*subscribed_lots);
             response.proceeds = units.cash_text(*proceeds_minor);
@@ -758,11 +986,22 @@ pub fn close_offering_response(applied: &Applied, units: &InstrumentUnits) -> Re
     Ok(response)
 }
 
-pub fn pay_distribution_response(applied: &Applied, units: &InstrumentUnits) -> Result<pb::PayDistributionResponse, Status> {
+pub fn pay_distribution_response(
+    applied: &Applied,
+    units: &InstrumentUnits,
+) -> Result<pb::PayDistributionResponse, Status> {
     accepted(applied)?;
-    let mut response = pb::PayDistributionResponse { commit: Some(commit(applied)), ..Default::default() };
+    let mut response = pb::PayDistributionResponse {
+        commit: Some(commit(applied)),
+        ..Default::default()
+    };
     for event in &applied.events {
-        if let Event::DistributionPaid { total_minor, lots_outstanding, .. } = event {
+        if let Event::DistributionPaid {
+            total_minor,
+            lots_outstanding,
+            ..
+        } = event
+        {
             response.total = units.cash_text(*total_minor);
             response.outstanding_quantity = units.quantity_text(*lots_outstanding);
         }
@@ -770,11 +1009,22 @@ pub fn pay_distribution_response(applied: &Applied, units: &InstrumentUnits) -> 
     Ok(response)
 }
 
-pub fn repay_at_maturity_response(applied: &Applied, units: &InstrumentUnits) -> Result<pb::RepayAtMaturityResponse, Status> {
+pub fn repay_at_maturity_response(
+    applied: &Applied,
+    units: &InstrumentUnits,
+) -> Result<pb::RepayAtMaturityResponse, Status> {
     accepted(applied)?;
-    let mut response = pb::RepayAtMaturityResponse { commit: Some(commit(applied)), ..Default::default() };
+    let mut response = pb::RepayAtMaturityResponse {
+        commit: Some(commit(applied)),
+        ..Default::default()
+    };
     for event in &applied.events {
-        if let Event::InstrumentMatured { lots_retired, repaid_minor, .. } = event {
+        if let Event::InstrumentMatured {
+            lots_retired,
+            repaid_minor,
+            ..
+        } = event
+        {
             response.repaid = units.cash_text(*repaid_minor);
             response.retired_quantity = units.quantity_text(*lots_retired);
         }
@@ -800,7 +1050,11 @@ pub fn order_to_pb(order: &Order, units: &InstrumentUnits) -> pb::Order {
 }
 
 /// An instrument's terms and status, with its price ceiling as of `now`.
-pub fn instrument_to_pb(instrument: &Instrument, currency_scale: u32, now: Timestamp) -> pb::Instrument {
+pub fn instrument_to_pb(
+    instrument: &Instrument,
+    currency_scale: u32,
+    now: Timestamp,
+) -> pb::Instrument {
     let units = InstrumentUnits::of(instrument, currency_scale);
     let spec = &instrument.spec;
     pb::Instrument {
@@ -828,7 +1082,11 @@ pub fn instrument_to_pb(instrument: &Instrument, currency_scale: u32, now: Times
     }
 }
 
-pub fn holding_to_pb(holding: &mutua_engine::Holding, units: &InstrumentUnits, now: Timestamp) -> pb::Holding {
+pub fn holding_to_pb(
+    holding: &mutua_engine::Holding,
+    units: &InstrumentUnits,
+    now: Timestamp,
+) -> pb::Holding {
     pb::Holding {
         instrument_id: units.id.0,
         symbol: units.symbol.clone(),
@@ -865,8 +1123,23 @@ pub fn levels_to_pb(levels: &[(u64, u64, u32)], units: &InstrumentUnits) -> Vec<
 }
 
 /// A trade as public market data: no participant is named.
-pub fn trade_to_pb(event: &Event, sequence: u64, timestamp: Timestamp, units: &InstrumentUnits) -> Option<pb::Trade> {
-    let Event::Trade { instrument, maker_order, taker_order, taker_side, price_ticks, lots, notional_minor, .. } = event else {
+pub fn trade_to_pb(
+    event: &Event,
+    sequence: u64,
+    timestamp: Timestamp,
+    units: &InstrumentUnits,
+) -> Option<pb::Trade> {
+    let Event::Trade {
+        instrument,
+        maker_order,
+        taker_order,
+        taker_side,
+        price_ticks,
+        lots,
+        notional_minor,
+        ..
+    } = event
+    else {
         return None;
     };
     Some(pb::Trade {
@@ -890,7 +1163,8 @@ pub fn year_of(time: Timestamp) -> i32 {
     let shifted = days + 719_468;
     let era = shifted.div_euclid(146_097);
     let day_of_era = shifted.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153;
     let january_or_february = month_index >= 10;
@@ -902,7 +1176,13 @@ mod tests {
     use super::*;
 
     fn units() -> InstrumentUnits {
-        InstrumentUnits { id: InstrumentId(0), symbol: "COOP-A".into(), tick_size_minor: 5, lot_size_units: 10, currency_scale: 2 }
+        InstrumentUnits {
+            id: InstrumentId(0),
+            symbol: "COOP-A".into(),
+            tick_size_minor: 5,
+            lot_size_units: 10,
+            currency_scale: 2,
+        }
     }
 
     #[test]
@@ -914,7 +1194,10 @@ mod tests {
             assert_eq!(reason_code_of(&status), Some(reason.code()));
             assert!(!status.details().is_empty());
         }
-        assert_eq!(reason_name(RejectReason::InsufficientCash), "INSUFFICIENT_CASH");
+        assert_eq!(
+            reason_name(RejectReason::InsufficientCash),
+            "INSUFFICIENT_CASH"
+        );
     }
 
     #[test]
@@ -923,12 +1206,32 @@ mod tests {
         assert_eq!(units.price_ticks("price", "10.25").ok(), Some(205));
         let off_tick = units.price_ticks("price", "10.26").unwrap_err();
         assert_eq!(off_tick.code(), Code::InvalidArgument);
-        assert_eq!(off_tick.message(), "price: not a whole number of ticks (tick 0.05)");
-        assert_eq!(units.lots("quantity", "35").unwrap_err().message(), "quantity: not a whole number of lots (lot 10 units)");
-        assert_eq!(units.lots("quantity", "-10").unwrap_err().message(), "quantity: must be positive");
-        assert!(units.lots("quantity", "ten").unwrap_err().message().starts_with("quantity: "));
-        assert!(units.price_ticks("price", "").unwrap_err().message().starts_with("price: required"));
-        assert_eq!(cash_minor("amount", "1.001", 2).unwrap_err().message(), "amount: finer than the currency's minor unit (0.01)");
+        assert_eq!(
+            off_tick.message(),
+            "price: not a whole number of ticks (tick 0.05)"
+        );
+        assert_eq!(
+            units.lots("quantity", "35").unwrap_err().message(),
+            "quantity: not a whole number of lots (lot 10 units)"
+        );
+        assert_eq!(
+            units.lots("quantity", "-10").unwrap_err().message(),
+            "quantity: must be positive"
+        );
+        assert!(units
+            .lots("quantity", "ten")
+            .unwrap_err()
+            .message()
+            .starts_with("quantity: "));
+        assert!(units
+            .price_ticks("price", "")
+            .unwrap_err()
+            .message()
+            .starts_with("price: required"));
+        assert_eq!(
+            cash_minor("amount", "1.001", 2).unwrap_err().message(),
+            "amount: finer than the currency's minor unit (0.01)"
+        );
         // More digits than a Decimal holds must be refused, not rounded.
         assert!(cash_minor("amount", "1.00000000000000000000000000001", 2).is_err());
     }
@@ -951,7 +1254,10 @@ mod tests {
         assert_eq!(first, command_id(ParticipantId(1), "a"));
         assert_ne!(first, command_id(ParticipantId(2), "a"));
         assert_ne!(first, command_id(ParticipantId(1), "b"));
-        assert_eq!(checked_command_id(ParticipantId(1), "").unwrap_err().code(), Code::InvalidArgument);
+        assert_eq!(
+            checked_command_id(ParticipantId(1), "").unwrap_err().code(),
+            Code::InvalidArgument
+        );
     }
 
     #[test]

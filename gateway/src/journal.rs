@@ -48,7 +48,11 @@ pub enum JournalError {
     #[error("snapshot {sequence} is corrupt: {why}")]
     CorruptSnapshot { sequence: u64, why: String },
     #[error("state hash disagrees at sequence {sequence}: snapshot says {recorded}, replay gives {replayed}")]
-    HashMismatch { sequence: u64, recorded: StateHash, replayed: StateHash },
+    HashMismatch {
+        sequence: u64,
+        recorded: StateHash,
+        replayed: StateHash,
+    },
     #[error("replay of record {sequence} gave a different outcome than the journal recorded")]
     ReplayDiverged { sequence: u64 },
     #[error("the data directory was created with a different market configuration")]
@@ -76,13 +80,19 @@ impl SnapshotWriter {
     pub fn write(&self, sequence: u64, snapshot: &Snapshot) -> Result<StateHash, JournalError> {
         let encoded = snapshot.to_bytes();
         let hash = StateHash(*blake3::hash(&encoded).as_bytes());
-        let payload = postcard::to_allocvec(&StoredSnapshot { sequence, hash, snapshot: encoded }).expect("a snapshot always serializes");
+        let payload = postcard::to_allocvec(&StoredSnapshot {
+            sequence,
+            hash,
+            snapshot: encoded,
+        })
+        .expect("a snapshot always serializes");
         let mut record = Vec::with_capacity(payload.len() + 4);
         seal(&payload, &mut record);
         let snapshots = self.db.cf_handle(CF_SNAPSHOTS).expect("column family");
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        self.db.put_cf_opt(snapshots, key(sequence), &record, &sync)?;
+        self.db
+            .put_cf_opt(snapshots, key(sequence), &record, &sync)?;
         let sequences = snapshot_sequences(&self.db)?;
         if sequences.len() > SNAPSHOTS_KEPT_MAX {
             for old in &sequences[..sequences.len() - SNAPSHOTS_KEPT_MAX] {
@@ -95,7 +105,10 @@ impl SnapshotWriter {
 
 fn snapshot_sequences(db: &DB) -> Result<Vec<u64>, JournalError> {
     let mut sequences = Vec::new();
-    for item in db.iterator_cf(db.cf_handle(CF_SNAPSHOTS).expect("column family"), IteratorMode::Start) {
+    for item in db.iterator_cf(
+        db.cf_handle(CF_SNAPSHOTS).expect("column family"),
+        IteratorMode::Start,
+    ) {
         let (stored_key, _) = item?;
         sequences.push(decode_key(&stored_key));
     }
@@ -114,8 +127,15 @@ pub fn private_files() {
 
 /// Finds record `sequence` and hands its batch's first sequence, the batch value and the byte
 /// range of the record's sealed form to `found`.
-fn locate<R>(db: &DB, sequence: u64, found: impl FnOnce(u64, &[u8], std::ops::Range<usize>) -> R) -> Result<Option<R>, JournalError> {
-    let mut batches = db.raw_iterator_cf(db.cf_handle(CF_COMMANDS).expect("column families are created at open"));
+fn locate<R>(
+    db: &DB,
+    sequence: u64,
+    found: impl FnOnce(u64, &[u8], std::ops::Range<usize>) -> R,
+) -> Result<Option<R>, JournalError> {
+    let mut batches = db.raw_iterator_cf(
+        db.cf_handle(CF_COMMANDS)
+            .expect("column families are created at open"),
+    );
     batches.seek_for_prev(key(sequence));
     let (Some(stored_key), Some(value)) = (batches.key(), batches.value()) else {
         batches.status()?;
@@ -140,13 +160,21 @@ pub struct JournalReader {
 impl JournalReader {
     /// Record `sequence`, checked and decoded, if it has been written.
     pub fn read(&self, sequence: u64) -> Result<Option<Applied>, JournalError> {
-        let record = locate(&self.db, sequence, |_, value, sealed| value[sealed].to_vec())?;
-        let Some(record) = record else { return Ok(None) };
+        let record = locate(&self.db, sequence, |_, value, sealed| {
+            value[sealed].to_vec()
+        })?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
         let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
         let payload = unseal(sequence, &record).map_err(corrupt)?;
-        let applied: Applied = postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+        let applied: Applied =
+            postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
         if applied.sequence != sequence {
-            return Err(corrupt(format!("stored as {sequence} but says {}", applied.sequence)));
+            return Err(corrupt(format!(
+                "stored as {sequence} but says {}",
+                applied.sequence
+            )));
         }
         Ok(Some(applied))
     }
@@ -184,7 +212,8 @@ fn seal(payload: &[u8], out: &mut Vec<u8>) {
 fn encode_frame(applied: &Applied, value: &mut Vec<u8>) {
     let start = value.len();
     value.extend_from_slice(&[0; 8]);
-    postcard::serialize_with_flavor(applied, Appending(value)).expect("a journal record always serializes");
+    postcard::serialize_with_flavor(applied, Appending(value))
+        .expect("a journal record always serializes");
     let payload_length = (value.len() - start - 8) as u32;
     let crc = crc32c::crc32c(&value[start + 8..]);
     value[start..start + 4].copy_from_slice(&payload_length.to_le_bytes());
@@ -221,13 +250,24 @@ struct Frames<'a> {
 impl<'a> Frames<'a> {
     fn new(first_sequence: u64, value: &'a [u8]) -> Result<Frames<'a>, JournalError> {
         let Some(count) = value.get(..4) else {
-            return Err(JournalError::CorruptRecord { sequence: first_sequence, why: format!("batch of {} bytes is torn", value.len()) });
+            return Err(JournalError::CorruptRecord {
+                sequence: first_sequence,
+                why: format!("batch of {} bytes is torn", value.len()),
+            });
         };
         let remaining = u32::from_le_bytes([count[0], count[1], count[2], count[3]]);
         if remaining == 0 {
-            return Err(JournalError::CorruptRecord { sequence: first_sequence, why: "batch holds no records".into() });
+            return Err(JournalError::CorruptRecord {
+                sequence: first_sequence,
+                why: "batch holds no records".into(),
+            });
         }
-        Ok(Frames { value, offset: 4, next_sequence: first_sequence, remaining })
+        Ok(Frames {
+            value,
+            offset: 4,
+            next_sequence: first_sequence,
+            remaining,
+        })
     }
 
     /// The sequence number after the batch's last record.
@@ -245,7 +285,10 @@ impl Iterator for Frames<'_> {
             if self.offset != self.value.len() {
                 self.offset = self.value.len();
                 let why = "bytes follow the batch's last record".to_string();
-                return Some(Err(JournalError::CorruptRecord { sequence: sequence.saturating_sub(1), why }));
+                return Some(Err(JournalError::CorruptRecord {
+                    sequence: sequence.saturating_sub(1),
+                    why,
+                }));
             }
             return None;
         }
@@ -276,7 +319,9 @@ fn unseal(sequence: u64, record: &[u8]) -> Result<&[u8], String> {
     let expected = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     let actual = crc32c::crc32c(payload);
     if expected != actual {
-        return Err(format!("checksum {actual:08x} does not match recorded {expected:08x} (sequence {sequence})"));
+        return Err(format!(
+            "checksum {actual:08x} does not match recorded {expected:08x} (sequence {sequence})"
+        ));
     }
     Ok(payload)
 }
@@ -301,11 +346,17 @@ impl Journal {
         let db = DB::open_cf_descriptors(&options, path, families)?;
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        let journal = Journal { db: Arc::new(db), sync, buffer: Vec::with_capacity(1 << 16) };
+        let journal = Journal {
+            db: Arc::new(db),
+            sync,
+            buffer: Vec::with_capacity(1 << 16),
+        };
         let meta = journal.cf(CF_META);
         let genesis_bytes = postcard::to_allocvec(genesis).expect("config serializes");
         match journal.db.get_cf(meta, META_GENESIS)? {
-            None => journal.db.put_cf_opt(meta, META_GENESIS, &genesis_bytes, &journal.sync)?,
+            None => journal
+                .db
+                .put_cf_opt(meta, META_GENESIS, &genesis_bytes, &journal.sync)?,
             Some(stored) if stored == genesis_bytes => {}
             Some(_) => return Err(JournalError::ConfigMismatch),
         }
@@ -320,15 +371,22 @@ impl Journal {
     /// A handle that reads single records while the engine thread appends: the gateway answers
     /// a retried command with its first application's record.
     pub fn reader(&self) -> JournalReader {
-        JournalReader { db: self.db.clone() }
+        JournalReader {
+            db: self.db.clone(),
+        }
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column families are created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
     }
 
     /// Writes a batch of applied commands, numbered consecutively, as one synced RocksDB value.
-    pub fn append<'a>(&mut self, batch: impl IntoIterator<Item = &'a Applied>) -> Result<(), JournalError> {
+    pub fn append<'a>(
+        &mut self,
+        batch: impl IntoIterator<Item = &'a Applied>,
+    ) -> Result<(), JournalError> {
         let mut value = std::mem::take(&mut self.buffer);
         value.clear();
         value.extend_from_slice(&[0; 4]);
@@ -339,7 +397,10 @@ impl Journal {
             let expected = first + u64::from(count);
             if applied.sequence != expected {
                 self.buffer = value;
-                return Err(JournalError::Gap { expected, found: applied.sequence });
+                return Err(JournalError::Gap {
+                    expected,
+                    found: applied.sequence,
+                });
             }
             encode_frame(applied, &mut value);
             count += 1;
@@ -349,7 +410,9 @@ impl Journal {
             return Ok(());
         };
         value[..4].copy_from_slice(&count.to_le_bytes());
-        let written = self.db.put_cf_opt(self.cf(CF_COMMANDS), key(first), &value, &self.sync);
+        let written = self
+            .db
+            .put_cf_opt(self.cf(CF_COMMANDS), key(first), &value, &self.sync);
         self.buffer = value;
         written?;
         Ok(())
@@ -357,15 +420,24 @@ impl Journal {
 
     /// Stores a snapshot of `engine` taken after `sequence`, after checking its invariants, and
     /// prunes old snapshots.
-    pub fn write_snapshot(&mut self, sequence: u64, engine: &Engine) -> Result<StateHash, JournalError> {
+    pub fn write_snapshot(
+        &mut self,
+        sequence: u64,
+        engine: &Engine,
+    ) -> Result<StateHash, JournalError> {
         engine
             .check_invariants()
-            .map_err(|violation| JournalError::CorruptSnapshot { sequence, why: violation.to_string() })?;
+            .map_err(|violation| JournalError::CorruptSnapshot {
+                sequence,
+                why: violation.to_string(),
+            })?;
         self.snapshot_writer().write(sequence, &engine.snapshot())
     }
 
     pub fn snapshot_writer(&self) -> SnapshotWriter {
-        SnapshotWriter { db: self.db.clone() }
+        SnapshotWriter {
+            db: self.db.clone(),
+        }
     }
 
     /// Sequence numbers of stored snapshots, oldest first.
@@ -375,22 +447,37 @@ impl Journal {
 
     fn read_snapshot(&self, sequence: u64) -> Result<StoredSnapshot, JournalError> {
         let corrupt = |why: String| JournalError::CorruptSnapshot { sequence, why };
-        let record = self.db.get_cf(self.cf(CF_SNAPSHOTS), key(sequence))?.ok_or_else(|| corrupt("missing".into()))?;
+        let record = self
+            .db
+            .get_cf(self.cf(CF_SNAPSHOTS), key(sequence))?
+            .ok_or_else(|| corrupt("missing".into()))?;
         let payload = unseal(sequence, &record).map_err(corrupt)?;
-        let stored: StoredSnapshot = postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+        let stored: StoredSnapshot =
+            postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
         if stored.sequence != sequence {
-            return Err(corrupt(format!("stored under {sequence} but says {}", stored.sequence)));
+            return Err(corrupt(format!(
+                "stored under {sequence} but says {}",
+                stored.sequence
+            )));
         }
         let hash = StateHash(*blake3::hash(&stored.snapshot).as_bytes());
         if hash != stored.hash {
-            return Err(JournalError::HashMismatch { sequence, recorded: stored.hash, replayed: hash });
+            return Err(JournalError::HashMismatch {
+                sequence,
+                recorded: stored.hash,
+                replayed: hash,
+            });
         }
         Ok(stored)
     }
 
     /// The last sequence number written, or 0.
     pub fn last_sequence(&self) -> Result<u64, JournalError> {
-        match self.db.iterator_cf(self.cf(CF_COMMANDS), IteratorMode::End).next() {
+        match self
+            .db
+            .iterator_cf(self.cf(CF_COMMANDS), IteratorMode::End)
+            .next()
+        {
             Some(item) => {
                 let (stored_key, value) = item?;
                 Ok(Frames::new(decode_key(&stored_key), &value)?.end() - 1)
@@ -402,10 +489,17 @@ impl Journal {
     /// Walks the sealed records after `after` in order, checking that batches follow one another
     /// without a gap or an overlap; `visit` returns false to stop. Returns the last sequence
     /// visited (`after` if none).
-    fn scan(&self, after: u64, read_options: rocksdb::ReadOptions, mut visit: impl FnMut(u64, &[u8]) -> Result<bool, JournalError>) -> Result<u64, JournalError> {
+    fn scan(
+        &self,
+        after: u64,
+        read_options: rocksdb::ReadOptions,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<bool, JournalError>,
+    ) -> Result<u64, JournalError> {
         let mut expected = after + 1;
         // The raw iterator lends each value in place instead of copying it out.
-        let mut batches = self.db.raw_iterator_cf_opt(self.cf(CF_COMMANDS), read_options);
+        let mut batches = self
+            .db
+            .raw_iterator_cf_opt(self.cf(CF_COMMANDS), read_options);
         batches.seek_for_prev(key(expected));
         if !batches.valid() {
             batches.seek_to_first();
@@ -416,7 +510,10 @@ impl Journal {
             // The batch found by the seek may start before `expected`; every later one must
             // start exactly there.
             if first > expected || (!first_batch && first != expected) {
-                return Err(JournalError::Gap { expected, found: first });
+                return Err(JournalError::Gap {
+                    expected,
+                    found: first,
+                });
             }
             first_batch = false;
             for frame in Frames::new(first, value)? {
@@ -436,43 +533,79 @@ impl Journal {
     }
 
     /// Visits journal records after `after`, in order, checking each checksum and the sequence.
-    pub fn for_each_after(&self, after: u64, mut visit: impl FnMut(Applied) -> Result<(), JournalError>) -> Result<u64, JournalError> {
-        self.scan(after, rocksdb::ReadOptions::default(), |sequence, record| {
-            let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
-            let payload = unseal(sequence, record).map_err(corrupt)?;
-            let applied: Applied = postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
-            if applied.sequence != sequence {
-                return Err(corrupt(format!("stored as {sequence} but says {}", applied.sequence)));
-            }
-            visit(applied)?;
-            Ok(true)
-        })
+    pub fn for_each_after(
+        &self,
+        after: u64,
+        mut visit: impl FnMut(Applied) -> Result<(), JournalError>,
+    ) -> Result<u64, JournalError> {
+        self.scan(
+            after,
+            rocksdb::ReadOptions::default(),
+            |sequence, record| {
+                let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
+                let payload = unseal(sequence, record).map_err(corrupt)?;
+                let applied: Applied =
+                    postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+                if applied.sequence != sequence {
+                    return Err(corrupt(format!(
+                        "stored as {sequence} but says {}",
+                        applied.sequence
+                    )));
+                }
+                visit(applied)?;
+                Ok(true)
+            },
+        )
     }
 
     /// Where record `sequence` is stored: its batch's key and the byte range of its sealed form
     /// (checksum then payload) within the batch's value. For tools that inspect the journal's
     /// bytes.
-    pub fn record_location(&self, sequence: u64) -> Result<Option<([u8; 8], std::ops::Range<usize>)>, JournalError> {
-        Ok(locate(&self.db, sequence, |first, _, sealed| (key(first), sealed))?)
+    pub fn record_location(
+        &self,
+        sequence: u64,
+    ) -> Result<Option<([u8; 8], std::ops::Range<usize>)>, JournalError> {
+        Ok(locate(&self.db, sequence, |first, _, sealed| {
+            (key(first), sealed)
+        })?)
     }
 
     /// Rebuilds the engine: the newest snapshot, then every record after it. When an older
     /// snapshot exists, replay starts there instead and the newer snapshot's hash is checked
     /// against the replayed state, so that every start-up proves replay reproduces the state.
     /// `progress(done, total)` is called every 65,536 records.
-    pub fn recover(&self, genesis: MarketConfig, progress: impl FnMut(u64, u64)) -> Result<Recovered, JournalError> {
+    pub fn recover(
+        &self,
+        genesis: MarketConfig,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Recovered, JournalError> {
         let snapshots = self.snapshot_sequences()?;
         let Some(&newest) = snapshots.last() else {
             return self.replay(Engine::new(genesis), 0, Vec::new(), progress);
         };
-        let base = if snapshots.len() >= 2 { snapshots[snapshots.len() - 2] } else { newest };
+        let base = if snapshots.len() >= 2 {
+            snapshots[snapshots.len() - 2]
+        } else {
+            newest
+        };
         // Records the snapshot covers are not replayed, but a damaged one is still refused.
         self.verify_checksums_through(base)?;
         let stored = self.read_snapshot(base)?;
-        let snapshot = Snapshot::from_bytes(&stored.snapshot).map_err(|error| JournalError::CorruptSnapshot { sequence: base, why: error.to_string() })?;
-        let engine = Engine::from_snapshot(snapshot)
-            .map_err(|violation| JournalError::CorruptSnapshot { sequence: base, why: violation.to_string() })?;
-        let later = snapshots.into_iter().filter(|sequence| *sequence > base).collect();
+        let snapshot = Snapshot::from_bytes(&stored.snapshot).map_err(|error| {
+            JournalError::CorruptSnapshot {
+                sequence: base,
+                why: error.to_string(),
+            }
+        })?;
+        let engine =
+            Engine::from_snapshot(snapshot).map_err(|violation| JournalError::CorruptSnapshot {
+                sequence: base,
+                why: violation.to_string(),
+            })?;
+        let later = snapshots
+            .into_iter()
+            .filter(|sequence| *sequence > base)
+            .collect();
         let mut recovered = self.replay(engine, base, later, progress)?;
         recovered.snapshot_sequence = Some(base);
         Ok(recovered)
@@ -484,18 +617,26 @@ impl Journal {
             if sequence > through {
                 return Ok(false);
             }
-            unseal(sequence, record).map_err(|why| JournalError::CorruptRecord { sequence, why })?;
+            unseal(sequence, record)
+                .map_err(|why| JournalError::CorruptRecord { sequence, why })?;
             Ok(true)
         })?;
         if last < through {
-            return Err(JournalError::Gap { expected: last + 1, found: through });
+            return Err(JournalError::Gap {
+                expected: last + 1,
+                found: through,
+            });
         }
         Ok(())
     }
 
     /// Replays every record from genesis, ignoring snapshots as a starting point but checking
     /// each stored snapshot's hash when replay reaches it: the slow, complete proof.
-    pub fn replay_from_genesis(&self, genesis: MarketConfig, progress: impl FnMut(u64, u64)) -> Result<Recovered, JournalError> {
+    pub fn replay_from_genesis(
+        &self,
+        genesis: MarketConfig,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Recovered, JournalError> {
         let checkpoints = self.snapshot_sequences()?;
         self.replay(Engine::new(genesis), 0, checkpoints, progress)
     }
@@ -504,10 +645,19 @@ impl Journal {
     /// numbering and checksums and decodes each record's head; this thread applies, and checks
     /// that each outcome equals the recorded one and that the events, encoded again, are the
     /// recorded bytes. Stored snapshots in `checkpoints` are checked when replay reaches them.
-    fn replay(&self, mut engine: Engine, start: u64, checkpoints: Vec<u64>, mut progress: impl FnMut(u64, u64)) -> Result<Recovered, JournalError> {
+    fn replay(
+        &self,
+        mut engine: Engine,
+        start: u64,
+        checkpoints: Vec<u64>,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<Recovered, JournalError> {
         let last = self.last_sequence()?;
         let total = last.saturating_sub(start);
-        let mut checkpoints = checkpoints.into_iter().filter(|sequence| *sequence > start).peekable();
+        let mut checkpoints = checkpoints
+            .into_iter()
+            .filter(|sequence| *sequence > start)
+            .peekable();
         let (sender, receiver) = crossbeam_channel::bounded::<Result<ReplayBatch, JournalError>>(8);
         let mut done = 0u64;
         let mut last_replayed = start;
@@ -521,7 +671,9 @@ impl Journal {
                     let outcome = engine.apply(&head.command, head.timestamp, &mut events);
                     let recorded = &batch.event_bytes[range.clone()];
                     if outcome != head.outcome || !encodes_as(&events, recorded) {
-                        return Err(JournalError::ReplayDiverged { sequence: head.sequence });
+                        return Err(JournalError::ReplayDiverged {
+                            sequence: head.sequence,
+                        });
                     }
                     last_replayed = head.sequence;
                     if checkpoints.peek() == Some(&head.sequence) {
@@ -529,7 +681,11 @@ impl Journal {
                         let recorded = self.read_snapshot(head.sequence)?.hash;
                         let replayed = engine.state_hash();
                         if recorded != replayed {
-                            return Err(JournalError::HashMismatch { sequence: head.sequence, recorded, replayed });
+                            return Err(JournalError::HashMismatch {
+                                sequence: head.sequence,
+                                recorded,
+                                replayed,
+                            });
                         }
                     }
                 }
@@ -543,13 +699,25 @@ impl Journal {
         })?;
         if let Some(sequence) = checkpoints.next() {
             // A snapshot beyond the journal's end means records were lost.
-            return Err(JournalError::Gap { expected: last_replayed + 1, found: sequence });
+            return Err(JournalError::Gap {
+                expected: last_replayed + 1,
+                found: sequence,
+            });
         }
-        Ok(Recovered { engine, last_sequence: last_replayed, snapshot_sequence: None, replayed: done })
+        Ok(Recovered {
+            engine,
+            last_sequence: last_replayed,
+            snapshot_sequence: None,
+            replayed: done,
+        })
     }
 
     /// The reader half of `replay`: checked, decoded records after `after`, in batches.
-    fn read_batches(&self, after: u64, sender: crossbeam_channel::Sender<Result<ReplayBatch, JournalError>>) {
+    fn read_batches(
+        &self,
+        after: u64,
+        sender: crossbeam_channel::Sender<Result<ReplayBatch, JournalError>>,
+    ) {
         let mut batch = ReplayBatch::new();
         let mut read_options = rocksdb::ReadOptions::default();
         read_options.fill_cache(false);
@@ -558,7 +726,9 @@ impl Journal {
             batch.push(sequence, record)?;
             if batch.heads.len() == REPLAY_BATCH_RECORDS {
                 // The applier has gone (it failed): stop reading.
-                return Ok(sender.send(Ok(std::mem::replace(&mut batch, ReplayBatch::new()))).is_ok());
+                return Ok(sender
+                    .send(Ok(std::mem::replace(&mut batch, ReplayBatch::new())))
+                    .is_ok());
             }
             Ok(true)
         });
@@ -577,7 +747,14 @@ impl Journal {
 /// Whether `events` encode to exactly `recorded`: the encoder's bytes are compared with the
 /// record's as they are produced, so nothing is written anywhere and a difference stops it early.
 fn encodes_as(events: &Vec<Event>, recorded: &[u8]) -> bool {
-    postcard::serialize_with_flavor(events, Comparing { recorded, position: 0 }).unwrap_or(false)
+    postcard::serialize_with_flavor(
+        events,
+        Comparing {
+            recorded,
+            position: 0,
+        },
+    )
+    .unwrap_or(false)
 }
 
 /// A postcard output that checks each byte against an expected encoding instead of storing it.
@@ -637,9 +814,13 @@ impl ReplayBatch {
     fn push(&mut self, sequence: u64, record: &[u8]) -> Result<(), JournalError> {
         let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
         let payload = unseal(sequence, record).map_err(corrupt)?;
-        let (head, events): (RecordHead, &[u8]) = postcard::take_from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+        let (head, events): (RecordHead, &[u8]) =
+            postcard::take_from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
         if head.sequence != sequence {
-            return Err(corrupt(format!("stored as {sequence} but says {}", head.sequence)));
+            return Err(corrupt(format!(
+                "stored as {sequence} but says {}",
+                head.sequence
+            )));
         }
         let from = self.event_bytes.len();
         self.event_bytes.extend_from_slice(events);

@@ -25,4 +25,5 @@ pub mod pb {
 }
 
 /// The encoded descriptor set of `proto/mutua/v1`, with comments, served by reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mutua_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/mutua_descriptor.bin"));

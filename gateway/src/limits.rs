@@ -76,7 +76,10 @@ pub struct StreamPermit {
 
 impl Drop for StreamPermit {
     fn drop(&mut self) {
-        let mut streams = self.streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut streams = self
+            .streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(count) = streams.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {
@@ -88,7 +91,11 @@ impl Drop for StreamPermit {
 
 impl Limits {
     pub fn new(config: LimitsConfig) -> Limits {
-        Limits { config, buckets: Arc::default(), anonymous_streams: Arc::default() }
+        Limits {
+            config,
+            buckets: Arc::default(),
+            anonymous_streams: Arc::default(),
+        }
     }
 
     pub fn config(&self) -> LimitsConfig {
@@ -97,13 +104,28 @@ impl Limits {
 
     /// `participant`'s bucket, for a stream to hold instead of finding it per message.
     pub fn bucket(&self, participant: ParticipantId) -> Arc<Bucket> {
-        if let Some(bucket) = self.buckets.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&participant) {
+        if let Some(bucket) = self
+            .buckets
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&participant)
+        {
             return bucket.clone();
         }
-        let mut buckets = self.buckets.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut buckets = self
+            .buckets
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         buckets
             .entry(participant)
-            .or_insert_with(|| Arc::new(Bucket { state: Mutex::new((f64::from(self.config.participant_requests_burst), Instant::now())) }))
+            .or_insert_with(|| {
+                Arc::new(Bucket {
+                    state: Mutex::new((
+                        f64::from(self.config.participant_requests_burst),
+                        Instant::now(),
+                    )),
+                })
+            })
             .clone()
     }
 
@@ -115,7 +137,10 @@ impl Limits {
     fn take_from(&self, bucket: &Bucket) -> Result<(), Duration> {
         let rate = f64::from(self.config.participant_requests_per_second.max(1));
         let burst = f64::from(self.config.participant_requests_burst.max(1));
-        let mut state = bucket.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = bucket
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
         let refilled = (state.0 + now.duration_since(state.1).as_secs_f64() * rate).min(burst);
         if refilled >= 1.0 {
@@ -151,17 +176,31 @@ impl Limits {
     }
 
     /// A place for one more anonymous market-data stream from `address`, or a refusal.
-    pub fn anonymous_stream(&self, address: Option<std::net::SocketAddr>) -> Result<Option<StreamPermit>, Status> {
-        let Some(address) = address.map(|socket| socket.ip()) else { return Ok(None) };
-        let mut streams = self.anonymous_streams.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub fn anonymous_stream(
+        &self,
+        address: Option<std::net::SocketAddr>,
+    ) -> Result<Option<StreamPermit>, Status> {
+        let Some(address) = address.map(|socket| socket.ip()) else {
+            return Ok(None);
+        };
+        let mut streams = self
+            .anonymous_streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = streams.entry(address).or_insert(0);
         if *count >= self.config.anonymous_streams_per_address_max {
             return Err(edge_status(
                 EdgeReason::LimitReached,
-                format!("{address} already holds {} market-data streams, the most one address may open", *count),
+                format!(
+                    "{address} already holds {} market-data streams, the most one address may open",
+                    *count
+                ),
             ));
         }
         *count += 1;
-        Ok(Some(StreamPermit { streams: self.anonymous_streams.clone(), address }))
+        Ok(Some(StreamPermit {
+            streams: self.anonymous_streams.clone(),
+            address,
+        }))
     }
 }

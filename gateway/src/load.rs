@@ -88,7 +88,8 @@ impl Plan {
     async fn pace(&self, started: Instant, sent: u64) -> Instant {
         match self.interval {
             Some(interval) => {
-                let planned = started + interval.saturating_mul(u32::try_from(sent).unwrap_or(u32::MAX));
+                let planned =
+                    started + interval.saturating_mul(u32::try_from(sent).unwrap_or(u32::MAX));
                 tokio::time::sleep_until(planned.into()).await;
                 planned
             }
@@ -146,13 +147,23 @@ fn record(histogram: &mut Histogram<u64>, since: Instant) {
     histogram.saturating_record(nanoseconds.clamp(1, LATENCY_NS_MAX));
 }
 
-pub async fn run(server: &str, tls_ca: Option<&std::path::Path>, token: Option<&str>, args: LoadArgs) -> anyhow::Result<()> {
-    let token = token.ok_or_else(|| anyhow::anyhow!("mutua load sets up its own market: pass the operator's --token"))?;
+pub async fn run(
+    server: &str,
+    tls_ca: Option<&std::path::Path>,
+    token: Option<&str>,
+    args: LoadArgs,
+) -> anyhow::Result<()> {
+    let token = token.ok_or_else(|| {
+        anyhow::anyhow!("mutua load sets up its own market: pass the operator's --token")
+    })?;
     anyhow::ensure!(args.connections > 0, "--connections must be at least 1");
     let setup_channel = connect_with(server, tls_ca).await?;
     let contributors = args.connections * 2;
     let market = set_up_market(setup_channel, token, contributors, args.units_each).await?;
-    println!("market ready: {} with {contributors} contributors on {} connections", market.symbol, args.connections);
+    println!(
+        "market ready: {} with {contributors} contributors on {} connections",
+        market.symbol, args.connections
+    );
 
     let run = format!("load-{:016x}", rand::random::<u64>());
     let mut workers = Vec::with_capacity(contributors);
@@ -176,11 +187,16 @@ pub async fn run(server: &str, tls_ca: Option<&std::path::Path>, token: Option<&
         (chosen, _) => chosen,
     };
     let started = Instant::now();
-    let duration = if args.count.is_some() { Duration::from_secs(24 * 3600) } else { Duration::from_secs(args.duration) };
+    let duration = if args.count.is_some() {
+        Duration::from_secs(24 * 3600)
+    } else {
+        Duration::from_secs(args.duration)
+    };
     let plan = Plan {
         count: args.count,
         deadline: started + duration,
-        interval: (args.rate > 0).then(|| Duration::from_secs_f64(contributors as f64 / args.rate as f64)),
+        interval: (args.rate > 0)
+            .then(|| Duration::from_secs_f64(contributors as f64 / args.rate as f64)),
         in_flight: in_flight.max(1),
     };
     let totals = Arc::new(Totals::default());
@@ -191,7 +207,9 @@ pub async fn run(server: &str, tls_ca: Option<&std::path::Path>, token: Option<&
         let totals = totals.clone();
         handles.push(tokio::spawn(async move {
             match args.mode {
-                Mode::Unary | Mode::Health => unary_worker(worker, args.mode, plan, started, totals).await,
+                Mode::Unary | Mode::Health => {
+                    unary_worker(worker, args.mode, plan, started, totals).await
+                }
                 Mode::Stream => stream_worker(worker, plan, started, totals).await,
             }
         }));
@@ -211,17 +229,29 @@ fn progress_bar(args: &LoadArgs, totals: Arc<Totals>) -> tokio::task::JoinHandle
         Some(count) => indicatif::ProgressBar::new(count),
         None => indicatif::ProgressBar::new(args.duration * 1_000),
     };
-    let template = if args.count.is_some() { "{bar:40} {pos}/{len} orders {msg}" } else { "{bar:40} {elapsed} {msg}" };
-    bar.set_style(indicatif::ProgressStyle::with_template(template).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    let template = if args.count.is_some() {
+        "{bar:40} {pos}/{len} orders {msg}"
+    } else {
+        "{bar:40} {elapsed} {msg}"
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let counted = args.count.is_some();
     let started = Instant::now();
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
         loop {
             ticker.tick().await;
-            let done = totals.accepted.load(Ordering::Relaxed) + totals.rejected.load(Ordering::Relaxed);
+            let done =
+                totals.accepted.load(Ordering::Relaxed) + totals.rejected.load(Ordering::Relaxed);
             let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_position(if counted { done } else { started.elapsed().as_millis() as u64 });
+            bar.set_position(if counted {
+                done
+            } else {
+                started.elapsed().as_millis() as u64
+            });
             bar.set_message(format!("{done} answered, {rate:.0}/s"));
         }
     })
@@ -233,10 +263,21 @@ fn report(totals: &Totals, latency: &Histogram<u64>, elapsed: Duration, args: &L
     let failed = totals.failed.load(Ordering::Relaxed);
     let answered = accepted + rejected;
     let micros = |quantile: f64| latency.value_at_quantile(quantile) as f64 / 1_000.0;
-    let loop_kind = if args.rate > 0 { format!("open loop at {}/s", args.rate) } else { "as fast as possible".to_string() };
+    let loop_kind = if args.rate > 0 {
+        format!("open loop at {}/s", args.rate)
+    } else {
+        "as fast as possible".to_string()
+    };
     println!();
-    println!("mode {:?}, {} connections, {loop_kind}", args.mode, args.connections);
-    println!("answered {answered} orders in {:.2} s: {:.0} orders/s", elapsed.as_secs_f64(), answered as f64 / elapsed.as_secs_f64());
+    println!(
+        "mode {:?}, {} connections, {loop_kind}",
+        args.mode, args.connections
+    );
+    println!(
+        "answered {answered} orders in {:.2} s: {:.0} orders/s",
+        elapsed.as_secs_f64(),
+        answered as f64 / elapsed.as_secs_f64()
+    );
     println!("accepted {accepted}, rejected {rejected}, failed calls {failed}");
     println!(
         "latency µs: p50 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
@@ -247,7 +288,13 @@ fn report(totals: &Totals, latency: &Histogram<u64>, elapsed: Duration, args: &L
     );
 }
 
-async fn unary_worker(worker: Worker, mode: Mode, plan: Plan, started: Instant, totals: Arc<Totals>) -> anyhow::Result<Histogram<u64>> {
+async fn unary_worker(
+    worker: Worker,
+    mode: Mode,
+    plan: Plan,
+    started: Instant,
+    totals: Arc<Totals>,
+) -> anyhow::Result<Histogram<u64>> {
     let worker = Arc::new(worker);
     let latency = Arc::new(Mutex::new(new_histogram()?));
     let permits = Arc::new(Semaphore::new(plan.in_flight));
@@ -261,8 +308,14 @@ async fn unary_worker(worker: Worker, mode: Mode, plan: Plan, started: Instant, 
         sent += 1;
         tasks.spawn(async move {
             let outcome = if mode == Mode::Health {
-                let mut client = tonic_health::pb::health_client::HealthClient::new(worker.channel.clone());
-                client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.map(|_| ())
+                let mut client =
+                    tonic_health::pb::health_client::HealthClient::new(worker.channel.clone());
+                client
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .map(|_| ())
             } else {
                 let mut client = pb::exchange_client::ExchangeClient::new(worker.channel.clone());
                 match authorized(message, Some(&worker.token)) {
@@ -276,7 +329,9 @@ async fn unary_worker(worker: Worker, mode: Mode, plan: Plan, started: Instant, 
             }
             match outcome {
                 Ok(_) => totals.accepted.fetch_add(1, Ordering::Relaxed),
-                Err(status) if crate::convert::reason_code_of(&status).is_some() => totals.rejected.fetch_add(1, Ordering::Relaxed),
+                Err(status) if crate::convert::reason_code_of(&status).is_some() => {
+                    totals.rejected.fetch_add(1, Ordering::Relaxed)
+                }
                 Err(_) => totals.failed.fetch_add(1, Ordering::Relaxed),
             };
             drop(permit);
@@ -285,16 +340,25 @@ async fn unary_worker(worker: Worker, mode: Mode, plan: Plan, started: Instant, 
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
-    let histogram = latency.lock().map_err(|_| anyhow::anyhow!("latency histogram poisoned"))?.clone();
+    let histogram = latency
+        .lock()
+        .map_err(|_| anyhow::anyhow!("latency histogram poisoned"))?
+        .clone();
     Ok(histogram)
 }
 
-async fn stream_worker(worker: Worker, plan: Plan, started: Instant, totals: Arc<Totals>) -> anyhow::Result<Histogram<u64>> {
+async fn stream_worker(
+    worker: Worker,
+    plan: Plan,
+    started: Instant,
+    totals: Arc<Totals>,
+) -> anyhow::Result<Histogram<u64>> {
     let (requests, outgoing) = mpsc::channel::<pb::OrderEntryRequest>(plan.in_flight);
     let mut client = pb::exchange_client::ExchangeClient::new(worker.channel.clone());
     let request = authorized(ReceiverStream::new(outgoing), Some(&worker.token))?;
     // The send times of orders not yet answered, oldest first: replies come back in order.
-    let pending: Arc<Mutex<VecDeque<Instant>>> = Arc::new(Mutex::new(VecDeque::with_capacity(plan.in_flight)));
+    let pending: Arc<Mutex<VecDeque<Instant>>> =
+        Arc::new(Mutex::new(VecDeque::with_capacity(plan.in_flight)));
     let window = Arc::new(Semaphore::new(plan.in_flight));
 
     let sender = {
@@ -303,13 +367,21 @@ async fn stream_worker(worker: Worker, plan: Plan, started: Instant, totals: Arc
             let mut sent = 0u64;
             while plan.ticket(&totals).is_some() {
                 let planned = plan.pace(started, sent).await;
-                let Ok(permit) = window.acquire().await else { break };
+                let Ok(permit) = window.acquire().await else {
+                    break;
+                };
                 permit.forget();
-                let since = if plan.interval.is_some() { planned } else { Instant::now() };
+                let since = if plan.interval.is_some() {
+                    planned
+                } else {
+                    Instant::now()
+                };
                 if let Ok(mut queue) = pending.lock() {
                     queue.push_back(since);
                 }
-                let entry = pb::OrderEntryRequest { command: Some(pb::order_entry_request::Command::Place(worker.order(sent))) };
+                let entry = pb::OrderEntryRequest {
+                    command: Some(pb::order_entry_request::Command::Place(worker.order(sent))),
+                };
                 sent += 1;
                 if requests.send(entry).await.is_err() {
                     break;
@@ -320,7 +392,11 @@ async fn stream_worker(worker: Worker, plan: Plan, started: Instant, totals: Arc
         })
     };
 
-    let mut replies = client.order_entry(request).await.map_err(status_error)?.into_inner();
+    let mut replies = client
+        .order_entry(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
     let mut latency = new_histogram()?;
     loop {
         let reply = match replies.message().await {
@@ -356,16 +432,33 @@ struct LoadMarket {
 /// Registers an issuer and `contributors` contributors, lists an instrument with a 100 %
 /// holding cap (so a few contributors may hold it all), issues `units_each` units to every
 /// contributor through an offering at par, gives each enough cash, and opens trading.
-async fn set_up_market(channel: Channel, operator: &str, contributors: usize, units_each: u64) -> anyhow::Result<LoadMarket> {
+async fn set_up_market(
+    channel: Channel,
+    operator: &str,
+    contributors: usize,
+    units_each: u64,
+) -> anyhow::Result<LoadMarket> {
     let mut registry = pb::registry_client::RegistryClient::new(channel.clone());
     let mut accounts = pb::accounts_client::AccountsClient::new(channel);
     let nonce = format!("{:06X}", rand::random::<u32>() & 0xFF_FFFF);
     let symbol = format!("LOAD-{nonce}");
     let id = |what: &str| format!("load-setup-{nonce}-{what}");
 
-    let register = |role: pb::Role, name: String, request_id: String| pb::RegisterParticipantRequest { request_id, role: role as i32, name };
+    let register =
+        |role: pb::Role, name: String, request_id: String| pb::RegisterParticipantRequest {
+            request_id,
+            role: role as i32,
+            name,
+        };
     let issuer = registry
-        .register_participant(authorized(register(pb::Role::Organization, format!("load issuer {nonce}"), id("issuer")), Some(operator))?)
+        .register_participant(authorized(
+            register(
+                pb::Role::Organization,
+                format!("load issuer {nonce}"),
+                id("issuer"),
+            ),
+            Some(operator),
+        )?)
         .await
         .map_err(status_error)?
         .into_inner();
@@ -382,40 +475,82 @@ async fn set_up_market(channel: Channel, operator: &str, contributors: usize, un
         holding_cap: Some("1".into()),
         ..Default::default()
     };
-    registry.list_instrument(authorized(listing, Some(operator))?).await.map_err(status_error)?;
+    registry
+        .list_instrument(authorized(listing, Some(operator))?)
+        .await
+        .map_err(status_error)?;
 
-    let total_units = units_each.checked_mul(contributors as u64).ok_or_else(|| anyhow::anyhow!("--units-each too large"))?;
+    let total_units = units_each
+        .checked_mul(contributors as u64)
+        .ok_or_else(|| anyhow::anyhow!("--units-each too large"))?;
     let offering = pb::OpenOfferingRequest {
         request_id: id("offer"),
         instrument: Some(instrument_ref(&symbol)),
         quantity: total_units.to_string(),
         minimum_quantity: total_units.to_string(),
     };
-    let offering = registry.open_offering(authorized(offering, Some(&issuer.token))?).await.map_err(status_error)?.into_inner();
+    let offering = registry
+        .open_offering(authorized(offering, Some(&issuer.token))?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
 
     let mut contributor_tokens = Vec::with_capacity(contributors);
     for index in 0..contributors {
         let name = format!("load contributor {nonce}-{index}");
         let contributor = registry
-            .register_participant(authorized(register(pb::Role::Contributor, name, id(&format!("contributor-{index}"))), Some(operator))?)
+            .register_participant(authorized(
+                register(
+                    pb::Role::Contributor,
+                    name,
+                    id(&format!("contributor-{index}")),
+                ),
+                Some(operator),
+            )?)
             .await
             .map_err(status_error)?
             .into_inner();
         // The subscription at par, plus as much again to buy with.
         let cash = u128::from(units_each) * 2 + 1_000;
-        let deposit = pb::DepositRequest { request_id: id(&format!("deposit-{index}")), participant_id: contributor.participant_id, amount: cash.to_string() };
-        accounts.deposit(authorized(deposit, Some(operator))?).await.map_err(status_error)?;
+        let deposit = pb::DepositRequest {
+            request_id: id(&format!("deposit-{index}")),
+            participant_id: contributor.participant_id,
+            amount: cash.to_string(),
+        };
+        accounts
+            .deposit(authorized(deposit, Some(operator))?)
+            .await
+            .map_err(status_error)?;
         let subscription = pb::SubscribeRequest {
             request_id: id(&format!("subscribe-{index}")),
             offering_id: offering.offering_id,
             quantity: units_each.to_string(),
         };
-        registry.subscribe(authorized(subscription, Some(&contributor.token))?).await.map_err(status_error)?;
+        registry
+            .subscribe(authorized(subscription, Some(&contributor.token))?)
+            .await
+            .map_err(status_error)?;
         contributor_tokens.push(contributor.token);
     }
-    let close = pb::CloseOfferingRequest { request_id: id("close"), offering_id: offering.offering_id };
-    registry.close_offering(authorized(close, Some(&issuer.token))?).await.map_err(status_error)?;
-    let open = pb::SetTradingStatusRequest { request_id: id("open"), instrument: Some(instrument_ref(&symbol)), open: true };
-    registry.set_trading_status(authorized(open, Some(operator))?).await.map_err(status_error)?;
-    Ok(LoadMarket { symbol, contributor_tokens })
+    let close = pb::CloseOfferingRequest {
+        request_id: id("close"),
+        offering_id: offering.offering_id,
+    };
+    registry
+        .close_offering(authorized(close, Some(&issuer.token))?)
+        .await
+        .map_err(status_error)?;
+    let open = pb::SetTradingStatusRequest {
+        request_id: id("open"),
+        instrument: Some(instrument_ref(&symbol)),
+        open: true,
+    };
+    registry
+        .set_trading_status(authorized(open, Some(operator))?)
+        .await
+        .map_err(status_error)?;
+    Ok(LoadMarket {
+        symbol,
+        contributor_tokens,
+    })
 }

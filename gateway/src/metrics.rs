@@ -105,31 +105,90 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("mutua");
         let commands = Family::<Labels, Counter>::default();
-        registry.register("commands", "Commands journaled, by kind (retries and rejections included)", commands.clone());
+        registry.register(
+            "commands",
+            "Commands journaled, by kind (retries and rejections included)",
+            commands.clone(),
+        );
         let rejections = Family::<Labels, Counter>::default();
-        registry.register("rejections", "Commands the engine refused, by reason", rejections.clone());
+        registry.register(
+            "rejections",
+            "Commands the engine refused, by reason",
+            rejections.clone(),
+        );
         let edge_refusals = Family::<Labels, Counter>::default();
-        registry.register("edge_refusals", "Requests the gateway refused before the engine, by reason", edge_refusals.clone());
+        registry.register(
+            "edge_refusals",
+            "Requests the gateway refused before the engine, by reason",
+            edge_refusals.clone(),
+        );
         let queue_depth = Gauge::default();
-        registry.register("engine_queue_depth", "Requests waiting for the engine thread when the last batch was taken", queue_depth.clone());
+        registry.register(
+            "engine_queue_depth",
+            "Requests waiting for the engine thread when the last batch was taken",
+            queue_depth.clone(),
+        );
         let sequence = Gauge::default();
-        registry.register("journal_sequence", "Sequence number of the last journaled command", sequence.clone());
+        registry.register(
+            "journal_sequence",
+            "Sequence number of the last journaled command",
+            sequence.clone(),
+        );
         let batch_commands = Histogram::new(exponential_buckets(1.0, 2.0, 14));
-        registry.register("batch_commands", "Commands per journaled batch", batch_commands.clone());
+        registry.register(
+            "batch_commands",
+            "Commands per journaled batch",
+            batch_commands.clone(),
+        );
         let journal_sync_seconds = Histogram::new(exponential_buckets(0.000_02, 2.0, 16));
-        registry.register("journal_sync_seconds", "Time to write and sync one batch to the journal", journal_sync_seconds.clone());
+        registry.register(
+            "journal_sync_seconds",
+            "Time to write and sync one batch to the journal",
+            journal_sync_seconds.clone(),
+        );
         let subscriber_lagged = Counter::default();
-        registry.register("subscriber_lagged", "Market-data subscribers disconnected for falling behind", subscriber_lagged.clone());
-        Metrics { registry, commands, rejections, edge_refusals, queue_depth, sequence, batch_commands, journal_sync_seconds, subscriber_lagged }
+        registry.register(
+            "subscriber_lagged",
+            "Market-data subscribers disconnected for falling behind",
+            subscriber_lagged.clone(),
+        );
+        Metrics {
+            registry,
+            commands,
+            rejections,
+            edge_refusals,
+            queue_depth,
+            sequence,
+            batch_commands,
+            journal_sync_seconds,
+            subscriber_lagged,
+        }
     }
 
     /// Records one journaled batch.
-    pub fn record_batch(&self, counts: &BatchCounts, batch_len: usize, queue_depth: usize, sync: Duration, sequence: u64) {
-        for (index, count) in counts.commands.iter().enumerate().filter(|(_, count)| **count > 0) {
-            self.commands.get_or_create(&vec![("kind", COMMAND_KINDS[index].to_string())]).inc_by(*count);
+    pub fn record_batch(
+        &self,
+        counts: &BatchCounts,
+        batch_len: usize,
+        queue_depth: usize,
+        sync: Duration,
+        sequence: u64,
+    ) {
+        for (index, count) in counts
+            .commands
+            .iter()
+            .enumerate()
+            .filter(|(_, count)| **count > 0)
+        {
+            self.commands
+                .get_or_create(&vec![("kind", COMMAND_KINDS[index].to_string())])
+                .inc_by(*count);
         }
         for (reason, count) in &counts.rejections {
-            let labels = vec![("reason", crate::convert::reason_name(*reason)), ("code", reason.code().to_string())];
+            let labels = vec![
+                ("reason", crate::convert::reason_name(*reason)),
+                ("code", reason.code().to_string()),
+            ];
             self.rejections.get_or_create(&labels).inc_by(*count);
         }
         self.queue_depth.set(queue_depth as i64);
@@ -140,7 +199,9 @@ impl Metrics {
 
     /// Records a request the gateway refused itself (authentication, limits, malformed input).
     pub fn edge_refusal(&self, reason: &'static str) {
-        self.edge_refusals.get_or_create(&vec![("reason", reason.to_string())]).inc();
+        self.edge_refusals
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
     }
 
     pub fn subscriber_lagged(&self) {
@@ -163,13 +224,17 @@ const METRICS_REQUEST_BYTES_MAX: usize = 8 << 10;
 /// (one request per connection, then close), which is all a Prometheus scraper needs.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else { continue };
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let mut head = Vec::with_capacity(1024);
             let mut chunk = [0u8; 1024];
             let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while !head.windows(4).any(|window| window == b"\r\n\r\n") && head.len() < METRICS_REQUEST_BYTES_MAX {
+                while !head.windows(4).any(|window| window == b"\r\n\r\n")
+                    && head.len() < METRICS_REQUEST_BYTES_MAX
+                {
                     match socket.read(&mut chunk).await {
                         Ok(0) | Err(_) => return false,
                         Ok(read) => head.extend_from_slice(&chunk[..read]),
@@ -181,11 +246,15 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             if read != Ok(true) {
                 return;
             }
-            let (status, body) = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
-                ("200 OK", metrics.render())
-            } else {
-                ("404 Not Found", "only GET /metrics is served here\n".to_string())
-            };
+            let (status, body) =
+                if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
+                    ("200 OK", metrics.render())
+                } else {
+                    (
+                        "404 Not Found",
+                        "only GET /metrics is served here\n".to_string(),
+                    )
+                };
             let response = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -199,9 +268,19 @@ pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
 /// `mutua status`: fetches the metrics endpoint at `address` and prints the figures a person
 /// watches: commands by kind, rejections by reason, queue depth, batch size, sync latency.
 pub async fn print_status(address: &str) -> anyhow::Result<()> {
-    let host = address.trim_start_matches("http://").trim_end_matches("/metrics").trim_end_matches('/');
-    let mut socket = tokio::net::TcpStream::connect(host).await.map_err(|error| anyhow::anyhow!("cannot reach the metrics endpoint {host}: {error}"))?;
-    socket.write_all(format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let host = address
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .trim_end_matches('/');
+    let mut socket = tokio::net::TcpStream::connect(host)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot reach the metrics endpoint {host}: {error}"))?;
+    socket
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await?;
     let mut response = String::new();
     socket.read_to_string(&mut response).await?;
     let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
@@ -213,29 +292,68 @@ pub async fn print_status(address: &str) -> anyhow::Result<()> {
             Some((name, value.parse().ok()?))
         })
         .collect();
-    let value = |name: &str| samples.iter().find(|(sample, _)| *sample == name).map_or(0.0, |(_, value)| *value);
+    let value = |name: &str| {
+        samples
+            .iter()
+            .find(|(sample, _)| *sample == name)
+            .map_or(0.0, |(_, value)| *value)
+    };
     println!("journal sequence      {}", value("mutua_journal_sequence"));
-    println!("engine queue depth    {}", value("mutua_engine_queue_depth"));
+    println!(
+        "engine queue depth    {}",
+        value("mutua_engine_queue_depth")
+    );
     let batches = value("mutua_batch_commands_count");
     if batches > 0.0 {
-        println!("batches               {batches} (mean {:.1} commands)", value("mutua_batch_commands_sum") / batches);
-        println!("journal sync          mean {:.3} ms", 1_000.0 * value("mutua_journal_sync_seconds_sum") / batches);
+        println!(
+            "batches               {batches} (mean {:.1} commands)",
+            value("mutua_batch_commands_sum") / batches
+        );
+        println!(
+            "journal sync          mean {:.3} ms",
+            1_000.0 * value("mutua_journal_sync_seconds_sum") / batches
+        );
         for quantile in [0.5, 0.99] {
-            println!("journal sync p{:<3}     <= {:.3} ms", (quantile * 100.0) as u32, 1_000.0 * bucket_quantile(&samples, "mutua_journal_sync_seconds_bucket", quantile));
+            println!(
+                "journal sync p{:<3}     <= {:.3} ms",
+                (quantile * 100.0) as u32,
+                1_000.0 * bucket_quantile(&samples, "mutua_journal_sync_seconds_bucket", quantile)
+            );
         }
     }
     println!("commands by kind:");
-    for (name, count) in samples.iter().filter(|(name, _)| name.starts_with("mutua_commands_total{")) {
-        println!("  {:<40} {count}", name.trim_start_matches("mutua_commands_total"));
+    for (name, count) in samples
+        .iter()
+        .filter(|(name, _)| name.starts_with("mutua_commands_total{"))
+    {
+        println!(
+            "  {:<40} {count}",
+            name.trim_start_matches("mutua_commands_total")
+        );
     }
     println!("rejections by reason:");
-    for (name, count) in samples.iter().filter(|(name, _)| name.starts_with("mutua_rejections_total{")) {
-        println!("  {:<60} {count}", name.trim_start_matches("mutua_rejections_total"));
+    for (name, count) in samples
+        .iter()
+        .filter(|(name, _)| name.starts_with("mutua_rejections_total{"))
+    {
+        println!(
+            "  {:<60} {count}",
+            name.trim_start_matches("mutua_rejections_total")
+        );
     }
-    for (name, count) in samples.iter().filter(|(name, _)| name.starts_with("mutua_edge_refusals_total{")) {
-        println!("refused at the edge {:<40} {count}", name.trim_start_matches("mutua_edge_refusals_total"));
+    for (name, count) in samples
+        .iter()
+        .filter(|(name, _)| name.starts_with("mutua_edge_refusals_total{"))
+    {
+        println!(
+            "refused at the edge {:<40} {count}",
+            name.trim_start_matches("mutua_edge_refusals_total")
+        );
     }
-    println!("subscribers lagged    {}", value("mutua_subscriber_lagged_total"));
+    println!(
+        "subscribers lagged    {}",
+        value("mutua_subscriber_lagged_total")
+    );
     Ok(())
 }
 
@@ -246,9 +364,19 @@ fn bucket_quantile(samples: &[(&str, f64)], bucket: &str, quantile: f64) -> f64 
         .filter(|(name, _)| name.starts_with(bucket))
         .filter_map(|(name, count)| {
             let bound = name.split("le=\"").nth(1)?.split('"').next()?;
-            Some((if bound == "+Inf" { f64::INFINITY } else { bound.parse().ok()? }, *count))
+            Some((
+                if bound == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    bound.parse().ok()?
+                },
+                *count,
+            ))
         })
         .collect();
     let total = buckets.last().map_or(0.0, |(_, count)| *count);
-    buckets.iter().find(|(_, count)| *count >= quantile * total).map_or(f64::NAN, |(bound, _)| *bound)
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= quantile * total)
+        .map_or(f64::NAN, |(bound, _)| *bound)
 }

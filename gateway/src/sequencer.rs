@@ -53,7 +53,10 @@ pub enum SequencerError {
 type Query = Box<dyn FnOnce(&Engine) + Send>;
 
 enum Request {
-    Command { command: Command, reply: oneshot::Sender<Arc<Applied>> },
+    Command {
+        command: Command,
+        reply: oneshot::Sender<Arc<Applied>>,
+    },
     Query(Query),
     /// Finish what is queued before this, snapshot, and stop.
     Stop,
@@ -122,24 +125,41 @@ impl Sequencer {
                 result
             })
             .expect("spawn the engine thread");
-        (Sequencer { requests, published }, EngineThread { handle: Some(handle), exited: Some(exited) })
+        (
+            Sequencer {
+                requests,
+                published,
+            },
+            EngineThread {
+                handle: Some(handle),
+                exited: Some(exited),
+            },
+        )
     }
 
     /// Applies a command and returns once it is journaled.
     pub async fn submit(&self, command: Command) -> Result<Arc<Applied>, SequencerError> {
-        self.submit_pipelined(command)?.await.map_err(|_| SequencerError::Stopped)
+        self.submit_pipelined(command)?
+            .await
+            .map_err(|_| SequencerError::Stopped)
     }
 
     /// Queues a command now; the receiver resolves once it is journaled. Receivers of one
     /// caller resolve in the order the commands were queued.
-    pub fn submit_pipelined(&self, command: Command) -> Result<oneshot::Receiver<Arc<Applied>>, SequencerError> {
+    pub fn submit_pipelined(
+        &self,
+        command: Command,
+    ) -> Result<oneshot::Receiver<Arc<Applied>>, SequencerError> {
         let (reply, receiver) = oneshot::channel();
         self.send(Request::Command { command, reply })?;
         Ok(receiver)
     }
 
     /// Runs `f` on the engine thread against acknowledged state.
-    pub async fn query<R: Send + 'static>(&self, f: impl FnOnce(&Engine) -> R + Send + 'static) -> Result<R, SequencerError> {
+    pub async fn query<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> R + Send + 'static,
+    ) -> Result<R, SequencerError> {
         let (reply, receiver) = oneshot::channel();
         self.send(Request::Query(Box::new(move |engine| {
             let _ = reply.send(f(engine));
@@ -159,10 +179,12 @@ impl Sequencer {
     }
 
     fn send(&self, request: Request) -> Result<(), SequencerError> {
-        self.requests.try_send(request).map_err(|error| match error {
-            TrySendError::Full(_) => SequencerError::Overloaded,
-            TrySendError::Disconnected(_) => SequencerError::Stopped,
-        })
+        self.requests
+            .try_send(request)
+            .map_err(|error| match error {
+                TrySendError::Full(_) => SequencerError::Overloaded,
+                TrySendError::Disconnected(_) => SequencerError::Stopped,
+            })
     }
 }
 
@@ -182,7 +204,9 @@ impl EngineThread {
     /// dropped, after applying, journaling and answering everything already queued.
     pub fn join(mut self) -> Result<EngineReport, JournalError> {
         let handle = self.handle.take().expect("joined once");
-        handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 }
 
@@ -190,7 +214,12 @@ impl EngineThread {
 /// (which checks every invariant), then encodes, hashes and syncs it. A snapshot that fails the
 /// proof stops the exchange, since the state it copies is wrong; a failed write is only logged,
 /// since the journal alone still rebuilds the state.
-fn spawn_snapshot_writer(writer: crate::journal::SnapshotWriter) -> (crossbeam_channel::Sender<(u64, mutua_engine::Snapshot)>, JoinHandle<()>) {
+fn spawn_snapshot_writer(
+    writer: crate::journal::SnapshotWriter,
+) -> (
+    crossbeam_channel::Sender<(u64, mutua_engine::Snapshot)>,
+    JoinHandle<()>,
+) {
     let (sender, receiver) = crossbeam_channel::bounded::<(u64, mutua_engine::Snapshot)>(1);
     let handle = std::thread::Builder::new()
         .name("mutua-snapshots".into())
@@ -244,7 +273,10 @@ impl Loop {
                     Err(_) => break,
                 }
             }
-            if let Some(stop_at) = batch.iter().position(|request| matches!(request, Request::Stop)) {
+            if let Some(stop_at) = batch
+                .iter()
+                .position(|request| matches!(request, Request::Stop))
+            {
                 // Whatever was queued after the stop is dropped unanswered: its callers see
                 // `Stopped`, and nothing of it was applied.
                 batch.truncate(stop_at);
@@ -262,17 +294,27 @@ impl Loop {
         if self.sequence != self.snapshot_sequence {
             self.journal.write_snapshot(self.sequence, &self.engine)?;
         }
-        Ok(EngineReport { last_sequence: self.sequence, state_hash: self.engine.state_hash() })
+        Ok(EngineReport {
+            last_sequence: self.sequence,
+            state_hash: self.engine.state_hash(),
+        })
     }
 
     /// The batch's time: the wall clock, never earlier than the previous batch's.
     fn stamp(&mut self) -> Timestamp {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos() as u64);
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos() as u64);
         self.last_time = wall.max(self.last_time);
         self.last_time
     }
 
-    fn process(&mut self, batch: &mut Vec<Request>, events: &mut Vec<mutua_engine::Event>, queue_depth: usize) -> Result<(), JournalError> {
+    fn process(
+        &mut self,
+        batch: &mut Vec<Request>,
+        events: &mut Vec<mutua_engine::Event>,
+        queue_depth: usize,
+    ) -> Result<(), JournalError> {
         let timestamp = self.stamp();
         let mut counts = BatchCounts::default();
         let mut applied_batch: Vec<Arc<Applied>> = Vec::with_capacity(batch.len());
@@ -288,8 +330,18 @@ impl Loop {
                         counts.reject(reason);
                     }
                     self.sequence += 1;
-                    debug_assert_eq!(self.sequence, self.engine.commands_applied(), "journal and engine count commands alike");
-                    let applied = Arc::new(Applied { sequence: self.sequence, timestamp, command, outcome, events: events.clone() });
+                    debug_assert_eq!(
+                        self.sequence,
+                        self.engine.commands_applied(),
+                        "journal and engine count commands alike"
+                    );
+                    let applied = Arc::new(Applied {
+                        sequence: self.sequence,
+                        timestamp,
+                        command,
+                        outcome,
+                        events: events.clone(),
+                    });
                     applied_batch.push(applied.clone());
                     replies.push((reply, applied));
                 }
@@ -301,8 +353,15 @@ impl Loop {
             // Durable before anyone hears of it. A failed write leaves memory ahead of disk,
             // so the thread stops: callers see `Stopped`, and a restart replays the journal.
             let began = std::time::Instant::now();
-            self.journal.append(applied_batch.iter().map(|applied| applied.as_ref()))?;
-            self.metrics.record_batch(&counts, applied_batch.len(), queue_depth, began.elapsed(), self.sequence);
+            self.journal
+                .append(applied_batch.iter().map(|applied| applied.as_ref()))?;
+            self.metrics.record_batch(
+                &counts,
+                applied_batch.len(),
+                queue_depth,
+                began.elapsed(),
+                self.sequence,
+            );
         }
         for (reply, applied) in replies {
             let _ = reply.send(applied);
@@ -322,10 +381,15 @@ impl Loop {
     /// Copies the state (the only part that must happen here) and hands the copy to the writer
     /// thread, which proves it and stores it.
     fn take_snapshot(&mut self) -> Result<(), JournalError> {
-        let Some(snapshots) = &self.snapshots else { return Ok(()) };
+        let Some(snapshots) = &self.snapshots else {
+            return Ok(());
+        };
         if snapshots.is_full() {
             if !self.snapshot_skip_logged {
-                tracing::warn!(sequence = self.sequence, "the previous snapshot is still being written; this one waits for it");
+                tracing::warn!(
+                    sequence = self.sequence,
+                    "the previous snapshot is still being written; this one waits for it"
+                );
                 self.snapshot_skip_logged = true;
             }
             return Ok(());
@@ -333,7 +397,11 @@ impl Loop {
         self.snapshot_skip_logged = false;
         let began = std::time::Instant::now();
         let snapshot = self.engine.snapshot();
-        tracing::debug!(sequence = self.sequence, copy_ms = began.elapsed().as_millis() as u64, "snapshot taken");
+        tracing::debug!(
+            sequence = self.sequence,
+            copy_ms = began.elapsed().as_millis() as u64,
+            "snapshot taken"
+        );
         if snapshots.try_send((self.sequence, snapshot)).is_ok() {
             self.snapshot_sequence = self.sequence;
         }

@@ -14,8 +14,8 @@ use crate::auth::{self, Auth};
 use crate::journal::Journal;
 use crate::limits::{Limits, LimitsConfig};
 use crate::metrics::Metrics;
-use std::sync::Arc;
 use crate::sequencer::{EngineReport, Sequencer, SequencerConfig};
+use std::sync::Arc;
 
 /// Name of the file in the data directory that holds the operator's token (mode 0600).
 pub const OPERATOR_TOKEN_FILE: &str = "operator.token";
@@ -93,24 +93,39 @@ impl ServeArgs {
 /// Binds, serves until SIGINT or SIGTERM, then shuts down cleanly.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Logs go to stderr (RUST_LOG, default info); stdout carries the lines scripts read.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only for a person at a terminal: escape codes make log files and collectors unreadable.
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .try_init();
     let shutdown = shutdown_signal()?;
-    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
     let report = run(listener, &args, shutdown).await?;
     tracing::info!(last_sequence = report.last_sequence, state_hash = %report.state_hash, "stopped cleanly");
-    println!("mutua stopped at sequence {} with state hash {}", report.last_sequence, report.state_hash);
+    println!(
+        "mutua stopped at sequence {} with state hash {}",
+        report.last_sequence, report.state_hash
+    );
     Ok(())
 }
 
 /// Serves on `listener` until `shutdown` completes.
-pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<EngineReport> {
+pub async fn run(
+    listener: TcpListener,
+    args: &ServeArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<EngineReport> {
     private_data_dir(&args.data)?;
     let tls = tls_config(args)?;
     let market = MarketConfig::default();
-    let journal = Journal::open(&args.data, &market).with_context(|| format!("opening the journal in {}", args.data.display()))?;
+    let journal = Journal::open(&args.data, &market)
+        .with_context(|| format!("opening the journal in {}", args.data.display()))?;
     // Start-up is blocking work by nature: nothing else runs until the state is recovered.
     let recovered = recover(&journal, market)?;
     anyhow::ensure!(
@@ -122,22 +137,37 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
     let limits = Limits::new(args.limits_config());
     let metrics = Arc::new(Metrics::new());
     let auth = Auth::from_engine(&recovered.engine, limits.clone(), metrics.clone());
-    let operator_token_live = read_operator_token(&args.data).is_some_and(|token| auth.is_live_token_of(&token, GENESIS_OPERATOR));
+    let operator_token_live = read_operator_token(&args.data)
+        .is_some_and(|token| auth.is_live_token_of(&token, GENESIS_OPERATOR));
     let state_hash = recovered.engine.state_hash();
     tracing::info!(sequence = recovered.last_sequence, %state_hash, replayed = recovered.replayed, "state recovered");
-    println!("mutua state at sequence {} has state hash {state_hash}", recovered.last_sequence);
+    println!(
+        "mutua state at sequence {} has state hash {state_hash}",
+        recovered.last_sequence
+    );
     let newest_snapshot = journal.snapshot_sequences()?.last().copied().unwrap_or(0);
     let reader = journal.reader();
     let metrics_server = match args.metrics_listen.as_str() {
         "off" => None,
         address => {
-            let listener = TcpListener::bind(address).await.with_context(|| format!("binding the metrics endpoint {address}"))?;
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the metrics endpoint {address}"))?;
             println!("mutua metrics on http://{}/metrics", listener.local_addr()?);
-            Some(tokio::spawn(crate::metrics::serve(listener, metrics.clone())))
+            Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                metrics.clone(),
+            )))
         }
     };
-    let (sequencer, mut engine_thread) =
-        Sequencer::start(recovered.engine, journal, recovered.last_sequence, newest_snapshot, args.sequencer_config(), metrics.clone());
+    let (sequencer, mut engine_thread) = Sequencer::start(
+        recovered.engine,
+        journal,
+        recovered.last_sequence,
+        newest_snapshot,
+        args.sequencer_config(),
+        metrics.clone(),
+    );
     if !operator_token_live {
         issue_operator_token(&sequencer, &auth, &args.data).await?;
     }
@@ -156,11 +186,20 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
         }
         let _ = stopping_sender.send(true);
     };
-    let context = crate::services::Context { sequencer: sequencer.clone(), auth, journal: reader, limits, metrics, stopping };
+    let context = crate::services::Context {
+        sequencer: sequencer.clone(),
+        auth,
+        journal: reader,
+        limits,
+        metrics,
+        stopping,
+    };
     let router = crate::services::router(context, tls)?;
     // Replies are small and latency-bound: send them at once rather than waiting to coalesce.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+    let served = router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
     tracing::info!("no longer accepting; draining the engine");
     follower.abort();
     if let Some(metrics_server) = metrics_server {
@@ -175,10 +214,16 @@ pub async fn run(listener: TcpListener, args: &ServeArgs, shutdown: impl Future<
 
 /// The TLS identity named by `--tls-cert` and `--tls-key`, if any.
 fn tls_config(args: &ServeArgs) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
-    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else { return Ok(None) };
-    let cert = std::fs::read(cert).with_context(|| format!("reading --tls-cert {}", cert.display()))?;
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        return Ok(None);
+    };
+    let cert =
+        std::fs::read(cert).with_context(|| format!("reading --tls-cert {}", cert.display()))?;
     let key = std::fs::read(key).with_context(|| format!("reading --tls-key {}", key.display()))?;
-    Ok(Some(tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(cert, key))))
+    Ok(Some(
+        tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key)),
+    ))
 }
 
 /// Keeps the token map in step with every journaled batch (credentials issued and revoked,
@@ -191,7 +236,11 @@ async fn follow_identity(sequencer: Sequencer, auth: Auth) {
             Ok(batch) => batch.iter().for_each(|applied| auth.follow(applied)),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 let reloaded = auth.clone();
-                if sequencer.query(move |engine| reloaded.reload(engine)).await.is_err() {
+                if sequencer
+                    .query(move |engine| reloaded.reload(engine))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -205,20 +254,36 @@ async fn follow_identity(sequencer: Sequencer, auth: Auth) {
 /// is written (and synced) before the token's hash is journaled, so a crash in between leaves a
 /// file whose token is not live, which the next start replaces: the operator is never locked
 /// out. Earlier tokens of the genesis operator stay live; the operator revokes them if needed.
-async fn issue_operator_token(sequencer: &Sequencer, auth: &Auth, data: &Path) -> anyhow::Result<()> {
+async fn issue_operator_token(
+    sequencer: &Sequencer,
+    auth: &Auth,
+    data: &Path,
+) -> anyhow::Result<()> {
     let new = auth::new_token().map_err(|status| anyhow::anyhow!(status.message().to_string()))?;
     write_operator_token(data, &new.token)?;
     let command = mutua_engine::Command {
-        id: auth::random_command_id().map_err(|status| anyhow::anyhow!(status.message().to_string()))?,
+        id: auth::random_command_id()
+            .map_err(|status| anyhow::anyhow!(status.message().to_string()))?,
         participant: GENESIS_OPERATOR,
-        kind: mutua_engine::CommandKind::IssueCredential { participant: GENESIS_OPERATOR, token_hash: new.hash, replace_existing: false },
+        kind: mutua_engine::CommandKind::IssueCredential {
+            participant: GENESIS_OPERATOR,
+            token_hash: new.hash,
+            replace_existing: false,
+        },
     };
-    let applied = sequencer.submit(command).await.context("journaling the operator's token")?;
+    let applied = sequencer
+        .submit(command)
+        .await
+        .context("journaling the operator's token")?;
     if let Err(reason) = applied.outcome.result {
         anyhow::bail!("the operator's token was refused: {reason}; revoke some of the genesis operator's tokens");
     }
     auth.follow(&applied);
-    println!("operator token (shown once; also in {}): {}", data.join(OPERATOR_TOKEN_FILE).display(), new.token);
+    println!(
+        "operator token (shown once; also in {}): {}",
+        data.join(OPERATOR_TOKEN_FILE).display(),
+        new.token
+    );
     Ok(())
 }
 
@@ -244,7 +309,10 @@ fn private_data_dir(data: &Path) -> anyhow::Result<()> {
                 .create(data)
                 .with_context(|| format!("creating {}", data.display()))?;
         }
-        let mode = std::fs::metadata(data).with_context(|| format!("reading {}", data.display()))?.permissions().mode();
+        let mode = std::fs::metadata(data)
+            .with_context(|| format!("reading {}", data.display()))?
+            .permissions()
+            .mode();
         anyhow::ensure!(
             mode & 0o077 == 0,
             "the data directory {} is open to other users (mode {:o}); make it private with `chmod 700 {}` and start again",
@@ -252,7 +320,9 @@ fn private_data_dir(data: &Path) -> anyhow::Result<()> {
             mode & 0o777,
             data.display()
         );
-        for entry in std::fs::read_dir(data).with_context(|| format!("reading {}", data.display()))? {
+        for entry in
+            std::fs::read_dir(data).with_context(|| format!("reading {}", data.display()))?
+        {
             let entry = entry?;
             let mode = entry.metadata()?.permissions().mode();
             anyhow::ensure!(
@@ -280,10 +350,15 @@ pub struct VerifyArgs {
 /// but checking each one's hash on the way, and checking every record's checksum, outcome and
 /// events. Prints the replay rate and the final state hash; fails naming the first bad record.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.data.join("CURRENT").exists(), "{} holds no journal", args.data.display());
+    anyhow::ensure!(
+        args.data.join("CURRENT").exists(),
+        "{} holds no journal",
+        args.data.display()
+    );
     private_data_dir(&args.data)?;
     let market = MarketConfig::default();
-    let journal = Journal::open(&args.data, &market).with_context(|| format!("opening the journal in {}", args.data.display()))?;
+    let journal = Journal::open(&args.data, &market)
+        .with_context(|| format!("opening the journal in {}", args.data.display()))?;
     let bar = replay_progress(journal.last_sequence()?);
     let began = std::time::Instant::now();
     let replayed = journal.replay_from_genesis(market, |done, total| {
@@ -307,8 +382,10 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 fn replay_progress(total: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("replaying journal {bar:40} {pos}/{len} commands ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "replaying journal {bar:40} {pos}/{len} commands ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
 }
@@ -322,7 +399,10 @@ fn recover(journal: &Journal, market: MarketConfig) -> anyhow::Result<crate::jou
     bar.finish_and_clear();
     let recovered = recovered.context("the journal cannot be trusted; refusing to start")?;
     if recovered.replayed > 0 {
-        println!("replayed {} journal records after snapshot {:?}", recovered.replayed, recovered.snapshot_sequence);
+        println!(
+            "replayed {} journal records after snapshot {:?}",
+            recovered.replayed, recovered.snapshot_sequence
+        );
     }
     Ok(recovered)
 }
@@ -340,11 +420,14 @@ fn write_operator_token(data: &Path, token: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(&temporary).with_context(|| format!("writing {}", temporary.display()))?;
+    let mut file = options
+        .open(&temporary)
+        .with_context(|| format!("writing {}", temporary.display()))?;
     writeln!(file, "{token}")?;
     file.sync_all()?;
     drop(file);
-    std::fs::rename(&temporary, &path).with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
+    std::fs::rename(&temporary, &path)
+        .with_context(|| format!("renaming {} to {}", temporary.display(), path.display()))?;
     std::fs::File::open(data)?.sync_all()?;
     Ok(())
 }
@@ -355,8 +438,10 @@ pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'st
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         Ok(async move {
             tokio::select! {
                 _ = interrupt.recv() => {}

@@ -5,10 +5,18 @@
 
 use mutua_gateway::journal::Journal;
 
-fn flip_byte_at(journal: &Journal, family: &str, stored_key: [u8; 8], range: std::ops::Range<usize>) {
+fn flip_byte_at(
+    journal: &Journal,
+    family: &str,
+    stored_key: [u8; 8],
+    range: std::ops::Range<usize>,
+) {
     let db = journal.shared_db();
     let cf = db.cf_handle(family).expect("column family");
-    let mut value = db.get_cf(cf, stored_key).expect("read").expect("value exists");
+    let mut value = db
+        .get_cf(cf, stored_key)
+        .expect("read")
+        .expect("value exists");
     let middle = (range.start + range.end) / 2;
     value[middle] ^= 0x40;
     db.put_cf(cf, stored_key, value).expect("write");
@@ -17,7 +25,10 @@ fn flip_byte_at(journal: &Journal, family: &str, stored_key: [u8; 8], range: std
 
 /// Flips one byte in the middle of journal record `sequence` (inside its batch's value).
 pub fn flip_byte_in_record(journal: &Journal, sequence: u64) {
-    let (stored_key, range) = journal.record_location(sequence).expect("read").expect("record exists");
+    let (stored_key, range) = journal
+        .record_location(sequence)
+        .expect("read")
+        .expect("record exists");
     flip_byte_at(journal, "commands", stored_key, range);
 }
 
@@ -25,6 +36,13 @@ pub fn flip_byte_in_record(journal: &Journal, sequence: u64) {
 pub fn flip_byte_in_snapshot(journal: &Journal, sequence: u64) {
     let stored_key = sequence.to_be_bytes();
     let db = journal.shared_db();
-    let length = db.get_cf(db.cf_handle("snapshots").expect("column family"), stored_key).expect("read").expect("snapshot exists").len();
+    let length = db
+        .get_cf(
+            db.cf_handle("snapshots").expect("column family"),
+            stored_key,
+        )
+        .expect("read")
+        .expect("snapshot exists")
+        .len();
     flip_byte_at(journal, "snapshots", stored_key, 0..length);
 }

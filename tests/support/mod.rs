@@ -56,7 +56,8 @@ pub struct TestServer {
 pub fn private_tempdir() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let data = tempfile::tempdir().expect("temporary data directory");
-    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700)).expect("make the directory private");
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o700))
+        .expect("make the directory private");
     data
 }
 
@@ -68,11 +69,21 @@ pub async fn start() -> TestServer {
 /// As `start`, with extra `mutua serve` flags (e.g. `["--queue-capacity", "1"]`).
 pub async fn start_with(extra_flags: &[&str]) -> TestServer {
     let data = private_tempdir();
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0");
     let local = listener.local_addr().expect("bound address");
     let data_flag = data.path().to_str().expect("utf-8 temp path").to_string();
     let local_flag = local.to_string();
-    let mut argv = vec!["serve", "--data", &data_flag, "--listen", &local_flag, "--metrics-listen", "127.0.0.1:0"];
+    let mut argv = vec![
+        "serve",
+        "--data",
+        &data_flag,
+        "--listen",
+        &local_flag,
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
     argv.extend_from_slice(extra_flags);
     let flags = ServeFlags::parse_from(argv);
     let (trigger, shutdown) = oneshot::channel::<()>();
@@ -82,40 +93,65 @@ pub async fn start_with(extra_flags: &[&str]) -> TestServer {
         })
         .await
     });
-    let operator_token = match read_operator_token(&data.path().join(OPERATOR_TOKEN_FILE), &handle).await {
+    let operator_token = match read_operator_token(&data.path().join(OPERATOR_TOKEN_FILE), &handle)
+        .await
+    {
         Some(token) => token,
         None => match handle.await {
-            Ok(Ok(report)) => panic!("the server stopped before writing its operator token: {report:?}"),
-            Ok(Err(error)) => panic!("the server failed before writing its operator token: {error:#}"),
+            Ok(Ok(report)) => {
+                panic!("the server stopped before writing its operator token: {report:?}")
+            }
+            Ok(Err(error)) => {
+                panic!("the server failed before writing its operator token: {error:#}")
+            }
             Err(panic) => panic!("the server panicked before writing its operator token: {panic}"),
         },
     };
-    TestServer { address: format!("http://{local}"), operator_token, shutdown: Some(trigger), handle: Some(handle), _data: data }
+    TestServer {
+        address: format!("http://{local}"),
+        operator_token,
+        shutdown: Some(trigger),
+        handle: Some(handle),
+        _data: data,
+    }
 }
 
 /// Waits until the server has written the whole token file (it ends with a newline); `None` if
 /// the server stopped first.
-async fn read_operator_token(path: &std::path::Path, handle: &JoinHandle<anyhow::Result<EngineReport>>) -> Option<String> {
+async fn read_operator_token(
+    path: &std::path::Path,
+    handle: &JoinHandle<anyhow::Result<EngineReport>>,
+) -> Option<String> {
     let started = std::time::Instant::now();
     loop {
         if let Ok(text) = std::fs::read_to_string(path) {
             if text.ends_with('\n') {
                 let token = text.trim().to_string();
-                assert!(token.starts_with("mutua_"), "the operator token file holds a token: {token:?}");
+                assert!(
+                    token.starts_with("mutua_"),
+                    "the operator token file holds a token: {token:?}"
+                );
                 return Some(token);
             }
         }
         if handle.is_finished() {
             return None;
         }
-        assert!(started.elapsed() < STARTUP_WAIT_MAX, "no operator token after {STARTUP_WAIT_MAX:?}");
+        assert!(
+            started.elapsed() < STARTUP_WAIT_MAX,
+            "no operator token after {STARTUP_WAIT_MAX:?}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
 impl TestServer {
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.address.clone()).expect("valid address").connect().await.expect("connect to the server")
+        Channel::from_shared(self.address.clone())
+            .expect("valid address")
+            .connect()
+            .await
+            .expect("connect to the server")
     }
 
     pub async fn clients(&self) -> Clients {
@@ -134,7 +170,11 @@ impl TestServer {
     }
 
     async fn shut_down(&mut self) -> EngineReport {
-        self.shutdown.take().expect("stopped once").send(()).expect("the server is still running");
+        self.shutdown
+            .take()
+            .expect("stopped once")
+            .send(())
+            .expect("the server is still running");
         let handle = self.handle.take().expect("stopped once");
         let report = tokio::time::timeout(Duration::from_secs(60), handle)
             .await
@@ -172,7 +212,10 @@ impl Clients {
 /// `message` with `authorization: Bearer <token>` metadata.
 pub fn with_token<T>(message: T, token: &str) -> Request<T> {
     let mut request = Request::new(message);
-    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ASCII token"));
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ASCII token"),
+    );
     request
 }
 
@@ -183,31 +226,67 @@ pub fn request_id() -> String {
 }
 
 pub fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos() as u64
 }
 
 pub fn by_id(id: u32) -> Option<pb::InstrumentRef> {
-    Some(pb::InstrumentRef { instrument: Some(pb::instrument_ref::Instrument::Id(id)) })
+    Some(pb::InstrumentRef {
+        instrument: Some(pb::instrument_ref::Instrument::Id(id)),
+    })
 }
 
 pub fn by_symbol(symbol: &str) -> Option<pb::InstrumentRef> {
-    Some(pb::InstrumentRef { instrument: Some(pb::instrument_ref::Instrument::Symbol(symbol.to_string())) })
+    Some(pb::InstrumentRef {
+        instrument: Some(pb::instrument_ref::Instrument::Symbol(symbol.to_string())),
+    })
 }
 
 // ---- Set-up steps, each asserting that it succeeded ----
 
 /// Registers a participant; returns its id and bearer token.
-pub async fn register(clients: &mut Clients, operator: &str, role: pb::Role, name: &str) -> (u32, String) {
-    let request = pb::RegisterParticipantRequest { request_id: request_id(), role: role as i32, name: name.to_string() };
-    let response = clients.registry.register_participant(with_token(request, operator)).await.expect("register").into_inner();
+pub async fn register(
+    clients: &mut Clients,
+    operator: &str,
+    role: pb::Role,
+    name: &str,
+) -> (u32, String) {
+    let request = pb::RegisterParticipantRequest {
+        request_id: request_id(),
+        role: role as i32,
+        name: name.to_string(),
+    };
+    let response = clients
+        .registry
+        .register_participant(with_token(request, operator))
+        .await
+        .expect("register")
+        .into_inner();
     assert!(!response.token.is_empty());
     (response.participant_id, response.token)
 }
 
 /// Credits cash from the bank rails; returns the balance after.
-pub async fn deposit(clients: &mut Clients, operator: &str, participant: u32, amount: &str) -> String {
-    let request = pb::DepositRequest { request_id: request_id(), participant_id: participant, amount: amount.to_string() };
-    clients.accounts.deposit(with_token(request, operator)).await.expect("deposit").into_inner().balance
+pub async fn deposit(
+    clients: &mut Clients,
+    operator: &str,
+    participant: u32,
+    amount: &str,
+) -> String {
+    let request = pb::DepositRequest {
+        request_id: request_id(),
+        participant_id: participant,
+        amount: amount.to_string(),
+    };
+    clients
+        .accounts
+        .deposit(with_token(request, operator))
+        .await
+        .expect("deposit")
+        .into_inner()
+        .balance
 }
 
 /// A community share of `issuer` with a tick of 0.01, a lot of 1, par 10.00 and a 5 % cap, issued a
@@ -247,46 +326,111 @@ pub fn bond(symbol: &str, issuer: u32) -> pb::ListInstrumentRequest {
 }
 
 /// Lists an instrument; returns its id.
-pub async fn list(clients: &mut Clients, operator: &str, request: pb::ListInstrumentRequest) -> u32 {
-    clients.registry.list_instrument(with_token(request, operator)).await.expect("list instrument").into_inner().instrument_id
+pub async fn list(
+    clients: &mut Clients,
+    operator: &str,
+    request: pb::ListInstrumentRequest,
+) -> u32 {
+    clients
+        .registry
+        .list_instrument(with_token(request, operator))
+        .await
+        .expect("list instrument")
+        .into_inner()
+        .instrument_id
 }
 
 pub async fn open_trading(clients: &mut Clients, operator: &str, instrument: u32) {
-    let request = pb::SetTradingStatusRequest { request_id: request_id(), instrument: by_id(instrument), open: true };
-    clients.registry.set_trading_status(with_token(request, operator)).await.expect("open trading");
+    let request = pb::SetTradingStatusRequest {
+        request_id: request_id(),
+        instrument: by_id(instrument),
+        open: true,
+    };
+    clients
+        .registry
+        .set_trading_status(with_token(request, operator))
+        .await
+        .expect("open trading");
 }
 
 /// Runs a whole offering at par: the issuer opens it, each (token, quantity) subscribes, the
 /// issuer closes it. Asserts that the units were issued; returns the offering id.
-pub async fn run_offering(clients: &mut Clients, issuer: &str, instrument: u32, quantity: &str, minimum: &str, subscribers: &[(&str, &str)]) -> u32 {
+pub async fn run_offering(
+    clients: &mut Clients,
+    issuer: &str,
+    instrument: u32,
+    quantity: &str,
+    minimum: &str,
+    subscribers: &[(&str, &str)],
+) -> u32 {
     let offering = open_offering(clients, issuer, instrument, quantity, minimum).await;
     for (token, wanted) in subscribers {
         subscribe(clients, token, offering, wanted).await;
     }
-    let close = pb::CloseOfferingRequest { request_id: request_id(), offering_id: offering };
-    let closed = clients.registry.close_offering(with_token(close, issuer)).await.expect("close offering").into_inner();
+    let close = pb::CloseOfferingRequest {
+        request_id: request_id(),
+        offering_id: offering,
+    };
+    let closed = clients
+        .registry
+        .close_offering(with_token(close, issuer))
+        .await
+        .expect("close offering")
+        .into_inner();
     assert!(closed.issued, "the offering met its minimum");
     offering
 }
 
-pub async fn open_offering(clients: &mut Clients, issuer: &str, instrument: u32, quantity: &str, minimum: &str) -> u32 {
+pub async fn open_offering(
+    clients: &mut Clients,
+    issuer: &str,
+    instrument: u32,
+    quantity: &str,
+    minimum: &str,
+) -> u32 {
     let open = pb::OpenOfferingRequest {
         request_id: request_id(),
         instrument: by_id(instrument),
         quantity: quantity.to_string(),
         minimum_quantity: minimum.to_string(),
     };
-    clients.registry.open_offering(with_token(open, issuer)).await.expect("open offering").into_inner().offering_id
+    clients
+        .registry
+        .open_offering(with_token(open, issuer))
+        .await
+        .expect("open offering")
+        .into_inner()
+        .offering_id
 }
 
 /// Subscribes; returns the cash reserved.
-pub async fn subscribe(clients: &mut Clients, token: &str, offering: u32, quantity: &str) -> String {
-    let request = pb::SubscribeRequest { request_id: request_id(), offering_id: offering, quantity: quantity.to_string() };
-    clients.registry.subscribe(with_token(request, token)).await.expect("subscribe").into_inner().cash_reserved
+pub async fn subscribe(
+    clients: &mut Clients,
+    token: &str,
+    offering: u32,
+    quantity: &str,
+) -> String {
+    let request = pb::SubscribeRequest {
+        request_id: request_id(),
+        offering_id: offering,
+        quantity: quantity.to_string(),
+    };
+    clients
+        .registry
+        .subscribe(with_token(request, token))
+        .await
+        .expect("subscribe")
+        .into_inner()
+        .cash_reserved
 }
 
 /// A good-till-cancelled limit order.
-pub fn limit(instrument: u32, side: pb::Side, price: &str, quantity: &str) -> pb::PlaceOrderRequest {
+pub fn limit(
+    instrument: u32,
+    side: pb::Side,
+    price: &str,
+    quantity: &str,
+) -> pb::PlaceOrderRequest {
     pb::PlaceOrderRequest {
         request_id: request_id(),
         instrument: by_id(instrument),
@@ -298,51 +442,111 @@ pub fn limit(instrument: u32, side: pb::Side, price: &str, quantity: &str) -> pb
     }
 }
 
-pub async fn place(clients: &mut Clients, token: &str, order: pb::PlaceOrderRequest) -> pb::PlaceOrderResponse {
-    clients.exchange.place_order(with_token(order, token)).await.expect("place order").into_inner()
+pub async fn place(
+    clients: &mut Clients,
+    token: &str,
+    order: pb::PlaceOrderRequest,
+) -> pb::PlaceOrderResponse {
+    clients
+        .exchange
+        .place_order(with_token(order, token))
+        .await
+        .expect("place order")
+        .into_inner()
 }
 
 // ---- Reads ----
 
-pub async fn balances(clients: &mut Clients, token: &str, participant: Option<u32>) -> pb::Balances {
-    let request = pb::GetBalancesRequest { participant_id: participant };
-    clients.accounts.get_balances(with_token(request, token)).await.expect("balances").into_inner()
+pub async fn balances(
+    clients: &mut Clients,
+    token: &str,
+    participant: Option<u32>,
+) -> pb::Balances {
+    let request = pb::GetBalancesRequest {
+        participant_id: participant,
+    };
+    clients
+        .accounts
+        .get_balances(with_token(request, token))
+        .await
+        .expect("balances")
+        .into_inner()
 }
 
 /// The holding in `instrument`, if any.
 pub async fn holding(clients: &mut Clients, token: &str, instrument: u32) -> Option<pb::Holding> {
-    let request = pb::GetHoldingsRequest { participant_id: None };
-    let holdings = clients.accounts.get_holdings(with_token(request, token)).await.expect("holdings").into_inner();
-    holdings.holdings.into_iter().find(|holding| holding.instrument_id == instrument)
+    let request = pb::GetHoldingsRequest {
+        participant_id: None,
+    };
+    let holdings = clients
+        .accounts
+        .get_holdings(with_token(request, token))
+        .await
+        .expect("holdings")
+        .into_inner();
+    holdings
+        .holdings
+        .into_iter()
+        .find(|holding| holding.instrument_id == instrument)
 }
 
 pub async fn orders(clients: &mut Clients, token: &str) -> Vec<pb::Order> {
-    let request = pb::ListOrdersRequest { participant_id: None };
-    clients.exchange.list_orders(with_token(request, token)).await.expect("list orders").into_inner().orders
+    let request = pb::ListOrdersRequest {
+        participant_id: None,
+    };
+    clients
+        .exchange
+        .list_orders(with_token(request, token))
+        .await
+        .expect("list orders")
+        .into_inner()
+        .orders
 }
 
 pub async fn book(clients: &mut Clients, instrument: u32) -> pb::Book {
-    let request = pb::GetBookRequest { instrument: by_id(instrument), depth: 0 };
-    clients.market_data.get_book(request).await.expect("book").into_inner()
+    let request = pb::GetBookRequest {
+        instrument: by_id(instrument),
+        depth: 0,
+    };
+    clients
+        .market_data
+        .get_book(request)
+        .await
+        .expect("book")
+        .into_inner()
 }
 
 /// (price, quantity, orders) per level, best first: easy to compare inline.
 pub fn levels(levels: &[pb::Level]) -> Vec<(&str, &str, u32)> {
-    levels.iter().map(|level| (level.price.as_str(), level.quantity.as_str(), level.orders)).collect()
+    levels
+        .iter()
+        .map(|level| (level.price.as_str(), level.quantity.as_str(), level.orders))
+        .collect()
 }
 
 /// The engine reason code a status carries in its `mutua-reason-code` trailer.
 pub fn reason_code(status: &tonic::Status) -> Option<u16> {
-    status.metadata().get("mutua-reason-code")?.to_str().ok()?.parse().ok()
+    status
+        .metadata()
+        .get("mutua-reason-code")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Every `Service.Method` of `mutua.v1`, read from the descriptor the server reflects, so that a
 /// table of RPCs can prove it covers them all.
 pub fn every_rpc() -> Vec<String> {
     use prost::Message as _;
-    let descriptors = prost_types::FileDescriptorSet::decode(mutua_gateway::FILE_DESCRIPTOR_SET).expect("the compiled descriptor set decodes");
+    let descriptors = prost_types::FileDescriptorSet::decode(mutua_gateway::FILE_DESCRIPTOR_SET)
+        .expect("the compiled descriptor set decodes");
     let mut rpcs = Vec::new();
-    for file in descriptors.file.iter().filter(|file| file.package() == "mutua.v1") {
+    for file in descriptors
+        .file
+        .iter()
+        .filter(|file| file.package() == "mutua.v1")
+    {
         for service in &file.service {
             for method in &service.method {
                 rpcs.push(format!("{}.{}", service.name(), method.name()));

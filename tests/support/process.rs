@@ -29,7 +29,13 @@ pub fn start(data: &Path) -> Server {
 /// As `start`, with extra `mutua serve` flags.
 pub fn start_with(data: &Path, extra_flags: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mutua"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
         .args(extra_flags)
         .arg("--data")
         .arg(data)
@@ -47,24 +53,42 @@ pub fn start_with(data: &Path, extra_flags: &[&str]) -> Server {
             }
         }
     });
-    let (mut address, mut operator_token, mut recovered, mut replayed_records, mut metrics) = (None, None, None, 0, None);
+    let (mut address, mut operator_token, mut recovered, mut replayed_records, mut metrics) =
+        (None, None, None, 0, None);
     let deadline = Instant::now() + Duration::from_secs(60);
     while address.is_none() {
-        let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("server printed its address");
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("server printed its address");
         if let Some(rest) = line.strip_prefix("mutua listening on ") {
             address = Some(format!("http://{}", rest.trim()));
-        } else if let Some(token) = line.strip_prefix("operator token").and_then(|rest| rest.rsplit(": ").next()) {
+        } else if let Some(token) = line
+            .strip_prefix("operator token")
+            .and_then(|rest| rest.rsplit(": ").next())
+        {
             operator_token = Some(token.trim().to_string());
         } else if let Some(rest) = line.strip_prefix("mutua metrics on ") {
             metrics = Some(rest.trim().to_string());
         } else if let Some(rest) = line.strip_prefix("replayed ") {
-            replayed_records = rest.split_whitespace().next().and_then(|count| count.parse().ok()).expect("replayed line");
+            replayed_records = rest
+                .split_whitespace()
+                .next()
+                .and_then(|count| count.parse().ok())
+                .expect("replayed line");
         } else if let Some(rest) = line.strip_prefix("mutua state at sequence ") {
             let (sequence, hash) = rest.split_once(" has state hash ").expect("state line");
             recovered = Some((sequence.parse().expect("sequence"), hash.trim().to_string()));
         }
     }
-    Server { child, address: address.unwrap(), operator_token, recovered: recovered.expect("state line printed"), replayed_records, metrics: metrics.expect("metrics address printed"), lines }
+    Server {
+        child,
+        address: address.unwrap(),
+        operator_token,
+        recovered: recovered.expect("state line printed"),
+        replayed_records,
+        metrics: metrics.expect("metrics address printed"),
+        lines,
+    }
 }
 
 impl Server {
@@ -75,14 +99,23 @@ impl Server {
 
     /// SIGTERM, then the (sequence, state hash) it reports as it stops cleanly.
     pub fn terminate(mut self) -> (u64, String) {
-        let status = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill -TERM");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill -TERM");
         assert!(status.success());
         let exit = self.child.wait().expect("wait");
         assert!(exit.success(), "graceful shutdown must exit 0, got {exit}");
-        let line = self.lines.iter().find(|line| line.starts_with("mutua stopped at sequence ")).expect("stop line");
+        let line = self
+            .lines
+            .iter()
+            .find(|line| line.starts_with("mutua stopped at sequence "))
+            .expect("stop line");
         let rest = line.trim_start_matches("mutua stopped at sequence ");
-        let (sequence, hash) = rest.split_once(" with state hash ").expect("stop line format");
+        let (sequence, hash) = rest
+            .split_once(" with state hash ")
+            .expect("stop line format");
         (sequence.parse().unwrap(), hash.trim().to_string())
     }
 }
-

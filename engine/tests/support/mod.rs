@@ -41,7 +41,13 @@ impl Market {
         adjust(&mut config);
         let engine = Engine::new(config);
         engine.check_invariants().unwrap();
-        let mut market = Market { engine, events: Vec::new(), now: START, next_command: 1, issuer: GENESIS_OPERATOR };
+        let mut market = Market {
+            engine,
+            events: Vec::new(),
+            now: START,
+            next_command: 1,
+            issuer: GENESIS_OPERATOR,
+        };
         market.issuer = market.organization("Riverside Housing Co-operative");
         market
     }
@@ -52,7 +58,11 @@ impl Market {
     pub fn command(&mut self, participant: ParticipantId, kind: CommandKind) -> Command {
         let id = CommandId(self.next_command);
         self.next_command += 1;
-        Command { id, participant, kind }
+        Command {
+            id,
+            participant,
+            kind,
+        }
     }
 
     /// Applies one command now and checks every invariant afterwards, whatever the outcome.
@@ -69,27 +79,56 @@ impl Market {
     pub fn ok(&mut self, participant: ParticipantId, kind: CommandKind) -> Ack {
         let command = self.command(participant, kind);
         let outcome = self.apply(&command);
-        assert!(!outcome.is_replay(), "a fresh id was treated as a retry: {command:?}");
-        outcome.result.unwrap_or_else(|reason| panic!("{command:?} was rejected: {reason}"))
+        assert!(
+            !outcome.is_replay(),
+            "a fresh id was treated as a retry: {command:?}"
+        );
+        outcome
+            .result
+            .unwrap_or_else(|reason| panic!("{command:?} was rejected: {reason}"))
     }
 
     /// Submits a command that must be refused for `reason`, and proves the refusal had no effect:
     /// no events, and a snapshot equal to the one before apart from the engine's memory of the
     /// command (kept so that a retry gets the same answer) and its count of commands seen.
-    pub fn expect_reject(&mut self, participant: ParticipantId, kind: CommandKind, reason: RejectReason) {
+    pub fn expect_reject(
+        &mut self,
+        participant: ParticipantId,
+        kind: CommandKind,
+        reason: RejectReason,
+    ) {
         let before = market_state(self.engine.snapshot());
         let command = self.command(participant, kind);
         let outcome = self.apply(&command);
         assert_eq!(outcome, Outcome::fresh(Err(reason)), "{command:?}");
-        assert!(self.events.is_empty(), "a rejection emitted {:?}", self.events);
+        assert!(
+            self.events.is_empty(),
+            "a rejection emitted {:?}",
+            self.events
+        );
         let remembered = self.engine.remembered(participant, command.id);
         if self.engine.participant(participant).is_some() {
-            let expected = Remembered { digest: command_digest(&command.kind), result: Err(reason), sequence: self.engine.commands_applied() };
-            assert_eq!(remembered, Some(expected), "the rejection was not remembered");
+            let expected = Remembered {
+                digest: command_digest(&command.kind),
+                result: Err(reason),
+                sequence: self.engine.commands_applied(),
+            };
+            assert_eq!(
+                remembered,
+                Some(expected),
+                "the rejection was not remembered"
+            );
         } else {
-            assert_eq!(remembered, None, "a command of nobody registered has no window");
+            assert_eq!(
+                remembered, None,
+                "a command of nobody registered has no window"
+            );
         }
-        assert_eq!(market_state(self.engine.snapshot()), before, "{command:?} was rejected but changed the market");
+        assert_eq!(
+            market_state(self.engine.snapshot()),
+            before,
+            "{command:?} was rejected but changed the market"
+        );
     }
 
     pub fn advance(&mut self, nanoseconds: u64) {
@@ -179,7 +218,10 @@ impl Market {
 
     /// A Co-operative Investment Plan share: the market's default lock-in and tax credit apply.
     pub fn cip_share_spec(&self, symbol: &str) -> InstrumentSpec {
-        InstrumentSpec { cooperative_investment_plan: true, ..self.share_spec(symbol) }
+        InstrumentSpec {
+            cooperative_investment_plan: true,
+            ..self.share_spec(symbol)
+        }
     }
 
     /// Lists an instrument and opens it for trading.
@@ -198,16 +240,29 @@ impl Market {
     }
 
     pub fn lots(&self, holder: ParticipantId, instrument: InstrumentId) -> u64 {
-        self.engine.instrument(instrument).unwrap().holding(holder).map_or(0, |holding| holding.lots)
+        self.engine
+            .instrument(instrument)
+            .unwrap()
+            .holding(holder)
+            .map_or(0, |holding| holding.lots)
     }
 
     pub fn reserved_lots(&self, holder: ParticipantId, instrument: InstrumentId) -> u64 {
-        self.engine.instrument(instrument).unwrap().holding(holder).map_or(0, |holding| holding.reserved_lots)
+        self.engine
+            .instrument(instrument)
+            .unwrap()
+            .holding(holder)
+            .map_or(0, |holding| holding.reserved_lots)
     }
 
     // ---- Primary market ----
 
-    pub fn open_offering(&mut self, instrument: InstrumentId, lots: u64, minimum_lots: u64) -> OfferingId {
+    pub fn open_offering(
+        &mut self,
+        instrument: InstrumentId,
+        lots: u64,
+        minimum_lots: u64,
+    ) -> OfferingId {
         match self.ok(self.issuer, offering_of(instrument, lots, minimum_lots)) {
             Ack::Offering(id) => id,
             other => panic!("offering acknowledged as {other:?}"),
@@ -225,7 +280,11 @@ impl Market {
     /// Issues units at par to each holder through a complete offering. Each holder is given
     /// exactly the cash it pays, so its free cash is the same afterwards as before.
     pub fn issue(&mut self, instrument: InstrumentId, holders: &[(ParticipantId, u64)]) {
-        let par_per_lot_minor = self.engine.instrument(instrument).unwrap().par_per_lot_minor();
+        let par_per_lot_minor = self
+            .engine
+            .instrument(instrument)
+            .unwrap()
+            .par_per_lot_minor();
         let total_lots = holders.iter().map(|(_, lots)| lots).sum();
         let offering = self.open_offering(instrument, total_lots, total_lots);
         for &(holder, lots) in holders {
@@ -245,11 +304,23 @@ impl Market {
         }
     }
 
-    pub fn buy(&mut self, owner: ParticipantId, instrument: InstrumentId, price_ticks: u64, lots: u64) -> OrderId {
+    pub fn buy(
+        &mut self,
+        owner: ParticipantId,
+        instrument: InstrumentId,
+        price_ticks: u64,
+        lots: u64,
+    ) -> OrderId {
         self.place(owner, gtc(instrument, Side::Buy, price_ticks, lots))
     }
 
-    pub fn sell(&mut self, owner: ParticipantId, instrument: InstrumentId, price_ticks: u64, lots: u64) -> OrderId {
+    pub fn sell(
+        &mut self,
+        owner: ParticipantId,
+        instrument: InstrumentId,
+        price_ticks: u64,
+        lots: u64,
+    ) -> OrderId {
         self.place(owner, gtc(instrument, Side::Sell, price_ticks, lots))
     }
 
@@ -262,7 +333,9 @@ impl Market {
     }
 
     pub fn remaining_lots(&self, order: OrderId) -> Option<u64> {
-        self.engine.order(order).map(|resting| resting.remaining_lots)
+        self.engine
+            .order(order)
+            .map(|resting| resting.remaining_lots)
     }
 
     /// The last command's fills as (resting order, price ticks, lots), in the order they happened.
@@ -270,7 +343,12 @@ impl Market {
         self.events
             .iter()
             .filter_map(|event| match event {
-                Event::Trade { maker_order, price_ticks, lots, .. } => Some((*maker_order, *price_ticks, *lots)),
+                Event::Trade {
+                    maker_order,
+                    price_ticks,
+                    lots,
+                    ..
+                } => Some((*maker_order, *price_ticks, *lots)),
                 _ => None,
             })
             .collect()
@@ -281,7 +359,12 @@ impl Market {
         self.events
             .iter()
             .filter_map(|event| match event {
-                Event::OrderCancelled { order, remaining_lots, reason, .. } => Some((*order, *remaining_lots, *reason)),
+                Event::OrderCancelled {
+                    order,
+                    remaining_lots,
+                    reason,
+                    ..
+                } => Some((*order, *remaining_lots, *reason)),
                 _ => None,
             })
             .collect()
@@ -314,23 +397,37 @@ pub fn market_state(mut snapshot: Snapshot) -> Snapshot {
 // Commands by their domain names, so that a scenario line reads as what it asks for.
 
 pub fn registration(role: Role, name: &str) -> CommandKind {
-    CommandKind::RegisterParticipant { role, name: name.to_string() }
+    CommandKind::RegisterParticipant {
+        role,
+        name: name.to_string(),
+    }
 }
 
 pub fn accreditation(organization: ParticipantId, accredited: bool) -> CommandKind {
-    CommandKind::SetAccreditation { organization, accredited }
+    CommandKind::SetAccreditation {
+        organization,
+        accredited,
+    }
 }
 
 pub fn deposit(account: ParticipantId, amount_minor: u64) -> CommandKind {
-    CommandKind::Deposit { account, amount_minor }
+    CommandKind::Deposit {
+        account,
+        amount_minor,
+    }
 }
 
 pub fn withdrawal(account: ParticipantId, amount_minor: u64) -> CommandKind {
-    CommandKind::Withdraw { account, amount_minor }
+    CommandKind::Withdraw {
+        account,
+        amount_minor,
+    }
 }
 
 pub fn listing(spec: InstrumentSpec) -> CommandKind {
-    CommandKind::ListInstrument { spec: Box::new(spec) }
+    CommandKind::ListInstrument {
+        spec: Box::new(spec),
+    }
 }
 
 pub fn trading_status(instrument: InstrumentId, open: bool) -> CommandKind {
@@ -338,7 +435,11 @@ pub fn trading_status(instrument: InstrumentId, open: bool) -> CommandKind {
 }
 
 pub fn offering_of(instrument: InstrumentId, lots: u64, minimum_lots: u64) -> CommandKind {
-    CommandKind::OpenOffering { instrument, lots, minimum_lots }
+    CommandKind::OpenOffering {
+        instrument,
+        lots,
+        minimum_lots,
+    }
 }
 
 pub fn subscription(offering: OfferingId, lots: u64) -> CommandKind {
@@ -354,18 +455,30 @@ pub fn cancellation(order: OrderId) -> CommandKind {
 }
 
 pub fn reduction(order: OrderId, reduce_by_lots: u64) -> CommandKind {
-    CommandKind::ReduceOrder { order, reduce_by_lots }
+    CommandKind::ReduceOrder {
+        order,
+        reduce_by_lots,
+    }
 }
 
 pub fn distribution(instrument: InstrumentId, per_lot_minor: u64) -> CommandKind {
-    CommandKind::PayDistribution { instrument, per_lot_minor }
+    CommandKind::PayDistribution {
+        instrument,
+        per_lot_minor,
+    }
 }
 
 pub fn repayment(instrument: InstrumentId) -> CommandKind {
     CommandKind::RepayAtMaturity { instrument }
 }
 
-pub fn order(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64, time_in_force: TimeInForce) -> CommandKind {
+pub fn order(
+    instrument: InstrumentId,
+    side: Side,
+    price_ticks: u64,
+    lots: u64,
+    time_in_force: TimeInForce,
+) -> CommandKind {
     CommandKind::PlaceOrder {
         instrument,
         side,
@@ -377,11 +490,23 @@ pub fn order(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64, 
 }
 
 pub fn gtc(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64) -> CommandKind {
-    order(instrument, side, price_ticks, lots, TimeInForce::GoodTillCancelled)
+    order(
+        instrument,
+        side,
+        price_ticks,
+        lots,
+        TimeInForce::GoodTillCancelled,
+    )
 }
 
 pub fn ioc(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64) -> CommandKind {
-    order(instrument, side, price_ticks, lots, TimeInForce::ImmediateOrCancel)
+    order(
+        instrument,
+        side,
+        price_ticks,
+        lots,
+        TimeInForce::ImmediateOrCancel,
+    )
 }
 
 pub fn fok(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64) -> CommandKind {
@@ -390,10 +515,21 @@ pub fn fok(instrument: InstrumentId, side: Side, price_ticks: u64, lots: u64) ->
 
 pub fn preventing_self_trade(order: CommandKind, mode: SelfTradePrevention) -> CommandKind {
     match order {
-        CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, .. } => {
-            CommandKind::PlaceOrder { instrument, side, price_ticks, lots, time_in_force, self_trade: mode }
-        }
+        CommandKind::PlaceOrder {
+            instrument,
+            side,
+            price_ticks,
+            lots,
+            time_in_force,
+            ..
+        } => CommandKind::PlaceOrder {
+            instrument,
+            side,
+            price_ticks,
+            lots,
+            time_in_force,
+            self_trade: mode,
+        },
         other => panic!("not an order: {other:?}"),
     }
 }
-

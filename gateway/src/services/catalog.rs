@@ -32,7 +32,10 @@ struct Known {
 
 impl Catalog {
     pub fn new(sequencer: Sequencer) -> Catalog {
-        Catalog { sequencer, known: Arc::new(RwLock::new(Known::default())) }
+        Catalog {
+            sequencer,
+            known: Arc::new(RwLock::new(Known::default())),
+        }
     }
 
     /// Decimal places of the market's currency.
@@ -40,7 +43,11 @@ impl Catalog {
         if let Some(scale) = self.read()?.currency_scale {
             return Ok(scale);
         }
-        let scale = self.sequencer.query(|engine| engine.config().currency_scale).await.map_err(sequencer_status)?;
+        let scale = self
+            .sequencer
+            .query(|engine| engine.config().currency_scale)
+            .await
+            .map_err(sequencer_status)?;
         self.write()?.currency_scale = Some(scale);
         Ok(scale)
     }
@@ -52,18 +59,28 @@ impl Catalog {
         }
         let found = self
             .sequencer
-            .query(move |engine| engine.instrument(id).map(|instrument| InstrumentUnits::of(instrument, engine.config().currency_scale)))
+            .query(move |engine| {
+                engine.instrument(id).map(|instrument| {
+                    InstrumentUnits::of(instrument, engine.config().currency_scale)
+                })
+            })
             .await
             .map_err(sequencer_status)?;
         Ok(found.map(|units| self.remember(units)))
     }
 
     /// The instrument a request names, by id or by symbol; NOT_FOUND naming `field` if none.
-    pub async fn resolve(&self, reference: Option<&pb::InstrumentRef>, field: &str) -> Result<Arc<InstrumentUnits>, Status> {
+    pub async fn resolve(
+        &self,
+        reference: Option<&pb::InstrumentRef>,
+        field: &str,
+    ) -> Result<Arc<InstrumentUnits>, Status> {
         use pb::instrument_ref::Instrument as Named;
         let unknown = || convert::field_rejection(field, RejectReason::UnknownInstrument);
         match reference.and_then(|reference| reference.instrument.as_ref()) {
-            None => Err(crate::convert::invalid_field(format!("{field}: required (an id or a symbol)"))),
+            None => Err(crate::convert::invalid_field(format!(
+                "{field}: required (an id or a symbol)"
+            ))),
             Some(Named::Id(id)) => self.units(InstrumentId(*id)).await?.ok_or_else(unknown),
             Some(Named::Symbol(symbol)) => {
                 convert::checked_symbol(field, symbol)?;
@@ -75,7 +92,9 @@ impl Catalog {
                 let found = self
                     .sequencer
                     .query(move |engine| {
-                        engine.instrument_by_symbol(&symbol).map(|instrument| InstrumentUnits::of(instrument, engine.config().currency_scale))
+                        engine.instrument_by_symbol(&symbol).map(|instrument| {
+                            InstrumentUnits::of(instrument, engine.config().currency_scale)
+                        })
                     })
                     .await
                     .map_err(sequencer_status)?;
@@ -95,10 +114,14 @@ impl Catalog {
     }
 
     fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Known>, Status> {
-        self.known.read().map_err(|_| Status::internal("instrument cache poisoned"))
+        self.known
+            .read()
+            .map_err(|_| Status::internal("instrument cache poisoned"))
     }
 
     fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, Known>, Status> {
-        self.known.write().map_err(|_| Status::internal("instrument cache poisoned"))
+        self.known
+            .write()
+            .map_err(|_| Status::internal("instrument cache poisoned"))
     }
 }

@@ -10,11 +10,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Caller;
 use crate::convert::{self, InstrumentUnits};
+use crate::convert::{edge_status, EdgeReason};
+use crate::journal::JournalReader;
 use crate::pb;
 use crate::pb::order_entry_request::Command as EntryCommand;
 use crate::pb::order_entry_response::Result as EntryResult;
-use crate::convert::{edge_status, EdgeReason};
-use crate::journal::JournalReader;
 use crate::sequencer::Applied;
 use crate::services::{account_of, first_outcome, reads_everything, sequencer_status, Shared};
 
@@ -42,9 +42,15 @@ enum Reply {
 impl Reply {
     fn answer(&self, applied: &Applied) -> Result<EntryResult, Status> {
         Ok(match self {
-            Reply::Place(units) => EntryResult::Placed(convert::place_order_response(applied, units)?),
-            Reply::Cancel(units) => EntryResult::Cancelled(convert::cancel_order_response(applied, units.as_deref())?),
-            Reply::Reduce(units) => EntryResult::Reduced(convert::reduce_order_response(applied, units)?),
+            Reply::Place(units) => {
+                EntryResult::Placed(convert::place_order_response(applied, units)?)
+            }
+            Reply::Cancel(units) => {
+                EntryResult::Cancelled(convert::cancel_order_response(applied, units.as_deref())?)
+            }
+            Reply::Reduce(units) => {
+                EntryResult::Reduced(convert::reduce_order_response(applied, units)?)
+            }
         })
     }
 }
@@ -61,28 +67,55 @@ impl Shared {
     async fn prepare(&self, caller: Caller, entry: &EntryCommand) -> Result<Prepared, Status> {
         let (request_id, kind, reply) = match entry {
             EntryCommand::Place(request) => {
-                let units = self.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
-                (&request.request_id, convert::place_order(request, &units)?, Reply::Place(units))
+                let units = self
+                    .catalog
+                    .resolve(request.instrument.as_ref(), "instrument")
+                    .await?;
+                (
+                    &request.request_id,
+                    convert::place_order(request, &units)?,
+                    Reply::Place(units),
+                )
             }
             EntryCommand::Cancel(request) => {
                 let units = self.units_of_order(OrderId(request.order_id)).await?;
-                (&request.request_id, CommandKind::try_from(request)?, Reply::Cancel(units))
+                (
+                    &request.request_id,
+                    CommandKind::try_from(request)?,
+                    Reply::Cancel(units),
+                )
             }
             EntryCommand::Reduce(request) => {
                 let units = self
                     .units_of_order(OrderId(request.order_id))
                     .await?
-                    .ok_or_else(|| convert::field_rejection("order_id", RejectReason::UnknownOrder))?;
-                (&request.request_id, convert::reduce_order(request, &units)?, Reply::Reduce(units))
+                    .ok_or_else(|| {
+                        convert::field_rejection("order_id", RejectReason::UnknownOrder)
+                    })?;
+                (
+                    &request.request_id,
+                    convert::reduce_order(request, &units)?,
+                    Reply::Reduce(units),
+                )
             }
         };
         let id = convert::checked_command_id(caller.participant, request_id)?;
-        Ok(Prepared { command: Command { id, participant: caller.participant, kind }, reply })
+        Ok(Prepared {
+            command: Command {
+                id,
+                participant: caller.participant,
+                kind,
+            },
+            reply,
+        })
     }
 
     /// The units of the instrument a resting order is in, if it rests.
     async fn units_of_order(&self, order: OrderId) -> Result<Option<Arc<InstrumentUnits>>, Status> {
-        match self.query(move |engine| engine.order(order).map(|resting| resting.instrument)).await? {
+        match self
+            .query(move |engine| engine.order(order).map(|resting| resting.instrument))
+            .await?
+        {
             Some(instrument) => self.catalog.units(instrument).await,
             None => Ok(None),
         }
@@ -91,7 +124,11 @@ impl Shared {
     async fn execute(&self, caller: Caller, entry: &EntryCommand) -> Result<EntryResult, Status> {
         let prepared = self.prepare(caller, entry).await?;
         let began = std::time::Instant::now();
-        let applied = self.sequencer.submit(prepared.command).await.map_err(sequencer_status)?;
+        let applied = self
+            .sequencer
+            .submit(prepared.command)
+            .await
+            .map_err(sequencer_status)?;
         crate::services::log_command(caller, request_id_of(entry), &applied, began);
         let applied = first_outcome(&self.journal, applied)?;
         prepared.reply.answer(&applied)
@@ -116,13 +153,19 @@ impl InFlight {
     async fn finish(self, journal: &JournalReader) -> pb::OrderEntryResponse {
         let result = match self.outcome {
             Ok((receiver, reply)) => match receiver.await {
-                Ok(applied) => first_outcome(journal, applied).and_then(|applied| reply.answer(&applied)),
+                Ok(applied) => {
+                    first_outcome(journal, applied).and_then(|applied| reply.answer(&applied))
+                }
                 Err(_) => Err(sequencer_status(crate::sequencer::SequencerError::Stopped)),
             },
             Err(status) => Err(status),
         };
-        let result = result.unwrap_or_else(|status| EntryResult::Rejected(convert::rejection_message(&status)));
-        pb::OrderEntryResponse { request_id: self.request_id, result: Some(result) }
+        let result = result
+            .unwrap_or_else(|status| EntryResult::Rejected(convert::rejection_message(&status)));
+        pb::OrderEntryResponse {
+            request_id: self.request_id,
+            result: Some(result),
+        }
     }
 }
 
@@ -135,7 +178,12 @@ fn request_id_of(entry: &EntryCommand) -> &str {
 }
 
 /// Reads commands off the stream and queues each for the engine in arrival order.
-async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb::OrderEntryRequest>, in_flight: mpsc::Sender<Entry>) {
+async fn read_entries(
+    shared: Shared,
+    caller: Caller,
+    mut inbound: Streaming<pb::OrderEntryRequest>,
+    in_flight: mpsc::Sender<Entry>,
+) {
     let invalidated = shared.auth.invalidated(caller);
     tokio::pin!(invalidated);
     let mut messages_read: u64 = 0;
@@ -158,13 +206,21 @@ async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb:
             Ok(None) => return,
             // A message that does not decode ends the stream with INVALID_ARGUMENT, naming it,
             // after everything before it is answered; nothing after it was read or applied.
-            Err(status) if status.code() == tonic::Code::InvalidArgument || status.code() == tonic::Code::Internal => {
+            Err(status)
+                if status.code() == tonic::Code::InvalidArgument
+                    || status.code() == tonic::Code::Internal =>
+            {
                 let message = format!(
                     "message {} of this stream is not a valid OrderEntryRequest ({}); it and everything sent after it were not applied",
                     messages_read + 1,
                     status.message()
                 );
-                let _ = in_flight.send(Entry::End(edge_status(EdgeReason::MessageUndecodable, message))).await;
+                let _ = in_flight
+                    .send(Entry::End(edge_status(
+                        EdgeReason::MessageUndecodable,
+                        message,
+                    )))
+                    .await;
                 return;
             }
             // The transport broke: nobody is left to answer.
@@ -174,7 +230,12 @@ async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb:
         // Paced to the participant's rate: the stream stops reading until the bucket refills.
         shared.limits.pace(&bucket).await;
         let pending = match message.command {
-            None => InFlight { request_id: String::new(), outcome: Err(crate::convert::invalid_field("command: required (place, cancel or reduce)")) },
+            None => InFlight {
+                request_id: String::new(),
+                outcome: Err(crate::convert::invalid_field(
+                    "command: required (place, cancel or reduce)",
+                )),
+            },
             Some(entry) => {
                 let outcome = match shared.prepare(caller, &entry).await {
                     Ok(prepared) => shared
@@ -184,7 +245,10 @@ async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb:
                         .map_err(sequencer_status),
                     Err(status) => Err(status),
                 };
-                InFlight { request_id: request_id_of(&entry).to_string(), outcome }
+                InFlight {
+                    request_id: request_id_of(&entry).to_string(),
+                    outcome,
+                }
             }
         };
         if in_flight.send(Entry::Command(pending)).await.is_err() {
@@ -195,7 +259,11 @@ async fn read_entries(shared: Shared, caller: Caller, mut inbound: Streaming<pb:
 
 /// Answers queued commands strictly in the order they were read, then the ending status if the
 /// reader gave one.
-async fn write_replies(journal: JournalReader, mut in_flight: mpsc::Receiver<Entry>, outbound: mpsc::Sender<Result<pb::OrderEntryResponse, Status>>) {
+async fn write_replies(
+    journal: JournalReader,
+    mut in_flight: mpsc::Receiver<Entry>,
+    outbound: mpsc::Sender<Result<pb::OrderEntryResponse, Status>>,
+) {
     while let Some(entry) = in_flight.recv().await {
         let reply = match entry {
             Entry::Command(pending) => Ok(pending.finish(&journal).await),
@@ -210,31 +278,57 @@ async fn write_replies(journal: JournalReader, mut in_flight: mpsc::Receiver<Ent
 
 #[tonic::async_trait]
 impl pb::exchange_server::Exchange for ExchangeService {
-    async fn place_order(&self, request: Request<pb::PlaceOrderRequest>) -> Result<Response<pb::PlaceOrderResponse>, Status> {
+    async fn place_order(
+        &self,
+        request: Request<pb::PlaceOrderRequest>,
+    ) -> Result<Response<pb::PlaceOrderResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
-        match self.shared.execute(caller, &EntryCommand::Place(request.into_inner())).await? {
+        match self
+            .shared
+            .execute(caller, &EntryCommand::Place(request.into_inner()))
+            .await?
+        {
             EntryResult::Placed(response) => Ok(Response::new(response)),
-            _ => Err(Status::internal("a placement was answered as another command")),
+            _ => Err(Status::internal(
+                "a placement was answered as another command",
+            )),
         }
     }
 
-    async fn cancel_order(&self, request: Request<pb::CancelOrderRequest>) -> Result<Response<pb::CancelOrderResponse>, Status> {
+    async fn cancel_order(
+        &self,
+        request: Request<pb::CancelOrderRequest>,
+    ) -> Result<Response<pb::CancelOrderResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
-        match self.shared.execute(caller, &EntryCommand::Cancel(request.into_inner())).await? {
+        match self
+            .shared
+            .execute(caller, &EntryCommand::Cancel(request.into_inner()))
+            .await?
+        {
             EntryResult::Cancelled(response) => Ok(Response::new(response)),
             _ => Err(Status::internal("a cancel was answered as another command")),
         }
     }
 
-    async fn reduce_order(&self, request: Request<pb::ReduceOrderRequest>) -> Result<Response<pb::ReduceOrderResponse>, Status> {
+    async fn reduce_order(
+        &self,
+        request: Request<pb::ReduceOrderRequest>,
+    ) -> Result<Response<pb::ReduceOrderResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
-        match self.shared.execute(caller, &EntryCommand::Reduce(request.into_inner())).await? {
+        match self
+            .shared
+            .execute(caller, &EntryCommand::Reduce(request.into_inner()))
+            .await?
+        {
             EntryResult::Reduced(response) => Ok(Response::new(response)),
             _ => Err(Status::internal("a reduce was answered as another command")),
         }
     }
 
-    async fn get_order(&self, request: Request<pb::GetOrderRequest>) -> Result<Response<pb::Order>, Status> {
+    async fn get_order(
+        &self,
+        request: Request<pb::GetOrderRequest>,
+    ) -> Result<Response<pb::Order>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let order_id = OrderId(request.into_inner().order_id);
         let order = self
@@ -243,7 +337,10 @@ impl pb::exchange_server::Exchange for ExchangeService {
             .await?
             .ok_or_else(|| convert::field_rejection("order_id", RejectReason::UnknownOrder))?;
         if order.owner != caller.participant && !reads_everything(caller) {
-            return Err(convert::field_rejection("order_id", RejectReason::NotOrderOwner));
+            return Err(convert::field_rejection(
+                "order_id",
+                RejectReason::NotOrderOwner,
+            ));
         }
         let units = self
             .shared
@@ -254,7 +351,10 @@ impl pb::exchange_server::Exchange for ExchangeService {
         Ok(Response::new(convert::order_to_pb(&order, &units)))
     }
 
-    async fn list_orders(&self, request: Request<pb::ListOrdersRequest>) -> Result<Response<pb::ListOrdersResponse>, Status> {
+    async fn list_orders(
+        &self,
+        request: Request<pb::ListOrdersRequest>,
+    ) -> Result<Response<pb::ListOrdersResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let owner = account_of(caller, request.into_inner().participant_id)?;
         // An unknown participant is NOT_FOUND, as for balances and holdings, not an empty list.
@@ -262,7 +362,9 @@ impl pb::exchange_server::Exchange for ExchangeService {
             .shared
             .query(move |engine| engine.participant(owner).map(|_| engine.orders_of(owner)))
             .await?
-            .ok_or_else(|| convert::field_rejection("participant_id", RejectReason::UnknownAccount))?;
+            .ok_or_else(|| {
+                convert::field_rejection("participant_id", RejectReason::UnknownAccount)
+            })?;
         let mut orders = Vec::with_capacity(resting.len());
         for order in &resting {
             let units = self
@@ -278,12 +380,24 @@ impl pb::exchange_server::Exchange for ExchangeService {
 
     type OrderEntryStream = ReceiverStream<Result<pb::OrderEntryResponse, Status>>;
 
-    async fn order_entry(&self, request: Request<Streaming<pb::OrderEntryRequest>>) -> Result<Response<Self::OrderEntryStream>, Status> {
+    async fn order_entry(
+        &self,
+        request: Request<Streaming<pb::OrderEntryRequest>>,
+    ) -> Result<Response<Self::OrderEntryStream>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let (in_flight_sender, in_flight) = mpsc::channel(ORDER_ENTRY_IN_FLIGHT_MAX);
         let (outbound, replies) = mpsc::channel(ORDER_ENTRY_IN_FLIGHT_MAX);
-        tokio::spawn(read_entries(self.shared.clone(), caller, request.into_inner(), in_flight_sender));
-        tokio::spawn(write_replies(self.shared.journal.clone(), in_flight, outbound));
+        tokio::spawn(read_entries(
+            self.shared.clone(),
+            caller,
+            request.into_inner(),
+            in_flight_sender,
+        ));
+        tokio::spawn(write_replies(
+            self.shared.journal.clone(),
+            in_flight,
+            outbound,
+        ));
         Ok(Response::new(ReceiverStream::new(replies)))
     }
 }

@@ -30,7 +30,9 @@ fn page_size(limit: u32) -> Result<usize, Status> {
     match limit as usize {
         0 => Ok(PAGE_ENTRIES_DEFAULT),
         limit if limit <= PAGE_ENTRIES_MAX => Ok(limit),
-        _ => Err(convert::invalid_field(format!("limit: at most {PAGE_ENTRIES_MAX}"))),
+        _ => Err(convert::invalid_field(format!(
+            "limit: at most {PAGE_ENTRIES_MAX}"
+        ))),
     }
 }
 
@@ -38,7 +40,10 @@ fn operator_only(caller: Caller, what: &str) -> Result<(), Status> {
     if caller.role == Role::Operator {
         Ok(())
     } else {
-        Err(edge_status(EdgeReason::NotPermitted, format!("only the operator may {what}")))
+        Err(edge_status(
+            EdgeReason::NotPermitted,
+            format!("only the operator may {what}"),
+        ))
     }
 }
 
@@ -55,9 +60,17 @@ impl Shared {
         let command = mutua_engine::Command {
             id: auth::random_command_id()?,
             participant: caller.participant,
-            kind: CommandKind::IssueCredential { participant, token_hash: new.hash, replace_existing },
+            kind: CommandKind::IssueCredential {
+                participant,
+                token_hash: new.hash,
+                replace_existing,
+            },
         };
-        let applied = self.sequencer.submit(command).await.map_err(sequencer_status)?;
+        let applied = self
+            .sequencer
+            .submit(command)
+            .await
+            .map_err(sequencer_status)?;
         let Ack::Credential(credential) = convert::accepted(&applied)? else {
             return Err(convert::mismatched_outcome(&applied, "a token"));
         };
@@ -66,36 +79,76 @@ impl Shared {
     }
 
     /// Submits an identity command with a request id and follows it into the token map.
-    async fn submit_identity(&self, caller: Caller, request_id: &str, kind: CommandKind) -> Result<pb::CommitResponse, Status> {
-        let command = mutua_engine::Command { id: convert::checked_command_id(caller.participant, request_id)?, participant: caller.participant, kind };
-        let applied = self.sequencer.submit(command).await.map_err(sequencer_status)?;
+    async fn submit_identity(
+        &self,
+        caller: Caller,
+        request_id: &str,
+        kind: CommandKind,
+    ) -> Result<pb::CommitResponse, Status> {
+        let command = mutua_engine::Command {
+            id: convert::checked_command_id(caller.participant, request_id)?,
+            participant: caller.participant,
+            kind,
+        };
+        let applied = self
+            .sequencer
+            .submit(command)
+            .await
+            .map_err(sequencer_status)?;
         self.auth.follow(&applied);
         let applied = first_outcome(&self.journal, applied)?;
         convert::accepted(&applied)?;
-        Ok(pb::CommitResponse { commit: Some(convert::commit(&applied)) })
+        Ok(pb::CommitResponse {
+            commit: Some(convert::commit(&applied)),
+        })
     }
 }
 
 #[tonic::async_trait]
 impl pb::identity_server::Identity for IdentityService {
-    async fn issue_token(&self, request: Request<pb::IssueTokenRequest>) -> Result<Response<pb::IssueTokenResponse>, Status> {
+    async fn issue_token(
+        &self,
+        request: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::IssueTokenResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         operator_only(caller, "issue tokens")?;
         let request = request.into_inner();
-        let (token, credential, applied) =
-            self.shared.issue_token(caller, ParticipantId(request.participant_id), request.replace_existing).await?;
-        Ok(Response::new(pb::IssueTokenResponse { commit: Some(convert::commit(&applied)), token_id: credential.0, token }))
+        let (token, credential, applied) = self
+            .shared
+            .issue_token(
+                caller,
+                ParticipantId(request.participant_id),
+                request.replace_existing,
+            )
+            .await?;
+        Ok(Response::new(pb::IssueTokenResponse {
+            commit: Some(convert::commit(&applied)),
+            token_id: credential.0,
+            token,
+        }))
     }
 
-    async fn revoke_token(&self, request: Request<pb::RevokeTokenRequest>) -> Result<Response<pb::CommitResponse>, Status> {
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         operator_only(caller, "revoke tokens")?;
         let request = request.into_inner();
-        let kind = CommandKind::RevokeCredential { credential: CredentialId(request.token_id) };
-        Ok(Response::new(self.shared.submit_identity(caller, &request.request_id, kind).await?))
+        let kind = CommandKind::RevokeCredential {
+            credential: CredentialId(request.token_id),
+        };
+        Ok(Response::new(
+            self.shared
+                .submit_identity(caller, &request.request_id, kind)
+                .await?,
+        ))
     }
 
-    async fn list_tokens(&self, request: Request<pb::ListTokensRequest>) -> Result<Response<pb::ListTokensResponse>, Status> {
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         operator_only(caller, "list tokens")?;
         let request = request.into_inner();
@@ -107,7 +160,9 @@ impl pb::identity_server::Identity for IdentityService {
                 engine
                     .credentials()
                     .skip(after.map_or(0, |after| after as usize + 1))
-                    .filter(|(_, credential)| only.is_none_or(|participant| credential.participant == participant))
+                    .filter(|(_, credential)| {
+                        only.is_none_or(|participant| credential.participant == participant)
+                    })
                     .take(limit)
                     .map(|(id, credential)| pb::TokenInfo {
                         token_id: id.0,
@@ -121,10 +176,16 @@ impl pb::identity_server::Identity for IdentityService {
         Ok(Response::new(pb::ListTokensResponse { tokens }))
     }
 
-    async fn list_participants(&self, request: Request<pb::ListParticipantsRequest>) -> Result<Response<pb::ListParticipantsResponse>, Status> {
+    async fn list_participants(
+        &self,
+        request: Request<pb::ListParticipantsRequest>,
+    ) -> Result<Response<pb::ListParticipantsResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         if !reads_everything(caller) {
-            return Err(edge_status(EdgeReason::NotPermitted, "only the operator or a regulator may list participants"));
+            return Err(edge_status(
+                EdgeReason::NotPermitted,
+                "only the operator or a regulator may list participants",
+            ));
         }
         let request = request.into_inner();
         let (after, limit) = (request.after_participant_id, page_size(request.limit)?);
@@ -149,10 +210,20 @@ impl pb::identity_server::Identity for IdentityService {
         Ok(Response::new(pb::ListParticipantsResponse { participants }))
     }
 
-    async fn set_participant_status(&self, request: Request<pb::SetParticipantStatusRequest>) -> Result<Response<pb::CommitResponse>, Status> {
+    async fn set_participant_status(
+        &self,
+        request: Request<pb::SetParticipantStatusRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
-        let kind = CommandKind::SetParticipantStatus { participant: ParticipantId(request.participant_id), suspended: request.suspended };
-        Ok(Response::new(self.shared.submit_identity(caller, &request.request_id, kind).await?))
+        let kind = CommandKind::SetParticipantStatus {
+            participant: ParticipantId(request.participant_id),
+            suspended: request.suspended,
+        };
+        Ok(Response::new(
+            self.shared
+                .submit_identity(caller, &request.request_id, kind)
+                .await?,
+        ))
     }
 }

@@ -36,7 +36,9 @@ fn levels_wanted(depth: u32) -> Result<usize, Status> {
     match depth as usize {
         0 => Ok(BOOK_LEVELS_DEFAULT),
         levels if levels <= BOOK_LEVELS_MAX => Ok(levels),
-        _ => Err(crate::convert::invalid_field(format!("depth: at most {BOOK_LEVELS_MAX} levels per side"))),
+        _ => Err(crate::convert::invalid_field(format!(
+            "depth: at most {BOOK_LEVELS_MAX} levels per side"
+        ))),
     }
 }
 
@@ -45,8 +47,12 @@ type Depth = (Vec<(u64, u64, u32)>, Vec<(u64, u64, u32)>);
 impl Shared {
     async fn depth(&self, instrument: InstrumentId, levels: usize) -> Result<Depth, Status> {
         self.query(move |engine| {
-            let bids = engine.depth(instrument, Side::Buy, levels).unwrap_or_default();
-            let asks = engine.depth(instrument, Side::Sell, levels).unwrap_or_default();
+            let bids = engine
+                .depth(instrument, Side::Buy, levels)
+                .unwrap_or_default();
+            let asks = engine
+                .depth(instrument, Side::Sell, levels)
+                .unwrap_or_default();
             (bids, asks)
         })
         .await
@@ -66,16 +72,33 @@ fn book_to_pb(units: &InstrumentUnits, depth: &Depth, sequence: u64) -> pb::Book
 /// Whether a batch may have changed `instrument`'s book. Cancels and reductions do not name
 /// their instrument, so any of them counts; the caller compares depths before sending.
 fn may_change_book(batch: &PublishedBatch, instrument: InstrumentId) -> bool {
-    batch.iter().flat_map(|applied| applied.events.iter()).any(|event| match event {
-        Event::OrderAccepted { instrument: touched, .. } | Event::Trade { instrument: touched, .. } => *touched == instrument,
-        Event::OrderCancelled { .. } | Event::OrderReduced { .. } | Event::OrderRested { .. } => true,
-        _ => false,
-    })
+    batch
+        .iter()
+        .flat_map(|applied| applied.events.iter())
+        .any(|event| match event {
+            Event::OrderAccepted {
+                instrument: touched,
+                ..
+            }
+            | Event::Trade {
+                instrument: touched,
+                ..
+            } => *touched == instrument,
+            Event::OrderCancelled { .. }
+            | Event::OrderReduced { .. }
+            | Event::OrderRested { .. } => true,
+            _ => false,
+        })
 }
 
 /// `batches` is subscribed by the handler before it answers, so a client that trades as soon as
 /// the stream is open still sees its trade.
-async fn stream_trades(shared: Shared, mut batches: broadcast::Receiver<PublishedBatch>, only: Option<InstrumentId>, outbound: mpsc::Sender<Result<pb::Trade, Status>>) {
+async fn stream_trades(
+    shared: Shared,
+    mut batches: broadcast::Receiver<PublishedBatch>,
+    only: Option<InstrumentId>,
+    outbound: mpsc::Sender<Result<pb::Trade, Status>>,
+) {
     loop {
         let batch = tokio::select! {
             _ = outbound.closed() => return,
@@ -92,12 +115,20 @@ async fn stream_trades(shared: Shared, mut batches: broadcast::Receiver<Publishe
         };
         for applied in batch.iter() {
             for event in &applied.events {
-                let Event::Trade { instrument, .. } = event else { continue };
+                let Event::Trade { instrument, .. } = event else {
+                    continue;
+                };
                 if only.is_some_and(|wanted| wanted != *instrument) {
                     continue;
                 }
-                let Ok(Some(units)) = shared.catalog.units(*instrument).await else { return };
-                let Some(trade) = convert::trade_to_pb(event, applied.sequence, applied.timestamp, &units) else { continue };
+                let Ok(Some(units)) = shared.catalog.units(*instrument).await else {
+                    return;
+                };
+                let Some(trade) =
+                    convert::trade_to_pb(event, applied.sequence, applied.timestamp, &units)
+                else {
+                    continue;
+                };
                 if outbound.send(Ok(trade)).await.is_err() {
                     return;
                 }
@@ -106,11 +137,22 @@ async fn stream_trades(shared: Shared, mut batches: broadcast::Receiver<Publishe
     }
 }
 
-async fn stream_book(shared: Shared, units: Arc<InstrumentUnits>, levels: usize, outbound: mpsc::Sender<Result<pb::Book, Status>>) {
+async fn stream_book(
+    shared: Shared,
+    units: Arc<InstrumentUnits>,
+    levels: usize,
+    outbound: mpsc::Sender<Result<pb::Book, Status>>,
+) {
     // Subscribe before the first read, so no change between the two is missed.
     let mut batches = shared.sequencer.subscribe();
-    let Ok(mut last) = shared.depth(units.id, levels).await else { return };
-    if outbound.send(Ok(book_to_pb(&units, &last, 0))).await.is_err() {
+    let Ok(mut last) = shared.depth(units.id, levels).await else {
+        return;
+    };
+    if outbound
+        .send(Ok(book_to_pb(&units, &last, 0)))
+        .await
+        .is_err()
+    {
         return;
     }
     loop {
@@ -125,9 +167,15 @@ async fn stream_book(shared: Shared, units: Arc<InstrumentUnits>, levels: usize,
                 Err(RecvError::Closed) => return,
             },
         };
-        let Ok(depth) = shared.depth(units.id, levels).await else { return };
+        let Ok(depth) = shared.depth(units.id, levels).await else {
+            return;
+        };
         if depth != last {
-            if outbound.send(Ok(book_to_pb(&units, &depth, sequence))).await.is_err() {
+            if outbound
+                .send(Ok(book_to_pb(&units, &depth, sequence)))
+                .await
+                .is_err()
+            {
                 return;
             }
             last = depth;
@@ -137,21 +185,37 @@ async fn stream_book(shared: Shared, units: Arc<InstrumentUnits>, levels: usize,
 
 #[tonic::async_trait]
 impl pb::market_data_server::MarketData for MarketDataService {
-    async fn get_book(&self, request: Request<pb::GetBookRequest>) -> Result<Response<pb::Book>, Status> {
+    async fn get_book(
+        &self,
+        request: Request<pb::GetBookRequest>,
+    ) -> Result<Response<pb::Book>, Status> {
         let request = request.into_inner();
         let levels = levels_wanted(request.depth)?;
-        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
+        let units = self
+            .shared
+            .catalog
+            .resolve(request.instrument.as_ref(), "instrument")
+            .await?;
         let depth = self.shared.depth(units.id, levels).await?;
         Ok(Response::new(book_to_pb(&units, &depth, 0)))
     }
 
     type StreamTradesStream = ReceiverStream<Result<pb::Trade, Status>>;
 
-    async fn stream_trades(&self, request: Request<pb::StreamTradesRequest>) -> Result<Response<Self::StreamTradesStream>, Status> {
+    async fn stream_trades(
+        &self,
+        request: Request<pb::StreamTradesRequest>,
+    ) -> Result<Response<Self::StreamTradesStream>, Status> {
         let permit = self.shared.limits.anonymous_stream(request.remote_addr())?;
         let request = request.into_inner();
         let only = match request.instrument.as_ref() {
-            Some(reference) => Some(self.shared.catalog.resolve(Some(reference), "instrument").await?.id),
+            Some(reference) => Some(
+                self.shared
+                    .catalog
+                    .resolve(Some(reference), "instrument")
+                    .await?
+                    .id,
+            ),
             None => None,
         };
         let (outbound, trades) = mpsc::channel(STREAM_MESSAGES_BUFFERED_MAX);
@@ -166,11 +230,18 @@ impl pb::market_data_server::MarketData for MarketDataService {
 
     type StreamBookStream = ReceiverStream<Result<pb::Book, Status>>;
 
-    async fn stream_book(&self, request: Request<pb::StreamBookRequest>) -> Result<Response<Self::StreamBookStream>, Status> {
+    async fn stream_book(
+        &self,
+        request: Request<pb::StreamBookRequest>,
+    ) -> Result<Response<Self::StreamBookStream>, Status> {
         let permit = self.shared.limits.anonymous_stream(request.remote_addr())?;
         let request = request.into_inner();
         let levels = levels_wanted(request.depth)?;
-        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
+        let units = self
+            .shared
+            .catalog
+            .resolve(request.instrument.as_ref(), "instrument")
+            .await?;
         let (outbound, books) = mpsc::channel(STREAM_MESSAGES_BUFFERED_MAX);
         let shared = self.shared.clone();
         tokio::spawn(async move {

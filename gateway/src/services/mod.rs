@@ -83,10 +83,23 @@ impl Shared {
     /// Submits a command on behalf of `caller` and waits until it is journaled. Returns the
     /// applied record whatever the engine decided; `convert::accepted` turns a rejection into a
     /// status.
-    pub async fn submit(&self, caller: Caller, request_id: &str, kind: CommandKind) -> Result<Arc<Applied>, Status> {
-        let command = Command { id: convert::checked_command_id(caller.participant, request_id)?, participant: caller.participant, kind };
+    pub async fn submit(
+        &self,
+        caller: Caller,
+        request_id: &str,
+        kind: CommandKind,
+    ) -> Result<Arc<Applied>, Status> {
+        let command = Command {
+            id: convert::checked_command_id(caller.participant, request_id)?,
+            participant: caller.participant,
+            kind,
+        };
         let began = std::time::Instant::now();
-        let applied = self.sequencer.submit(command).await.map_err(sequencer_status)?;
+        let applied = self
+            .sequencer
+            .submit(command)
+            .await
+            .map_err(sequencer_status)?;
         log_command(caller, request_id, &applied, began);
         first_outcome(&self.journal, applied)
     }
@@ -103,7 +116,12 @@ impl Shared {
 /// One structured line per command (target `mutua::requests`, level debug: enable it with
 /// `RUST_LOG=info,mutua::requests=debug`): who, which request, what kind, what became of it,
 /// where it sits in the journal and how long the caller waited.
-pub(crate) fn log_command(caller: Caller, request_id: &str, applied: &Applied, began: std::time::Instant) {
+pub(crate) fn log_command(
+    caller: Caller,
+    request_id: &str,
+    applied: &Applied,
+    began: std::time::Instant,
+) {
     tracing::debug!(
         target: "mutua::requests",
         participant = caller.participant.0,
@@ -121,14 +139,27 @@ pub(crate) fn log_command(caller: Caller, request_id: &str, applied: &Applied, b
 /// What a client is answered for `applied`: the record itself, or, for a retry, the record of
 /// the command's first application (its fills, balances and ids), marked as replayed. A retry is
 /// answered with the complete first outcome, never a bare acknowledgement.
-pub(crate) fn first_outcome(journal: &JournalReader, applied: Arc<Applied>) -> Result<Arc<Applied>, Status> {
-    let Some(first_sequence) = applied.outcome.replayed else { return Ok(applied) };
+pub(crate) fn first_outcome(
+    journal: &JournalReader,
+    applied: Arc<Applied>,
+) -> Result<Arc<Applied>, Status> {
+    let Some(first_sequence) = applied.outcome.replayed else {
+        return Ok(applied);
+    };
     let first = journal
         .read(first_sequence)
-        .map_err(|error| Status::internal(format!("reading the first outcome of a retry: {error}")))?
-        .ok_or_else(|| Status::internal(format!("a retry names journal record {first_sequence}, which does not exist")))?;
+        .map_err(|error| {
+            Status::internal(format!("reading the first outcome of a retry: {error}"))
+        })?
+        .ok_or_else(|| {
+            Status::internal(format!(
+                "a retry names journal record {first_sequence}, which does not exist"
+            ))
+        })?;
     if first.command.id != applied.command.id {
-        return Err(Status::internal(format!("journal record {first_sequence} holds another command than the retry's")));
+        return Err(Status::internal(format!(
+            "journal record {first_sequence} holds another command than the retry's"
+        )));
     }
     let mut answer = first;
     answer.outcome.replayed = Some(first_sequence);
@@ -138,8 +169,13 @@ pub(crate) fn first_outcome(journal: &JournalReader, applied: Arc<Applied>) -> R
 /// Backpressure and shutdown as clients see them.
 pub fn sequencer_status(error: SequencerError) -> Status {
     match error {
-        SequencerError::Overloaded => edge_status(EdgeReason::Overloaded, "the exchange is at capacity; retry shortly"),
-        SequencerError::Stopped => edge_status(EdgeReason::Unavailable, "the exchange is shutting down"),
+        SequencerError::Overloaded => edge_status(
+            EdgeReason::Overloaded,
+            "the exchange is at capacity; retry shortly",
+        ),
+        SequencerError::Stopped => {
+            edge_status(EdgeReason::Unavailable, "the exchange is shutting down")
+        }
     }
 }
 
@@ -163,35 +199,58 @@ pub(crate) fn reads_everything(caller: Caller) -> bool {
 
 /// Every service of the exchange, plus `grpc.health.v1` and server reflection (v1 and v1alpha,
 /// since grpcurl 1.8 speaks only v1alpha), ready to serve.
-pub fn router(context: Context, tls: Option<tonic::transport::ServerTlsConfig>) -> anyhow::Result<Router> {
+pub fn router(
+    context: Context,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+) -> anyhow::Result<Router> {
     let shared = Shared::new(context);
     let limits = shared.limits.config();
     let bytes_max = limits.request_bytes_max;
-    let exchange = pb::exchange_server::ExchangeServer::new(ExchangeService::new(shared.clone())).max_decoding_message_size(bytes_max);
-    let accounts = pb::accounts_server::AccountsServer::new(AccountsService::new(shared.clone())).max_decoding_message_size(bytes_max);
-    let registry = pb::registry_server::RegistryServer::new(RegistryService::new(shared.clone())).max_decoding_message_size(bytes_max);
-    let identity = pb::identity_server::IdentityServer::new(IdentityService::new(shared.clone())).max_decoding_message_size(bytes_max);
-    let market_data =
-        pb::market_data_server::MarketDataServer::new(MarketDataService::new(shared)).max_decoding_message_size(bytes_max);
+    let exchange = pb::exchange_server::ExchangeServer::new(ExchangeService::new(shared.clone()))
+        .max_decoding_message_size(bytes_max);
+    let accounts = pb::accounts_server::AccountsServer::new(AccountsService::new(shared.clone()))
+        .max_decoding_message_size(bytes_max);
+    let registry = pb::registry_server::RegistryServer::new(RegistryService::new(shared.clone()))
+        .max_decoding_message_size(bytes_max);
+    let identity = pb::identity_server::IdentityServer::new(IdentityService::new(shared.clone()))
+        .max_decoding_message_size(bytes_max);
+    let market_data = pb::market_data_server::MarketDataServer::new(MarketDataService::new(shared))
+        .max_decoding_message_size(bytes_max);
 
     let (reporter, health) = tonic_health::server::health_reporter();
     // The reporter's lock is uncontended here, so these complete at once without a runtime.
     futures::executor::block_on(async {
-        reporter.set_serving::<pb::exchange_server::ExchangeServer<ExchangeService>>().await;
-        reporter.set_serving::<pb::accounts_server::AccountsServer<AccountsService>>().await;
-        reporter.set_serving::<pb::registry_server::RegistryServer<RegistryService>>().await;
-        reporter.set_serving::<pb::market_data_server::MarketDataServer<MarketDataService>>().await;
-        reporter.set_serving::<pb::identity_server::IdentityServer<IdentityService>>().await;
+        reporter
+            .set_serving::<pb::exchange_server::ExchangeServer<ExchangeService>>()
+            .await;
+        reporter
+            .set_serving::<pb::accounts_server::AccountsServer<AccountsService>>()
+            .await;
+        reporter
+            .set_serving::<pb::registry_server::RegistryServer<RegistryService>>()
+            .await;
+        reporter
+            .set_serving::<pb::market_data_server::MarketDataServer<MarketDataService>>()
+            .await;
+        reporter
+            .set_serving::<pb::identity_server::IdentityServer<IdentityService>>()
+            .await;
     });
 
     // The descriptor sets are compiled into the binary; failing to read them is a build defect,
     // not something a request can cause.
-    let reflection_v1 = reflection().build_v1().expect("the compiled descriptor sets are valid");
-    let reflection_v1alpha = reflection().build_v1alpha().expect("the compiled descriptor sets are valid");
+    let reflection_v1 = reflection()
+        .build_v1()
+        .expect("the compiled descriptor sets are valid");
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .expect("the compiled descriptor sets are valid");
 
     let mut server = Server::builder();
     if let Some(tls) = tls {
-        server = server.tls_config(tls).map_err(|error| anyhow::anyhow!("the TLS certificate or key is not usable: {error}"))?;
+        server = server.tls_config(tls).map_err(|error| {
+            anyhow::anyhow!("the TLS certificate or key is not usable: {error}")
+        })?;
     }
     Ok(server
         .max_concurrent_streams(limits.connection_streams_max)

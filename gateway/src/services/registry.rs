@@ -22,12 +22,17 @@ impl RegistryService {
     }
 
     /// The units of the instrument an offering is in.
-    async fn units_of_offering(&self, offering: OfferingId) -> Result<Arc<InstrumentUnits>, Status> {
+    async fn units_of_offering(
+        &self,
+        offering: OfferingId,
+    ) -> Result<Arc<InstrumentUnits>, Status> {
         let instrument = self
             .shared
             .query(move |engine| engine.offering(offering).map(|found| found.instrument))
             .await?
-            .ok_or_else(|| convert::field_rejection("offering_id", RejectReason::UnknownOffering))?;
+            .ok_or_else(|| {
+                convert::field_rejection("offering_id", RejectReason::UnknownOffering)
+            })?;
         self.shared
             .catalog
             .units(instrument)
@@ -39,7 +44,11 @@ impl RegistryService {
 /// The gateway's wall clock, for listings that name no issue time. The engine has no clock; the
 /// time chosen here travels inside the journaled command, so replay sees the same value.
 fn wall_clock_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+        })
 }
 
 #[tonic::async_trait]
@@ -51,112 +60,250 @@ impl pb::registry_server::Registry for RegistryService {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
         let kind = CommandKind::try_from(&request)?;
-        let applied = self.shared.submit(caller, &request.request_id, kind).await?;
+        let applied = self
+            .shared
+            .submit(caller, &request.request_id, kind)
+            .await?;
         let Ack::Participant(participant) = convert::accepted(&applied)? else {
             return Err(convert::mismatched_outcome(&applied, "a registration"));
         };
         // Tokens are random and stored only as hashes, so a token cannot be shown twice: a
         // retried registration (whose first answer was lost) gets a fresh token that replaces
         // every earlier one of the participant.
-        let (token, _, _) = self.shared.issue_token(caller, participant, applied.outcome.is_replay()).await?;
-        Ok(Response::new(pb::RegisterParticipantResponse { commit: Some(convert::commit(&applied)), participant_id: participant.0, token }))
+        let (token, _, _) = self
+            .shared
+            .issue_token(caller, participant, applied.outcome.is_replay())
+            .await?;
+        Ok(Response::new(pb::RegisterParticipantResponse {
+            commit: Some(convert::commit(&applied)),
+            participant_id: participant.0,
+            token,
+        }))
     }
 
-    async fn set_accreditation(&self, request: Request<pb::SetAccreditationRequest>) -> Result<Response<pb::CommitResponse>, Status> {
+    async fn set_accreditation(
+        &self,
+        request: Request<pb::SetAccreditationRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
-        let applied = self.shared.submit(caller, &request.request_id, CommandKind::try_from(&request)?).await?;
+        let applied = self
+            .shared
+            .submit(
+                caller,
+                &request.request_id,
+                CommandKind::try_from(&request)?,
+            )
+            .await?;
         Ok(Response::new(convert::commit_response(&applied)?))
     }
 
-    async fn list_instrument(&self, request: Request<pb::ListInstrumentRequest>) -> Result<Response<pb::ListInstrumentResponse>, Status> {
+    async fn list_instrument(
+        &self,
+        request: Request<pb::ListInstrumentRequest>,
+    ) -> Result<Response<pb::ListInstrumentResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
         let scale = self.shared.catalog.currency_scale().await?;
         let kind = convert::list_instrument(&request, scale, wall_clock_ns())?;
-        let applied = self.shared.submit(caller, &request.request_id, kind).await?;
+        let applied = self
+            .shared
+            .submit(caller, &request.request_id, kind)
+            .await?;
         let Ack::Instrument(instrument) = convert::accepted(&applied)? else {
             return Err(convert::mismatched_outcome(&applied, "a listing"));
         };
-        Ok(Response::new(pb::ListInstrumentResponse { commit: Some(convert::commit(&applied)), instrument_id: instrument.0 }))
+        Ok(Response::new(pb::ListInstrumentResponse {
+            commit: Some(convert::commit(&applied)),
+            instrument_id: instrument.0,
+        }))
     }
 
-    async fn set_trading_status(&self, request: Request<pb::SetTradingStatusRequest>) -> Result<Response<pb::CommitResponse>, Status> {
+    async fn set_trading_status(
+        &self,
+        request: Request<pb::SetTradingStatusRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
-        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
-        let kind = CommandKind::SetTradingStatus { instrument: units.id, open: request.open };
-        let applied = self.shared.submit(caller, &request.request_id, kind).await?;
+        let units = self
+            .shared
+            .catalog
+            .resolve(request.instrument.as_ref(), "instrument")
+            .await?;
+        let kind = CommandKind::SetTradingStatus {
+            instrument: units.id,
+            open: request.open,
+        };
+        let applied = self
+            .shared
+            .submit(caller, &request.request_id, kind)
+            .await?;
         Ok(Response::new(convert::commit_response(&applied)?))
     }
 
-    async fn get_instrument(&self, request: Request<pb::GetInstrumentRequest>) -> Result<Response<pb::Instrument>, Status> {
+    async fn get_instrument(
+        &self,
+        request: Request<pb::GetInstrumentRequest>,
+    ) -> Result<Response<pb::Instrument>, Status> {
         self.shared.auth.authenticate(&request)?;
-        let units = self.shared.catalog.resolve(request.get_ref().instrument.as_ref(), "instrument").await?;
+        let units = self
+            .shared
+            .catalog
+            .resolve(request.get_ref().instrument.as_ref(), "instrument")
+            .await?;
         let id = units.id;
         let instrument = self
             .shared
             .query(move |engine| {
-                engine.instrument(id).map(|instrument| convert::instrument_to_pb(instrument, engine.config().currency_scale, engine.now()))
+                engine.instrument(id).map(|instrument| {
+                    convert::instrument_to_pb(
+                        instrument,
+                        engine.config().currency_scale,
+                        engine.now(),
+                    )
+                })
             })
             .await?
-            .ok_or_else(|| convert::field_rejection("instrument", RejectReason::UnknownInstrument))?;
+            .ok_or_else(|| {
+                convert::field_rejection("instrument", RejectReason::UnknownInstrument)
+            })?;
         Ok(Response::new(instrument))
     }
 
-    async fn list_instruments(&self, request: Request<pb::ListInstrumentsRequest>) -> Result<Response<pb::ListInstrumentsResponse>, Status> {
+    async fn list_instruments(
+        &self,
+        request: Request<pb::ListInstrumentsRequest>,
+    ) -> Result<Response<pb::ListInstrumentsResponse>, Status> {
         self.shared.auth.authenticate(&request)?;
         let instruments = self
             .shared
             .query(|engine| {
                 let (scale, now) = (engine.config().currency_scale, engine.now());
-                engine.instruments().map(|instrument| convert::instrument_to_pb(instrument, scale, now)).collect()
+                engine
+                    .instruments()
+                    .map(|instrument| convert::instrument_to_pb(instrument, scale, now))
+                    .collect()
             })
             .await?;
         Ok(Response::new(pb::ListInstrumentsResponse { instruments }))
     }
 
-    async fn open_offering(&self, request: Request<pb::OpenOfferingRequest>) -> Result<Response<pb::OpenOfferingResponse>, Status> {
+    async fn open_offering(
+        &self,
+        request: Request<pb::OpenOfferingRequest>,
+    ) -> Result<Response<pb::OpenOfferingResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
-        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
-        let applied = self.shared.submit(caller, &request.request_id, convert::open_offering(&request, &units)?).await?;
+        let units = self
+            .shared
+            .catalog
+            .resolve(request.instrument.as_ref(), "instrument")
+            .await?;
+        let applied = self
+            .shared
+            .submit(
+                caller,
+                &request.request_id,
+                convert::open_offering(&request, &units)?,
+            )
+            .await?;
         let Ack::Offering(offering) = convert::accepted(&applied)? else {
             return Err(convert::mismatched_outcome(&applied, "an offering"));
         };
-        Ok(Response::new(pb::OpenOfferingResponse { commit: Some(convert::commit(&applied)), offering_id: offering.0 }))
+        Ok(Response::new(pb::OpenOfferingResponse {
+            commit: Some(convert::commit(&applied)),
+            offering_id: offering.0,
+        }))
     }
 
-    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<pb::SubscribeResponse>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<pb::SubscribeResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
-        let units = self.units_of_offering(OfferingId(request.offering_id)).await?;
-        let applied = self.shared.submit(caller, &request.request_id, convert::subscribe(&request, &units)?).await?;
-        Ok(Response::new(convert::subscribe_response(&applied, &units)?))
+        let units = self
+            .units_of_offering(OfferingId(request.offering_id))
+            .await?;
+        let applied = self
+            .shared
+            .submit(
+                caller,
+                &request.request_id,
+                convert::subscribe(&request, &units)?,
+            )
+            .await?;
+        Ok(Response::new(convert::subscribe_response(
+            &applied, &units,
+        )?))
     }
 
-    async fn close_offering(&self, request: Request<pb::CloseOfferingRequest>) -> Result<Response<pb::CloseOfferingResponse>, Status> {
+    async fn close_offering(
+        &self,
+        request: Request<pb::CloseOfferingRequest>,
+    ) -> Result<Response<pb::CloseOfferingResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
-        let units = self.units_of_offering(OfferingId(request.offering_id)).await?;
-        let applied = self.shared.submit(caller, &request.request_id, CommandKind::try_from(&request)?).await?;
-        Ok(Response::new(convert::close_offering_response(&applied, &units)?))
+        let units = self
+            .units_of_offering(OfferingId(request.offering_id))
+            .await?;
+        let applied = self
+            .shared
+            .submit(
+                caller,
+                &request.request_id,
+                CommandKind::try_from(&request)?,
+            )
+            .await?;
+        Ok(Response::new(convert::close_offering_response(
+            &applied, &units,
+        )?))
     }
 
-    async fn pay_distribution(&self, request: Request<pb::PayDistributionRequest>) -> Result<Response<pb::PayDistributionResponse>, Status> {
+    async fn pay_distribution(
+        &self,
+        request: Request<pb::PayDistributionRequest>,
+    ) -> Result<Response<pb::PayDistributionResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
-        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
-        let applied = self.shared.submit(caller, &request.request_id, convert::pay_distribution(&request, &units)?).await?;
-        Ok(Response::new(convert::pay_distribution_response(&applied, &units)?))
+        let units = self
+            .shared
+            .catalog
+            .resolve(request.instrument.as_ref(), "instrument")
+            .await?;
+        let applied = self
+            .shared
+            .submit(
+                caller,
+                &request.request_id,
+                convert::pay_distribution(&request, &units)?,
+            )
+            .await?;
+        Ok(Response::new(convert::pay_distribution_response(
+            &applied, &units,
+        )?))
     }
 
-    async fn repay_at_maturity(&self, request: Request<pb::RepayAtMaturityRequest>) -> Result<Response<pb::RepayAtMaturityResponse>, Status> {
+    async fn repay_at_maturity(
+        &self,
+        request: Request<pb::RepayAtMaturityRequest>,
+    ) -> Result<Response<pb::RepayAtMaturityResponse>, Status> {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
-        let units = self.shared.catalog.resolve(request.instrument.as_ref(), "instrument").await?;
-        let kind = CommandKind::RepayAtMaturity { instrument: units.id };
-        let applied = self.shared.submit(caller, &request.request_id, kind).await?;
-        Ok(Response::new(convert::repay_at_maturity_response(&applied, &units)?))
+        let units = self
+            .shared
+            .catalog
+            .resolve(request.instrument.as_ref(), "instrument")
+            .await?;
+        let kind = CommandKind::RepayAtMaturity {
+            instrument: units.id,
+        };
+        let applied = self
+            .shared
+            .submit(caller, &request.request_id, kind)
+            .await?;
+        Ok(Response::new(convert::repay_at_maturity_response(
+            &applied, &units,
+        )?))
     }
 }
