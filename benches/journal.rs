@@ -11,13 +11,14 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use mutua_engine::{Engine, MarketConfig};
 use mutua_gateway::journal::{Applied, Journal};
 use rocksdb::{Options, WriteBatch, WriteOptions, DB};
-use support::{exchange_core_mix, Market, NOW};
+use support::{exchange_core_mix, Market, ISSUED_AT, NOW};
 
 /// Journal records of the exchange-core mix, with their real outcomes and events.
 /// The set-up of the market comes first, so that the records replay from genesis.
 fn records(count: usize) -> Vec<Applied> {
     let mut market = Market::new(1_000);
     let mut commands = market.setup.clone();
+    let setup_commands = commands.len();
     commands.extend(exchange_core_mix(
         &mut market,
         count - commands.len(),
@@ -32,10 +33,15 @@ fn records(count: usize) -> Vec<Applied> {
         .enumerate()
         .map(|(index, command)| {
             events.clear();
-            let outcome = engine.apply(&command, NOW, &mut events);
+            let timestamp = if index < setup_commands {
+                ISSUED_AT
+            } else {
+                NOW
+            };
+            let outcome = engine.apply(&command, timestamp, &mut events);
             Applied {
                 sequence: index as u64 + 1,
-                timestamp: NOW,
+                timestamp,
                 command,
                 outcome,
                 events: events.clone(),

@@ -12,6 +12,8 @@ const PROTO_FILES: &[&str] = &[
     "mutua/v1/registry.proto",
     "mutua/v1/market_data.proto",
     "mutua/v1/identity.proto",
+    "mutua/v1/membership.proto",
+    "mutua/v1/withdrawals.proto",
     // Served by reflection only, so clients can decode the ErrorInfo status detail; the gateway
     // encodes it with its own prost type (convert.rs).
     "google/rpc/error_details.proto",

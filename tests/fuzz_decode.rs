@@ -67,9 +67,6 @@ const CURRENCY_SCALES: [u32; 4] = [0, 2, 3, 8];
 /// Largest mantissa a `Decimal` holds (2^96 − 1).
 const DECIMAL_MANTISSA_MAX: u128 = (1 << 96) - 1;
 
-/// Timestamps `list_instrument` is given as "now".
-const NOWS: [u64; 3] = [0, 1_700_000_000_000_000_000, u64::MAX];
-
 fn units(
     id: u32,
     symbol: &str,
@@ -668,7 +665,9 @@ fn exercise_set_accreditation(request: &pb::SetAccreditationRequest) {
 
 /// Fields a listing may be refused for. `symbol` is checked only for length at the edge (the
 /// engine checks the rest), so it is the one field this file has no oracle for.
-const LISTING_FIELDS: [&str; 9] = [
+const LISTING_FIELDS: [&str; 11] = [
+    "issue_time_ns",
+    "lock_in_ns",
     "symbol",
     "tick_size",
     "lot_size",
@@ -717,72 +716,79 @@ fn exercise_list_instrument(request: &pb::ListInstrumentRequest) {
             .tax_credit_rate
             .as_deref()
             .map(|text| checked_rate("tax_credit_rate", text));
-        for now in NOWS {
-            match convert::list_instrument(request, scale, now) {
-                Ok(CommandKind::ListInstrument { spec }) => {
-                    assert_eq!(spec.symbol, request.symbol);
-                    assert_eq!(Some(spec.kind), kind);
-                    assert_eq!(spec.issuer, ParticipantId(request.issuer_id));
-                    assert_eq!(
-                        Some(spec.tick_size_minor),
-                        tick_size_minor,
-                        "tick_size {:?} at scale {scale}",
-                        request.tick_size
-                    );
-                    assert_eq!(
-                        Some(spec.lot_size_units),
-                        lot_size_units,
-                        "lot_size {:?}",
-                        request.lot_size
-                    );
-                    assert_eq!(
-                        Some(spec.par_ticks),
-                        par_ticks,
-                        "par {:?} of {listed:?}",
-                        request.par
-                    );
-                    assert_eq!(
-                        Some(spec.price_floor_ticks),
-                        price_floor_ticks,
-                        "price_floor {:?} of {listed:?}",
-                        request.price_floor
-                    );
-                    assert_eq!(Some(spec.return_cap_bp), return_cap_bp);
-                    assert_eq!(spec.issue_time, request.issue_time_ns.unwrap_or(now));
-                    assert_eq!(spec.maturity_time, request.maturity_time_ns);
-                    assert_eq!(
-                        spec.holding_cap_bp.map(Some),
-                        holding_cap_bp,
-                        "holding_cap {:?}",
-                        request.holding_cap
-                    );
-                    assert_eq!(
-                        spec.cooperative_investment_plan,
-                        request.cooperative_investment_plan
-                    );
-                    assert_eq!(spec.lock_in_ns, request.lock_in_ns);
-                    assert_eq!(
-                        spec.tax_credit_bp.map(Some),
-                        tax_credit_bp,
-                        "tax_credit_rate {:?}",
-                        request.tax_credit_rate
-                    );
-                }
-                Ok(other) => panic!("a listing converted to {other:?}"),
-                Err(status) => {
-                    assert_refusal(&status, &LISTING_FIELDS, request);
-                    let every_field_valid = par_ticks.is_some()
-                        && price_floor_ticks.is_some()
-                        && kind.is_some()
-                        && return_cap_bp.is_some()
-                        && holding_cap_bp.is_none_or(|bp| bp.is_some())
-                        && tax_credit_bp.is_none_or(|bp| bp.is_some());
-                    assert!(
-                        !every_field_valid || status.message().starts_with("symbol: "),
-                        "{request:?} refused at scale {scale} though every field converts: {:?}",
-                        status.message()
-                    );
-                }
+        match convert::list_instrument(request, scale) {
+            Ok(CommandKind::ListInstrument { spec }) => {
+                assert_eq!(spec.symbol, request.symbol);
+                assert_eq!(Some(spec.kind), kind);
+                assert_eq!(spec.issuer, ParticipantId(request.issuer_id));
+                assert_eq!(
+                    Some(spec.tick_size_minor),
+                    tick_size_minor,
+                    "tick_size {:?} at scale {scale}",
+                    request.tick_size
+                );
+                assert_eq!(
+                    Some(spec.lot_size_units),
+                    lot_size_units,
+                    "lot_size {:?}",
+                    request.lot_size
+                );
+                assert_eq!(
+                    Some(spec.par_ticks),
+                    par_ticks,
+                    "par {:?} of {listed:?}",
+                    request.par
+                );
+                assert_eq!(
+                    Some(spec.price_floor_ticks),
+                    price_floor_ticks,
+                    "price_floor {:?} of {listed:?}",
+                    request.price_floor
+                );
+                assert_eq!(Some(spec.return_cap_bp), return_cap_bp);
+                assert!(
+                    request.issue_time_ns.is_none() && request.lock_in_ns.is_none(),
+                    "a listing naming an issue time or a lock-in in nanoseconds was accepted"
+                );
+                assert_eq!(spec.maturity_time, request.maturity_time_ns);
+                assert_eq!(
+                    spec.holding_cap_bp.map(Some),
+                    holding_cap_bp,
+                    "holding_cap {:?}",
+                    request.holding_cap
+                );
+                assert_eq!(
+                    spec.cooperative_investment_plan,
+                    request.cooperative_investment_plan
+                );
+                assert_eq!(spec.lock_in_years, request.lock_in_years);
+                assert_eq!(
+                    (spec.withdrawable, spec.withdrawal_notice_days),
+                    (request.withdrawable, request.withdrawal_notice_days)
+                );
+                assert_eq!(
+                    spec.tax_credit_bp.map(Some),
+                    tax_credit_bp,
+                    "tax_credit_rate {:?}",
+                    request.tax_credit_rate
+                );
+            }
+            Ok(other) => panic!("a listing converted to {other:?}"),
+            Err(status) => {
+                assert_refusal(&status, &LISTING_FIELDS, request);
+                let every_field_valid = request.issue_time_ns.is_none()
+                    && request.lock_in_ns.is_none()
+                    && par_ticks.is_some()
+                    && price_floor_ticks.is_some()
+                    && kind.is_some()
+                    && return_cap_bp.is_some()
+                    && holding_cap_bp.is_none_or(|bp| bp.is_some())
+                    && tax_credit_bp.is_none_or(|bp| bp.is_some());
+                assert!(
+                    !every_field_valid || status.message().starts_with("symbol: "),
+                    "{request:?} refused at scale {scale} though every field converts: {:?}",
+                    status.message()
+                );
             }
         }
     }
@@ -1334,10 +1340,13 @@ fn list_instrument_request() -> impl Strategy<Value = pb::ListInstrumentRequest>
         rate_text(),
         prop_oneof![2 => Just(String::new()), 1 => Just("0".to_string()), 3 => decimal_text()],
     );
-    let times = (
-        prop::option::of(any::<u64>()),
-        prop::option::of(any::<u64>()),
-        prop::option::of(any::<u64>()),
+    // An issue time and a lock-in in nanoseconds are refused; mostly they are absent.
+    let rare = || prop_oneof![6 => Just(None), 1 => any::<u64>().prop_map(Some)];
+    let times = (rare(), prop::option::of(any::<u64>()), rare());
+    let lock_in_years = (
+        prop::option::of(prop_oneof![0u32..=10, Just(u32::MAX)]),
+        any::<bool>(),
+        prop_oneof![Just(0u32), 1u32..=4000],
     );
     let flags = (
         prop::option::of(rate_text()),
@@ -1352,6 +1361,7 @@ fn list_instrument_request() -> impl Strategy<Value = pb::ListInstrumentRequest>
         amounts,
         times,
         flags,
+        lock_in_years,
     )
         .prop_map(
             |(
@@ -1362,6 +1372,7 @@ fn list_instrument_request() -> impl Strategy<Value = pb::ListInstrumentRequest>
                 (tick_size, lot_size, par, return_cap, price_floor),
                 (issue_time_ns, maturity_time_ns, lock_in_ns),
                 (holding_cap, tax_credit_rate, cooperative_investment_plan),
+                (lock_in_years, withdrawable, withdrawal_notice_days),
             )| {
                 pb::ListInstrumentRequest {
                     request_id,
@@ -1379,6 +1390,9 @@ fn list_instrument_request() -> impl Strategy<Value = pb::ListInstrumentRequest>
                     cooperative_investment_plan,
                     lock_in_ns,
                     tax_credit_rate,
+                    lock_in_years,
+                    withdrawable,
+                    withdrawal_notice_days,
                 }
             },
         )

@@ -756,7 +756,9 @@ async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
             )
         }
         "Registry.PayDistribution" => {
-            // 100 units outstanding, issued a year ago: up to 0.50 a unit may be paid.
+            // 100 units outstanding, issued a moment ago: next to nothing has accrued, so the
+            // issuer's call is refused for that business reason (DistributionAboveCap); every
+            // other caller is refused for its role first.
             let share = fresh_share(c, f).await;
             run_offering(c, &f.issuer.1, share, "100", "1", &[(&f.alice.1, "100")]).await;
             let pay = pb::PayDistributionRequest {
@@ -767,16 +769,20 @@ async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
             done(c.registry.pay_distribution(req(pay, who)).await)
         }
         "Registry.RepayAtMaturity" => {
-            // A bond issued two years ago that matured a minute ago, 10 units held by alice.
-            let now = now_ns();
+            // A bond maturing half a second after its listing, 10 units held by alice, called
+            // once it has matured.
+            let maturity = now_ns() + 500_000_000;
             let spec = pb::ListInstrumentRequest {
                 holding_cap: Some("1".into()),
-                issue_time_ns: Some(now - 2 * YEAR_NS),
-                maturity_time_ns: Some(now - 60_000_000_000),
+                maturity_time_ns: Some(maturity),
                 ..support::bond(&symbol(), f.issuer.0)
             };
             let bond = list(c, &f.operator, spec).await;
             run_offering(c, &f.issuer.1, bond, "100", "10", &[(&f.alice.1, "10")]).await;
+            tokio::time::sleep(std::time::Duration::from_nanos(
+                maturity.saturating_sub(now_ns()) + 1_000_000,
+            ))
+            .await;
             done(
                 c.registry
                     .repay_at_maturity(req(

@@ -63,7 +63,7 @@ async fn market(server: &TestServer) -> Market {
 fn tradable_cip_share(symbol: &str, issuer: u32) -> pb::ListInstrumentRequest {
     pb::ListInstrumentRequest {
         cooperative_investment_plan: true,
-        lock_in_ns: Some(0),
+        lock_in_years: Some(0),
         holding_cap: Some("1".into()),
         ..share(symbol, issuer)
     }
@@ -127,12 +127,21 @@ async fn a_market_raises_capital_trades_and_pays_income() {
         (
             listed.par.as_str(),
             listed.tax_credit_rate.as_str(),
-            listed.lock_in_ns
+            listed.lock_in_years
         ),
         ("10.00", "0.3", 0)
     );
-    // Issued a year ago at a 5 % cap: the ceiling has accrued to par plus 5 %.
-    assert_eq!(listed.price_ceiling, "10.50");
+    // Nothing is issued yet, so nothing has accrued: the ceiling, the accrued value and the price
+    // of a first offering are all par.
+    assert_eq!(listed.first_issue_time_ns, None);
+    assert_eq!(
+        (
+            listed.price_ceiling.as_str(),
+            listed.accrued_value.as_str(),
+            listed.offering_price.as_str()
+        ),
+        ("10.00", "10", "10.00")
+    );
     let all = clients
         .registry
         .list_instruments(with_token(pb::ListInstrumentsRequest {}, &bob.1))
@@ -238,7 +247,7 @@ async fn a_market_raises_capital_trades_and_pays_income() {
         assert_eq!(filtered.credits.len(), expected, "credits in {year}");
     }
 
-    // The bond: bob buys 50 units (5 lots) at par; bonds are not CIP, so no credit is earned.
+    // The bond: bob buys 50 units (5 lots) at par; other social investments earn 30 % as well.
     run_offering(
         &mut clients,
         &organization.1,
@@ -255,8 +264,8 @@ async fn a_market_raises_capital_trades_and_pays_income() {
         .unwrap()
         .into_inner();
     assert_eq!(
-        bob_credits.total_credit, "600.00",
-        "only the share purchase earned a credit"
+        bob_credits.total_credit, "2100.00",
+        "600.00 on the share and 1500.00 on the bond"
     );
 
     // Market data: subscribe to trades before the first one happens.
@@ -271,7 +280,7 @@ async fn a_market_raises_capital_trades_and_pays_income() {
     let ask = place(
         &mut clients,
         &bob.1,
-        limit(share_id, pb::Side::Sell, "10.20", "50"),
+        limit(share_id, pb::Side::Sell, "9.80", "50"),
     )
     .await;
     assert_eq!(
@@ -289,14 +298,14 @@ async fn a_market_raises_capital_trades_and_pays_income() {
     );
     assert_eq!(
         levels(&book(&mut clients, share_id).await.asks),
-        [("10.20", "50", 1)]
+        [("9.80", "50", 1)]
     );
 
     // A crossing buy trades at the resting price.
     let lift = place(
         &mut clients,
         &alice.1,
-        limit(share_id, pb::Side::Buy, "10.25", "20"),
+        limit(share_id, pb::Side::Buy, "9.85", "20"),
     )
     .await;
     assert_eq!(lift.status, pb::OrderStatus::Filled as i32);
@@ -309,7 +318,7 @@ async fn a_market_raises_capital_trades_and_pays_income() {
             fill.quantity.as_str(),
             fill.notional.as_str()
         ),
-        (ask.order_id, "10.20", "20", "204.00")
+        (ask.order_id, "9.80", "20", "196.00")
     );
     let trade = next_trade(&mut trades).await;
     assert_eq!(
@@ -319,7 +328,7 @@ async fn a_market_raises_capital_trades_and_pays_income() {
             trade.price.as_str(),
             trade.quantity.as_str()
         ),
-        (share_id, "GVC-SHARE", "10.20", "20")
+        (share_id, "GVC-SHARE", "9.80", "20")
     );
     assert_eq!(
         (trade.maker_order_id, trade.taker_order_id, trade.taker_side),
@@ -337,7 +346,7 @@ async fn a_market_raises_capital_trades_and_pays_income() {
         &alice.1,
         pb::PlaceOrderRequest {
             time_in_force: pb::TimeInForce::ImmediateOrCancel as i32,
-            ..limit(share_id, pb::Side::Buy, "10.20", "40")
+            ..limit(share_id, pb::Side::Buy, "9.80", "40")
         },
     )
     .await;
@@ -360,7 +369,7 @@ async fn a_market_raises_capital_trades_and_pays_income() {
         "the IOC remainder did not rest: {after_sweep:?}"
     );
 
-    // Fill-or-kill: refused whole when the book cannot fill it, filled whole when it can.
+    // Fill-or-kill: accepted and killed whole when the book cannot fill it, filled whole when it can.
     let bid = place(
         &mut clients,
         &alice.1,
@@ -372,13 +381,32 @@ async fn a_market_raises_capital_trades_and_pays_income() {
         time_in_force: pb::TimeInForce::FillOrKill as i32,
         ..limit(share_id, pb::Side::Sell, "9.90", quantity)
     };
-    let killed = clients
+    let killed = place(&mut clients, &bob.1, fill_or_kill("20")).await;
+    assert_eq!(
+        (killed.status, killed.fills.len()),
+        (pb::OrderStatus::Killed as i32, 0),
+        "{killed:?}"
+    );
+    assert!(
+        killed.order_id > bid.order_id,
+        "a killed order has an order id"
+    );
+    let gone = clients
         .exchange
-        .place_order(with_token(fill_or_kill("20"), &bob.1))
+        .cancel_order(with_token(
+            pb::CancelOrderRequest {
+                request_id: request_id(),
+                order_id: killed.order_id,
+            },
+            &bob.1,
+        ))
         .await
         .unwrap_err();
-    assert_eq!(killed.code(), Code::FailedPrecondition, "{killed:?}");
-    assert_eq!(reason_code(&killed), Some(37));
+    assert_eq!(
+        (gone.code(), reason_code(&gone)),
+        (Code::FailedPrecondition, Some(57)),
+        "cancelling a killed order says it is no longer resting: {gone:?}"
+    );
     assert_eq!(
         levels(&book(&mut clients, share_id).await.bids),
         [("10.00", "10", 1)],
@@ -502,18 +530,18 @@ async fn a_market_raises_capital_trades_and_pays_income() {
     place(
         &mut clients,
         &bob.1,
-        limit(bond_id, pb::Side::Sell, "100.50", "20"),
+        limit(bond_id, pb::Side::Sell, "99.50", "20"),
     )
     .await;
     let bond_buy = place(
         &mut clients,
         &alice.1,
-        limit(bond_id, pb::Side::Buy, "100.50", "20"),
+        limit(bond_id, pb::Side::Buy, "99.50", "20"),
     )
     .await;
     assert_eq!(
         (bond_buy.status, bond_buy.fills[0].notional.as_str()),
-        (pb::OrderStatus::Filled as i32, "2010.00")
+        (pb::OrderStatus::Filled as i32, "1990.00")
     );
     let bond_trade = next_trade(&mut trades).await;
     assert_eq!(
@@ -522,21 +550,21 @@ async fn a_market_raises_capital_trades_and_pays_income() {
             bond_trade.price.as_str(),
             bond_trade.quantity.as_str()
         ),
-        ("GVC-BOND", "100.50", "20")
+        ("GVC-BOND", "99.50", "20")
     );
 
     // Cash and units after trading, delivery versus payment.
-    // alice: 10000 − 3000 subscribed − 204 − 306 − 100 − 2010 = 4380.
-    // bob:   10000 − 2000 subscribed − 5000 bond + 204 + 306 + 100 + 2010 = 5620.
+    // alice: 10000 − 3000 subscribed − 196 − 294 − 100 − 1990 = 4420.
+    // bob:   10000 − 2000 subscribed − 5000 bond + 196 + 294 + 100 + 1990 = 5580.
     let alice_cash = balances(&mut clients, &alice.1, None).await;
     assert_eq!(
         (alice_cash.balance.as_str(), alice_cash.reserved.as_str()),
-        ("4380.00", "0.00")
+        ("4420.00", "0.00")
     );
     let bob_cash = balances(&mut clients, &bob.1, None).await;
     assert_eq!(
         (bob_cash.balance.as_str(), bob_cash.reserved.as_str()),
-        ("5620.00", "0.00")
+        ("5580.00", "0.00")
     );
     assert_eq!(
         holding(&mut clients, &alice.1, share_id)
@@ -567,34 +595,48 @@ async fn a_market_raises_capital_trades_and_pays_income() {
         "30"
     );
 
-    // A distribution of 0.10 per unit (under the accrued cap of 0.50) to every holder.
+    // A distribution can only pay out what has accrued since the first issue, a moment ago: even
+    // a cent per unit is refused, and the accrued value is still par.
     let pay = pb::PayDistributionRequest {
         request_id: request_id(),
         instrument: by_id(share_id),
-        amount_per_unit: "0.10".into(),
+        amount_per_unit: "0.01".into(),
     };
-    let paid = clients
+    let refused = clients
         .registry
         .pay_distribution(with_token(pay, &organization.1))
         .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), reason_code(&refused)),
+        (Code::FailedPrecondition, Some(44)),
+        "{refused:?}"
+    );
+    let issued = clients
+        .registry
+        .get_instrument(with_token(
+            pb::GetInstrumentRequest {
+                instrument: by_id(share_id),
+            },
+            &alice.1,
+        ))
+        .await
         .unwrap()
         .into_inner();
+    assert!(issued
+        .first_issue_time_ns
+        .is_some_and(|first| first <= now_ns()));
     assert_eq!(
-        (paid.total.as_str(), paid.outstanding_quantity.as_str()),
-        ("50.00", "500")
+        (
+            issued.accrued_value.as_str(),
+            issued.distributed_per_unit.as_str()
+        ),
+        ("10", "0")
     );
-    assert_eq!(
-        balances(&mut clients, &alice.1, None).await.balance,
-        "4416.00"
-    );
-    assert_eq!(
-        balances(&mut clients, &bob.1, None).await.balance,
-        "5634.00"
-    );
-    // 1000 deposited + 5000 + 5000 proceeds − 50 paid out.
+    // 1000 deposited + 5000 + 5000 proceeds.
     assert_eq!(
         balances(&mut clients, &organization.1, None).await.balance,
-        "10950.00"
+        "11000.00"
     );
     // Cash is conserved: the 21000.00 deposited is all still on the ledger, operator included.
     let mut total = rust_decimal::Decimal::ZERO;
@@ -657,13 +699,13 @@ async fn the_order_entry_stream_answers_in_order_and_survives_rejections() {
         let order = limit(
             share_id,
             pb::Side::Sell,
-            &format!("10.{:02}", index + 1),
+            &format!("9.{:02}", index + 1),
             "5",
         );
         expected_ids.push(order.request_id.clone());
         commands.push(entry(EntryCommand::Place(order)));
         if index == 20 {
-            let off_tick = limit(share_id, pb::Side::Sell, "10.005", "5");
+            let off_tick = limit(share_id, pb::Side::Sell, "9.005", "5");
             expected_ids.push(off_tick.request_id.clone());
             commands.push(entry(EntryCommand::Place(off_tick)));
             let cancel = pb::CancelOrderRequest {
@@ -753,7 +795,7 @@ async fn the_order_entry_stream_answers_in_order_and_survives_rejections() {
         .unwrap()
         .into_inner();
     assert_eq!(depth.asks.len(), 40);
-    assert_eq!(depth.asks[0].price, "10.01");
+    assert_eq!(depth.asks[0].price, "9.01");
 
     // Cancel, reduce and a crossing buy on one pipelined stream, fed while replies are read.
     let (sender, outbound) = tokio::sync::mpsc::channel(8);
@@ -981,7 +1023,7 @@ async fn a_retried_request_applies_once() {
     // An order sent twice rests once, under the first order id.
     let order = pb::PlaceOrderRequest {
         request_id: "my-order-1".into(),
-        ..limit(share_id, pb::Side::Sell, "10.10", "30")
+        ..limit(share_id, pb::Side::Sell, "9.90", "30")
     };
     let placed = clients
         .exchange

@@ -9,9 +9,11 @@ use mutua_engine::{
     TimeInForce, Timestamp, GENESIS_OPERATOR,
 };
 
-pub const YEAR_NS: Timestamp = 365 * 24 * 3600 * 1_000_000_000;
-/// The benches run "two years after issue", so the ceiling is par + 10 %.
+/// When the benches run: 2027-01-15T08:00:00Z.
 pub const NOW: Timestamp = 1_800_000_000_000_000_000;
+/// When the set-up issued the units, two anniversaries before `NOW` (2025-01-15, with no
+/// 29 February between), so the ceiling the benches trade under is par + 10 %.
+pub const ISSUED_AT: Timestamp = NOW - 2 * 365 * 24 * 3600 * 1_000_000_000;
 pub const PAR_TICKS: u64 = 10_000;
 pub const LOTS_PER_CONTRIBUTOR: u64 = 1_000_000;
 
@@ -47,7 +49,8 @@ pub struct Market {
     /// Par of the instrument, in ticks: the workloads trade around it.
     pub par_ticks: u64,
     pub contributors: Vec<ParticipantId>,
-    /// Every command the set-up applied, in order, so that a journal can start from genesis.
+    /// Every command the set-up applied, in order, at `ISSUED_AT`, so that a journal can start
+    /// from genesis.
     pub setup: Vec<Command>,
     next_command: u128,
     events: Vec<Event>,
@@ -94,12 +97,13 @@ impl Market {
             par_ticks,
             return_cap_bp: 500,
             price_floor_ticks: 0,
-            issue_time: NOW - 2 * YEAR_NS,
             maturity_time: None,
             holding_cap_bp: Some(10_000),
             cooperative_investment_plan: false,
-            lock_in_ns: None,
+            lock_in_years: None,
             tax_credit_bp: None,
+            withdrawable: false,
+            withdrawal_notice_days: 0,
         };
         let Ack::Instrument(instrument) = market.run(
             GENESIS_OPERATOR,
@@ -172,7 +176,7 @@ impl Market {
         self.events.clear();
         let ack = self
             .engine
-            .apply(&command, NOW, &mut self.events)
+            .apply(&command, ISSUED_AT, &mut self.events)
             .result
             .expect("set-up command accepted");
         self.setup.push(command);

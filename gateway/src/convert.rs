@@ -7,9 +7,9 @@ use std::collections::HashMap;
 
 use mutua_engine::units;
 use mutua_engine::{
-    Ack, CommandId, CommandKind, Event, Instrument, InstrumentId, InstrumentKind, InstrumentSpec,
-    OfferingId, Order, OrderId, ParticipantId, RejectReason, Role, SelfTradePrevention, Side,
-    TaxCredit, TimeInForce, Timestamp,
+    Ack, CancelReason, CommandId, CommandKind, Event, Instrument, InstrumentId, InstrumentKind,
+    InstrumentSpec, OfferingId, Order, OrderId, ParticipantId, RejectReason, Role,
+    SelfTradePrevention, Side, TaxCredit, TimeInForce, Timestamp,
 };
 use rust_decimal::Decimal;
 use tonic::{Code, Status};
@@ -95,9 +95,12 @@ pub fn reject_code(reason: RejectReason) -> Code {
     match reason {
         // The thing named does not exist.
         UnknownParticipant | UnknownAccount | UnknownInstrument | UnknownOrder
-        | UnknownOffering | UnknownCredential => Code::NotFound,
+        | UnknownOffering | UnknownCredential | UnknownWithdrawal | UnknownResolution => {
+            Code::NotFound
+        }
         // The caller may not do this, whatever the state.
-        RoleNotAllowed | NotOrderOwner | NotIssuer | ParticipantSuspended => Code::PermissionDenied,
+        RoleNotAllowed | NotOrderOwner | NotIssuer | ParticipantSuspended | NotWithdrawalHolder
+        | NotProposer | NotAMember => Code::PermissionDenied,
         // Malformed requests: wrong however often they are retried.
         NameInvalid
         | SymbolInvalid
@@ -117,7 +120,10 @@ pub fn reject_code(reason: RejectReason) -> Code {
         | AmountZero
         | AmountOffMinorUnit
         | OfferingMinimumInvalid
-        | RequestIdReused => Code::InvalidArgument,
+        | RequestIdReused
+        | ResolutionInvalid
+        | WithdrawalTermsInvalid
+        | LockInInvalid => Code::InvalidArgument,
         // Outside a range that moves with the market's state (the band accrues, cash circulates).
         PriceAboveCeiling | PriceBelowFloor | AmountTooLarge => Code::OutOfRange,
         SymbolTaken => Code::AlreadyExists,
@@ -138,10 +144,18 @@ pub fn reject_code(reason: RejectReason) -> Code {
         | NotMatured
         | DoesNotMature
         | NoEffect
-        | CannotSuspendSelf => Code::FailedPrecondition,
+        | CannotSuspendSelf
+        | OrderNotResting
+        | NotWithdrawable
+        | WithdrawalsSuspended
+        | NoticeRunning
+        | VotingClosed
+        | AlreadyVoted
+        | VotingStillOpen
+        | MaturityReached => Code::FailedPrecondition,
         // A bound of the market is reached.
         BookFull | SubscriptionsFull | ParticipantsFull | InstrumentsFull | OrdersFull
-        | CredentialsFull => Code::ResourceExhausted,
+        | CredentialsFull | ResolutionsFull | WithdrawalsFull => Code::ResourceExhausted,
     }
 }
 
@@ -518,6 +532,14 @@ impl InstrumentUnits {
     pub fn cash_text(&self, minor: u64) -> String {
         cash_text(minor, self.currency_scale)
     }
+
+    /// Cash per lot in minor units → cash per unit, as exact as 28 significant digits allow.
+    pub fn per_unit_text(&self, minor_per_lot: u64) -> String {
+        let per_lot = units::minor_to_cash(minor_per_lot, self.currency_scale);
+        (per_lot / Decimal::from(self.lot_size_units))
+            .normalize()
+            .to_string()
+    }
 }
 
 // ---- Enumerations ----
@@ -695,12 +717,20 @@ pub fn withdraw(request: &pb::WithdrawRequest, currency_scale: u32) -> Result<Co
     })
 }
 
-/// A listing, with `now` as the issue time when the request names none.
+/// A listing. Accrual runs from the first issue, which the engine records: a listing that names
+/// an issue time is refused, as is a lock-in in nanoseconds rather than whole years.
 pub fn list_instrument(
     request: &pb::ListInstrumentRequest,
     currency_scale: u32,
-    now: Timestamp,
 ) -> Result<CommandKind, Status> {
+    if request.issue_time_ns.is_some() {
+        return Err(invalid_field(
+            "issue_time_ns: not accepted; accrual runs from the first issue, which the exchange records when the first offering closes with units issued",
+        ));
+    }
+    if request.lock_in_ns.is_some() {
+        return Err(invalid_field("lock_in_ns: not accepted; a lock-in is whole years to the anniversary, in lock_in_years"));
+    }
     checked_symbol("symbol", &request.symbol)?;
     let tick_size_minor = cash_minor("tick_size", &request.tick_size, currency_scale)?;
     let lot_size = parse_decimal("lot_size", &request.lot_size)?;
@@ -736,7 +766,6 @@ pub fn list_instrument(
         par_ticks,
         return_cap_bp: rate_bp("return_cap", &request.return_cap)?,
         price_floor_ticks,
-        issue_time: request.issue_time_ns.unwrap_or(now),
         maturity_time: request.maturity_time_ns,
         holding_cap_bp: request
             .holding_cap
@@ -744,12 +773,14 @@ pub fn list_instrument(
             .map(|text| rate_bp("holding_cap", text))
             .transpose()?,
         cooperative_investment_plan: request.cooperative_investment_plan,
-        lock_in_ns: request.lock_in_ns,
+        lock_in_years: request.lock_in_years,
         tax_credit_bp: request
             .tax_credit_rate
             .as_deref()
             .map(|text| rate_bp("tax_credit_rate", text))
             .transpose()?,
+        withdrawable: request.withdrawable,
+        withdrawal_notice_days: request.withdrawal_notice_days,
     };
     Ok(CommandKind::ListInstrument {
         spec: Box::new(spec),
@@ -857,8 +888,15 @@ pub fn place_order_response(
                 remaining_lots = *lots;
             }
             Event::OrderCancelled {
-                order: cancelled, ..
-            } if *cancelled == order => status = pb::OrderStatus::Cancelled,
+                order: cancelled,
+                reason,
+                ..
+            } if *cancelled == order => {
+                status = match reason {
+                    CancelReason::FillOrKillUnfillable => pb::OrderStatus::Killed,
+                    _ => pb::OrderStatus::Cancelled,
+                }
+            }
             _ => {}
         }
     }
@@ -1066,19 +1104,25 @@ pub fn instrument_to_pb(
         lot_size: spec.lot_size_units.to_string(),
         par: units.price_text(spec.par_ticks),
         return_cap: rate_text(spec.return_cap_bp),
-        price_floor: units.price_text(spec.price_floor_ticks),
+        price_floor: units.price_text(instrument.terms.price_floor_ticks),
         price_ceiling: units.price_text(instrument.ceiling_ticks(now)),
-        issue_time_ns: spec.issue_time,
         maturity_time_ns: spec.maturity_time,
         holding_cap: rate_text(instrument.terms.holding_cap_bp),
         cooperative_investment_plan: spec.cooperative_investment_plan,
-        lock_in_ns: instrument.terms.lock_in_ns,
         tax_credit_rate: rate_text(instrument.terms.tax_credit_bp),
         trading_open: instrument.status.trading_open,
         matured: instrument.status.matured,
         issued_quantity: units.quantity_text(instrument.status.lots_issued),
         outstanding_quantity: units.quantity_text(instrument.lots_outstanding()),
         open_offering_id: instrument.status.open_offering.map(|offering| offering.0),
+        first_issue_time_ns: instrument.status.first_issue_time,
+        lock_in_years: instrument.terms.lock_in_years,
+        accrued_value: units.per_unit_text(instrument.accrued_value_per_lot_minor(now)),
+        distributed_per_unit: units.per_unit_text(instrument.status.distributed_per_lot_minor),
+        offering_price: units.price_text(instrument.offering_price_ticks(now)),
+        withdrawable: spec.withdrawable,
+        withdrawal_notice_days: spec.withdrawal_notice_days,
+        withdrawals_suspended: instrument.status.withdrawals_suspended,
     }
 }
 

@@ -35,7 +35,7 @@ pub struct Metrics {
 }
 
 /// The kinds of command, in the order `kind_index` numbers them.
-pub const COMMAND_KINDS: [&str; 17] = [
+pub const COMMAND_KINDS: [&str; 24] = [
     "register_participant",
     "set_accreditation",
     "deposit",
@@ -53,6 +53,13 @@ pub const COMMAND_KINDS: [&str; 17] = [
     "issue_credential",
     "revoke_credential",
     "set_participant_status",
+    "request_withdrawal",
+    "cancel_withdrawal",
+    "complete_withdrawal",
+    "set_withdrawals_suspended",
+    "propose_resolution",
+    "cast_vote",
+    "close_resolution",
 ];
 
 pub fn kind_index(kind: &CommandKind) -> usize {
@@ -74,6 +81,13 @@ pub fn kind_index(kind: &CommandKind) -> usize {
         CommandKind::IssueCredential { .. } => 14,
         CommandKind::RevokeCredential { .. } => 15,
         CommandKind::SetParticipantStatus { .. } => 16,
+        CommandKind::RequestWithdrawal { .. } => 17,
+        CommandKind::CancelWithdrawal { .. } => 18,
+        CommandKind::CompleteWithdrawal { .. } => 19,
+        CommandKind::SetWithdrawalsSuspended { .. } => 20,
+        CommandKind::ProposeResolution { .. } => 21,
+        CommandKind::CastVote { .. } => 22,
+        CommandKind::CloseResolution { .. } => 23,
     }
 }
 

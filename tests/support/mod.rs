@@ -289,8 +289,8 @@ pub async fn deposit(
         .balance
 }
 
-/// A community share of `issuer` with a tick of 0.01, a lot of 1, par 10.00 and a 5 % cap, issued a
-/// year ago (so the price ceiling and the distribution cap have accrued a full year).
+/// A community share of `issuer` with a tick of 0.01, a lot of 1, par 10.00 and a 5 % cap. Accrual
+/// runs from the first issue, moments before a test trades: the ceiling is par.
 pub fn share(symbol: &str, issuer: u32) -> pb::ListInstrumentRequest {
     pb::ListInstrumentRequest {
         request_id: request_id(),
@@ -301,13 +301,12 @@ pub fn share(symbol: &str, issuer: u32) -> pb::ListInstrumentRequest {
         lot_size: "1".into(),
         par: "10.00".into(),
         return_cap: "0.05".into(),
-        issue_time_ns: Some(now_ns() - YEAR_NS),
         ..Default::default()
     }
 }
 
 /// A community bond of `issuer` with a tick of 0.05, a lot of 10 units, par 100.00 and a 4 % cap,
-/// issued half a year ago and maturing in five years.
+/// maturing in five years.
 pub fn bond(symbol: &str, issuer: u32) -> pb::ListInstrumentRequest {
     let now = now_ns();
     pb::ListInstrumentRequest {
@@ -319,7 +318,6 @@ pub fn bond(symbol: &str, issuer: u32) -> pb::ListInstrumentRequest {
         lot_size: "10".into(),
         par: "100.00".into(),
         return_cap: "0.04".into(),
-        issue_time_ns: Some(now - YEAR_NS / 2),
         maturity_time_ns: Some(now + 5 * YEAR_NS),
         ..Default::default()
     }

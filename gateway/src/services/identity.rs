@@ -10,7 +10,7 @@ use crate::auth::{self, Caller};
 use crate::convert::{self, edge_status, EdgeReason};
 use crate::pb;
 use crate::sequencer::Applied;
-use crate::services::{first_outcome, reads_everything, sequencer_status, Shared};
+use crate::services::{first_outcome, page_size, reads_everything, sequencer_status, Shared};
 
 pub struct IdentityService {
     shared: Shared,
@@ -19,20 +19,6 @@ pub struct IdentityService {
 impl IdentityService {
     pub(crate) fn new(shared: Shared) -> IdentityService {
         IdentityService { shared }
-    }
-}
-
-/// Entries in one page of a listing when the request names no limit, and at most.
-const PAGE_ENTRIES_DEFAULT: usize = 1_000;
-const PAGE_ENTRIES_MAX: usize = 10_000;
-
-fn page_size(limit: u32) -> Result<usize, Status> {
-    match limit as usize {
-        0 => Ok(PAGE_ENTRIES_DEFAULT),
-        limit if limit <= PAGE_ENTRIES_MAX => Ok(limit),
-        _ => Err(convert::invalid_field(format!(
-            "limit: at most {PAGE_ENTRIES_MAX}"
-        ))),
     }
 }
 
@@ -153,7 +139,7 @@ impl pb::identity_server::Identity for IdentityService {
         operator_only(caller, "list tokens")?;
         let request = request.into_inner();
         let only = request.participant_id.map(ParticipantId);
-        let (after, limit) = (request.after_token_id, page_size(request.limit)?);
+        let (after, limit) = (request.after_token_id, page_size("limit", request.limit)?);
         let tokens = self
             .shared
             .query(move |engine| {
@@ -188,7 +174,10 @@ impl pb::identity_server::Identity for IdentityService {
             ));
         }
         let request = request.into_inner();
-        let (after, limit) = (request.after_participant_id, page_size(request.limit)?);
+        let (after, limit) = (
+            request.after_participant_id,
+            page_size("limit", request.limit)?,
+        );
         let participants = self
             .shared
             .query(move |engine| {

@@ -1,14 +1,16 @@
 //! The gRPC services: thin handlers that authenticate, convert the request into an engine
 //! command (`convert.rs`), hand it to the sequencer, and map the outcome back. Queries run on the
 //! engine thread through `Sequencer::query`, so they only ever see acknowledged state.
-//! `router` assembles the four Mutua services with health checking and server reflection.
+//! `router` assembles the Mutua services with health checking and server reflection.
 
 mod accounts;
 mod catalog;
 mod exchange;
 mod identity;
 mod market_data;
+mod membership;
 mod registry;
+mod withdrawals;
 
 use std::sync::Arc;
 
@@ -30,7 +32,9 @@ pub use catalog::Catalog;
 pub use exchange::ExchangeService;
 pub use identity::IdentityService;
 pub use market_data::MarketDataService;
+pub use membership::MembershipService;
 pub use registry::RegistryService;
+pub use withdrawals::WithdrawalsService;
 
 /// What every handler needs: the way to the engine thread and the token store.
 #[derive(Clone)]
@@ -193,6 +197,22 @@ pub(crate) fn account_of(caller: Caller, requested: Option<u32>) -> Result<Parti
     }
 }
 
+/// Entries in one page of a listing when the request names no size, and at most.
+const PAGE_ENTRIES_DEFAULT: usize = 1_000;
+const PAGE_ENTRIES_MAX: usize = 10_000;
+
+/// The page size a listing request asks for in `field`: the default for 0, refused above the
+/// maximum, so that no listing answers with an unbounded message.
+pub(crate) fn page_size(field: &str, requested: u32) -> Result<usize, Status> {
+    match requested as usize {
+        0 => Ok(PAGE_ENTRIES_DEFAULT),
+        size if size <= PAGE_ENTRIES_MAX => Ok(size),
+        _ => Err(convert::invalid_field(format!(
+            "{field}: at most {PAGE_ENTRIES_MAX}"
+        ))),
+    }
+}
+
 pub(crate) fn reads_everything(caller: Caller) -> bool {
     matches!(caller.role, Role::Regulator | Role::Operator)
 }
@@ -214,6 +234,12 @@ pub fn router(
         .max_decoding_message_size(bytes_max);
     let identity = pb::identity_server::IdentityServer::new(IdentityService::new(shared.clone()))
         .max_decoding_message_size(bytes_max);
+    let membership =
+        pb::membership_server::MembershipServer::new(MembershipService::new(shared.clone()))
+            .max_decoding_message_size(bytes_max);
+    let withdrawals =
+        pb::withdrawals_server::WithdrawalsServer::new(WithdrawalsService::new(shared.clone()))
+            .max_decoding_message_size(bytes_max);
     let market_data = pb::market_data_server::MarketDataServer::new(MarketDataService::new(shared))
         .max_decoding_message_size(bytes_max);
 
@@ -234,6 +260,12 @@ pub fn router(
             .await;
         reporter
             .set_serving::<pb::identity_server::IdentityServer<IdentityService>>()
+            .await;
+        reporter
+            .set_serving::<pb::membership_server::MembershipServer<MembershipService>>()
+            .await;
+        reporter
+            .set_serving::<pb::withdrawals_server::WithdrawalsServer<WithdrawalsService>>()
             .await;
     });
 
@@ -263,7 +295,9 @@ pub fn router(
         .add_service(accounts)
         .add_service(registry)
         .add_service(market_data)
-        .add_service(identity))
+        .add_service(identity)
+        .add_service(membership)
+        .add_service(withdrawals))
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

@@ -3,7 +3,6 @@
 //! only authenticate, convert and report.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mutua_engine::{Ack, CommandKind, OfferingId, RejectReason};
 use tonic::{Request, Response, Status};
@@ -39,16 +38,6 @@ impl RegistryService {
             .await?
             .ok_or_else(|| Status::internal("an offering names an unlisted instrument"))
     }
-}
-
-/// The gateway's wall clock, for listings that name no issue time. The engine has no clock; the
-/// time chosen here travels inside the journaled command, so replay sees the same value.
-fn wall_clock_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
-        })
 }
 
 #[tonic::async_trait]
@@ -105,7 +94,7 @@ impl pb::registry_server::Registry for RegistryService {
         let caller = self.shared.auth.authenticate(&request)?;
         let request = request.into_inner();
         let scale = self.shared.catalog.currency_scale().await?;
-        let kind = convert::list_instrument(&request, scale, wall_clock_ns())?;
+        let kind = convert::list_instrument(&request, scale)?;
         let applied = self
             .shared
             .submit(caller, &request.request_id, kind)
@@ -210,9 +199,23 @@ impl pb::registry_server::Registry for RegistryService {
         let Ack::Offering(offering) = convert::accepted(&applied)? else {
             return Err(convert::mismatched_outcome(&applied, "an offering"));
         };
+        // The price the engine set, from the record of the first application (so a retry has it too).
+        let price = applied
+            .events
+            .iter()
+            .find_map(|event| match event {
+                mutua_engine::Event::OfferingOpened {
+                    offering: opened,
+                    price_ticks,
+                    ..
+                } if *opened == offering => Some(units.price_text(*price_ticks)),
+                _ => None,
+            })
+            .unwrap_or_default();
         Ok(Response::new(pb::OpenOfferingResponse {
             commit: Some(convert::commit(&applied)),
             offering_id: offering.0,
+            price,
         }))
     }
 

@@ -1,7 +1,10 @@
 //! The `mutua` command line: `mutua serve` runs the exchange, `mutua load` drives it, and every
 //! other subcommand is a small gRPC client, so a person can run a whole market from a shell.
 
+mod governance;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mutua_engine::calendar;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
@@ -54,7 +57,7 @@ pub enum Command {
     /// Instruments: list, add, show, open or halt trading.
     #[command(subcommand)]
     Instrument(InstrumentCommand),
-    /// Primary offerings at par: open, subscribe, close.
+    /// Primary offerings (at par, or the accrued value for a follow-on): open, subscribe, close.
     #[command(subcommand)]
     Offering(OfferingCommand),
     /// Orders: place, cancel, reduce, list, show.
@@ -108,6 +111,18 @@ pub enum Command {
     /// Operator: bearer tokens (list, issue, revoke).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// An organization's members: every holder of a unit of its community shares.
+    Members {
+        /// The organization (regulator and operator); the caller's own when absent.
+        #[arg(long)]
+        organization: Option<u32>,
+    },
+    /// Resolutions put to members, one member one vote: propose, vote, close, show, list.
+    #[command(subcommand)]
+    Resolution(governance::ResolutionCommand),
+    /// Withdrawable shares: give notice, cancel, complete, list; issuers suspend or resume.
+    #[command(subcommand)]
+    Withdrawal(governance::WithdrawalCommand),
     /// Make a self-signed TLS certificate and key for testing (`serve --tls-cert/--tls-key`,
     /// clients `--tls-ca` the same certificate).
     TestCertificate {
@@ -160,7 +175,7 @@ pub struct Mutation {
 }
 
 impl Mutation {
-    fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         self.request_id
             .clone()
             .unwrap_or_else(|| format!("cli-{:032x}", rand::random::<u128>()))
@@ -295,16 +310,26 @@ pub struct InstrumentAddArgs {
     /// A Co-operative Investment Plan share (5-year lock-in, 30 % tax credit by default).
     #[arg(long)]
     pub cip: bool,
-    /// Tax credit rate on primary purchases, as a fraction.
+    /// Tax credit rate on primary purchases, as a fraction; the market's rate for the kind
+    /// (30 % by default) when absent.
     #[arg(long)]
     pub tax_credit: Option<String>,
+    /// Lock-in of acquired units, in whole years to the anniversary (5 for CIP shares by default).
+    #[arg(long)]
+    pub lock_in_years: Option<u32>,
+    /// A withdrawable community share: holders may ask the issuer to buy units back at par.
+    #[arg(long)]
+    pub withdrawable: bool,
+    /// Days of notice before a withdrawal is paid (withdrawable shares).
+    #[arg(long, default_value_t = 0)]
+    pub notice_days: u32,
     #[command(flatten)]
     pub mutation: Mutation,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum OfferingCommand {
-    /// Issuer: offer new units at par.
+    /// Issuer: offer new units (at par for the first issue, at the accrued value for a follow-on).
     Open {
         instrument: String,
         /// Units offered.
@@ -489,12 +514,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-struct Clients {
+pub(crate) struct Clients {
     exchange: pb::exchange_client::ExchangeClient<Channel>,
     accounts: pb::accounts_client::AccountsClient<Channel>,
     registry: pb::registry_client::RegistryClient<Channel>,
     market_data: pb::market_data_client::MarketDataClient<Channel>,
     identity: pb::identity_client::IdentityClient<Channel>,
+    membership: pb::membership_client::MembershipClient<Channel>,
+    withdrawals: pb::withdrawals_client::WithdrawalsClient<Channel>,
 }
 
 impl Clients {
@@ -504,12 +531,14 @@ impl Clients {
             accounts: pb::accounts_client::AccountsClient::new(channel.clone()),
             registry: pb::registry_client::RegistryClient::new(channel.clone()),
             market_data: pb::market_data_client::MarketDataClient::new(channel.clone()),
-            identity: pb::identity_client::IdentityClient::new(channel),
+            identity: pb::identity_client::IdentityClient::new(channel.clone()),
+            membership: pb::membership_client::MembershipClient::new(channel.clone()),
+            withdrawals: pb::withdrawals_client::WithdrawalsClient::new(channel),
         }
     }
 }
 
-fn sequence_of(commit: Option<&pb::Commit>) -> String {
+pub(crate) fn sequence_of(commit: Option<&pb::Commit>) -> String {
     match commit {
         Some(commit) if commit.replayed => format!(
             "sequence {} (a retry: first outcome repeated)",
@@ -706,6 +735,15 @@ async fn client_command(
             }
         }
         Command::Token(command) => tokens(&mut clients, token, command).await?,
+        Command::Members { organization } => {
+            governance::members(&mut clients, token, organization).await?
+        }
+        Command::Resolution(command) => {
+            governance::resolution(&mut clients, token, command).await?
+        }
+        Command::Withdrawal(command) => {
+            governance::withdrawal(&mut clients, token, command).await?
+        }
         Command::Status { .. } | Command::TestCertificate { .. } => {
             unreachable!("dispatched by `run`")
         }
@@ -769,13 +807,11 @@ pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
     {
         return Err(wrong());
     }
-    // Days since 1970-01-01 (Howard Hinnant's algorithm), the inverse of `rfc3339`.
-    let shifted_year = if month <= 2 { year - 1 } else { year };
-    let era = shifted_year.div_euclid(400);
-    let year_of_era = shifted_year - era * 400;
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
+    let days = calendar::days_from_date(calendar::Date {
+        year,
+        month: month as u32,
+        day: day as u32,
+    });
     let seconds = days * 86_400 + hour * 3_600 + minute * 60 + second;
     let formatted = rfc3339(seconds as u64 * 1_000_000_000);
     if !formatted.starts_with(&format!("{year:04}-{month:02}-{day:02}")) {
@@ -785,26 +821,14 @@ pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
 }
 
 /// Nanoseconds since the Unix epoch as an RFC 3339 UTC time, to the second.
-fn rfc3339(nanoseconds: u64) -> String {
-    let seconds = (nanoseconds / 1_000_000_000) as i64;
-    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
+pub(crate) fn rfc3339(nanoseconds: u64) -> String {
+    let of_day = nanoseconds / 1_000_000_000 % 86_400;
+    let date = calendar::date_of(nanoseconds);
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        date.year,
+        date.month,
+        date.day,
         of_day / 3_600,
         of_day % 3_600 / 60,
         of_day % 60
@@ -1037,11 +1061,30 @@ fn print_instrument(instrument: &pb::Instrument) {
 
 /// Every term of an instrument, one per line, for `instrument show`.
 fn print_terms(instrument: &pb::Instrument) {
-    // The engine's 365-day year (config::YEAR_NS), so the figure is the one it enforces.
-    const YEAR_NS: f64 = mutua_engine::config::YEAR_NS as f64;
+    let lock_in = match instrument.lock_in_years {
+        0 => "none".to_string(),
+        1 => "1 year, to the anniversary".to_string(),
+        years => format!("{years} years, to the anniversary"),
+    };
+    let withdrawals = match (instrument.withdrawable, instrument.withdrawals_suspended) {
+        (false, _) => "no".to_string(),
+        (true, false) => format!(
+            "at par, after {} days' notice",
+            instrument.withdrawal_notice_days
+        ),
+        (true, true) => format!(
+            "at par, after {} days' notice; suspended by the issuer",
+            instrument.withdrawal_notice_days
+        ),
+    };
     let rows = [
         ("issuer", format!("participant {}", instrument.issuer_id)),
-        ("issued", rfc3339(instrument.issue_time_ns)),
+        (
+            "first issue",
+            instrument
+                .first_issue_time_ns
+                .map_or("none yet (accrual starts there)".to_string(), rfc3339),
+        ),
         (
             "maturity",
             instrument
@@ -1050,10 +1093,16 @@ fn print_terms(instrument: &pb::Instrument) {
         ),
         ("par", instrument.par.clone()),
         ("annual return cap", instrument.return_cap.clone()),
+        ("accrued value now", instrument.accrued_value.clone()),
+        (
+            "distributed per unit",
+            instrument.distributed_per_unit.clone(),
+        ),
         (
             "price band now",
             format!("{} to {}", instrument.price_floor, instrument.price_ceiling),
         ),
+        ("next offering price", instrument.offering_price.clone()),
         (
             "holding cap per contributor",
             instrument.holding_cap.clone(),
@@ -1066,14 +1115,8 @@ fn print_terms(instrument: &pb::Instrument) {
                 "no".into()
             },
         ),
-        (
-            "lock-in of purchases",
-            if instrument.lock_in_ns == 0 {
-                "none".into()
-            } else {
-                format!("{:.2} years", instrument.lock_in_ns as f64 / YEAR_NS)
-            },
-        ),
+        ("lock-in of acquired units", lock_in),
+        ("withdrawals", withdrawals),
         (
             "tax credit on primary purchases",
             instrument.tax_credit_rate.clone(),
@@ -1141,6 +1184,9 @@ async fn instrument(
                 cooperative_investment_plan: args.cip,
                 lock_in_ns: None,
                 tax_credit_rate: args.tax_credit,
+                lock_in_years: args.lock_in_years,
+                withdrawable: args.withdrawable,
+                withdrawal_notice_days: args.notice_days,
             };
             let reply = clients
                 .registry
@@ -1217,8 +1263,9 @@ async fn offering(
                 .map_err(status_error)?
                 .into_inner();
             println!(
-                "offering {} open ({})",
+                "offering {} open at {} per unit ({})",
                 reply.offering_id,
+                reply.price,
                 sequence_of(reply.commit.as_ref())
             );
         }
@@ -1329,6 +1376,10 @@ async fn order(
                 Ok(pb::OrderStatus::Resting) => format!("resting {}", reply.remaining_quantity),
                 Ok(pb::OrderStatus::Filled) => "filled".to_string(),
                 Ok(pb::OrderStatus::Cancelled) => "remainder cancelled".to_string(),
+                Ok(pb::OrderStatus::Killed) => {
+                    "killed: a fill-or-kill order could not trade in full, nothing traded"
+                        .to_string()
+                }
                 _ => "see `mutua order show`".to_string(),
             };
             println!(
