@@ -991,6 +991,53 @@ fn requests() -> Vec<(&'static str, &'static str, Exercise)> {
                 exercise_request_id_only(&r.request_id)
             })
         }),
+        ("Membership", "ListMembersRequest", |b| {
+            decoded(b, exercise_nothing::<pb::ListMembersRequest>)
+        }),
+        ("Membership", "ProposeResolutionRequest", |b| {
+            decoded(b, |r: &pb::ProposeResolutionRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Membership", "CastVoteRequest", |b| {
+            decoded(b, |r: &pb::CastVoteRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Membership", "CloseResolutionRequest", |b| {
+            decoded(b, |r: &pb::CloseResolutionRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Membership", "GetResolutionRequest", |b| {
+            decoded(b, exercise_nothing::<pb::GetResolutionRequest>)
+        }),
+        ("Membership", "ListResolutionsRequest", |b| {
+            decoded(b, exercise_nothing::<pb::ListResolutionsRequest>)
+        }),
+        ("Withdrawals", "RequestWithdrawalRequest", |b| {
+            decoded(b, |r: &pb::RequestWithdrawalRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Withdrawals", "CancelWithdrawalRequest", |b| {
+            decoded(b, |r: &pb::CancelWithdrawalRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Withdrawals", "CompleteWithdrawalRequest", |b| {
+            decoded(b, |r: &pb::CompleteWithdrawalRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Withdrawals", "SetWithdrawalsSuspendedRequest", |b| {
+            decoded(b, |r: &pb::SetWithdrawalsSuspendedRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Withdrawals", "ListWithdrawalsRequest", |b| {
+            decoded(b, exercise_nothing::<pb::ListWithdrawalsRequest>)
+        }),
         ("Identity", "IssueTokenRequest", |b| {
             decoded(b, exercise_nothing::<pb::IssueTokenRequest>)
         }),

@@ -154,6 +154,17 @@ const MATRIX: &[(&str, [Expect; CALLERS])] = &[
     ("Identity.ListTokens",             [A, D,  D,  D,  D,  D,  D,  U,  U,  U,  D]),
     ("Identity.ListParticipants",       [A, A,  D,  D,  D,  D,  D,  U,  U,  U,  D]),
     ("Identity.SetParticipantStatus",   [A, D,  D,  D,  D,  D,  D,  U,  U,  U,  D]),
+    ("Membership.ListMembers",          [A, A,  A,  D,  D,  D,  D,  U,  U,  U,  D]),
+    ("Membership.ProposeResolution",    [D, D,  A,  A,  D,  D,  D,  U,  U,  U,  D]),
+    ("Membership.CastVote",             [D, D,  D,  D,  A,  A,  D,  U,  U,  U,  D]),
+    ("Membership.CloseResolution",      [D, D,  A,  D,  D,  D,  D,  U,  U,  U,  D]),
+    ("Membership.GetResolution",        [A, A,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
+    ("Membership.ListResolutions",      [A, A,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
+    ("Withdrawals.RequestWithdrawal",   [D, D,  D,  D,  A,  A,  D,  U,  U,  U,  D]),
+    ("Withdrawals.CancelWithdrawal",    [D, D,  D,  D,  A,  D,  D,  U,  U,  U,  D]),
+    ("Withdrawals.CompleteWithdrawal",  [D, D,  A,  D,  A,  D,  D,  U,  U,  U,  D]),
+    ("Withdrawals.SetWithdrawalsSuspended", [D, D, A, D, D, D,  D,  U,  U,  U,  D]),
+    ("Withdrawals.ListWithdrawals",     [A, A,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
 ];
 
 /// What each call names, for the reader of the printed table.
@@ -164,7 +175,11 @@ Reads name a participant: the operator and the regulator name a contributor's ac
 the other contributor names that contributor's, everyone else their own. Orders named are \
 the contributor's. Refusals carry a `mutua-reason-code`: 1001 no token, 1002 malformed \
 header, 1003 unknown or revoked token, 1004 participant suspended, 1007 not permitted \
-(gateway), 2 role not allowed, 7 not the order's owner, 8 not the instrument's issuer (engine).";
+(gateway), 2 role not allowed, 7 not the order's owner, 8 not the instrument's issuer, \
+62 not the withdrawal's holder, 74 not the resolution's proposer (engine). A register is read \
+by its organization, or by the operator and the regulator naming it; resolutions are put and \
+closed by organizations and voted on by members (contributors holding the issuer's shares); \
+a withdrawal is given by a holder and paid by the holder or the issuer.";
 
 fn markdown() -> String {
     let mut table = String::from("| RPC |");
@@ -212,6 +227,10 @@ struct Fixture {
     toggled: u32,
     /// alice's buy resting in `share`.
     alice_order: u64,
+    /// A withdrawable share of the issuer's with no notice, alice and bob holding 400 units each.
+    withdrawable: u32,
+    /// A resolution of the issuer's, open for an hour.
+    resolution: u32,
 }
 
 const STREAM_WAIT: Duration = Duration::from_secs(10);
@@ -287,6 +306,26 @@ async fn fixture(server: &TestServer) -> Fixture {
     .await;
     let alice_order = place(&mut c, &alice.1, limit(share, Buy, "9.00", "1")).await;
     assert_eq!(alice_order.status, pb::OrderStatus::Resting as i32);
+    let withdrawable = list(
+        &mut c,
+        &operator,
+        pb::ListInstrumentRequest {
+            holding_cap: Some("1".into()),
+            withdrawable: true,
+            ..support::share(&symbol(), issuer.0)
+        },
+    )
+    .await;
+    run_offering(
+        &mut c,
+        &issuer.1,
+        withdrawable,
+        "800",
+        "1",
+        &[(&alice.1, "400"), (&bob.1, "400")],
+    )
+    .await;
+    let resolution = propose(&mut c, &issuer.1, 3_600_000_000_000).await;
 
     // A second token of alice's, revoked: alice's first token stays live.
     let second = pb::IssueTokenRequest {
@@ -333,7 +372,51 @@ async fn fixture(server: &TestServer) -> Fixture {
         share,
         toggled,
         alice_order: alice_order.order_id,
+        withdrawable,
+        resolution,
     }
+}
+
+/// A resolution of the organization whose token is given, closing `closes_in_ns` from now.
+async fn propose(c: &mut Clients, organization: &str, closes_in_ns: u64) -> u32 {
+    let proposal = pb::ProposeResolutionRequest {
+        request_id: request_id(),
+        title: "Elect the board".into(),
+        closes_at_ns: now_ns() + closes_in_ns,
+    };
+    c.membership
+        .propose_resolution(with_token(proposal, organization))
+        .await
+        .expect("propose a resolution")
+        .into_inner()
+        .resolution_id
+}
+
+/// A fresh notice of alice's on one unit of the withdrawable share.
+async fn alice_withdrawal(c: &mut Clients, f: &Fixture) -> u64 {
+    let notice = pb::RequestWithdrawalRequest {
+        request_id: request_id(),
+        instrument: by_id(f.withdrawable),
+        quantity: "1".into(),
+    };
+    c.withdrawals
+        .request_withdrawal(with_token(notice, &f.alice.1))
+        .await
+        .expect("alice gives notice")
+        .into_inner()
+        .withdrawal_id
+}
+
+/// Alice cancels her notice if it is still pending, so notices do not pile up across cells.
+async fn tidy_withdrawal(c: &mut Clients, f: &Fixture, withdrawal_id: u64) {
+    let cancel = pb::CancelWithdrawalRequest {
+        request_id: request_id(),
+        withdrawal_id,
+    };
+    let _ = c
+        .withdrawals
+        .cancel_withdrawal(with_token(cancel, &f.alice.1))
+        .await;
 }
 
 /// One caller as a request sees it: the `authorization` header it sends, if any, and the
@@ -930,6 +1013,153 @@ async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
             }
             outcome
         }
+        "Membership.ListMembers" => {
+            // The operator and the regulator name the issuer; everyone else reads its own.
+            let organization_id =
+                matches!(who.caller, Caller::Operator | Caller::Regulator).then_some(f.issuer.0);
+            let message = pb::ListMembersRequest {
+                organization_id,
+                ..Default::default()
+            };
+            // A contributor or funder names the issuer's register, which is not theirs.
+            let message = match who.caller {
+                Caller::Contributor
+                | Caller::OtherContributor
+                | Caller::Funder
+                | Caller::OtherOrganization => pb::ListMembersRequest {
+                    organization_id: Some(f.issuer.0),
+                    ..message
+                },
+                _ => message,
+            };
+            done(c.membership.list_members(req(message, who)).await)
+        }
+        "Membership.ProposeResolution" => {
+            let proposal = pb::ProposeResolutionRequest {
+                request_id: request_id(),
+                title: "Open a second site".into(),
+                closes_at_ns: now_ns() + 3_600_000_000_000,
+            };
+            done(c.membership.propose_resolution(req(proposal, who)).await)
+        }
+        "Membership.CastVote" => {
+            let resolution_id = propose(c, &f.issuer.1, 3_600_000_000_000).await;
+            let vote = pb::CastVoteRequest {
+                request_id: request_id(),
+                resolution_id,
+                choice: pb::VoteChoice::For as i32,
+            };
+            done(c.membership.cast_vote(req(vote, who)).await)
+        }
+        "Membership.CloseResolution" => {
+            // Closing 200 ms after it is put, and called once that time has passed.
+            let resolution_id = propose(c, &f.issuer.1, 200_000_000).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let close = pb::CloseResolutionRequest {
+                request_id: request_id(),
+                resolution_id,
+            };
+            done(c.membership.close_resolution(req(close, who)).await)
+        }
+        "Membership.GetResolution" => done(
+            c.membership
+                .get_resolution(req(
+                    pb::GetResolutionRequest {
+                        resolution_id: f.resolution,
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "Membership.ListResolutions" => done(
+            c.membership
+                .list_resolutions(req(pb::ListResolutionsRequest::default(), who))
+                .await,
+        ),
+        "Withdrawals.RequestWithdrawal" => {
+            let notice = pb::RequestWithdrawalRequest {
+                request_id: request_id(),
+                instrument: by_id(f.withdrawable),
+                quantity: "1".into(),
+            };
+            let outcome = c.withdrawals.request_withdrawal(req(notice, who)).await;
+            if let Ok(reply) = &outcome {
+                // Withdraw the notice again, by its holder, so notices do not pile up.
+                let holder = if who.caller == Caller::OtherContributor {
+                    &f.bob.1
+                } else {
+                    &f.alice.1
+                };
+                let cancel = pb::CancelWithdrawalRequest {
+                    request_id: request_id(),
+                    withdrawal_id: reply.get_ref().withdrawal_id,
+                };
+                c.withdrawals
+                    .cancel_withdrawal(with_token(cancel, holder))
+                    .await
+                    .expect("the holder cancels its notice");
+            }
+            done(outcome)
+        }
+        "Withdrawals.CancelWithdrawal" => {
+            // Every caller tries to cancel a notice of alice's.
+            let withdrawal_id = alice_withdrawal(c, f).await;
+            let outcome = done(
+                c.withdrawals
+                    .cancel_withdrawal(req(
+                        pb::CancelWithdrawalRequest {
+                            request_id: request_id(),
+                            withdrawal_id,
+                        },
+                        who,
+                    ))
+                    .await,
+            );
+            tidy_withdrawal(c, f, withdrawal_id).await;
+            outcome
+        }
+        "Withdrawals.CompleteWithdrawal" => {
+            // Every caller tries to settle a notice of alice's (the share needs no notice).
+            let withdrawal_id = alice_withdrawal(c, f).await;
+            let outcome = done(
+                c.withdrawals
+                    .complete_withdrawal(req(
+                        pb::CompleteWithdrawalRequest {
+                            request_id: request_id(),
+                            withdrawal_id,
+                        },
+                        who,
+                    ))
+                    .await,
+            );
+            tidy_withdrawal(c, f, withdrawal_id).await;
+            outcome
+        }
+        "Withdrawals.SetWithdrawalsSuspended" => {
+            let suspend = |suspended| pb::SetWithdrawalsSuspendedRequest {
+                request_id: request_id(),
+                instrument: by_id(f.withdrawable),
+                suspended,
+            };
+            let outcome = done(
+                c.withdrawals
+                    .set_withdrawals_suspended(req(suspend(true), who))
+                    .await,
+            );
+            if outcome.is_ok() {
+                // Resume, so the cells after this one see withdrawals running.
+                c.withdrawals
+                    .set_withdrawals_suspended(with_token(suspend(false), &f.issuer.1))
+                    .await
+                    .expect("the issuer resumes");
+            }
+            outcome
+        }
+        "Withdrawals.ListWithdrawals" => done(
+            c.withdrawals
+                .list_withdrawals(req(pb::ListWithdrawalsRequest::default(), who))
+                .await,
+        ),
         _ => panic!("no call is written for {rpc}: add one to `call` and a row to MATRIX"),
     }
 }

@@ -851,11 +851,11 @@ async fn the_order_entry_stream_answers_in_order_and_survives_rejections() {
     );
     assert_eq!(
         levels(&book(&mut clients, share_id).await.asks)[0],
-        ("10.02", "3", 1)
+        ("9.02", "3", 1)
     );
 
     // A contributor buying through its own stream trades with bob's orders.
-    let buy = limit(share_id, pb::Side::Buy, "10.03", "6");
+    let buy = limit(share_id, pb::Side::Buy, "9.03", "6");
     let replies = clients
         .exchange
         .order_entry(with_token(
@@ -875,7 +875,7 @@ async fn the_order_entry_stream_answers_in_order_and_survives_rejections() {
             .iter()
             .map(|fill| (fill.price.as_str(), fill.quantity.as_str()))
             .collect::<Vec<_>>(),
-        [("10.02", "3"), ("10.03", "3")]
+        [("9.02", "3"), ("9.03", "3")]
     );
 
     server.stop().await;
@@ -1074,7 +1074,7 @@ async fn a_retried_request_applies_once() {
     // The same request id from another participant is another command.
     let bobs = pb::PlaceOrderRequest {
         request_id: "my-order-1".into(),
-        ..limit(share_id, pb::Side::Buy, "10.00", "10")
+        ..limit(share_id, pb::Side::Buy, "9.50", "10")
     };
     let bobs = clients
         .exchange
@@ -1087,7 +1087,7 @@ async fn a_retried_request_applies_once() {
     assert_eq!(bobs.status, pb::OrderStatus::Resting as i32);
     assert_eq!(
         balances(&mut clients, &bob.1, None).await.reserved,
-        "100.00"
+        "95.00"
     );
 
     // A retry on the order-entry stream is recognised as well.

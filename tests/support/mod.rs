@@ -15,7 +15,9 @@ use mutua_gateway::pb::accounts_client::AccountsClient;
 use mutua_gateway::pb::exchange_client::ExchangeClient;
 use mutua_gateway::pb::identity_client::IdentityClient;
 use mutua_gateway::pb::market_data_client::MarketDataClient;
+use mutua_gateway::pb::membership_client::MembershipClient;
 use mutua_gateway::pb::registry_client::RegistryClient;
+use mutua_gateway::pb::withdrawals_client::WithdrawalsClient;
 use mutua_gateway::sequencer::EngineReport;
 use mutua_gateway::server::{self, ServeArgs, OPERATOR_TOKEN_FILE};
 use tokio::net::TcpListener;
@@ -195,6 +197,8 @@ pub struct Clients {
     pub registry: RegistryClient<Channel>,
     pub market_data: MarketDataClient<Channel>,
     pub identity: IdentityClient<Channel>,
+    pub membership: MembershipClient<Channel>,
+    pub withdrawals: WithdrawalsClient<Channel>,
 }
 
 impl Clients {
@@ -204,7 +208,9 @@ impl Clients {
             accounts: AccountsClient::new(channel.clone()),
             registry: RegistryClient::new(channel.clone()),
             market_data: MarketDataClient::new(channel.clone()),
-            identity: IdentityClient::new(channel),
+            identity: IdentityClient::new(channel.clone()),
+            membership: MembershipClient::new(channel.clone()),
+            withdrawals: WithdrawalsClient::new(channel),
         }
     }
 }
