@@ -1085,10 +1085,7 @@ async fn a_retried_request_applies_once() {
     assert_ne!(bobs.order_id, placed.order_id);
     assert!(!bobs.commit.unwrap().replayed);
     assert_eq!(bobs.status, pb::OrderStatus::Resting as i32);
-    assert_eq!(
-        balances(&mut clients, &bob.1, None).await.reserved,
-        "95.00"
-    );
+    assert_eq!(balances(&mut clients, &bob.1, None).await.reserved, "95.00");
 
     // A retry on the order-entry stream is recognised as well.
     let replies = clients
