@@ -140,7 +140,7 @@ async fn a_market_raises_capital_trades_and_pays_income() {
             listed.accrued_value.as_str(),
             listed.offering_price.as_str()
         ),
-        ("10.00", "10", "10.00")
+        ("10.00", "10.00", "10.00")
     );
     let all = clients
         .registry
@@ -631,7 +631,7 @@ async fn a_market_raises_capital_trades_and_pays_income() {
             issued.accrued_value.as_str(),
             issued.distributed_per_unit.as_str()
         ),
-        ("10", "0")
+        ("10.00", "0.00")
     );
     // 1000 deposited + 5000 + 5000 proceeds.
     assert_eq!(

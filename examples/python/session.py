@@ -186,8 +186,8 @@ def session(client, operator):
     tape.initial_metadata()
     threading.Thread(target=collect_trades, args=(tape, trades), daemon=True).start()
 
-    # The price ceiling is par plus the return cap accrued since issue, so right after listing no
-    # order may be priced above 10.00.
+    # The price ceiling is the accrued value: par plus the return cap accrued since the first
+    # issue, a moment ago, so no order may be priced above 10.00 yet.
     sell = client.call(
         "mutua.v1.Exchange/PlaceOrder",
         {

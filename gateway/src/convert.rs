@@ -536,9 +536,12 @@ impl InstrumentUnits {
     /// Cash per lot in minor units → cash per unit, as exact as 28 significant digits allow.
     pub fn per_unit_text(&self, minor_per_lot: u64) -> String {
         let per_lot = units::minor_to_cash(minor_per_lot, self.currency_scale);
-        (per_lot / Decimal::from(self.lot_size_units))
-            .normalize()
-            .to_string()
+        let mut per_unit = (per_lot / Decimal::from(self.lot_size_units)).normalize();
+        // At least the currency's decimals, as every other amount shows: "10.00", not "10".
+        if per_unit.scale() < self.currency_scale {
+            per_unit.rescale(self.currency_scale);
+        }
+        per_unit.to_string()
     }
 }
 
