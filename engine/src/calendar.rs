@@ -118,8 +118,9 @@ pub fn years_elapsed(start: Timestamp, now: Timestamp) -> YearsElapsed {
     let gap = date_of(now).year - date_of(start).year;
     let mut whole = u32::try_from(gap.max(0)).unwrap_or(u32::MAX);
     // The calendar-year difference counts the anniversary of this year even when it has not
-    // come yet: step back once if so.
-    if whole > 0 && anniversary(start, whole) > now {
+    // come yet: step back once if so (never below zero: the 0th anniversary is `start`, which
+    // is before `now`).
+    if anniversary(start, whole) > now {
         whole -= 1;
     }
     let last = anniversary(start, whole);
@@ -283,6 +284,58 @@ mod tests {
             anniversary(leap_day, 76),
             walked_midnight(2100, 3, 1) + 5,
             "2100 is not a leap year"
+        );
+    }
+
+    #[test]
+    fn only_the_twenty_ninth_of_february_moves_to_the_first_of_march() {
+        for (year, month, day) in [
+            (2024, 1, 29),
+            (2024, 3, 29),
+            (2024, 2, 28),
+            (2023, 2, 28),
+            (2024, 12, 29),
+        ] {
+            let start = walked_midnight(year, month, day) + 11;
+            assert_eq!(
+                anniversary(start, 1),
+                walked_midnight(year + 1, month, day) + 11,
+                "{year}-{month}-{day}"
+            );
+        }
+    }
+
+    #[test]
+    fn before_and_at_the_start_nothing_has_elapsed_of_a_year_of_actual_length() {
+        let start = walked_midnight(2024, 1, 1);
+        for now in [start, start - 1, 0] {
+            let elapsed = years_elapsed(start, now);
+            assert_eq!(
+                (elapsed.whole, elapsed.into_year_ns, elapsed.year_ns),
+                (0, 0, 366 * NS_PER_DAY)
+            );
+        }
+    }
+
+    #[test]
+    fn fractions_of_whole_years_and_of_the_current_year_carry_into_the_total() {
+        // 9 999 × 0.01 % × 1.5 years = 1.49985: the whole year leaves 0.9999, the half year
+        // 0.49995, and only their sum reaches one unit.
+        let start = walked_midnight(2025, 1, 1);
+        let half_past_one_year = walked_midnight(2026, 1, 1) + 365 * NS_PER_DAY / 2;
+        assert_eq!(accrue(9_999, 1, start, half_past_one_year), 1);
+        // 3 × 50 % × (1 + 1/3) years is exactly 2: rounding up leaves it at 2.
+        let a_third_past_one_year = walked_midnight(2026, 1, 1) + 365 * NS_PER_DAY / 3;
+        assert_eq!(
+            (
+                accrue(3, 5_000, start, a_third_past_one_year),
+                accrue_rounded_up(3, 5_000, start, a_third_past_one_year)
+            ),
+            (2, 2)
+        );
+        assert_eq!(
+            accrue_rounded_up(3, 5_000, start, a_third_past_one_year + 1),
+            3
         );
     }
 
