@@ -400,3 +400,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_distribution_lowers_the_ceiling_within_the_same_instant() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let [alice, bob] = ["alice", "bob"].map(|name| market.contributor(name));
+    market.issue(share, &[(alice, 10)]);
+    market.advance(YEAR_NS);
+    // An order priced now makes the engine work out the ceiling for this instant: 1 050.
+    market.deposit(bob, PAR);
+    market.buy(bob, share, PAR, 1);
+    market.pay_distribution(share, 50);
+    // Same instant, after the distribution: the ceiling is par again, not the 1 050 of before.
+    market.expect_reject(alice, gtc(share, Side::Sell, 1_050, 1), PriceAboveCeiling);
+    assert_eq!(ceiling(&market, share), PAR);
+}
+
+#[test]
+fn units_of_an_instrument_without_a_lock_in_carry_no_lock_entries() {
+    let mut market = Market::new();
+    let share = market.share_listed("RIVER-A");
+    let [alice, bob] = ["alice", "bob"].map(|name| market.contributor(name));
+    market.issue(share, &[(alice, 10)]);
+    let ask = market.sell(alice, share, PAR, 4);
+    market.deposit(bob, 4 * PAR);
+    market.buy(bob, share, PAR, 4);
+    assert_eq!(market.trades(), vec![(ask, PAR, 4)]);
+    let instrument = market.engine.instrument(share).unwrap();
+    for holder in [alice, bob] {
+        assert!(instrument.holding(holder).unwrap().locks.is_empty(), "a lock entry without a lock-in");
+    }
+}
