@@ -429,6 +429,9 @@ fn units_of_an_instrument_without_a_lock_in_carry_no_lock_entries() {
     assert_eq!(market.trades(), vec![(ask, PAR, 4)]);
     let instrument = market.engine.instrument(share).unwrap();
     for holder in [alice, bob] {
-        assert!(instrument.holding(holder).unwrap().locks.is_empty(), "a lock entry without a lock-in");
+        assert!(
+            instrument.holding(holder).unwrap().locks.is_empty(),
+            "a lock entry without a lock-in"
+        );
     }
 }

@@ -1267,6 +1267,26 @@ mod rejection {
     }
 
     #[test]
+    fn quantity_at_the_maximum_is_accepted_and_one_more_is_not() {
+        // A small maximum, so that cash and the cap do not stand in the way.
+        let mut market = Market::with_config(|config| config.order_lots_max = 50);
+        let share = market.share_listed("RIVER-A");
+        let [alice, bob] = ["alice", "bob"].map(|name| market.contributor(name));
+        market.deposit(alice, 200 * PAR);
+        market.deposit(bob, 200 * PAR);
+        market.expect_reject(market.issuer, offering_of(share, 51, 1), QuantityTooLarge);
+        let offering = market.open_offering(share, 50, 1);
+        market.expect_reject(alice, subscription(offering, 51), QuantityTooLarge);
+        market.subscribe(alice, offering, 50);
+        market.close_offering(offering);
+        market.expect_reject(alice, gtc(share, Side::Sell, PAR, 51), QuantityTooLarge);
+        market.sell(alice, share, PAR, 50);
+        market.expect_reject(bob, gtc(share, Side::Buy, PAR, 51), QuantityTooLarge);
+        market.buy(bob, share, PAR, 50);
+        assert_eq!(market.lots(bob, share), 50);
+    }
+
+    #[test]
     fn price_not_positive() {
         let mut market = Market::new();
         let share = market.share_listed("RIVER-A");
