@@ -235,3 +235,11 @@ fn not_proposer() {
     market.at(closes_at);
     market.expect_reject(other, close(resolution), NotProposer);
 }
+
+#[test]
+fn a_title_of_the_maximum_length_is_accepted() {
+    let (mut market, _, _) = members_market();
+    let longest = "x".repeat(market.engine.config().resolution_title_bytes_max as usize);
+    let closes_at = market.now + DAY_NS;
+    propose(&mut market, &longest, closes_at);
+}
