@@ -328,11 +328,11 @@ pub(crate) fn allot(outstanding_lots: u64, holding_cap_bp: u32, lines: &mut [All
     // Below `held` a line takes nothing; between `held` and `held + subscribed` it takes
     // `L − held`; above, all it subscribed. Events: (level, +1 for a line's top, −1 for its bottom).
     let mut points: Vec<(u64, usize, bool)> = Vec::with_capacity(lines.len() * 2);
+    // Every line subscribed at least a lot (a subscription of nothing is refused), so its two
+    // ends differ.
     for (index, line) in lines.iter().enumerate() {
-        if line.subscribed_lots > 0 {
-            points.push((line.held_lots + line.subscribed_lots, index, true));
-            points.push((line.held_lots, index, false));
-        }
+        points.push((line.held_lots + line.subscribed_lots, index, true));
+        points.push((line.held_lots, index, false));
     }
     points.sort_unstable_by(|a, b| b.0.cmp(&a.0));
     // allotted(L) = base + active × L on the segment being looked at.

@@ -279,6 +279,15 @@ fn allotment_scales_the_largest_subscriptions_back_to_the_cap_and_refunds_the_ex
         cash_released_minor: 4 * PAR,
         cap_lots: 6
     }));
+    let scaled_back = market
+        .events
+        .iter()
+        .filter(|event| matches!(event, Event::SubscriptionScaledBack { .. }))
+        .count();
+    assert_eq!(
+        scaled_back, 1,
+        "only alice was scaled back; the others were allotted in full"
+    );
     assert_eq!(market.lots(alice, share), 6);
     assert_eq!(
         market.cash(alice),
