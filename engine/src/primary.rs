@@ -341,15 +341,14 @@ pub(crate) fn allot(outstanding_lots: u64, holding_cap_bp: u32, lines: &mut [All
         .map(|line| i128::from(line.subscribed_lots))
         .sum();
     let mut active: i128 = 0;
-    let feasible = |level: i128, base: i128, active: i128| {
-        bp_one * level <= bp * (outstanding + base + active * level)
-    };
     let mut level: i128 = points.first().map_or(0, |point| i128::from(point.0));
+    // Everyone allotted in full, if the cap allows it at the top.
+    let fits_in_full = bp_one * level <= bp * (outstanding + base);
     let mut next = 0;
-    loop {
-        if feasible(level, base, active) {
-            break;
-        }
+    // Otherwise walk down. Within a segment allotted(L) is linear and continuous at its ends, so
+    // a segment's bottom is feasible exactly when the segment's formula finds it so: a level
+    // that moves on to the next segment needs no check of its own.
+    while !fits_in_full {
         // Take every event at this level, then look at the segment below it.
         while next < points.len() && i128::from(points[next].0) == level {
             let (_, index, top) = points[next];
@@ -376,7 +375,7 @@ pub(crate) fn allot(outstanding_lots: u64, holding_cap_bp: u32, lines: &mut [All
         };
         if best >= bottom {
             level = best;
-            debug_assert!(feasible(level, base, active));
+            debug_assert!(bp_one * level <= bp * (outstanding + base + active * level));
             break;
         }
         if bottom == 0 && best < 0 {
