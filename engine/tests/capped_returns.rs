@@ -444,3 +444,44 @@ fn units_of_an_instrument_without_a_lock_in_carry_no_lock_entries() {
         );
     }
 }
+
+#[test]
+fn a_holder_left_above_the_cap_by_withdrawals_is_allotted_nothing_more() {
+    let mut market = Market::new();
+    let spec = InstrumentSpec {
+        holding_cap_bp: Some(5_000),
+        withdrawable: true,
+        ..market.share_spec("RIVER-W")
+    };
+    let share = market.list(spec);
+    let [alice, bob] = ["alice", "bob"].map(|name| market.contributor(name));
+    market.issue(share, &[(alice, 50), (bob, 50)]);
+    // Bob withdraws 40: 60 outstanding, and alice's 50 are above half of them, passively.
+    let Ack::Withdrawal(withdrawal) = market.ok(
+        bob,
+        CommandKind::RequestWithdrawal {
+            instrument: share,
+            lots: 40,
+        },
+    ) else {
+        panic!("a withdrawal")
+    };
+    market.ok(bob, CommandKind::CompleteWithdrawal { withdrawal });
+    assert_eq!(
+        market.engine.instrument(share).unwrap().lots_outstanding(),
+        60
+    );
+    // A follow-on of 100: alice may subscribe (51 is within half of the 160 a full take-up
+    // would make), but alone she can be allotted nothing without ending above the cap.
+    let offering = market.open_offering(share, 100, 1);
+    market.deposit(alice, 2 * PAR);
+    market.subscribe(alice, offering, 1);
+    market.close_offering(offering);
+    assert!(market.events.contains(&Event::OfferingClosed {
+        offering,
+        issued: false,
+        subscribed_lots: 0,
+        proceeds_minor: 0
+    }));
+    assert_eq!(market.lots(alice, share), 50);
+}
