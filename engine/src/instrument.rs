@@ -153,25 +153,36 @@ impl Instrument {
     /// The return accrued per lot since the first issue, in cash minor units, before any
     /// distribution: par × cap × years since the first issue (actual/actual), rounded down.
     pub fn accrued_return_per_lot_minor(&self, now: Timestamp) -> u64 {
-        match self.status.first_issue_time {
-            Some(first_issue) => calendar::accrue(
+        self.accrued_return(now, calendar::accrue)
+    }
+
+    /// The return accrued per lot since the first issue with the given rounding; nothing before it.
+    fn accrued_return(
+        &self,
+        now: Timestamp,
+        accrue: fn(u64, u32, Timestamp, Timestamp) -> u64,
+    ) -> u64 {
+        self.status.first_issue_time.map_or(0, |first_issue| {
+            accrue(
                 self.par_per_lot_minor(),
                 self.spec.return_cap_bp,
                 first_issue,
                 now,
-            ),
-            None => 0,
-        }
+            )
+        })
+    }
+
+    /// Par plus an accrued return less the distributions per lot already paid.
+    fn value_per_lot_minor(&self, accrued_return: u64) -> u64 {
+        let undistributed = accrued_return.saturating_sub(self.status.distributed_per_lot_minor);
+        self.par_per_lot_minor().saturating_add(undistributed)
     }
 
     /// The accrued value of one lot at `now`, in cash minor units: par plus the accrued return
     /// less the distributions per lot paid (never below par, since distributions are capped by
     /// the accrued return). Saturates at the ledger's limit.
     pub fn accrued_value_per_lot_minor(&self, now: Timestamp) -> u64 {
-        let undistributed = self
-            .accrued_return_per_lot_minor(now)
-            .saturating_sub(self.status.distributed_per_lot_minor);
-        self.par_per_lot_minor().saturating_add(undistributed)
+        self.value_per_lot_minor(self.accrued_return_per_lot_minor(now))
     }
 
     /// The highest price a trade may carry at `now`: the accrued value rounded down to a tick,
@@ -204,19 +215,9 @@ impl Instrument {
     /// value rounded up, to a minor unit and then to a tick (so the ceiling, rounded down, never
     /// lets a new holder sell above what it paid).
     pub fn offering_price_ticks(&self, now: Timestamp) -> u64 {
-        let Some(first_issue) = self.status.first_issue_time else {
-            return self.spec.par_ticks;
-        };
-        let accrued = calendar::accrue_rounded_up(
-            self.par_per_lot_minor(),
-            self.spec.return_cap_bp,
-            first_issue,
-            now,
-        );
-        let value = self
-            .par_per_lot_minor()
-            .saturating_add(accrued.saturating_sub(self.status.distributed_per_lot_minor));
-        value.div_ceil(self.terms.tick_value_minor)
+        // Before the first issue nothing has accrued and par is a whole number of ticks.
+        self.value_per_lot_minor(self.accrued_return(now, calendar::accrue_rounded_up))
+            .div_ceil(self.terms.tick_value_minor)
     }
 
     /// Largest distribution per lot allowed at `now`: the return accrued since the first issue

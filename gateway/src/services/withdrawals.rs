@@ -206,12 +206,12 @@ impl pb::withdrawals_server::Withdrawals for WithdrawalsService {
                 let page: Vec<pb::Withdrawal> = matching
                     .by_ref()
                     .take(size)
-                    .map(|pending| {
-                        let share = engine
-                            .instrument(pending.instrument)
-                            .expect("a pending withdrawal's share is listed");
+                    .filter_map(|pending| {
+                        // A pending withdrawal's share is always listed (an engine invariant);
+                        // a reader never panics the engine thread over it.
+                        let share = engine.instrument(pending.instrument)?;
                         let units = InstrumentUnits::of(share, scale);
-                        pb::Withdrawal {
+                        Some(pb::Withdrawal {
                             withdrawal_id: pending.id.0,
                             instrument_id: pending.instrument.0,
                             symbol: units.symbol.clone(),
@@ -219,7 +219,7 @@ impl pb::withdrawals_server::Withdrawals for WithdrawalsService {
                             quantity: units.quantity_text(pending.lots),
                             requested_at_ns: pending.requested_at,
                             payable_from_ns: pending.payable_from,
-                        }
+                        })
                     })
                     .collect();
                 (page, matching.next().is_some())
