@@ -103,6 +103,7 @@ impl Market {
             lock_in_years: None,
             tax_credit_bp: None,
             withdrawable: false,
+            service_value_per_lot_minor: 0,
             withdrawal_notice_days: 0,
         };
         let Ack::Instrument(instrument) = market.run(

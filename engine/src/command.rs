@@ -40,6 +40,14 @@ pub struct WithdrawalId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ResolutionId(pub u32);
 
+/// A service package a funder defines (category and face value), numbered densely by the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PackageId(pub u32);
+
+/// A voucher, numbered densely by the engine from 0 in issue order; never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VoucherId(pub u64);
+
 /// Nanoseconds since the Unix epoch, given to the engine with every command (it has no clock).
 pub type Timestamp = u64;
 
@@ -134,6 +142,10 @@ pub struct InstrumentSpec {
     /// Lowest price an order may carry, in ticks, at most par. Withdrawable shares always have
     /// par as their floor, whatever is stated here.
     pub price_floor_ticks: u64,
+    /// Service value per lot per calendar year (UTC), in cash minor units: what a holder may
+    /// redeem in services at any accredited organization, the issuer owing the organization that
+    /// served. Zero when the instrument carries none.
+    pub service_value_per_lot_minor: u64,
     /// Required for bonds and notes (after the listing), absent for shares. Accrual starts at the
     /// first issue, which the engine records when the first offering closes with units issued.
     pub maturity_time: Option<Timestamp>,
@@ -262,6 +274,74 @@ pub enum CommandKind {
     /// The proposing organization: at or after `closes_at`, count the votes and make the
     /// result final.
     CloseResolution { resolution: ResolutionId },
+    /// Regulator or operator: the service categories an organization is accredited for (vouchers
+    /// of other categories cannot be redeemed there). Empty means every category.
+    SetAccreditedCategories {
+        organization: ParticipantId,
+        categories: Vec<String>,
+    },
+    /// Funder: define a service package that vouchers are issued for.
+    DefineServicePackage {
+        category: String,
+        name: String,
+        face_value_minor: u64,
+    },
+    /// Funder: issue a voucher for one of its packages to a beneficiary (a contributor). The face
+    /// value is reserved from the funder's cash; the beneficiary's co-payment, if any, from the
+    /// beneficiary's. Only the funder ever sees the split.
+    IssueVoucher {
+        package: PackageId,
+        beneficiary: ParticipantId,
+        co_payment_minor: u64,
+        expires_at: Timestamp,
+    },
+    /// Beneficiary: redeem a voucher, once and in full, at an accredited organization of its
+    /// choice. The co-payment moves to the funder and the funder owes the organization the face
+    /// value, settled by the next netting cycle.
+    RedeemVoucher {
+        voucher: VoucherId,
+        organization: ParticipantId,
+    },
+    /// Holder: redeem service value of a holding at an accredited organization; the issuer owes
+    /// the organization the amount.
+    RedeemServiceValue {
+        instrument: InstrumentId,
+        organization: ParticipantId,
+        amount_minor: u64,
+    },
+    /// Accredited organization: record a volunteer's hours as time credits (minutes).
+    RecordVolunteerTime {
+        volunteer: ParticipantId,
+        minutes: u64,
+    },
+    /// Holder of time credits: transfer them to another participant in the network.
+    TransferTimeCredits { to: ParticipantId, minutes: u64 },
+    /// Holder of time credits: spend them on a service at an accredited organization.
+    SpendTimeCredits {
+        organization: ParticipantId,
+        minutes: u64,
+    },
+    /// Holder of time credits: donate them to the shared time pool.
+    DonateTimeCredits { minutes: u64 },
+    /// Pool manager (operator or accredited organization): grant credits from the shared time
+    /// pool to a dependent (a contributor).
+    GrantTimeCredits {
+        dependent: ParticipantId,
+        minutes: u64,
+    },
+    /// Organization, contributor or funder: contribute free cash to the collective capital pool.
+    ContributeToPool { amount_minor: u64 },
+    /// A debtor of the pool: repay (part of) its loan from free cash.
+    RepayPoolLoan { amount_minor: u64 },
+    /// Operator: close a netting cycle. Every open obligation is replaced by one net position per
+    /// participant, net debtors pay the pool and the pool pays net creditors, in one step.
+    CloseNettingCycle,
+    /// Organization: declare a year's surplus. The market's shares of it move to the
+    /// organization's indivisible reserve, the social economy fund and the pool.
+    DeclareSurplus { year: i32, surplus_minor: u64 },
+    /// Operator (the gateway's clock): the time is the batch's; expire the vouchers due, repay
+    /// the bonds and notes due whose issuers hold the cash, close the resolutions due.
+    Tick,
 }
 
 /// What an accepted command created, if anything.
@@ -275,6 +355,10 @@ pub enum Ack {
     Credential(CredentialId),
     Withdrawal(WithdrawalId),
     Resolution(ResolutionId),
+    ServicePackage(PackageId),
+    Voucher(VoucherId),
+    /// The number of the netting cycle closed, from 1.
+    NettingCycle(u64),
 }
 
 /// The result of applying one command.
@@ -316,6 +400,30 @@ pub enum CancelReason {
     OwnerSuspended,
     /// A fill-or-kill order that could not trade in full at once: killed without trading.
     FillOrKillUnfillable,
+}
+
+/// Why an obligation between two participants arose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ObligationCause {
+    /// A voucher redeemed: its funder owes the organization that served.
+    Voucher(VoucherId),
+    /// Service value of a share redeemed: its issuer owes the organization that served.
+    ServiceValue(InstrumentId),
+}
+
+/// How time credits moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TimeCreditMovement {
+    /// A host organization recorded volunteer hours: `from` is the host, credits are new.
+    Earned,
+    /// Between two participants in the network.
+    Transferred,
+    /// Spent on a service at an organization, which receives them.
+    Spent,
+    /// Given to the shared time pool (`to` is `None`).
+    Donated,
+    /// Granted from the shared time pool (`from` is the manager who granted them).
+    Granted,
 }
 
 /// Every state change, in the order it happened. Each carries the participants and amounts it
@@ -530,6 +638,139 @@ pub enum Event {
         /// More votes for than against.
         passed: bool,
     },
+    AccreditedCategoriesSet {
+        organization: ParticipantId,
+        categories: Vec<String>,
+    },
+    ServicePackageDefined {
+        package: PackageId,
+        funder: ParticipantId,
+        category: String,
+        name: String,
+        face_value_minor: u64,
+    },
+    /// What everyone entitled to see the voucher sees: no co-payment, no subsidy.
+    VoucherIssued {
+        voucher: VoucherId,
+        package: PackageId,
+        funder: ParticipantId,
+        beneficiary: ParticipantId,
+        face_value_minor: u64,
+        expires_at: Timestamp,
+    },
+    /// Private to the funder (see `Event::private_to`): the split of a voucher's face value.
+    VoucherSplit {
+        voucher: VoucherId,
+        funder: ParticipantId,
+        beneficiary: ParticipantId,
+        co_payment_minor: u64,
+        subsidy_minor: u64,
+    },
+    VoucherRedeemed {
+        voucher: VoucherId,
+        package: PackageId,
+        beneficiary: ParticipantId,
+        organization: ParticipantId,
+        face_value_minor: u64,
+    },
+    /// The voucher lapsed unredeemed: the funder's reservation (and any co-payment) is released.
+    VoucherExpired {
+        voucher: VoucherId,
+        funder: ParticipantId,
+        beneficiary: ParticipantId,
+        face_value_minor: u64,
+    },
+    /// An obligation to be settled by the next netting cycle.
+    ObligationRecorded {
+        debtor: ParticipantId,
+        creditor: ParticipantId,
+        amount_minor: u64,
+        cause: ObligationCause,
+    },
+    ServiceValueRedeemed {
+        instrument: InstrumentId,
+        holder: ParticipantId,
+        organization: ParticipantId,
+        amount_minor: u64,
+        /// The calendar year (UTC) the redemption counts against.
+        year: i32,
+        /// Redeemed by this holder in this instrument in `year`, this redemption included.
+        redeemed_in_year_minor: u64,
+    },
+    /// Time credits moved; `to_balance_minutes` is the receiving account's balance after it
+    /// (the shared pool's when `to` is `None`).
+    TimeCredits {
+        movement: TimeCreditMovement,
+        from: Option<ParticipantId>,
+        to: Option<ParticipantId>,
+        minutes: u64,
+        to_balance_minutes: u64,
+    },
+    PoolContributed {
+        contributor: ParticipantId,
+        amount_minor: u64,
+        pool_balance_minor: u64,
+    },
+    PoolLoanRepaid {
+        debtor: ParticipantId,
+        amount_minor: u64,
+        loan_outstanding_minor: u64,
+    },
+    /// One participant's part in a netting cycle.
+    NettingPosition {
+        cycle: u64,
+        participant: ParticipantId,
+        /// Gross amounts owed to and by the participant going into the cycle.
+        owed_to_minor: u64,
+        owes_minor: u64,
+        /// Paid to the pool as a net debtor (from its own cash).
+        paid_minor: u64,
+        /// Lent by the pool to cover the debtor's shortfall.
+        loan_minor: u64,
+        /// Received from the pool as a net creditor.
+        received_minor: u64,
+        /// Left unsettled: owed by the debtor, or to the creditor, in the next cycle.
+        carried_minor: u64,
+    },
+    /// A netting cycle's report.
+    NettingCycleClosed {
+        cycle: u64,
+        /// Obligations recorded since the last cycle, and carried amounts from it.
+        obligations: u64,
+        gross_minor: u128,
+        /// Sum of the net debts (equal to the sum of the net credits).
+        net_minor: u128,
+        /// 1 − net / gross, in basis points, rounded down.
+        efficiency_bp: u32,
+        paid_in_minor: u64,
+        paid_out_minor: u64,
+        loans_minor: u64,
+        carried_minor: u64,
+        pool_balance_minor: u64,
+    },
+    SurplusDeclared {
+        organization: ParticipantId,
+        year: i32,
+        surplus_minor: u64,
+        /// To the organization's indivisible reserve: never withdrawn nor distributed.
+        reserve_minor: u64,
+        /// To the social economy fund.
+        fund_minor: u64,
+        /// Buys units of the collective capital pool.
+        pool_minor: u64,
+    },
+}
+
+impl Event {
+    /// The one participant entitled to see this event, when it is private (a voucher's
+    /// co-payment split is the funder's alone). Public records, responses to anyone else and
+    /// market data leave such events out; a regulator sees them only as aggregates.
+    pub fn private_to(&self) -> Option<ParticipantId> {
+        match self {
+            Event::VoucherSplit { funder, .. } => Some(*funder),
+            _ => None,
+        }
+    }
 }
 
 macro_rules! reject_reasons {
@@ -647,6 +888,26 @@ reject_reasons! {
     WithdrawalTermsInvalid = 72 => "only community shares may be withdrawable, and the notice is at most 3 660 days",
     LockInInvalid = 73 => "the lock-in is at most 100 years",
     NotProposer = 74 => "only the organization that put the resolution may close it",
+    NotAccredited = 75 => "the organization is not accredited, or its accreditation is suspended: it may not list, offer, host time credits or redeem",
+    NotAccreditedForCategory = 76 => "the organization is not accredited for the voucher's service category",
+    UnknownPackage = 77 => "no service package has this id",
+    UnknownVoucher = 78 => "no voucher has this id",
+    VoucherAlreadyRedeemed = 79 => "the voucher has already been redeemed; a voucher is redeemed once, in full",
+    VoucherExpired = 80 => "the voucher has expired; its funds returned to the funder",
+    NotVoucherBeneficiary = 81 => "only the voucher's beneficiary may redeem it",
+    VoucherTermsInvalid = 82 => "the co-payment must not exceed the face value, the beneficiary must be a contributor, and the expiry must be after now and at most ten years ahead",
+    PackageInvalid = 83 => "a service package needs a category of 1 to 32 characters a-z, 0-9 or '-', a name of 1 to the market's maximum bytes, and a positive face value",
+    VouchersFull = 84 => "the market holds its maximum of open vouchers, vouchers issued or service packages",
+    NotPackageFunder = 85 => "only the funder that defined the service package may issue vouchers for it",
+    NoServiceValue = 86 => "the instrument carries no service value",
+    ServiceValueExceeded = 87 => "the redemption exceeds the holding's service value for this calendar year (lots held × value per lot) less what was already redeemed in it",
+    InsufficientTimeCredits = 88 => "not enough time credits in the account (or in the shared pool, for a grant)",
+    TimeCreditsInvalid = 89 => "time credits are whole minutes, at most the market's maximum per command, and move between two different participants",
+    NoPoolLoan = 90 => "the participant owes the pool nothing, or less than the repayment",
+    SurplusAlreadyDeclared = 91 => "the organization has already declared its surplus for this year",
+    SurplusYearInvalid = 92 => "the surplus year must be between 1970 and the current year",
+    CategoriesInvalid = 93 => "at most the market's maximum of categories, each 1 to 32 characters a-z, 0-9 or '-', without repeats",
+    ObligationsFull = 94 => "the obligation would take a participant's position beyond what the ledger can hold",
 }
 
 impl std::fmt::Display for RejectReason {

@@ -53,6 +53,30 @@ pub struct MarketConfig {
     pub withdrawals_pending_max: u32,
     /// Withdrawal requests one holder may have pending in one instrument.
     pub withdrawals_pending_per_holding_max: u32,
+
+    // The social economy (DOMAIN.md, "Surplus rules", "Vouchers", "Time credits").
+    /// Share of a declared surplus moved to the organization's indivisible reserve.
+    pub surplus_reserve_bp: u32,
+    /// Share of a declared surplus moved to the social economy fund.
+    pub surplus_fund_bp: u32,
+    /// Share of a declared surplus that buys units of the collective capital pool.
+    pub surplus_pool_bp: u32,
+    /// Service packages the market records over its life.
+    pub service_packages_max: u32,
+    /// Vouchers issued over the market's life (each leaves one byte of status behind, so that
+    /// a second redemption is told why it is refused).
+    pub vouchers_issued_max: u64,
+    /// Vouchers issued and neither redeemed nor expired, across the market.
+    pub vouchers_open_max: u32,
+    /// Longest validity of a voucher, in days from its issue.
+    pub voucher_validity_days_max: u32,
+    /// Most time credits (minutes) one command may record, move, spend, donate or grant.
+    pub time_credit_minutes_per_command_max: u64,
+    /// Service categories one organization may be accredited for.
+    pub accredited_categories_max: u32,
+    /// Most vouchers expired, bonds repaid and resolutions closed by one clock tick; the rest
+    /// wait for the next tick, so that no tick stalls the engine thread.
+    pub clock_actions_per_tick_max: u32,
 }
 
 /// Tax-credit rates in basis points, one per kind of social investment the paper names.
@@ -111,6 +135,16 @@ impl Default for MarketConfig {
             resolutions_open_per_organization_max: 64,
             withdrawals_pending_max: 1_000_000,
             withdrawals_pending_per_holding_max: 16,
+            surplus_reserve_bp: 1_500,
+            surplus_fund_bp: 300,
+            surplus_pool_bp: 1_000,
+            service_packages_max: 100_000,
+            vouchers_issued_max: 100_000_000,
+            vouchers_open_max: 10_000_000,
+            voucher_validity_days_max: 3_660,
+            time_credit_minutes_per_command_max: 7 * 24 * 60,
+            accredited_categories_max: 64,
+            clock_actions_per_tick_max: 4_096,
         }
     }
 }

@@ -138,6 +138,7 @@ impl Engine {
         }
         maturing.status.lots_retired += lots_retired;
         maturing.status.matured = true;
+        self.social.maturing.remove(&(maturity_time, instrument));
         maturing.status.trading_open = false;
         events.push(Event::InstrumentMatured {
             instrument,

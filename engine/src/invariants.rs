@@ -34,6 +34,7 @@ impl Engine {
         self.check_identity()?;
         self.check_withdrawals()?;
         self.check_resolutions()?;
+        self.check_social()?;
         ensure!(
             self.order_slots.len() == self.orders.len(),
             "order index holds {} ids for {} orders",
@@ -62,7 +63,18 @@ impl Engine {
                     .or_default() += u128::from(subscription.cash_reserved_minor);
             }
         }
-        let mut total: u128 = 0;
+        let vouchers = &self.social.vouchers;
+        for voucher in vouchers.open.values() {
+            *expected_reserved.entry(voucher.funder).or_default() +=
+                u128::from(voucher.face_value_minor);
+            *expected_reserved.entry(voucher.beneficiary).or_default() +=
+                u128::from(voucher.co_payment_minor);
+        }
+        for (funder, backing) in &vouchers.backing_minor {
+            *expected_reserved.entry(*funder).or_default() += u128::from(*backing);
+        }
+        // The pool, the indivisible reserves and the social economy fund hold cash too.
+        let mut total: u128 = self.social.pool.cash_held_minor();
         for (id, participant) in self.participants() {
             let cash = participant.cash;
             ensure!(
@@ -75,7 +87,7 @@ impl Engine {
             let expected = expected_reserved.get(&id).copied().unwrap_or(0);
             ensure!(
                 u128::from(cash.reserved_minor) == expected,
-                "participant {} reserves {} cash but its orders and subscriptions need {}",
+                "participant {} reserves {} cash but its orders, subscriptions and vouchers need {}",
                 id.0,
                 cash.reserved_minor,
                 expected
@@ -85,7 +97,7 @@ impl Engine {
         let circulating = self.deposited_minor - self.withdrawn_minor;
         ensure!(
             total == circulating,
-            "cash balances sum to {total} but deposits less withdrawals are {circulating}"
+            "cash balances, the pool, reserves and fund sum to {total} but deposits less withdrawals are {circulating}"
         );
         Ok(())
     }
@@ -413,6 +425,91 @@ impl Engine {
                 organization.0
             );
         }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Obligations, time credits and vouchers balance; every index matches what it indexes.
+    fn check_social(&self) -> Result<(), InvariantViolation> {
+        let pool = &self.social.pool;
+        let (mut owes, mut owed_to): (u128, u128) = (0, 0);
+        for (participant, position) in &pool.positions {
+            ensure!(
+                self.participant(*participant).is_some(),
+                "a position names unknown participant {}",
+                participant.0
+            );
+            owes += u128::from(position.owes_minor);
+            owed_to += u128::from(position.owed_to_minor);
+        }
+        ensure!(
+            owes == owed_to,
+            "obligations owed sum to {owes} but obligations due sum to {owed_to}"
+        );
+        ensure!(
+            pool.gross_open_minor == owes,
+            "open obligations are recorded as {} but positions owe {owes}",
+            pool.gross_open_minor
+        );
+        ensure!(
+            pool.loans.values().all(|loan| *loan > 0),
+            "a repaid pool loan is still listed"
+        );
+        for (organization, _) in &pool.reserves {
+            ensure!(
+                self.participant(*organization)
+                    .is_some_and(|p| p.role == crate::Role::Organization),
+                "participant {} holds an indivisible reserve but is no organization",
+                organization.0
+            );
+        }
+
+        let time = &self.social.time;
+        let held: u128 = time.balances.values().map(|m| u128::from(*m)).sum();
+        ensure!(
+            held + u128::from(time.pool_minutes) == time.earned_minutes,
+            "time credits held ({held}) and pooled ({}) differ from those earned ({})",
+            time.pool_minutes,
+            time.earned_minutes
+        );
+        ensure!(
+            time.balances.values().all(|minutes| *minutes > 0),
+            "an empty time-credit account is listed"
+        );
+
+        let vouchers = &self.social.vouchers;
+        let open_records = vouchers
+            .records
+            .iter()
+            .filter(|record| record.status == crate::VoucherStatus::Open)
+            .count();
+        ensure!(
+            open_records == vouchers.open.len() && vouchers.expiry_len() == vouchers.open.len(),
+            "{} vouchers are recorded open, {} are held open and {} are indexed by expiry",
+            open_records,
+            vouchers.open.len(),
+            vouchers.expiry_len()
+        );
+        for voucher in vouchers.open.values() {
+            let record = vouchers.records.get(voucher.id.0 as usize);
+            let package = vouchers.packages.get(voucher.package.0 as usize);
+            ensure!(
+                record.is_some_and(|r| r.status == crate::VoucherStatus::Open
+                    && r.beneficiary == voucher.beneficiary)
+                    && package.is_some_and(|p| p.funder == voucher.funder
+                        && p.face_value_minor == voucher.face_value_minor)
+                    && voucher.co_payment_minor <= voucher.face_value_minor,
+                "open voucher {} disagrees with its record or its package",
+                voucher.id.0
+            );
+        }
+        let issued: u64 = vouchers.totals.values().map(|totals| totals.issued).sum();
+        ensure!(
+            issued == vouchers.records.len() as u64,
+            "funders' totals count {issued} vouchers but {} were issued",
+            vouchers.records.len()
+        );
         Ok(())
     }
 }

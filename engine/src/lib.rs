@@ -20,6 +20,7 @@ pub mod membership;
 mod primary;
 mod registry;
 pub mod snapshot;
+pub mod social;
 mod trading;
 pub mod units;
 pub mod withdrawals;
@@ -36,6 +37,7 @@ pub use invariants::InvariantViolation;
 pub use ledger::{CashAccount, Holding, Participant};
 pub use membership::{Resolution, ResolutionResult, Vote};
 pub use snapshot::{Snapshot, StateHash};
+pub use social::{FunderTotals, Position, ServicePackage, Voucher, VoucherRecord, VoucherStatus};
 pub use withdrawals::Withdrawal;
 
 use dedup::Dedup;
@@ -62,6 +64,7 @@ pub struct Engine {
     credentials: identity::Credentials,
     withdrawals: withdrawals::Withdrawals,
     membership: membership::Membership,
+    social: social::Social,
     /// Commands applied since genesis, retries and rejections included: the journal sequence
     /// number of the latest command, which is where a retry's first outcome is found.
     commands_applied: u64,
@@ -86,6 +89,7 @@ impl Engine {
             shares_by_issuer: FxHashMap::default(),
             withdrawals: withdrawals::Withdrawals::default(),
             membership: membership::Membership::default(),
+            social: social::Social::default(),
             offerings: Vec::new(),
             orders: OrderSlab::with_capacity(orders_hint),
             order_slots: FxHashMap::with_capacity_and_hasher(orders_hint, Default::default()),
@@ -310,6 +314,92 @@ impl Engine {
             CommandKind::CloseResolution { resolution } => {
                 allowed(&[Role::Organization])?;
                 self.close_resolution(who, *resolution, events)
+            }
+            CommandKind::SetAccreditedCategories {
+                organization,
+                categories,
+            } => {
+                allowed(&[Role::Regulator, Role::Operator])?;
+                self.set_accredited_categories(*organization, categories, events)
+            }
+            CommandKind::DefineServicePackage {
+                category,
+                name,
+                face_value_minor,
+            } => {
+                allowed(&[Role::Funder])?;
+                self.define_service_package(who, category, name, *face_value_minor, events)
+            }
+            CommandKind::IssueVoucher {
+                package,
+                beneficiary,
+                co_payment_minor,
+                expires_at,
+            } => {
+                allowed(&[Role::Funder])?;
+                let (package, beneficiary) = (*package, *beneficiary);
+                self.issue_voucher(who, package, beneficiary, *co_payment_minor, *expires_at, events)
+            }
+            CommandKind::RedeemVoucher {
+                voucher,
+                organization,
+            } => {
+                allowed(&[Role::Contributor])?;
+                self.redeem_voucher(who, *voucher, *organization, events)
+            }
+            CommandKind::RedeemServiceValue {
+                instrument,
+                organization,
+                amount_minor,
+            } => {
+                allowed(&[Role::Contributor])?;
+                self.redeem_service_value(who, *instrument, *organization, *amount_minor, events)
+            }
+            CommandKind::RecordVolunteerTime { volunteer, minutes } => {
+                allowed(&[Role::Organization])?;
+                self.record_volunteer_time(who, *volunteer, *minutes, events)
+            }
+            CommandKind::TransferTimeCredits { to, minutes } => {
+                allowed(&[Role::Contributor, Role::Organization])?;
+                self.transfer_time_credits(who, *to, *minutes, events)
+            }
+            CommandKind::SpendTimeCredits {
+                organization,
+                minutes,
+            } => {
+                allowed(&[Role::Contributor])?;
+                self.spend_time_credits(who, *organization, *minutes, events)
+            }
+            CommandKind::DonateTimeCredits { minutes } => {
+                allowed(&[Role::Contributor, Role::Organization])?;
+                self.donate_time_credits(who, *minutes, events)
+            }
+            CommandKind::GrantTimeCredits { dependent, minutes } => {
+                allowed(&[Role::Operator, Role::Organization])?;
+                self.grant_time_credits(who, *dependent, *minutes, events)
+            }
+            CommandKind::ContributeToPool { amount_minor } => {
+                allowed(&[Role::Organization, Role::Contributor, Role::Funder])?;
+                self.contribute_to_pool(who, *amount_minor, events)
+            }
+            CommandKind::RepayPoolLoan { amount_minor } => {
+                allowed(&[Role::Organization, Role::Contributor, Role::Funder])?;
+                self.repay_pool_loan(who, *amount_minor, events)
+            }
+            CommandKind::CloseNettingCycle => {
+                allowed(&[Role::Operator])?;
+                self.close_netting_cycle(events)
+            }
+            CommandKind::DeclareSurplus {
+                year,
+                surplus_minor,
+            } => {
+                allowed(&[Role::Organization])?;
+                self.declare_surplus(who, *year, *surplus_minor, events)
+            }
+            CommandKind::Tick => {
+                allowed(&[Role::Operator])?;
+                self.tick(events)
             }
         }
     }

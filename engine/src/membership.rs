@@ -10,7 +10,7 @@
 //! resolutions). A resolution passes with more votes for than against; abstentions are recorded
 //! and do not count either way.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,8 @@ pub(crate) struct Membership {
     pub resolutions: Vec<Resolution>,
     /// Derived from `resolutions`.
     open_per_organization: FxHashMap<ParticipantId, u32>,
+    /// Open resolutions by closing time, for the clock. Derived from `resolutions`.
+    closing: BTreeSet<(Timestamp, ResolutionId)>,
 }
 
 impl Membership {
@@ -68,12 +70,16 @@ impl Membership {
         let mut membership = Membership {
             resolutions,
             open_per_organization: FxHashMap::default(),
+            closing: BTreeSet::new(),
         };
         for resolution in membership
             .resolutions
             .iter()
             .filter(|resolution| resolution.is_open())
         {
+            membership
+                .closing
+                .insert((resolution.closes_at, resolution.id));
             *membership
                 .open_per_organization
                 .entry(resolution.organization)
@@ -87,6 +93,14 @@ impl Membership {
             .get(&organization)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The open resolution that closes earliest, if its closing time is at or before `now`.
+    pub fn next_due(&self, now: Timestamp) -> Option<ResolutionId> {
+        self.closing
+            .first()
+            .filter(|(closes_at, _)| *closes_at <= now)
+            .map(|(_, id)| *id)
     }
 }
 
@@ -166,6 +180,7 @@ impl Engine {
             .open_per_organization
             .entry(organization)
             .or_default() += 1;
+        self.membership.closing.insert((closes_at, id));
         events.push(Event::ResolutionProposed {
             resolution: id,
             organization,
@@ -255,6 +270,8 @@ impl Engine {
         }
         result.passed = result.votes_for > result.votes_against;
         self.membership.resolutions[id.0 as usize].result = Some(result);
+        let closes_at = self.membership.resolutions[id.0 as usize].closes_at;
+        self.membership.closing.remove(&(closes_at, id));
         let open = self
             .membership
             .open_per_organization

@@ -26,6 +26,7 @@ impl Engine {
         if listed.spec.issuer != issuer {
             return Err(RejectReason::NotIssuer);
         }
+        self.accredited_organization(issuer)?;
         if lots == 0 {
             return Err(RejectReason::QuantityZero);
         }
@@ -100,6 +101,8 @@ impl Engine {
         if !open.open {
             return Err(RejectReason::OfferingNotOpen);
         }
+        // A suspended issuer's offering takes no new money.
+        self.accredited_organization(open.issuer)?;
         let cash_minor = instrument
             .notional_minor(open.price_ticks, lots)
             .ok_or(RejectReason::AmountTooLarge)?;
@@ -195,7 +198,13 @@ impl Engine {
         }
         let outstanding = instrument.lots_outstanding();
         let allotted_lots = allot(outstanding, instrument.terms.holding_cap_bp, &mut lines);
-        let issued = allotted_lots >= minimum_lots;
+        // An issuer whose accreditation was suspended while the offering was open collects
+        // nothing: the offering fails and every subscription is released.
+        let issuer_accredited = {
+            let issuer = &self.participants[issuer.0 as usize];
+            issuer.accredited && !issuer.suspended
+        };
+        let issued = allotted_lots >= minimum_lots && issuer_accredited;
         let cap_lots =
             holding_cap_lots(outstanding + allotted_lots, instrument.terms.holding_cap_bp);
 

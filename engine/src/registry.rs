@@ -139,6 +139,9 @@ impl Engine {
             .entry(spec.issuer)
             .or_default()
             .push(id);
+        if let Some(maturity_time) = spec.maturity_time {
+            self.social.maturing.insert((maturity_time, id));
+        }
         self.instruments.push(Instrument::new(
             id,
             spec.clone(),
@@ -160,6 +163,7 @@ impl Engine {
         if issuer.role != Role::Organization {
             return Err(RejectReason::NotAnOrganization);
         }
+        self.accredited_organization(spec.issuer)?;
         let symbol_ok = !spec.symbol.is_empty()
             && spec.symbol.len() <= SYMBOL_BYTES_MAX
             && spec

@@ -16,6 +16,7 @@ use crate::instrument::{Instrument, InstrumentStatus, Offering, TaxCredit, Terms
 use crate::invariants::InvariantViolation;
 use crate::ledger::{Holding, Participant};
 use crate::membership::{Membership, Resolution};
+use crate::social::{Social, SocialSnapshot};
 use crate::withdrawals::{Withdrawal, Withdrawals};
 use crate::Engine;
 
@@ -41,6 +42,8 @@ pub struct Snapshot {
     pub next_withdrawal_id: u64,
     /// Every resolution ever put, in id order, with its votes.
     pub resolutions: Vec<Resolution>,
+    /// Vouchers, the pool and its positions, time credits, service value, surpluses.
+    pub social: SocialSnapshot,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +134,7 @@ impl Engine {
             withdrawals_pending: self.withdrawals.pending.values().copied().collect(),
             next_withdrawal_id: self.withdrawals.next_id,
             resolutions: self.membership.resolutions.clone(),
+            social: self.social.snapshot(),
         }
     }
 
@@ -158,6 +162,7 @@ impl Engine {
         engine.withdrawals =
             Withdrawals::restore(snapshot.withdrawals_pending, snapshot.next_withdrawal_id);
         engine.membership = Membership::restore(snapshot.resolutions);
+        engine.social = Social::restore(snapshot.social);
         for (index, saved) in snapshot.instruments.into_iter().enumerate() {
             let id = InstrumentId(index as u32);
             let mut instrument = Instrument::restore(
@@ -184,6 +189,11 @@ impl Engine {
                 engine.order_slots.insert(order_id, slot);
             }
             engine.symbols.insert(instrument.spec.symbol.clone(), id);
+            if let (Some(maturity_time), false) =
+                (instrument.spec.maturity_time, instrument.status.matured)
+            {
+                engine.social.maturing.insert((maturity_time, id));
+            }
             engine
                 .shares_by_issuer
                 .entry(instrument.spec.issuer)

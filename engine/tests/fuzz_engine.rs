@@ -821,7 +821,21 @@ fn allowed_roles(kind: &CommandKind) -> &'static [Role] {
         | CommandKind::Subscribe { .. }
         | CommandKind::RequestWithdrawal { .. }
         | CommandKind::CancelWithdrawal { .. }
-        | CommandKind::CastVote { .. } => &[Role::Contributor],
+        | CommandKind::CastVote { .. }
+        | CommandKind::RedeemVoucher { .. }
+        | CommandKind::RedeemServiceValue { .. }
+        | CommandKind::SpendTimeCredits { .. } => &[Role::Contributor],
+        CommandKind::TransferTimeCredits { .. } | CommandKind::DonateTimeCredits { .. } => {
+            &[Role::Contributor, Role::Organization]
+        }
+        CommandKind::GrantTimeCredits { .. } => &[Role::Operator, Role::Organization],
+        CommandKind::ContributeToPool { .. } | CommandKind::RepayPoolLoan { .. } => {
+            &[Role::Organization, Role::Contributor, Role::Funder]
+        }
+        CommandKind::DefineServicePackage { .. } | CommandKind::IssueVoucher { .. } => {
+            &[Role::Funder]
+        }
+        CommandKind::SetAccreditedCategories { .. } => &[Role::Regulator, Role::Operator],
         CommandKind::CompleteWithdrawal { .. } => &[Role::Contributor, Role::Organization],
         CommandKind::SetAccreditation { .. } => &[Role::Regulator, Role::Operator],
         CommandKind::OpenOffering { .. }
@@ -830,7 +844,9 @@ fn allowed_roles(kind: &CommandKind) -> &'static [Role] {
         | CommandKind::RepayAtMaturity { .. }
         | CommandKind::SetWithdrawalsSuspended { .. }
         | CommandKind::ProposeResolution { .. }
-        | CommandKind::CloseResolution { .. } => &[Role::Organization],
+        | CommandKind::CloseResolution { .. }
+        | CommandKind::RecordVolunteerTime { .. }
+        | CommandKind::DeclareSurplus { .. } => &[Role::Organization],
         CommandKind::RegisterParticipant { .. }
         | CommandKind::Deposit { .. }
         | CommandKind::Withdraw { .. }
@@ -838,7 +854,9 @@ fn allowed_roles(kind: &CommandKind) -> &'static [Role] {
         | CommandKind::SetTradingStatus { .. }
         | CommandKind::IssueCredential { .. }
         | CommandKind::RevokeCredential { .. }
-        | CommandKind::SetParticipantStatus { .. } => &[Role::Operator],
+        | CommandKind::SetParticipantStatus { .. }
+        | CommandKind::CloseNettingCycle
+        | CommandKind::Tick => &[Role::Operator],
     }
 }
 
@@ -868,6 +886,21 @@ fn kind_name(kind: &CommandKind) -> &'static str {
         CommandKind::ProposeResolution { .. } => "ProposeResolution",
         CommandKind::CastVote { .. } => "CastVote",
         CommandKind::CloseResolution { .. } => "CloseResolution",
+        CommandKind::SetAccreditedCategories { .. } => "SetAccreditedCategories",
+        CommandKind::DefineServicePackage { .. } => "DefineServicePackage",
+        CommandKind::IssueVoucher { .. } => "IssueVoucher",
+        CommandKind::RedeemVoucher { .. } => "RedeemVoucher",
+        CommandKind::RedeemServiceValue { .. } => "RedeemServiceValue",
+        CommandKind::RecordVolunteerTime { .. } => "RecordVolunteerTime",
+        CommandKind::TransferTimeCredits { .. } => "TransferTimeCredits",
+        CommandKind::SpendTimeCredits { .. } => "SpendTimeCredits",
+        CommandKind::DonateTimeCredits { .. } => "DonateTimeCredits",
+        CommandKind::GrantTimeCredits { .. } => "GrantTimeCredits",
+        CommandKind::ContributeToPool { .. } => "ContributeToPool",
+        CommandKind::RepayPoolLoan { .. } => "RepayPoolLoan",
+        CommandKind::CloseNettingCycle => "CloseNettingCycle",
+        CommandKind::DeclareSurplus { .. } => "DeclareSurplus",
+        CommandKind::Tick => "Tick",
     }
 }
 
@@ -956,6 +989,20 @@ fn event_name(event: &Event) -> &'static str {
         Event::ResolutionProposed { .. } => "ResolutionProposed",
         Event::VoteCast { .. } => "VoteCast",
         Event::ResolutionClosed { .. } => "ResolutionClosed",
+        Event::AccreditedCategoriesSet { .. } => "AccreditedCategoriesSet",
+        Event::ServicePackageDefined { .. } => "ServicePackageDefined",
+        Event::VoucherIssued { .. } => "VoucherIssued",
+        Event::VoucherSplit { .. } => "VoucherSplit",
+        Event::VoucherRedeemed { .. } => "VoucherRedeemed",
+        Event::VoucherExpired { .. } => "VoucherExpired",
+        Event::ObligationRecorded { .. } => "ObligationRecorded",
+        Event::ServiceValueRedeemed { .. } => "ServiceValueRedeemed",
+        Event::TimeCredits { .. } => "TimeCredits",
+        Event::PoolContributed { .. } => "PoolContributed",
+        Event::PoolLoanRepaid { .. } => "PoolLoanRepaid",
+        Event::NettingPosition { .. } => "NettingPosition",
+        Event::NettingCycleClosed { .. } => "NettingCycleClosed",
+        Event::SurplusDeclared { .. } => "SurplusDeclared",
     }
 }
 
@@ -1260,6 +1307,7 @@ impl Client {
                     lock_in_years: listing.lock_in_years,
                     tax_credit_bp: listing.tax_credit_bp,
                     withdrawable: listing.withdrawable,
+                    service_value_per_lot_minor: 0,
                     withdrawal_notice_days: listing.withdrawal_notice_days,
                 };
                 (
@@ -2133,6 +2181,7 @@ impl Client {
             lock_in_years: None,
             tax_credit_bp: None,
             withdrawable,
+            service_value_per_lot_minor: 0,
             withdrawal_notice_days: if withdrawable { 30 } else { 0 },
         };
         // Offerings of 400 lots (within the tight market's 500 per command), each contributor

@@ -735,6 +735,7 @@ fn spec(
         lock_in_years: Some(terms.lock_in_years as u32),
         tax_credit_bp: None,
         withdrawable: terms.withdrawable,
+        service_value_per_lot_minor: 0,
         withdrawal_notice_days: if terms.withdrawable {
             NOTICE_DAYS as u32
         } else {

@@ -129,6 +129,7 @@ fn spec(listing: &Listing) -> InstrumentSpec {
         lock_in_years: Some(listing.lock_in_years),
         tax_credit_bp: Some(0),
         withdrawable: false,
+        service_value_per_lot_minor: 0,
         withdrawal_notice_days: 0,
     }
 }

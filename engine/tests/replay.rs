@@ -627,6 +627,7 @@ fn listing(
         lock_in_years: cooperative_investment_plan.then_some(0),
         tax_credit_bp: None,
         withdrawable: false,
+        service_value_per_lot_minor: 0,
         withdrawal_notice_days: 0,
     }
 }

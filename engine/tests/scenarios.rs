@@ -855,7 +855,7 @@ fn roles_limit_who_may_do_what() {
     let alice = market.contributor("alice");
     let regulator = market.regulator("Registry of Co-operatives");
     let funder = market.funder("Bologna Foundation");
-    let hillside = market.organization("Hillside Care");
+    let hillside = market.unaccredited_organization("Hillside Care");
     let offering = market.open_offering(share, 10, 1);
 
     let refused = [
@@ -880,7 +880,7 @@ fn roles_limit_who_may_do_what() {
 fn regulator_accredits_and_suspends_an_organization() {
     let mut market = Market::new();
     let regulator = market.regulator("Registry of Co-operatives");
-    let hillside = market.organization("Hillside Care");
+    let hillside = market.unaccredited_organization("Hillside Care");
     assert!(!market.engine.participant(hillside).unwrap().accredited);
 
     market.ok(regulator, accreditation(hillside, true));
@@ -1698,7 +1698,7 @@ mod rejection {
         let mut market = Market::new();
         let share = market.share_listed("RIVER-A");
         let regulator = market.regulator("Registry of Co-operatives");
-        let hillside = market.organization("Hillside Care");
+        let hillside = market.unaccredited_organization("Hillside Care");
         market.expect_reject(GENESIS_OPERATOR, trading_status(share, true), NoEffect);
         market.expect_reject(regulator, accreditation(hillside, false), NoEffect);
     }
@@ -2091,6 +2091,26 @@ fn scenario_for(reason: RejectReason) -> &'static str {
         ResolutionInvalid => "resolution_invalid",
         ResolutionsFull => "resolutions_full",
         NotProposer => "not_proposer",
+        NotAccredited => "not_accredited",
+        NotAccreditedForCategory => "not_accredited_for_category",
+        UnknownPackage => "unknown_package",
+        UnknownVoucher => "unknown_voucher",
+        VoucherAlreadyRedeemed => "voucher_already_redeemed",
+        VoucherExpired => "voucher_expired",
+        NotVoucherBeneficiary => "not_voucher_beneficiary",
+        VoucherTermsInvalid => "voucher_terms_invalid",
+        PackageInvalid => "package_invalid",
+        VouchersFull => "vouchers_full",
+        NotPackageFunder => "not_package_funder",
+        NoServiceValue => "no_service_value",
+        ServiceValueExceeded => "service_value_exceeded",
+        InsufficientTimeCredits => "insufficient_time_credits",
+        TimeCreditsInvalid => "time_credits_invalid",
+        NoPoolLoan => "no_pool_loan",
+        SurplusAlreadyDeclared => "surplus_already_declared",
+        SurplusYearInvalid => "surplus_year_invalid",
+        CategoriesInvalid => "categories_invalid",
+        ObligationsFull => "obligations_full",
     }
 }
 
@@ -2102,6 +2122,7 @@ fn every_reject_reason_has_a_scenario() {
         include_str!("capped_returns.rs"),
         include_str!("membership.rs"),
         include_str!("withdrawals.rs"),
+        include_str!("social.rs"),
     ]
     .concat();
     for &reason in RejectReason::ALL {

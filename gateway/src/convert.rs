@@ -783,6 +783,7 @@ pub fn list_instrument(
             .map(|text| rate_bp("tax_credit_rate", text))
             .transpose()?,
         withdrawable: request.withdrawable,
+        service_value_per_lot_minor: 0,
         withdrawal_notice_days: request.withdrawal_notice_days,
     };
     Ok(CommandKind::ListInstrument {

@@ -154,7 +154,16 @@ impl Market {
         self.register(Role::Contributor, name)
     }
 
+    /// An organization, accredited by the operator (only an accredited one may list, offer,
+    /// host time credits or redeem).
     pub fn organization(&mut self, name: &str) -> ParticipantId {
+        let organization = self.register(Role::Organization, name);
+        self.ok(GENESIS_OPERATOR, accreditation(organization, true));
+        organization
+    }
+
+    /// An organization registered and never accredited.
+    pub fn unaccredited_organization(&mut self, name: &str) -> ParticipantId {
         self.register(Role::Organization, name)
     }
 
@@ -203,6 +212,7 @@ impl Market {
             lock_in_years: None,
             tax_credit_bp: None,
             withdrawable: false,
+            service_value_per_lot_minor: 0,
             withdrawal_notice_days: 0,
         }
     }

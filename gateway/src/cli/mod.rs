@@ -1186,6 +1186,7 @@ async fn instrument(
                 tax_credit_rate: args.tax_credit,
                 lock_in_years: args.lock_in_years,
                 withdrawable: args.withdrawable,
+                service_value_per_lot_minor: 0,
                 withdrawal_notice_days: args.notice_days,
             };
             let reply = clients
