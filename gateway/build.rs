@@ -14,6 +14,9 @@ const PROTO_FILES: &[&str] = &[
     "mutua/v1/identity.proto",
     "mutua/v1/membership.proto",
     "mutua/v1/withdrawals.proto",
+    "mutua/v1/vouchers.proto",
+    "mutua/v1/time_credits.proto",
+    "mutua/v1/pool.proto",
     // Served by reflection only, so clients can decode the ErrorInfo status detail; the gateway
     // encodes it with its own prost type (convert.rs).
     "google/rpc/error_details.proto",

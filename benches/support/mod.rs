@@ -77,6 +77,14 @@ impl Market {
             events: Vec::with_capacity(1024),
         };
         let issuer = market.register(Role::Organization, "issuer");
+        // Only an accredited organization may list and offer.
+        market.run(
+            GENESIS_OPERATOR,
+            CommandKind::SetAccreditation {
+                organization: issuer,
+                accredited: true,
+            },
+        );
         for index in 0..contributors {
             let contributor = market.register(Role::Contributor, &format!("contributor-{index}"));
             market.contributors.push(contributor);

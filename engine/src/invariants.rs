@@ -496,7 +496,8 @@ impl Engine {
             let package = vouchers.packages.get(voucher.package.0 as usize);
             ensure!(
                 record.is_some_and(|r| r.status == crate::VoucherStatus::Open
-                    && r.beneficiary == voucher.beneficiary)
+                    && r.beneficiary == voucher.beneficiary
+                    && r.funder == voucher.funder)
                     && package.is_some_and(|p| p.funder == voucher.funder
                         && p.face_value_minor == voucher.face_value_minor)
                     && voucher.co_payment_minor <= voucher.face_value_minor,

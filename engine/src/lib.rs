@@ -121,6 +121,11 @@ impl Engine {
     ) -> Outcome {
         self.now = self.now.max(timestamp);
         self.commands_applied += 1;
+        // The clock's ticks are not remembered: a tick repeated does nothing more than the
+        // first, and ticks must not crowd the operator's own request ids out of its window.
+        if matches!(command.kind, CommandKind::Tick) {
+            return Outcome::fresh(self.dispatch(command, events));
+        }
         let digest = command_digest(&command.kind);
         if let Some(first) = self.dedup.get(command.participant, command.id) {
             if first.digest != digest {
@@ -338,7 +343,14 @@ impl Engine {
             } => {
                 allowed(&[Role::Funder])?;
                 let (package, beneficiary) = (*package, *beneficiary);
-                self.issue_voucher(who, package, beneficiary, *co_payment_minor, *expires_at, events)
+                self.issue_voucher(
+                    who,
+                    package,
+                    beneficiary,
+                    *co_payment_minor,
+                    *expires_at,
+                    events,
+                )
             }
             CommandKind::RedeemVoucher {
                 voucher,

@@ -2,24 +2,35 @@
 //! covering every `CommandKind` (registrations with random roles and names, listings with random
 //! specs, offerings, distributions, maturity, orders with random prices, quantities, time in
 //! force and self-trade prevention, cancels and reductions of real and made-up orders, deposits
-//! and withdrawals from zero to `u64::MAX`, credentials, suspensions), sent by fitting, wrong,
-//! suspended and unregistered participants, with command ids fresh, retried exactly, or reused
-//! for another command, while time moves by 0 ns to years (across maturities and lock-ins), now
-//! and then backwards.
+//! and withdrawals from zero to `u64::MAX`, credentials, suspensions, accreditation granted and
+//! suspended, and the social economy: accredited categories, service packages, vouchers with
+//! random co-payments and expiries redeemed at accredited organizations or not, service value of
+//! listed instruments redeemed, time credits recorded, moved, spent, donated and granted, pool
+//! contributions and loan repayments, netting cycles, surplus declarations for any year, and the
+//! clock's ticks), sent by fitting, wrong, suspended and unregistered participants, with command
+//! ids fresh, retried exactly, or reused for another command, while time moves by 0 ns to years
+//! (across maturities, lock-ins and voucher expiries), now and then backwards.
 //!
 //! After every command: `check_invariants()` holds; the engine's time is the latest given and its
 //! command count grew by one; a rejected command emitted no events and changed nothing but the
 //! memory of its id; an accepted one emitted events and acknowledged what it created (the next
 //! participant, instrument, offering, order or credential id); identity and role are checked
-//! first (unknown, suspended, role not allowed); a remembered id answers with its first outcome
+//! first (unknown, suspended, role not allowed); accreditation next where it gates a command
+//! (`NotAccredited` exactly when the organization a listing, offering, subscription, redemption
+//! or time-credit command depends on is not accredited, and never otherwise), and an offering
+//! closed by an issuer no longer accredited fails and releases every subscription; a tick does no
+//! more than its bound of work and, within it, leaves nothing due behind (a tick with nothing due
+//! is accepted with no events and changes nothing); a netting cycle settles what came in and what
+//! the pool lent; a remembered id answers with its first outcome
 //! if the command is the same and `RequestIdReused` if not, and changes nothing; each
 //! participant's last `command_ids_per_participant_max / 2` ids are always remembered. At the end
 //! of every sequence: `Engine::from_snapshot(engine.snapshot())` succeeds with the same snapshot
 //! and `state_hash()`, and carries on exactly as the original does (the last commands again,
-//! then every resting order cancelled by its owner, after which no cash is reserved but for open
-//! subscriptions); replaying the recorded commands with their timestamps into a fresh engine
-//! gives the same outcomes, events and hash. Each sequence also swaps its engine for one restored
-//! from a snapshot at a random step.
+//! then every resting order cancelled by its owner, a netting cycle and ticks until every voucher
+//! has expired, after which no cash is reserved but for open subscriptions); replaying the
+//! recorded commands with their timestamps into a fresh engine gives the same outcomes, events
+//! and hash. Each sequence also swaps its engine for one restored from a snapshot at a random
+//! step.
 //!
 //! Commands are written by a client that aims most of them at real participants, instruments,
 //! offerings and orders (read from the engine as it goes) and the rest at anything at all.
@@ -28,11 +39,12 @@
 //!
 //! `the_generator_reaches_every_command_and_outcome` checks, on a fixed-seed sample, that the
 //! client does reach every command accepted and refused, retries, reused ids, trades, maturity,
-//! lock-ins, full books and suspensions.
+//! lock-ins, full books, suspensions, failed closes of unaccredited issuers, voucher expiries,
+//! pool loans and netting cycles.
 //!
 //! The cases per property come from `MUTUA_FUZZ_CASES` (default 500, a few seconds in release
 //! mode). There are 4 properties, so the run below runs 4 × 250 000 = 1 000 000 sequences (each
-//! the 39-command standard market in four cases of five, then 1 to 90 random commands, 120 when
+//! the 43-command standard market in four cases of five, then 1 to 90 random commands, 120 when
 //! trading):
 //!
 //! ```text
@@ -41,11 +53,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use mutua_engine::calendar::date_of;
 use mutua_engine::{
     command_digest, Ack, CancelReason, Command, CommandId, CommandKind, CredentialId, Engine,
     Event, InstrumentId, InstrumentKind, InstrumentSpec, MarketConfig, OfferingId, OrderId,
-    Outcome, ParticipantId, RejectReason, Remembered, ResolutionId, Role, SelfTradePrevention,
-    Side, Snapshot, TimeInForce, Timestamp, VoteChoice, WithdrawalId, GENESIS_OPERATOR,
+    ObligationCause, Outcome, PackageId, ParticipantId, Position, RejectReason, Remembered, ResolutionId, Role,
+    SelfTradePrevention, Side, Snapshot, TimeInForce, Timestamp, VoteChoice, VoucherId,
+    WithdrawalId, GENESIS_OPERATOR,
 };
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -93,8 +107,10 @@ fn roomy_market() -> MarketConfig {
 }
 
 /// Every bound small enough to be reached in a short sequence: full books, full markets, full
-/// offerings, credentials and participants, ids forgotten after a handful of commands, and a
-/// price ladder that is not a power of two.
+/// offerings, credentials and participants, ids forgotten after a handful of commands, a price
+/// ladder that is not a power of two, few packages and vouchers, short voucher validity, few
+/// minutes of time credits per command, few accredited categories, and ticks that leave work
+/// for the next one.
 fn tight_market() -> MarketConfig {
     MarketConfig {
         participants_max: 12,
@@ -108,6 +124,13 @@ fn tight_market() -> MarketConfig {
         credentials_max: 8,
         credentials_per_participant_max: 2,
         name_bytes_max: 24,
+        service_packages_max: 4,
+        vouchers_issued_max: 12,
+        vouchers_open_max: 4,
+        voucher_validity_days_max: 30,
+        time_credit_minutes_per_command_max: 600,
+        accredited_categories_max: 3,
+        clock_actions_per_tick_max: 2,
         ..MarketConfig::default()
     }
 }
@@ -235,6 +258,49 @@ struct Listing {
     tax_credit_bp: Option<u32>,
     withdrawable: bool,
     withdrawal_notice_days: u32,
+    service_value_per_lot_minor: u64,
+}
+
+/// Time credits, in minutes.
+#[derive(Clone, Copy, Debug)]
+enum Minutes {
+    Zero,
+    Small(u64),
+    /// This percentage of the natural amount: the sender's balance (the shared pool's for a
+    /// grant, a working day for hours recorded).
+    Share(u8),
+    /// The market's `time_credit_minutes_per_command_max` plus this.
+    Limit(i8),
+    Any(u64),
+}
+
+/// A service category.
+#[derive(Clone, Copy, Debug)]
+enum Category {
+    /// One of a few valid categories, so that packages and accreditations meet.
+    Pool(u8),
+    /// Empty, upper case, too long or with a space.
+    Invalid(u8),
+}
+
+/// When a voucher expires.
+#[derive(Clone, Copy, Debug)]
+enum Expiry {
+    /// This long after now (0 included, which is invalid).
+    After(u64),
+    /// The market's `voucher_validity_days_max` from now, plus this many nanoseconds.
+    AtLimit(i8),
+    Raw(u64),
+}
+
+/// The year a surplus is declared for.
+#[derive(Clone, Copy, Debug)]
+enum Year {
+    /// This many years before the current one (UTC).
+    Back(u8),
+    /// The year after the current one.
+    Next,
+    Raw(i32),
 }
 
 /// One command, as the client thinks of it. Every `CommandKind` has one.
@@ -332,6 +398,62 @@ enum Action {
     CloseResolution {
         resolution: Pick,
     },
+    SetCategories {
+        organization: Pick,
+        categories: Vec<Category>,
+    },
+    DefinePackage {
+        category: Category,
+        name: u8,
+        face: Cash,
+    },
+    IssueVoucher {
+        package: Pick,
+        beneficiary: Pick,
+        /// A percentage of the face value, or any amount.
+        co_payment: Result<u8, u64>,
+        expiry: Expiry,
+    },
+    RedeemVoucher {
+        voucher: Pick,
+        organization: Pick,
+    },
+    RedeemServiceValue {
+        instrument: Pick,
+        organization: Pick,
+        amount: Cash,
+    },
+    RecordTime {
+        volunteer: Pick,
+        minutes: Minutes,
+    },
+    TransferTime {
+        to: Pick,
+        minutes: Minutes,
+    },
+    SpendTime {
+        organization: Pick,
+        minutes: Minutes,
+    },
+    DonateTime {
+        minutes: Minutes,
+    },
+    GrantTime {
+        dependent: Pick,
+        minutes: Minutes,
+    },
+    ContributeToPool {
+        amount: Cash,
+    },
+    RepayPoolLoan {
+        amount: Cash,
+    },
+    CloseNetting,
+    DeclareSurplus {
+        year: Year,
+        surplus: Cash,
+    },
+    Tick,
 }
 
 /// Which command id a command carries.
@@ -373,8 +495,8 @@ enum Mix {
     Tight,
     /// Mostly orders, cancels and reductions, with little time passing.
     Trading,
-    /// Years passing: offerings, distributions, maturity, lock-ins, credentials, suspensions and
-    /// reused ids.
+    /// Years passing: offerings, distributions, maturity, lock-ins, credentials, suspensions,
+    /// reused ids, voucher expiries, netting cycles, surpluses and ticks.
     Lifecycle,
 }
 
@@ -515,7 +637,23 @@ fn listing() -> impl Strategy<Value = Listing> {
         prop_oneof![3 => Just(false), 1 => Just(true)],
         prop_oneof![3 => Just(0u32), 3 => 1..=90u32, 1 => any::<u32>()],
     );
-    (symbol(), instrument_kind(), pick(), units, maturity, terms).prop_map(
+    // Mostly none; now and then a service value, rarely one too large for the obligations.
+    let service_value = prop_oneof![
+        4 => Just(0u64),
+        3 => 1..=5_000u64,
+        1 => 5_000..=1_000_000u64,
+        1 => any::<u64>(),
+    ];
+    (
+        symbol(),
+        instrument_kind(),
+        pick(),
+        units,
+        maturity,
+        terms,
+        service_value,
+    )
+        .prop_map(
         |(
             symbol,
             kind,
@@ -530,6 +668,7 @@ fn listing() -> impl Strategy<Value = Listing> {
                 withdrawable,
                 withdrawal_notice_days,
             ),
+            service_value_per_lot_minor,
         )| Listing {
             symbol,
             kind,
@@ -546,8 +685,45 @@ fn listing() -> impl Strategy<Value = Listing> {
             tax_credit_bp,
             withdrawable,
             withdrawal_notice_days,
+            service_value_per_lot_minor,
         },
     )
+}
+
+fn minutes() -> impl Strategy<Value = Minutes> {
+    prop_oneof![
+        1 => Just(Minutes::Zero),
+        6 => (1..=600u64).prop_map(Minutes::Small),
+        8 => (0..=120u8).prop_map(Minutes::Share),
+        1 => (-1..=1i8).prop_map(Minutes::Limit),
+        1 => any::<u64>().prop_map(Minutes::Any),
+    ]
+}
+
+fn category() -> impl Strategy<Value = Category> {
+    prop_oneof![
+        12 => (0..4u8).prop_map(Category::Pool),
+        1 => (0..4u8).prop_map(Category::Invalid),
+    ]
+}
+
+fn expiry() -> impl Strategy<Value = Expiry> {
+    prop_oneof![
+        1 => Just(Expiry::After(0)),
+        4 => (1..2 * DAY_NS).prop_map(Expiry::After),
+        4 => (1..=90 * DAY_NS).prop_map(Expiry::After),
+        2 => (DAY_NS..=3 * YEAR_NS).prop_map(Expiry::After),
+        1 => (-1..=1i8).prop_map(Expiry::AtLimit),
+        1 => any::<u64>().prop_map(Expiry::Raw),
+    ]
+}
+
+fn year() -> impl Strategy<Value = Year> {
+    prop_oneof![
+        8 => (0..=2u8).prop_map(Year::Back),
+        1 => Just(Year::Next),
+        1 => prop_oneof![Just(1969), Just(1970), Just(i32::MIN), Just(i32::MAX), any::<i32>()].prop_map(Year::Raw),
+    ]
 }
 
 fn side() -> impl Strategy<Value = Side> {
@@ -587,6 +763,18 @@ struct Weights {
     participant_status: u32,
     withdrawal: u32,
     vote: u32,
+    categories: u32,
+    package: u32,
+    issue_voucher: u32,
+    redeem_voucher: u32,
+    service_value: u32,
+    /// Each of the five time-credit commands.
+    time_credits: u32,
+    /// Each of contributing to the pool and repaying a loan.
+    pool: u32,
+    netting: u32,
+    surplus: u32,
+    tick: u32,
 }
 
 impl Mix {
@@ -611,6 +799,16 @@ impl Mix {
             participant_status: 2,
             withdrawal: 2,
             vote: 2,
+            categories: 1,
+            package: 1,
+            issue_voucher: 3,
+            redeem_voucher: 3,
+            service_value: 2,
+            time_credits: 2,
+            pool: 2,
+            netting: 2,
+            surplus: 1,
+            tick: 2,
         };
         let quiet = Weights {
             register: 1,
@@ -627,6 +825,13 @@ impl Mix {
             participant_status: 1,
             withdrawal: 1,
             vote: 1,
+            issue_voucher: 1,
+            redeem_voucher: 1,
+            service_value: 1,
+            time_credits: 1,
+            pool: 1,
+            netting: 1,
+            tick: 1,
             ..even
         };
         match self {
@@ -655,6 +860,9 @@ impl Mix {
                 participant_status: 4,
                 withdrawal: 4,
                 vote: 4,
+                netting: 3,
+                surplus: 2,
+                tick: 4,
                 ..even
             },
         }
@@ -713,6 +921,27 @@ fn action(mix: Mix) -> impl Strategy<Value = Action> {
         w.vote * 2 => (plausible_pick(plausible), prop_oneof![Just(VoteChoice::For), Just(VoteChoice::Against), Just(VoteChoice::Abstain)])
             .prop_map(|(resolution, choice)| Action::Vote { resolution, choice }),
         w.vote => plausible_pick(plausible).prop_map(|resolution| Action::CloseResolution { resolution }),
+        w.categories => (pick(), prop::collection::vec(category(), 0..=4)).prop_map(|(organization, categories)| Action::SetCategories { organization, categories }),
+        w.package => (category(), any::<u8>(), cash()).prop_map(|(category, name, face)| Action::DefinePackage { category, name, face }),
+        w.issue_voucher => (
+            pick(),
+            pick(),
+            prop_oneof![3 => Just(Ok(0u8)), 5 => (0..=100u8).prop_map(Ok), 1 => (101..=200u8).prop_map(Ok), 1 => any::<u64>().prop_map(Err)],
+            expiry(),
+        )
+            .prop_map(|(package, beneficiary, co_payment, expiry)| Action::IssueVoucher { package, beneficiary, co_payment, expiry }),
+        w.redeem_voucher => (plausible_pick(plausible), pick()).prop_map(|(voucher, organization)| Action::RedeemVoucher { voucher, organization }),
+        w.service_value => (pick(), pick(), cash()).prop_map(|(instrument, organization, amount)| Action::RedeemServiceValue { instrument, organization, amount }),
+        w.time_credits => (pick(), minutes()).prop_map(|(volunteer, minutes)| Action::RecordTime { volunteer, minutes }),
+        w.time_credits => (pick(), minutes()).prop_map(|(to, minutes)| Action::TransferTime { to, minutes }),
+        w.time_credits => (pick(), minutes()).prop_map(|(organization, minutes)| Action::SpendTime { organization, minutes }),
+        w.time_credits => minutes().prop_map(|minutes| Action::DonateTime { minutes }),
+        w.time_credits => (pick(), minutes()).prop_map(|(dependent, minutes)| Action::GrantTime { dependent, minutes }),
+        w.pool => cash().prop_map(|amount| Action::ContributeToPool { amount }),
+        w.pool => cash().prop_map(|amount| Action::RepayPoolLoan { amount }),
+        w.netting => Just(Action::CloseNetting),
+        w.surplus => (year(), cash()).prop_map(|(year, surplus)| Action::DeclareSurplus { year, surplus }),
+        w.tick => Just(Action::Tick),
     ]
 }
 
@@ -798,6 +1027,18 @@ struct Client {
     /// Every order id ever accepted.
     orders: Vec<OrderId>,
     coverage: Coverage,
+}
+
+fn category_text(category: Category) -> String {
+    match category {
+        Category::Pool(n) => ["care", "food", "housing", "transport"][usize::from(n) % 4].to_string(),
+        Category::Invalid(n) => match n % 4 {
+            0 => String::new(),
+            1 => "Care".to_string(),
+            2 => "c".repeat(33),
+            _ => "home care".to_string(),
+        },
+    }
 }
 
 fn pick_from<T: Copy>(items: &[T], index: u16) -> Option<T> {
@@ -904,7 +1145,7 @@ fn kind_name(kind: &CommandKind) -> &'static str {
     }
 }
 
-const EVERY_KIND: [&str; 24] = [
+const EVERY_KIND: [&str; 39] = [
     "RegisterParticipant",
     "SetAccreditation",
     "Deposit",
@@ -929,6 +1170,21 @@ const EVERY_KIND: [&str; 24] = [
     "ProposeResolution",
     "CastVote",
     "CloseResolution",
+    "SetAccreditedCategories",
+    "DefineServicePackage",
+    "IssueVoucher",
+    "RedeemVoucher",
+    "RedeemServiceValue",
+    "RecordVolunteerTime",
+    "TransferTimeCredits",
+    "SpendTimeCredits",
+    "DonateTimeCredits",
+    "GrantTimeCredits",
+    "ContributeToPool",
+    "RepayPoolLoan",
+    "CloseNettingCycle",
+    "DeclareSurplus",
+    "Tick",
 ];
 
 fn event_name(event: &Event) -> &'static str {
@@ -1166,6 +1422,72 @@ impl Client {
         }
     }
 
+    /// Whether an organization may do what accreditation gates, as the engine asks it: registered,
+    /// an organization, accredited, and not suspended, in that order.
+    fn accredited(&self, organization: ParticipantId) -> Result<(), RejectReason> {
+        let participant = self
+            .engine
+            .participant(organization)
+            .ok_or(RejectReason::UnknownAccount)?;
+        if participant.role != Role::Organization {
+            Err(RejectReason::NotAnOrganization)
+        } else if !participant.accredited {
+            Err(RejectReason::NotAccredited)
+        } else if participant.suspended {
+            Err(RejectReason::ParticipantSuspended)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// For a command that accreditation gates, once the checks the engine makes before it pass
+    /// (identity and role aside): what the gate answers. `None` when the command is not gated, or
+    /// an earlier check refuses it; then it can never be refused as `NotAccredited`.
+    fn accreditation_gate(&self, command: &Command) -> Option<Result<(), RejectReason>> {
+        let sender = command.participant;
+        match &command.kind {
+            // The issuer is checked first: known, an organization, then accredited.
+            CommandKind::ListInstrument { spec } => Some(self.accredited(spec.issuer)),
+            CommandKind::OpenOffering { instrument, .. } => {
+                let listed = self.engine.instrument(*instrument)?;
+                (listed.spec.issuer == sender).then(|| self.accredited(sender))
+            }
+            CommandKind::Subscribe { offering, lots } => {
+                let open = self.engine.offering(*offering)?;
+                let reaches =
+                    *lots > 0 && *lots <= self.config.order_lots_max && open.open;
+                reaches.then(|| self.accredited(open.issuer))
+            }
+            CommandKind::RedeemVoucher {
+                voucher,
+                organization,
+            } => {
+                let record = self.engine.voucher_record(*voucher)?;
+                let reaches = record.beneficiary == sender
+                    && record.status == mutua_engine::VoucherStatus::Open;
+                reaches.then(|| self.accredited(*organization))
+            }
+            CommandKind::RedeemServiceValue {
+                instrument,
+                organization,
+                ..
+            } => {
+                let listed = self.engine.instrument(*instrument)?;
+                (listed.spec.service_value_per_lot_minor > 0)
+                    .then(|| self.accredited(*organization))
+            }
+            CommandKind::RecordVolunteerTime { .. } => Some(self.accredited(sender)),
+            CommandKind::SpendTimeCredits { organization, .. } => {
+                Some(self.accredited(*organization))
+            }
+            CommandKind::GrantTimeCredits { .. } => {
+                let manager = self.engine.participant(sender)?;
+                (manager.role == Role::Organization).then(|| self.accredited(sender))
+            }
+            _ => None,
+        }
+    }
+
     fn free_cash(&self, account: ParticipantId) -> u64 {
         self.engine
             .participant(account)
@@ -1224,6 +1546,14 @@ impl Client {
         let operators = &[Role::Operator];
         let contributors = &[Role::Contributor];
         let organizations = &[Role::Organization];
+        let funders = &[Role::Funder];
+        // Cash moves in and out of every account that uses it.
+        let cash_holders = &[Role::Contributor, Role::Organization, Role::Funder];
+        let time_holders = &[Role::Contributor, Role::Organization];
+        let who_index = match who {
+            Who::Fitting(index) => index,
+            _ => 0,
+        };
         match action {
             Action::Register { role, name } => {
                 let limit = self.config.name_bytes_max as usize;
@@ -1254,7 +1584,7 @@ impl Client {
                 )
             }
             Action::Deposit { account, amount } => {
-                let account = self.participant(*account, contributors);
+                let account = self.participant(*account, cash_holders);
                 let (deposited, withdrawn) = self.engine.cash_totals_minor();
                 let headroom = u128::from(u64::MAX).saturating_sub(deposited - withdrawn) as u64;
                 (
@@ -1266,7 +1596,7 @@ impl Client {
                 )
             }
             Action::Withdraw { account, amount } => {
-                let account = self.participant(*account, contributors);
+                let account = self.participant(*account, cash_holders);
                 (
                     sender(operators, None),
                     CommandKind::Withdraw {
@@ -1307,7 +1637,7 @@ impl Client {
                     lock_in_years: listing.lock_in_years,
                     tax_credit_bp: listing.tax_credit_bp,
                     withdrawable: listing.withdrawable,
-                    service_value_per_lot_minor: 0,
+                    service_value_per_lot_minor: listing.service_value_per_lot_minor,
                     withdrawal_notice_days: listing.withdrawal_notice_days,
                 };
                 (
@@ -1650,6 +1980,306 @@ impl Client {
                     CommandKind::CloseResolution { resolution },
                 )
             }
+            Action::SetCategories {
+                organization,
+                categories,
+            } => {
+                let organization = self.participant(*organization, organizations);
+                (
+                    sender(&[Role::Regulator, Role::Operator], None),
+                    CommandKind::SetAccreditedCategories {
+                        organization,
+                        categories: categories.iter().map(|c| category_text(*c)).collect(),
+                    },
+                )
+            }
+            Action::DefinePackage {
+                category,
+                name,
+                face,
+            } => {
+                let name = match name % 16 {
+                    0 => String::new(),
+                    1 => " ".to_string(),
+                    2 => "p".repeat(self.config.name_bytes_max as usize + 1),
+                    n => format!("package {n}"),
+                };
+                (
+                    sender(funders, None),
+                    CommandKind::DefineServicePackage {
+                        category: category_text(*category),
+                        name,
+                        face_value_minor: self.cash(*face, 100_000),
+                    },
+                )
+            }
+            Action::IssueVoucher {
+                package,
+                beneficiary,
+                co_payment,
+                expiry,
+            } => {
+                let package = self.package(*package);
+                let terms = self.engine.service_package(package);
+                let face = terms.map_or(10_000, |p| p.face_value_minor);
+                let beneficiary = self.participant(*beneficiary, contributors);
+                let co_payment_minor = match co_payment {
+                    Ok(percent) => share(face, *percent),
+                    Err(raw) => *raw,
+                };
+                let validity_ns = u64::from(self.config.voucher_validity_days_max) * DAY_NS;
+                let expires_at = match expiry {
+                    Expiry::After(after) => now.saturating_add(*after),
+                    Expiry::AtLimit(by) => now.saturating_add(offset(validity_ns, i64::from(*by))),
+                    Expiry::Raw(time) => *time,
+                };
+                (
+                    sender(funders, terms.map(|p| p.funder)),
+                    CommandKind::IssueVoucher {
+                        package,
+                        beneficiary,
+                        co_payment_minor,
+                        expires_at,
+                    },
+                )
+            }
+            Action::RedeemVoucher {
+                voucher,
+                organization,
+            } => {
+                let voucher = self.voucher(*voucher);
+                let beneficiary = self.engine.voucher_record(voucher).map(|r| r.beneficiary);
+                let organization = self.participant(*organization, organizations);
+                (
+                    sender(contributors, beneficiary),
+                    CommandKind::RedeemVoucher {
+                        voucher,
+                        organization,
+                    },
+                )
+            }
+            Action::RedeemServiceValue {
+                instrument,
+                organization,
+                amount,
+            } => {
+                let instrument = self.with_service_value(*instrument);
+                let listed = self.engine.instrument(instrument);
+                let holder = listed.and_then(|listed| {
+                    let holders: Vec<ParticipantId> = listed
+                        .holders_sorted()
+                        .into_iter()
+                        .filter(|holder| listed.holding(*holder).is_some_and(|h| h.lots > 0))
+                        .collect();
+                    pick_from(&holders, who_index)
+                });
+                let holder = sender(contributors, holder);
+                let year = date_of(now).year as i32;
+                // What is left of the holder's allowance this year.
+                let left = listed.map_or(1_000, |listed| {
+                    let lots = listed.holding(holder).map_or(0, |h| h.lots);
+                    let allowance =
+                        u128::from(lots) * u128::from(listed.spec.service_value_per_lot_minor);
+                    let redeemed = self
+                        .engine
+                        .service_value_redeemed(instrument, holder, year);
+                    allowance
+                        .saturating_sub(u128::from(redeemed))
+                        .min(u128::from(u64::MAX)) as u64
+                });
+                let organization = self.participant(*organization, organizations);
+                (
+                    holder,
+                    CommandKind::RedeemServiceValue {
+                        instrument,
+                        organization,
+                        amount_minor: self.cash(*amount, left),
+                    },
+                )
+            }
+            Action::RecordTime { volunteer, minutes } => {
+                let volunteer = self.participant(*volunteer, contributors);
+                (
+                    sender(organizations, None),
+                    CommandKind::RecordVolunteerTime {
+                        volunteer,
+                        minutes: self.minutes(*minutes, 8 * 60),
+                    },
+                )
+            }
+            Action::TransferTime { to, minutes } => {
+                let from = sender(
+                    time_holders,
+                    pick_from(&self.holding_time(time_holders), who_index),
+                );
+                let to = self.participant(*to, time_holders);
+                (
+                    from,
+                    CommandKind::TransferTimeCredits {
+                        to,
+                        minutes: self.minutes(*minutes, self.engine.time_credits_of(from)),
+                    },
+                )
+            }
+            Action::SpendTime {
+                organization,
+                minutes,
+            } => {
+                let holder = sender(
+                    contributors,
+                    pick_from(&self.holding_time(contributors), who_index),
+                );
+                let organization = self.participant(*organization, organizations);
+                (
+                    holder,
+                    CommandKind::SpendTimeCredits {
+                        organization,
+                        minutes: self.minutes(*minutes, self.engine.time_credits_of(holder)),
+                    },
+                )
+            }
+            Action::DonateTime { minutes } => {
+                let donor = sender(
+                    time_holders,
+                    pick_from(&self.holding_time(time_holders), who_index),
+                );
+                (
+                    donor,
+                    CommandKind::DonateTimeCredits {
+                        minutes: self.minutes(*minutes, self.engine.time_credits_of(donor)),
+                    },
+                )
+            }
+            Action::GrantTime { dependent, minutes } => {
+                let dependent = self.participant(*dependent, contributors);
+                let (pooled, _) = self.engine.time_credit_totals();
+                (
+                    sender(&[Role::Operator, Role::Organization], None),
+                    CommandKind::GrantTimeCredits {
+                        dependent,
+                        minutes: self.minutes(*minutes, pooled),
+                    },
+                )
+            }
+            Action::ContributeToPool { amount } => {
+                let contributor = sender(cash_holders, None);
+                (
+                    contributor,
+                    CommandKind::ContributeToPool {
+                        amount_minor: self.cash(*amount, self.free_cash(contributor)),
+                    },
+                )
+            }
+            Action::RepayPoolLoan { amount } => {
+                let debtors: Vec<ParticipantId> =
+                    self.engine.pool_loans().keys().copied().collect();
+                let debtor = sender(cash_holders, pick_from(&debtors, who_index));
+                let payable = self
+                    .engine
+                    .pool_loan_minor(debtor)
+                    .min(self.free_cash(debtor));
+                (
+                    debtor,
+                    CommandKind::RepayPoolLoan {
+                        amount_minor: self.cash(*amount, payable),
+                    },
+                )
+            }
+            Action::CloseNetting => (sender(operators, None), CommandKind::CloseNettingCycle),
+            Action::DeclareSurplus { year, surplus } => {
+                let organization = sender(organizations, None);
+                let current = date_of(now).year as i32;
+                let year = match year {
+                    Year::Back(back) => current - i32::from(*back),
+                    Year::Next => current + 1,
+                    Year::Raw(year) => *year,
+                };
+                // 28 % of a surplus leaves the free cash: up to about 3.5 times it is payable.
+                let payable = self.free_cash(organization).saturating_mul(3);
+                (
+                    organization,
+                    CommandKind::DeclareSurplus {
+                        year,
+                        surplus_minor: self.cash(*surplus, payable),
+                    },
+                )
+            }
+            Action::Tick => (sender(operators, None), CommandKind::Tick),
+        }
+    }
+
+    fn minutes(&self, minutes: Minutes, natural: u64) -> u64 {
+        match minutes {
+            Minutes::Zero => 0,
+            Minutes::Small(minutes) | Minutes::Any(minutes) => minutes,
+            Minutes::Share(percent) => share(natural, percent).max(1),
+            Minutes::Limit(by) => offset(
+                self.config.time_credit_minutes_per_command_max,
+                i64::from(by),
+            ),
+        }
+    }
+
+    /// Participants of `roles` with time credits, in id order.
+    fn holding_time(&self, roles: &[Role]) -> Vec<ParticipantId> {
+        self.engine
+            .participants()
+            .filter(|(id, p)| roles.contains(&p.role) && self.engine.time_credits_of(*id) > 0)
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    fn package(&self, pick: Pick) -> PackageId {
+        match pick {
+            Pick::Real(index) => {
+                let count = self.engine.service_packages().len() as u32;
+                if count > 0 && index % 6 != 5 {
+                    PackageId(u32::from(index) % count)
+                } else {
+                    PackageId(u32::from(index) % 4)
+                }
+            }
+            Pick::Raw(raw) => PackageId(raw as u32),
+        }
+    }
+
+    /// Open vouchers first (in id order), then any issued, then made-up ids.
+    fn voucher(&self, pick: Pick) -> VoucherId {
+        match pick {
+            Pick::Real(index) => {
+                let mut open: Vec<VoucherId> = self.engine.open_vouchers().map(|v| v.id).collect();
+                open.sort_unstable();
+                let issued = self.engine.vouchers_issued();
+                let chosen = if index % 4 != 3 {
+                    pick_from(&open, index / 4)
+                } else {
+                    None
+                };
+                chosen.unwrap_or_else(|| {
+                    if issued > 0 && index % 8 != 7 {
+                        VoucherId(u64::from(index) % issued)
+                    } else {
+                        VoucherId(issued + u64::from(index) % 3)
+                    }
+                })
+            }
+            Pick::Raw(raw) => VoucherId(raw),
+        }
+    }
+
+    /// Mostly an instrument that carries service value.
+    fn with_service_value(&self, pick: Pick) -> InstrumentId {
+        match pick {
+            Pick::Real(index) if index % 4 != 3 => {
+                let valued: Vec<InstrumentId> = self
+                    .engine
+                    .instruments()
+                    .filter(|i| i.spec.service_value_per_lot_minor > 0)
+                    .map(|i| i.id)
+                    .collect();
+                pick_from(&valued, index / 4).unwrap_or_else(|| self.instrument(pick))
+            }
+            _ => self.instrument(pick),
         }
     }
 
@@ -1761,8 +2391,13 @@ impl Client {
             .engine
             .participant(sender)
             .map(|p| (p.role, p.suspended));
-        let remembered = self.engine.remembered(sender, command.id);
-        if remembered.is_none() {
+        // The clock's ticks bypass the memory of ids: never remembered, never answered from it,
+        // and never refused for an id used before.
+        let tick = command.kind == CommandKind::Tick;
+        let memory_before = self.engine.remembered(sender, command.id);
+        let remembered = if tick { None } else { memory_before };
+        let gate = self.accreditation_gate(&command);
+        if remembered.is_none() && !tick {
             let order = self
                 .remembered_order
                 .get(&sender)
@@ -1867,6 +2502,21 @@ impl Client {
                 if let Some(reason) = expected_refusal {
                     assert_eq!(outcome.result, Err(reason), "{}", describe());
                 }
+                // Then accreditation, where it gates the command; nowhere else.
+                match gate {
+                    Some(Err(reason)) if expected_refusal.is_none() => assert_eq!(
+                        outcome.result,
+                        Err(reason),
+                        "the organization's accreditation decides: {}",
+                        describe()
+                    ),
+                    _ => assert_ne!(
+                        outcome.result,
+                        Err(RejectReason::NotAccredited),
+                        "refused for an accreditation the command does not depend on: {}",
+                        describe()
+                    ),
+                }
                 match outcome.result {
                     Err(reason) => {
                         assert_ne!(
@@ -1897,11 +2547,20 @@ impl Client {
                             .or_default() += 1;
                     }
                     Ok(ack) => {
-                        assert!(
-                            !events.is_empty(),
-                            "an accepted command emitted no events: {}",
-                            describe()
-                        );
+                        // A tick with nothing due is the one exception, and it changes nothing.
+                        if events.is_empty() {
+                            assert_eq!(
+                                command.kind,
+                                CommandKind::Tick,
+                                "an accepted command emitted no events: {}",
+                                describe()
+                            );
+                            assert!(
+                                after == before,
+                                "a tick with nothing to do changed the state: {}",
+                                describe()
+                            );
+                        }
                         self.check_ack(&command, ack, &events, &before, &describe);
                         *self
                             .coverage
@@ -1910,11 +2569,36 @@ impl Client {
                             .or_default() += 1;
                         for event in &events {
                             *self.coverage.events.entry(event_name(event)).or_default() += 1;
+                            let detail = match event {
+                                Event::NettingPosition { loan_minor, .. } if *loan_minor > 0 => {
+                                    Some("NettingPosition(Loan)")
+                                }
+                                Event::NettingPosition { carried_minor, .. }
+                                    if *carried_minor > 0 =>
+                                {
+                                    Some("NettingPosition(Carried)")
+                                }
+                                Event::ObligationRecorded {
+                                    cause: ObligationCause::ServiceValue(_),
+                                    ..
+                                } => Some("ObligationRecorded(ServiceValue)"),
+                                _ => None,
+                            };
+                            if let Some(detail) = detail {
+                                *self.coverage.events.entry(detail).or_default() += 1;
+                            }
                         }
                     }
                 }
                 let memory = self.engine.remembered(sender, command.id);
-                if sender_state.is_some() {
+                if tick {
+                    assert_eq!(
+                        memory,
+                        memory_before,
+                        "a tick is not remembered, and changes no memory: {}",
+                        describe()
+                    );
+                } else if sender_state.is_some() {
                     let first = First {
                         kind: command.kind.clone(),
                         result: outcome.result,
@@ -2064,7 +2748,6 @@ impl Client {
                 | CommandKind::Withdraw { .. }
                 | CommandKind::SetTradingStatus { .. }
                 | CommandKind::Subscribe { .. }
-                | CommandKind::CloseOffering { .. }
                 | CommandKind::CancelOrder { .. }
                 | CommandKind::ReduceOrder { .. }
                 | CommandKind::PayDistribution { .. }
@@ -2075,14 +2758,281 @@ impl Client {
                 | CommandKind::CompleteWithdrawal { .. }
                 | CommandKind::SetWithdrawalsSuspended { .. }
                 | CommandKind::CastVote { .. }
-                | CommandKind::CloseResolution { .. },
+                | CommandKind::CloseResolution { .. }
+                | CommandKind::SetAccreditedCategories { .. }
+                | CommandKind::RedeemServiceValue { .. }
+                | CommandKind::RecordVolunteerTime { .. }
+                | CommandKind::TransferTimeCredits { .. }
+                | CommandKind::SpendTimeCredits { .. }
+                | CommandKind::DonateTimeCredits { .. }
+                | CommandKind::GrantTimeCredits { .. }
+                | CommandKind::ContributeToPool { .. }
+                | CommandKind::RepayPoolLoan { .. }
+                | CommandKind::DeclareSurplus { .. },
                 Ack::Done,
             ) => {}
+            (CommandKind::CloseOffering { offering }, Ack::Done) => {
+                // An issuer no longer accredited collects nothing: every subscription is
+                // released, in the order taken, and nothing is issued.
+                let closed = &before.offerings[offering.0 as usize];
+                if !before.participants[closed.issuer.0 as usize].accredited {
+                    let mut failed: Vec<Event> = closed
+                        .subscriptions
+                        .iter()
+                        .map(|subscription| Event::SubscriptionReleased {
+                            offering: *offering,
+                            contributor: subscription.contributor,
+                            cash_released_minor: subscription.cash_reserved_minor,
+                        })
+                        .collect();
+                    failed.push(Event::OfferingClosed {
+                        offering: *offering,
+                        issued: false,
+                        subscribed_lots: 0,
+                        proceeds_minor: 0,
+                    });
+                    assert_eq!(
+                        events,
+                        failed,
+                        "an unaccredited issuer's offering fails: {}",
+                        describe()
+                    );
+                    *self
+                        .coverage
+                        .events
+                        .entry("OfferingClosed(NotAccredited)")
+                        .or_default() += 1;
+                }
+            }
+            (
+                CommandKind::DefineServicePackage {
+                    category,
+                    name,
+                    face_value_minor,
+                },
+                Ack::ServicePackage(id),
+            ) => {
+                let defined = Event::ServicePackageDefined {
+                    package: PackageId(before.social.vouchers.packages.len() as u32),
+                    funder: command.participant,
+                    category: category.clone(),
+                    name: name.clone(),
+                    face_value_minor: *face_value_minor,
+                };
+                assert_eq!(
+                    id.0 as usize,
+                    before.social.vouchers.packages.len(),
+                    "{}",
+                    describe()
+                );
+                assert_eq!(events, [defined], "{}", describe());
+            }
+            (
+                CommandKind::IssueVoucher {
+                    package,
+                    beneficiary,
+                    co_payment_minor,
+                    expires_at,
+                },
+                Ack::Voucher(id),
+            ) => {
+                assert_eq!(
+                    id.0,
+                    before.social.vouchers.records.len() as u64,
+                    "voucher ids are handed out in order: {}",
+                    describe()
+                );
+                let face_value_minor =
+                    before.social.vouchers.packages[package.0 as usize].face_value_minor;
+                let funder = command.participant;
+                let issued = Event::VoucherIssued {
+                    voucher: id,
+                    package: *package,
+                    funder,
+                    beneficiary: *beneficiary,
+                    face_value_minor,
+                    expires_at: *expires_at,
+                };
+                let split = Event::VoucherSplit {
+                    voucher: id,
+                    funder,
+                    beneficiary: *beneficiary,
+                    co_payment_minor: *co_payment_minor,
+                    subsidy_minor: face_value_minor - co_payment_minor,
+                };
+                assert_eq!(events, [issued, split], "{}", describe());
+                // The split is the funder's alone; the voucher itself is public.
+                assert_eq!(events[0].private_to(), None, "{}", describe());
+                assert_eq!(events[1].private_to(), Some(funder), "{}", describe());
+            }
+            (
+                CommandKind::RedeemVoucher {
+                    voucher,
+                    organization,
+                },
+                Ack::Done,
+            ) => {
+                let open = before
+                    .social
+                    .vouchers
+                    .open
+                    .iter()
+                    .find(|v| v.id == *voucher)
+                    .unwrap_or_else(|| panic!("a voucher not open was redeemed: {}", describe()));
+                let redeemed = Event::VoucherRedeemed {
+                    voucher: *voucher,
+                    package: open.package,
+                    beneficiary: command.participant,
+                    organization: *organization,
+                    face_value_minor: open.face_value_minor,
+                };
+                let owed = Event::ObligationRecorded {
+                    debtor: open.funder,
+                    creditor: *organization,
+                    amount_minor: open.face_value_minor,
+                    cause: ObligationCause::Voucher(*voucher),
+                };
+                assert_eq!(events, [redeemed, owed], "{}", describe());
+            }
+            (CommandKind::CloseNettingCycle, Ack::NettingCycle(cycle)) => {
+                self.check_netting(cycle, events, before, describe);
+            }
+            (CommandKind::Tick, Ack::Done) => self.check_tick(events, describe),
             (kind, ack) => panic!(
                 "{} acknowledged with {ack:?}: {}",
                 kind_name(kind),
                 describe()
             ),
+        }
+    }
+
+    /// A netting cycle settles every position open before it, once each and in participant
+    /// order, and pays creditors exactly what debtors paid in and the pool lent.
+    fn check_netting(
+        &self,
+        cycle: u64,
+        events: &[Event],
+        before: &Snapshot,
+        describe: &dyn Fn() -> String,
+    ) {
+        let pool = &before.social.pool;
+        assert_eq!(cycle, pool.cycles_closed + 1, "{}", describe());
+        let Some((
+            Event::NettingCycleClosed {
+                cycle: closed,
+                obligations,
+                gross_minor,
+                net_minor,
+                paid_in_minor,
+                paid_out_minor,
+                loans_minor,
+                carried_minor,
+                pool_balance_minor,
+                ..
+            },
+            lines,
+        )) = events.split_last()
+        else {
+            panic!("a netting cycle without its report: {}", describe())
+        };
+        assert_eq!(*closed, cycle, "{}", describe());
+        assert_eq!(*obligations, pool.obligations_open, "{}", describe());
+        assert_eq!(*gross_minor, pool.gross_open_minor, "{}", describe());
+        assert_eq!(lines.len(), pool.positions.len(), "{}", describe());
+        let (mut paid, mut lent, mut received, mut carried_debts, mut net) =
+            (0u64, 0u64, 0u64, 0u64, 0u128);
+        for (line, (participant, position)) in lines.iter().zip(&pool.positions) {
+            let Event::NettingPosition {
+                cycle: line_cycle,
+                participant: who,
+                owed_to_minor,
+                owes_minor,
+                paid_minor,
+                loan_minor,
+                received_minor,
+                carried_minor,
+            } = line
+            else {
+                panic!("a netting cycle emitted {line:?}: {}", describe())
+            };
+            assert!(
+                *line_cycle == cycle
+                    && who == participant
+                    && *owed_to_minor == position.owed_to_minor
+                    && *owes_minor == position.owes_minor,
+                "netting position {line:?} for {position:?}: {}",
+                describe()
+            );
+            let debt = i128::from(*owes_minor) - i128::from(*owed_to_minor);
+            if debt > 0 {
+                assert_eq!(
+                    u128::from(*paid_minor + *loan_minor + *carried_minor),
+                    debt as u128,
+                    "a debtor's debt is paid, lent or carried: {}",
+                    describe()
+                );
+                assert_eq!(*received_minor, 0, "{}", describe());
+                carried_debts += carried_minor;
+                net += debt as u128;
+            } else {
+                assert_eq!(
+                    i128::from(*received_minor + *carried_minor),
+                    -debt,
+                    "a creditor's credit is received or carried: {}",
+                    describe()
+                );
+                assert_eq!(*paid_minor + *loan_minor, 0, "{}", describe());
+            }
+            paid += paid_minor;
+            lent += loan_minor;
+            received += received_minor;
+        }
+        assert!(
+            *paid_in_minor == paid
+                && *loans_minor == lent
+                && *paid_out_minor == received
+                && received == paid + lent
+                && *carried_minor == carried_debts
+                && *net_minor == net
+                && *pool_balance_minor == pool.cash_minor - lent,
+            "a netting cycle's report disagrees with its lines: {}",
+            describe()
+        );
+    }
+
+    /// A tick expires vouchers, closes resolutions and repays bonds, at most its bound of them,
+    /// and within the bound leaves no voucher or resolution due.
+    fn check_tick(&self, events: &[Event], describe: &dyn Fn() -> String) {
+        let now = self.engine.now();
+        let mut actions = 0;
+        for event in events {
+            match event {
+                Event::VoucherExpired { .. }
+                | Event::ResolutionClosed { .. }
+                | Event::InstrumentMatured { .. } => actions += 1,
+                Event::ParRepaid { .. }
+                | Event::OrderCancelled {
+                    reason: CancelReason::Matured,
+                    ..
+                } => {}
+                other => panic!("a tick emitted {other:?}: {}", describe()),
+            }
+        }
+        let budget = self.config.clock_actions_per_tick_max;
+        assert!(actions <= budget, "a tick did {actions} actions: {}", describe());
+        if actions < budget {
+            assert!(
+                self.engine.open_vouchers().all(|v| v.expires_at > now),
+                "a tick left a voucher due open: {}",
+                describe()
+            );
+            assert!(
+                self.engine
+                    .resolutions()
+                    .all(|r| !r.is_open() || r.closes_at > now),
+                "a tick left a resolution due open: {}",
+                describe()
+            );
         }
     }
 
@@ -2104,10 +3054,11 @@ impl Client {
             .unwrap_or_else(|reason| panic!("the prelude's {kind:?} was refused: {reason:?}"))
     }
 
-    /// A regulator, two organizations, four contributors and a funder, all with cash; a
-    /// withdrawable share (60 % holding cap, 30 days' notice), a two-year bond and a CIP share
-    /// (five-year lock-in, tax credit, 30 % holding cap), each
-    /// issued to the contributors through an offering and open for trading.
+    /// A regulator, two accredited organizations, four contributors and a funder, all with cash,
+    /// the funder with a service package of home care; a withdrawable share (60 % holding cap,
+    /// 30 days' notice, a small service value), a two-year bond (a large service value) and a
+    /// CIP share (five-year lock-in, tax credit, 30 % holding cap), each issued to the
+    /// contributors through an offering and open for trading.
     fn prelude(&mut self) {
         let op = GENESIS_OPERATOR;
         let register = |client: &mut Client, role: Role, name: &str| match client.setup(
@@ -2128,7 +3079,7 @@ impl Client {
         let contributors: Vec<ParticipantId> = (1..=4)
             .map(|n| register(self, Role::Contributor, &format!("contributor {n}")))
             .collect();
-        register(self, Role::Funder, "funder");
+        let funder = register(self, Role::Funder, "funder");
         for contributor in &contributors {
             self.setup(
                 op,
@@ -2147,11 +3098,29 @@ impl Client {
                 },
             );
         }
+        // Only an accredited organization may list and offer.
+        for organization in organizations {
+            self.setup(
+                regulator,
+                CommandKind::SetAccreditation {
+                    organization,
+                    accredited: true,
+                },
+            );
+        }
         self.setup(
-            regulator,
-            CommandKind::SetAccreditation {
-                organization: organizations[0],
-                accredited: true,
+            op,
+            CommandKind::Deposit {
+                account: funder,
+                amount_minor: 50_000_000,
+            },
+        );
+        self.setup(
+            funder,
+            CommandKind::DefineServicePackage {
+                category: "care".to_string(),
+                name: "home care".to_string(),
+                face_value_minor: 20_000,
             },
         );
         let start = self.time;
@@ -2166,7 +3135,8 @@ impl Client {
                     maturity,
                     holding_cap,
                     cip,
-                    withdrawable: bool| InstrumentSpec {
+                    withdrawable: bool,
+                    service_value_per_lot_minor| InstrumentSpec {
             symbol: symbol.to_string(),
             kind,
             issuer,
@@ -2181,7 +3151,7 @@ impl Client {
             lock_in_years: None,
             tax_credit_bp: None,
             withdrawable,
-            service_value_per_lot_minor: 0,
+            service_value_per_lot_minor,
             withdrawal_notice_days: if withdrawable { 30 } else { 0 },
         };
         // Offerings of 400 lots (within the tight market's 500 per command), each contributor
@@ -2201,6 +3171,7 @@ impl Client {
                     Some(6_000),
                     false,
                     true,
+                    500,
                 ),
                 80,
             ),
@@ -2218,6 +3189,7 @@ impl Client {
                     Some(5_000),
                     false,
                     false,
+                    100_000,
                 ),
                 40,
             ),
@@ -2235,6 +3207,7 @@ impl Client {
                     Some(3_000),
                     true,
                     false,
+                    0,
                 ),
                 10,
             ),
@@ -2348,7 +3321,8 @@ impl Client {
         );
 
         // The restored engine carries on as the original: the last commands again (retries, or
-        // fresh if forgotten), then its owner's cancel of every resting order.
+        // fresh if forgotten), then its owner's cancel of every resting order, then a netting
+        // cycle and ticks until every voucher has expired.
         let later = self.time.saturating_add(DAY_NS);
         let again: Vec<Command> = self
             .script
@@ -2357,10 +3331,10 @@ impl Client {
             .take(8)
             .map(|applied| applied.command.clone())
             .collect();
-        let both = |client: &mut Client, restored: &mut Engine, command: &Command| {
+        let both_at = |client: &mut Client, restored: &mut Engine, command: &Command, at| {
             let (mut original_events, mut restored_events) = (Vec::new(), Vec::new());
-            let original = client.engine.apply(command, later, &mut original_events);
-            let carried_on = restored.apply(command, later, &mut restored_events);
+            let original = client.engine.apply(command, at, &mut original_events);
+            let carried_on = restored.apply(command, at, &mut restored_events);
             assert_eq!(
                 carried_on, original,
                 "a restored engine answers {command:?} differently"
@@ -2375,13 +3349,16 @@ impl Client {
                 .expect("invariants after the closing commands");
             original
         };
+        let both = |client: &mut Client, restored: &mut Engine, command: &Command| {
+            both_at(client, restored, command, later)
+        };
         for command in &again {
             both(self, &mut restored, command);
         }
         let participants: Vec<ParticipantId> =
             self.engine.participants().map(|(id, _)| id).collect();
         let mut closing_id = u128::MAX;
-        for owner in participants {
+        for owner in participants.iter().copied() {
             if self.engine.participant(owner).is_some_and(|p| p.suspended) {
                 let reinstate = CommandKind::SetParticipantStatus {
                     participant: owner,
@@ -2413,6 +3390,53 @@ impl Client {
                 );
             }
         }
+        // Every open obligation settles (or carries over), which frees every voucher's backing.
+        let open_positions = participants
+            .iter()
+            .any(|participant| self.engine.position(*participant) != Position::default());
+        let netting = Command {
+            id: CommandId(closing_id),
+            participant: GENESIS_OPERATOR,
+            kind: CommandKind::CloseNettingCycle,
+        };
+        closing_id -= 1;
+        let outcome = both(self, &mut restored, &netting);
+        if open_positions {
+            assert!(
+                matches!(outcome.result, Ok(Ack::NettingCycle(_))),
+                "the closing netting cycle: {outcome:?}"
+            );
+        } else {
+            assert_eq!(outcome.result, Err(RejectReason::NoEffect));
+        }
+        assert!(
+            participants
+                .iter()
+                .all(|participant| self.engine.voucher_backing_minor(*participant) == 0),
+            "a netting cycle leaves no voucher backing"
+        );
+        // The clock expires every voucher, a tick's bound of them at a time.
+        if let Some(last) = self.engine.open_vouchers().map(|v| v.expires_at).max() {
+            let at = last.max(later);
+            let ticks = self.engine.open_vouchers().count() as u32
+                / self.config.clock_actions_per_tick_max
+                + 2;
+            for _ in 0..ticks {
+                let tick = Command {
+                    id: CommandId(closing_id),
+                    participant: GENESIS_OPERATOR,
+                    kind: CommandKind::Tick,
+                };
+                closing_id -= 1;
+                let outcome = both_at(self, &mut restored, &tick, at);
+                assert_eq!(outcome.result, Ok(Ack::Done), "a closing tick");
+            }
+            assert_eq!(
+                self.engine.open_vouchers().count(),
+                0,
+                "every voucher expired by the clock"
+            );
+        }
         assert_eq!(
             restored.state_hash(),
             self.engine.state_hash(),
@@ -2423,7 +3447,8 @@ impl Client {
             0,
             "every resting order was cancelled at the end"
         );
-        // With nothing resting, nothing is reserved but open subscriptions.
+        // With nothing resting, no voucher open and every obligation netted, nothing is reserved
+        // but open subscriptions.
         for (id, participant) in self.engine.participants() {
             let subscribed: u64 = self
                 .engine

@@ -795,6 +795,14 @@ impl Run {
                 name: "Riverside".into(),
             },
         )];
+        // Only an accredited organization may list and offer.
+        setup.push((
+            GENESIS_OPERATOR,
+            CommandKind::SetAccreditation {
+                organization: ORGANIZATION,
+                accredited: true,
+            },
+        ));
         for (index, _) in CONTRIBUTORS.iter().enumerate() {
             setup.push((
                 GENESIS_OPERATOR,

@@ -149,6 +149,14 @@ fn setup_commands() -> Vec<(ParticipantId, CommandKind)> {
             name: "Riverside Co-op".into(),
         },
     )];
+    // Only an accredited organization may list and offer.
+    commands.push((
+        operator,
+        CommandKind::SetAccreditation {
+            organization,
+            accredited: true,
+        },
+    ));
     for (index, _) in CONTRIBUTORS.iter().enumerate() {
         commands.push((
             operator,

@@ -138,6 +138,15 @@ impl Client {
         self.register(Role::Funder, "community foundation");
         for name in ["Riverside Co-op", "Hilltop Energy"] {
             let organization = self.register(Role::Organization, name);
+            // Only an accredited organization may list and offer.
+            self.send(
+                self.regulator,
+                CommandKind::SetAccreditation {
+                    organization,
+                    accredited: true,
+                },
+            )
+            .expect("accreditation");
             self.organizations.push(organization);
         }
         for index in 0..6 {

@@ -76,7 +76,13 @@ fn report(events: &[Event]) -> Event {
 }
 
 /// A foundation with cash, a beneficiary with cash, and an accredited care co-operative.
-fn voucher_market() -> (Market, ParticipantId, ParticipantId, ParticipantId, PackageId) {
+fn voucher_market() -> (
+    Market,
+    ParticipantId,
+    ParticipantId,
+    ParticipantId,
+    PackageId,
+) {
     let mut market = Market::new();
     let foundation = market.funder("Fondazione del Monte");
     let maria = market.contributor("maria");
@@ -239,7 +245,10 @@ fn a_voucher_reserves_at_issue_moves_the_co_payment_at_redemption_and_settles_at
     let events = netting(&mut market);
     assert_eq!(market.cash(care).balance_minor, FACE);
     // The foundation paid the subsidy; maria the co-payment.
-    assert_eq!(market.cash(foundation).balance_minor, 10 * FACE - (FACE - 12_000));
+    assert_eq!(
+        market.cash(foundation).balance_minor,
+        10 * FACE - (FACE - 12_000)
+    );
     assert_eq!(market.cash(foundation).reserved_minor, 0);
     assert_eq!(
         report(&events),
@@ -294,7 +303,11 @@ fn voucher_expired() {
 fn unknown_package() {
     let (mut market, foundation, maria, _, _) = voucher_market();
     let expires_at = market.now + DAY_NS;
-    market.expect_reject(foundation, issuing(PackageId(9), maria, 0, expires_at), UnknownPackage);
+    market.expect_reject(
+        foundation,
+        issuing(PackageId(9), maria, 0, expires_at),
+        UnknownPackage,
+    );
 }
 
 #[test]
@@ -303,7 +316,11 @@ fn not_package_funder() {
     let other = market.funder("another foundation");
     market.deposit(other, FACE);
     let expires_at = market.now + DAY_NS;
-    market.expect_reject(other, issuing(home_care, maria, 0, expires_at), NotPackageFunder);
+    market.expect_reject(
+        other,
+        issuing(home_care, maria, 0, expires_at),
+        NotPackageFunder,
+    );
 }
 
 #[test]
@@ -369,7 +386,11 @@ fn vouchers_full() {
     let home_care = package(&mut market, foundation, "home-care", FACE);
     voucher(&mut market, foundation, home_care, maria, 0);
     let expires_at = market.now + DAY_NS;
-    market.expect_reject(foundation, issuing(home_care, maria, 0, expires_at), VouchersFull);
+    market.expect_reject(
+        foundation,
+        issuing(home_care, maria, 0, expires_at),
+        VouchersFull,
+    );
 }
 
 // =====================================================================================
@@ -390,7 +411,11 @@ fn service_market() -> (Market, InstrumentId, ParticipantId, ParticipantId) {
     (market, share, alice, clinic)
 }
 
-fn service(instrument: InstrumentId, organization: ParticipantId, amount_minor: u64) -> CommandKind {
+fn service(
+    instrument: InstrumentId,
+    organization: ParticipantId,
+    amount_minor: u64,
+) -> CommandKind {
     CommandKind::RedeemServiceValue {
         instrument,
         organization,
@@ -410,7 +435,10 @@ fn service_value_is_capped_by_the_holding_per_year_and_owed_by_the_issuer() {
     let next_year = anniversary(START, 1);
     market.at(next_year);
     market.ok(alice, service(share, clinic, 20_000));
-    assert_eq!(market.engine.service_value_redeemed(share, alice, 2026), 20_000);
+    assert_eq!(
+        market.engine.service_value_redeemed(share, alice, 2026),
+        20_000
+    );
 }
 
 #[test]
@@ -457,10 +485,28 @@ fn time_credits_are_earned_moved_spent_donated_and_granted_and_always_balance() 
     let record = |volunteer, minutes| CommandKind::RecordVolunteerTime { volunteer, minutes };
     market.ok(host, record(hana, 180));
     market.ok(host, record(ken, 60));
-    market.ok(hana, CommandKind::TransferTimeCredits { to: grandma, minutes: 60 });
-    market.ok(grandma, CommandKind::SpendTimeCredits { organization: host, minutes: 60 });
+    market.ok(
+        hana,
+        CommandKind::TransferTimeCredits {
+            to: grandma,
+            minutes: 60,
+        },
+    );
+    market.ok(
+        grandma,
+        CommandKind::SpendTimeCredits {
+            organization: host,
+            minutes: 60,
+        },
+    );
     market.ok(ken, CommandKind::DonateTimeCredits { minutes: 60 });
-    market.ok(GENESIS_OPERATOR, CommandKind::GrantTimeCredits { dependent: grandma, minutes: 30 });
+    market.ok(
+        GENESIS_OPERATOR,
+        CommandKind::GrantTimeCredits {
+            dependent: grandma,
+            minutes: 30,
+        },
+    );
     assert_eq!(
         market.events,
         vec![Event::TimeCredits {
@@ -484,8 +530,15 @@ fn insufficient_time_credits() {
     let mut market = Market::new();
     let host = market.organization("host");
     let hana = market.contributor("hana");
-    market.expect_reject(hana, CommandKind::DonateTimeCredits { minutes: 1 }, InsufficientTimeCredits);
-    let grant = CommandKind::GrantTimeCredits { dependent: hana, minutes: 1 };
+    market.expect_reject(
+        hana,
+        CommandKind::DonateTimeCredits { minutes: 1 },
+        InsufficientTimeCredits,
+    );
+    let grant = CommandKind::GrantTimeCredits {
+        dependent: hana,
+        minutes: 1,
+    };
     market.expect_reject(host, grant, InsufficientTimeCredits);
 }
 
@@ -497,17 +550,40 @@ fn time_credits_invalid() {
     let week = 7 * 24 * 60;
     market.expect_reject(
         host,
-        CommandKind::RecordVolunteerTime { volunteer: hana, minutes: week + 1 },
+        CommandKind::RecordVolunteerTime {
+            volunteer: hana,
+            minutes: week + 1,
+        },
         TimeCreditsInvalid,
     );
     market.expect_reject(
         host,
-        CommandKind::RecordVolunteerTime { volunteer: host, minutes: 60 },
+        CommandKind::RecordVolunteerTime {
+            volunteer: host,
+            minutes: 60,
+        },
         TimeCreditsInvalid,
     );
-    market.ok(host, CommandKind::RecordVolunteerTime { volunteer: hana, minutes: 60 });
-    market.expect_reject(hana, CommandKind::TransferTimeCredits { to: hana, minutes: 1 }, TimeCreditsInvalid);
-    market.expect_reject(hana, CommandKind::DonateTimeCredits { minutes: 0 }, QuantityZero);
+    market.ok(
+        host,
+        CommandKind::RecordVolunteerTime {
+            volunteer: hana,
+            minutes: 60,
+        },
+    );
+    market.expect_reject(
+        hana,
+        CommandKind::TransferTimeCredits {
+            to: hana,
+            minutes: 1,
+        },
+        TimeCreditsInvalid,
+    );
+    market.expect_reject(
+        hana,
+        CommandKind::DonateTimeCredits { minutes: 0 },
+        QuantityZero,
+    );
 }
 
 // =====================================================================================
@@ -533,7 +609,12 @@ fn a_short_debtor_borrows_from_the_pool_and_beyond_it_creditors_are_paid_pro_rat
     // The pool holds 6,000 from a contribution.
     let donor = market.contributor("donor");
     market.deposit(donor, 6_000);
-    market.ok(donor, CommandKind::ContributeToPool { amount_minor: 6_000 });
+    market.ok(
+        donor,
+        CommandKind::ContributeToPool {
+            amount_minor: 6_000,
+        },
+    );
     assert_eq!(market.engine.pool_contribution_minor(donor), 6_000);
 
     let events = netting(&mut market);
@@ -566,7 +647,12 @@ fn a_short_debtor_borrows_from_the_pool_and_beyond_it_creditors_are_paid_pro_rat
     netting(&mut market);
     assert_eq!(market.cash(clinic).balance_minor, 30_000);
     assert_eq!(market.cash(other).balance_minor, 10_000);
-    market.ok(issuer, CommandKind::RepayPoolLoan { amount_minor: 6_000 });
+    market.ok(
+        issuer,
+        CommandKind::RepayPoolLoan {
+            amount_minor: 6_000,
+        },
+    );
     assert_eq!(market.engine.pool_balance_minor(), 6_000);
     assert_eq!(market.engine.pool_loan_minor(issuer), 0);
 }
@@ -576,7 +662,11 @@ fn no_pool_loan() {
     let mut market = Market::new();
     let issuer = market.issuer;
     market.deposit(issuer, 100);
-    market.expect_reject(issuer, CommandKind::RepayPoolLoan { amount_minor: 1 }, NoPoolLoan);
+    market.expect_reject(
+        issuer,
+        CommandKind::RepayPoolLoan { amount_minor: 1 },
+        NoPoolLoan,
+    );
     market.expect_reject(GENESIS_OPERATOR, CommandKind::CloseNettingCycle, NoEffect);
 }
 
@@ -585,7 +675,10 @@ fn a_declared_surplus_funds_the_reserve_the_fund_and_the_pool() {
     let mut market = Market::new();
     let issuer = market.issuer;
     market.deposit(issuer, 100_000);
-    let declare = CommandKind::DeclareSurplus { year: 2024, surplus_minor: 80_001 };
+    let declare = CommandKind::DeclareSurplus {
+        year: 2024,
+        surplus_minor: 80_001,
+    };
     market.ok(issuer, declare);
     // 15 %, 3 % and 10 % of 800.01, each rounded down to a cent.
     assert_eq!(
@@ -610,10 +703,19 @@ fn surplus_already_declared() {
     let mut market = Market::new();
     let issuer = market.issuer;
     market.deposit(issuer, 100_000);
-    market.ok(issuer, CommandKind::DeclareSurplus { year: 2024, surplus_minor: 1_000 });
+    market.ok(
+        issuer,
+        CommandKind::DeclareSurplus {
+            year: 2024,
+            surplus_minor: 1_000,
+        },
+    );
     market.expect_reject(
         issuer,
-        CommandKind::DeclareSurplus { year: 2024, surplus_minor: 5 },
+        CommandKind::DeclareSurplus {
+            year: 2024,
+            surplus_minor: 5,
+        },
         SurplusAlreadyDeclared,
     );
 }
@@ -624,12 +726,18 @@ fn surplus_year_invalid() {
     let issuer = market.issuer;
     market.deposit(issuer, 100_000);
     for year in [1969, 2026, i32::MAX] {
-        let declare = CommandKind::DeclareSurplus { year, surplus_minor: 1_000 };
+        let declare = CommandKind::DeclareSurplus {
+            year,
+            surplus_minor: 1_000,
+        };
         market.expect_reject(issuer, declare, SurplusYearInvalid);
     }
     market.expect_reject(
         issuer,
-        CommandKind::DeclareSurplus { year: 2024, surplus_minor: 10_000_000 },
+        CommandKind::DeclareSurplus {
+            year: 2024,
+            surplus_minor: 10_000_000,
+        },
         InsufficientCash,
     );
 }
@@ -654,7 +762,10 @@ fn the_clock_repays_a_bond_at_maturity_and_closes_resolutions_due() {
     market.ok(issuer, propose);
     market.advance(DAY_NS);
     market.ok(GENESIS_OPERATOR, CommandKind::Tick);
-    assert!(matches!(market.events[..], [Event::ResolutionClosed { .. }]));
+    assert!(matches!(
+        market.events[..],
+        [Event::ResolutionClosed { .. }]
+    ));
 
     market.at(anniversary(START, 1));
     // The issuer is short: the bond waits.
@@ -702,10 +813,14 @@ fn bologna_376_beneficiaries_redeem_across_organizations_and_one_cycle_settles_i
     let mut market = Market::new();
     let foundation = market.funder("Fondazione del Monte");
     market.deposit(foundation, 376 * 80_000);
-    let packages: Vec<(PackageId, u64)> = [("home-care", 40_000), ("day-centre", 60_000), ("respite", 80_000)]
-        .iter()
-        .map(|(category, face)| (package(&mut market, foundation, category, *face), *face))
-        .collect();
+    let packages: Vec<(PackageId, u64)> = [
+        ("home-care", 40_000),
+        ("day-centre", 60_000),
+        ("respite", 80_000),
+    ]
+    .iter()
+    .map(|(category, face)| (package(&mut market, foundation, category, *face), *face))
+    .collect();
     let organizations: Vec<ParticipantId> = (0..5)
         .map(|i| market.organization(&format!("care co-operative {i}")))
         .collect();
@@ -717,10 +832,18 @@ fn bologna_376_beneficiaries_redeem_across_organizations_and_one_cycle_settles_i
         let (package, face) = packages[(i % 3) as usize];
         let co_payment = (i * 37) % 20_001 % face;
         co_payments += co_payment;
-        vouchers.push((beneficiary, voucher(&mut market, foundation, package, beneficiary, co_payment), face));
+        vouchers.push((
+            beneficiary,
+            voucher(&mut market, foundation, package, beneficiary, co_payment),
+            face,
+        ));
     }
     let cash_total = |market: &Market| -> u128 {
-        let participants: u128 = market.engine.participants().map(|(_, p)| u128::from(p.cash.balance_minor)).sum();
+        let participants: u128 = market
+            .engine
+            .participants()
+            .map(|(_, p)| u128::from(p.cash.balance_minor))
+            .sum();
         participants + u128::from(market.engine.pool_balance_minor())
     };
     let before = cash_total(&market);
@@ -742,7 +865,10 @@ fn bologna_376_beneficiaries_redeem_across_organizations_and_one_cycle_settles_i
             *owed.entry(organization).or_default() += face;
         }
         // What the organization learns is the same whatever the co-payment.
-        assert!(market.events.iter().all(|event| event.private_to().is_none()));
+        assert!(market
+            .events
+            .iter()
+            .all(|event| event.private_to().is_none()));
         face_total += face;
     }
     let events = netting(&mut market);
@@ -755,7 +881,14 @@ fn bologna_376_beneficiaries_redeem_across_organizations_and_one_cycle_settles_i
         376 * 80_000 - face_total + co_payments
     );
     assert_eq!(cash_total(&market), before);
-    assert!(matches!(report(&events), Event::NettingCycleClosed { obligations: 376, carried_minor: 0, .. }));
+    assert!(matches!(
+        report(&events),
+        Event::NettingCycleClosed {
+            obligations: 376,
+            carried_minor: 0,
+            ..
+        }
+    ));
     // The suspended organization keeps what it was owed before its suspension.
     assert!(owed[&suspended] > 0);
 }
@@ -765,52 +898,102 @@ fn bologna_376_beneficiaries_redeem_across_organizations_and_one_cycle_settles_i
 #[test]
 fn nalc_volunteers_earn_redeem_and_donate_and_the_time_ledger_balances() {
     let mut market = Market::new();
-    let hosts: Vec<ParticipantId> = (0..20).map(|i| market.organization(&format!("host {i}"))).collect();
-    let volunteers: Vec<ParticipantId> = (0..12_367).map(|i| market.register(Role::Contributor, &format!("v{i}"))).collect();
-    let dependents: Vec<ParticipantId> = (0..3_126).map(|i| market.register(Role::Contributor, &format!("d{i}"))).collect();
+    let hosts: Vec<ParticipantId> = (0..20)
+        .map(|i| market.organization(&format!("host {i}")))
+        .collect();
+    let volunteers: Vec<ParticipantId> = (0..12_367)
+        .map(|i| market.register(Role::Contributor, &format!("v{i}")))
+        .collect();
+    let dependents: Vec<ParticipantId> = (0..3_126)
+        .map(|i| market.register(Role::Contributor, &format!("d{i}")))
+        .collect();
     // Driven straight through the engine (checking invariants every step would be quadratic).
     let mut events = Vec::new();
     let mut next = 1_000_000u128;
     let mut apply = |market: &mut Market, who: ParticipantId, kind: CommandKind| {
         next += 1;
-        let command = Command { id: CommandId(next), participant: who, kind };
+        let command = Command {
+            id: CommandId(next),
+            participant: who,
+            kind,
+        };
         events.clear();
-        market.engine.apply(&command, market.now, &mut events).result.unwrap();
+        market
+            .engine
+            .apply(&command, market.now, &mut events)
+            .result
+            .unwrap();
     };
     let mut earned = 0u64;
     for hour in 0..198_091usize {
         let volunteer = volunteers[hour % volunteers.len()];
         let host = hosts[hour % hosts.len()];
-        apply(&mut market, host, CommandKind::RecordVolunteerTime { volunteer, minutes: 60 });
+        apply(
+            &mut market,
+            host,
+            CommandKind::RecordVolunteerTime {
+                volunteer,
+                minutes: 60,
+            },
+        );
         earned += 60;
     }
     let mut redeemed = 0u64;
     for i in 0..10_548usize {
         let volunteer = volunteers[(i * 7) % volunteers.len()];
         let host = hosts[i % hosts.len()];
-        apply(&mut market, volunteer, CommandKind::SpendTimeCredits { organization: host, minutes: 60 });
+        apply(
+            &mut market,
+            volunteer,
+            CommandKind::SpendTimeCredits {
+                organization: host,
+                minutes: 60,
+            },
+        );
         redeemed += 60;
     }
     let mut donated = 0u64;
     for i in 0..3_000usize {
         let volunteer = volunteers[(i * 11 + 3) % volunteers.len()];
         if market.engine.time_credits_of(volunteer) >= 60 {
-            apply(&mut market, volunteer, CommandKind::DonateTimeCredits { minutes: 60 });
+            apply(
+                &mut market,
+                volunteer,
+                CommandKind::DonateTimeCredits { minutes: 60 },
+            );
             donated += 60;
         }
     }
     for (i, dependent) in dependents.iter().enumerate().take((donated / 60) as usize) {
         let host = hosts[i % hosts.len()];
-        apply(&mut market, host, CommandKind::GrantTimeCredits { dependent: *dependent, minutes: 60 });
+        apply(
+            &mut market,
+            host,
+            CommandKind::GrantTimeCredits {
+                dependent: *dependent,
+                minutes: 60,
+            },
+        );
     }
     market.engine.check_invariants().unwrap();
-    let held: u64 = volunteers.iter().chain(&dependents).chain(&hosts).map(|p| market.engine.time_credits_of(*p)).sum();
+    let held: u64 = volunteers
+        .iter()
+        .chain(&dependents)
+        .chain(&hosts)
+        .map(|p| market.engine.time_credits_of(*p))
+        .sum();
     let (pool, total) = market.engine.time_credit_totals();
     assert_eq!(u128::from(earned), total);
     assert_eq!(u128::from(held + pool), total);
-    let at_hosts: u64 = hosts.iter().map(|p| market.engine.time_credits_of(*p)).sum();
+    let at_hosts: u64 = hosts
+        .iter()
+        .map(|p| market.engine.time_credits_of(*p))
+        .sum();
     assert_eq!(at_hosts, redeemed);
-    assert_eq!(pool, donated % 60 + donated - (donated / 60).min(3_126) * 60);
+    assert_eq!(
+        pool,
+        donated % 60 + donated - (donated / 60).min(3_126) * 60
+    );
     let replayed = Engine::from_snapshot(market.engine.snapshot()).unwrap();
     assert_eq!(replayed.state_hash(), market.engine.state_hash());
 }

@@ -47,6 +47,21 @@ pub fn checked_symbol<'a>(field: &str, symbol: &'a str) -> Result<&'a str, Statu
     Ok(symbol)
 }
 
+/// Refuses a list of service categories longer, or with longer entries, than any accreditation
+/// may hold, before it is journaled.
+pub fn bounded_names(field: &str, names: Vec<String>) -> Result<Vec<String>, Status> {
+    let count_max = mutua_engine::MarketConfig::default().accredited_categories_max as usize;
+    let bytes_max = mutua_engine::social::CATEGORY_BYTES_MAX;
+    if names.len() > count_max || names.iter().any(|name| name.len() > bytes_max) {
+        return Err(field_error(
+            field,
+            RejectReason::CategoriesInvalid,
+            format!("at most {count_max} categories of at most {bytes_max} bytes each"),
+        ));
+    }
+    Ok(names)
+}
+
 /// Metadata key (sent as a trailer) carrying the engine's stable reason code.
 pub const REASON_CODE_METADATA: &str = "mutua-reason-code";
 
@@ -99,8 +114,15 @@ pub fn reject_code(reason: RejectReason) -> Code {
             Code::NotFound
         }
         // The caller may not do this, whatever the state.
-        RoleNotAllowed | NotOrderOwner | NotIssuer | ParticipantSuspended | NotWithdrawalHolder
-        | NotProposer | NotAMember => Code::PermissionDenied,
+        RoleNotAllowed
+        | NotOrderOwner
+        | NotIssuer
+        | ParticipantSuspended
+        | NotWithdrawalHolder
+        | NotProposer
+        | NotAMember
+        | NotPackageFunder
+        | NotVoucherBeneficiary => Code::PermissionDenied,
         // Malformed requests: wrong however often they are retried.
         NameInvalid
         | SymbolInvalid
@@ -123,7 +145,12 @@ pub fn reject_code(reason: RejectReason) -> Code {
         | RequestIdReused
         | ResolutionInvalid
         | WithdrawalTermsInvalid
-        | LockInInvalid => Code::InvalidArgument,
+        | LockInInvalid
+        | VoucherTermsInvalid
+        | PackageInvalid
+        | TimeCreditsInvalid
+        | SurplusYearInvalid
+        | CategoriesInvalid => Code::InvalidArgument,
         // Outside a range that moves with the market's state (the band accrues, cash circulates).
         PriceAboveCeiling | PriceBelowFloor | AmountTooLarge => Code::OutOfRange,
         SymbolTaken => Code::AlreadyExists,
@@ -152,10 +179,21 @@ pub fn reject_code(reason: RejectReason) -> Code {
         | VotingClosed
         | AlreadyVoted
         | VotingStillOpen
-        | MaturityReached => Code::FailedPrecondition,
+        | MaturityReached
+        | NotAccredited
+        | NotAccreditedForCategory
+        | VoucherAlreadyRedeemed
+        | VoucherExpired
+        | NoServiceValue
+        | ServiceValueExceeded
+        | InsufficientTimeCredits
+        | NoPoolLoan
+        | SurplusAlreadyDeclared => Code::FailedPrecondition,
         // A bound of the market is reached.
         BookFull | SubscriptionsFull | ParticipantsFull | InstrumentsFull | OrdersFull
-        | CredentialsFull | ResolutionsFull | WithdrawalsFull => Code::ResourceExhausted,
+        | CredentialsFull | ResolutionsFull | WithdrawalsFull | VouchersFull | ObligationsFull => {
+            Code::ResourceExhausted
+        }
     }
 }
 
@@ -419,6 +457,11 @@ fn fixed_point_text(mantissa: u128, scale: u32) -> String {
         mantissa % divisor,
         width = scale as usize
     )
+}
+
+/// A sum of cash wider than one account (totals, gross obligations) → decimal text.
+pub fn wide_cash_text(minor: u128, currency_scale: u32) -> String {
+    fixed_point_text(minor, currency_scale)
 }
 
 /// Cash minor units → decimal text with the currency's decimals ("12.30").
@@ -783,7 +826,11 @@ pub fn list_instrument(
             .map(|text| rate_bp("tax_credit_rate", text))
             .transpose()?,
         withdrawable: request.withdrawable,
-        service_value_per_lot_minor: 0,
+        service_value_per_lot_minor: if is_none_amount(&request.service_value) {
+            0
+        } else {
+            per_lot_minor("service_value", &request.service_value, &listed)?
+        },
         withdrawal_notice_days: request.withdrawal_notice_days,
     };
     Ok(CommandKind::ListInstrument {
@@ -817,8 +864,16 @@ pub fn pay_distribution(
     request: &pb::PayDistributionRequest,
     units: &InstrumentUnits,
 ) -> Result<CommandKind, Status> {
-    let field = "amount_per_unit";
-    let per_unit = parse_decimal(field, &request.amount_per_unit)?;
+    Ok(CommandKind::PayDistribution {
+        instrument: units.id,
+        per_lot_minor: per_lot_minor("amount_per_unit", &request.amount_per_unit, units)?,
+    })
+}
+
+/// Cash per unit → cash per lot in minor units, refusing zero and anything finer than a minor
+/// unit per lot.
+pub fn per_lot_minor(field: &str, text: &str, units: &InstrumentUnits) -> Result<u64, Status> {
+    let per_unit = parse_decimal(field, text)?;
     let per_lot = per_unit
         .checked_mul(Decimal::from(units.lot_size_units))
         .ok_or_else(|| {
@@ -828,24 +883,25 @@ pub fn pay_distribution(
                 "too large for the ledger",
             )
         })?;
-    let per_lot_minor =
-        units::cash_to_minor(per_lot, units.currency_scale).map_err(|reason| match reason {
-            RejectReason::AmountZero => field_error(field, reason, "must be positive"),
-            RejectReason::AmountOffMinorUnit => field_error(
-                field,
-                reason,
-                format!(
-                    "times the lot of {} units is finer than the currency's minor unit ({})",
-                    units.lot_size_units,
-                    cash_text(1, units.currency_scale)
-                ),
+    units::cash_to_minor(per_lot, units.currency_scale).map_err(|reason| match reason {
+        RejectReason::AmountZero => field_error(field, reason, "must be positive"),
+        RejectReason::AmountOffMinorUnit => field_error(
+            field,
+            reason,
+            format!(
+                "times the lot of {} units is finer than the currency's minor unit ({})",
+                units.lot_size_units,
+                cash_text(1, units.currency_scale)
             ),
-            _ => field_error(field, reason, "too large for the ledger"),
-        })?;
-    Ok(CommandKind::PayDistribution {
-        instrument: units.id,
-        per_lot_minor,
+        ),
+        _ => field_error(field, reason, "too large for the ledger"),
     })
+}
+
+/// Text that means "none" for an optional amount: empty, or a zero.
+pub fn is_none_amount(text: &str) -> bool {
+    let text = text.trim();
+    text.is_empty() || Decimal::from_str_exact(text).is_ok_and(|value| value.is_zero())
 }
 
 // ---- Outcomes → replies ----
@@ -1127,6 +1183,7 @@ pub fn instrument_to_pb(
         withdrawable: spec.withdrawable,
         withdrawal_notice_days: spec.withdrawal_notice_days,
         withdrawals_suspended: instrument.status.withdrawals_suspended,
+        service_value: units.per_unit_text(spec.service_value_per_lot_minor),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod sequencer;
 pub mod server;
 
 pub mod cli;
+pub mod clock;
 pub mod codec;
 pub mod convert;
 pub mod load;

@@ -35,7 +35,7 @@ pub struct Metrics {
 }
 
 /// The kinds of command, in the order `kind_index` numbers them.
-pub const COMMAND_KINDS: [&str; 24] = [
+pub const COMMAND_KINDS: [&str; 39] = [
     "register_participant",
     "set_accreditation",
     "deposit",
@@ -60,6 +60,21 @@ pub const COMMAND_KINDS: [&str; 24] = [
     "propose_resolution",
     "cast_vote",
     "close_resolution",
+    "set_accredited_categories",
+    "define_service_package",
+    "issue_voucher",
+    "redeem_voucher",
+    "redeem_service_value",
+    "record_volunteer_time",
+    "transfer_time_credits",
+    "spend_time_credits",
+    "donate_time_credits",
+    "grant_time_credits",
+    "contribute_to_pool",
+    "repay_pool_loan",
+    "close_netting_cycle",
+    "declare_surplus",
+    "tick",
 ];
 
 pub fn kind_index(kind: &CommandKind) -> usize {
@@ -88,6 +103,21 @@ pub fn kind_index(kind: &CommandKind) -> usize {
         CommandKind::ProposeResolution { .. } => 21,
         CommandKind::CastVote { .. } => 22,
         CommandKind::CloseResolution { .. } => 23,
+        CommandKind::SetAccreditedCategories { .. } => 24,
+        CommandKind::DefineServicePackage { .. } => 25,
+        CommandKind::IssueVoucher { .. } => 26,
+        CommandKind::RedeemVoucher { .. } => 27,
+        CommandKind::RedeemServiceValue { .. } => 28,
+        CommandKind::RecordVolunteerTime { .. } => 29,
+        CommandKind::TransferTimeCredits { .. } => 30,
+        CommandKind::SpendTimeCredits { .. } => 31,
+        CommandKind::DonateTimeCredits { .. } => 32,
+        CommandKind::GrantTimeCredits { .. } => 33,
+        CommandKind::ContributeToPool { .. } => 34,
+        CommandKind::RepayPoolLoan { .. } => 35,
+        CommandKind::CloseNettingCycle => 36,
+        CommandKind::DeclareSurplus { .. } => 37,
+        CommandKind::Tick => 38,
     }
 }
 

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use mutua_engine::{MarketConfig, GENESIS_OPERATOR};
@@ -66,6 +67,13 @@ pub struct ServeArgs {
     /// Largest request message in bytes.
     #[arg(long, env = "MUTUA_REQUEST_BYTES_MAX", default_value_t = LimitsConfig::default().request_bytes_max)]
     pub request_bytes_max: usize,
+    /// Milliseconds between the clock's ticks, which expire vouchers, repay bonds and notes at
+    /// maturity and close resolutions that are due; 0 sends none.
+    #[arg(long, env = "MUTUA_CLOCK_INTERVAL_MS", default_value_t = 1_000)]
+    pub clock_interval_ms: u64,
+    /// Seconds between scheduled netting cycles; 0 leaves cycles to the operator.
+    #[arg(long, env = "MUTUA_NETTING_INTERVAL_S", default_value_t = 0)]
+    pub netting_interval_s: u64,
 }
 
 impl ServeArgs {
@@ -77,6 +85,14 @@ impl ServeArgs {
             connection_streams_max: self.connection_streams_max.max(1),
             request_bytes_max: self.request_bytes_max.max(1024),
             ..LimitsConfig::default()
+        }
+    }
+
+    fn clock_config(&self) -> crate::clock::ClockConfig {
+        let every = |duration: Duration| (!duration.is_zero()).then_some(duration);
+        crate::clock::ClockConfig {
+            tick_every: every(Duration::from_millis(self.clock_interval_ms)),
+            netting_every: every(Duration::from_secs(self.netting_interval_s)),
         }
     }
 
@@ -172,6 +188,7 @@ pub async fn run(
         issue_operator_token(&sequencer, &auth, &args.data).await?;
     }
     let follower = tokio::spawn(follow_identity(sequencer.clone(), auth.clone()));
+    let clock = tokio::spawn(crate::clock::run(sequencer.clone(), args.clock_config()));
 
     let address = listener.local_addr()?;
     println!("mutua listening on {address}");
@@ -202,6 +219,7 @@ pub async fn run(
         .await;
     tracing::info!("no longer accepting; draining the engine");
     follower.abort();
+    clock.abort();
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }

@@ -49,7 +49,10 @@ pub struct SocialSnapshot {
     pub vouchers: vouchers::VouchersSnapshot,
     pub pool: pool::PoolSnapshot,
     pub time: time_credits::TimeSnapshot,
-    pub service_value: Vec<((crate::InstrumentId, ParticipantId), service_value::Redeemed)>,
+    pub service_value: Vec<(
+        (crate::InstrumentId, ParticipantId),
+        service_value::Redeemed,
+    )>,
     pub surpluses_declared: Vec<(ParticipantId, i32)>,
     pub categories: Vec<(ParticipantId, Vec<String>)>,
 }

@@ -102,12 +102,7 @@ impl Engine {
             line.loan_minor = *loan;
             line.carried_minor = shortfall - loan;
             if *loan > 0 {
-                *self
-                    .social
-                    .pool
-                    .loans
-                    .entry(line.participant)
-                    .or_default() += loan;
+                *self.social.pool.loans.entry(line.participant).or_default() += loan;
             }
         }
 

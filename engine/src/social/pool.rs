@@ -98,7 +98,10 @@ impl Pool {
         amount_minor: u64,
     ) -> Result<(), RejectReason> {
         let position = |who| self.positions.get(&who).copied().unwrap_or_default();
-        let fits = position(debtor).owes_minor.checked_add(amount_minor).is_some()
+        let fits = position(debtor)
+            .owes_minor
+            .checked_add(amount_minor)
+            .is_some()
             && position(creditor)
                 .owed_to_minor
                 .checked_add(amount_minor)

@@ -243,6 +243,9 @@ impl Engine {
 
     /// (the shared time pool, credits ever earned).
     pub fn time_credit_totals(&self) -> (u64, u128) {
-        (self.social.time.pool_minutes, self.social.time.earned_minutes)
+        (
+            self.social.time.pool_minutes,
+            self.social.time.earned_minutes,
+        )
     }
 }

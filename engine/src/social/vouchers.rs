@@ -16,8 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::calendar::NS_PER_DAY;
 use crate::command::{
-    Ack, Event, ObligationCause, PackageId, ParticipantId, RejectReason, Role, Timestamp,
-    VoucherId,
+    Ack, Event, ObligationCause, PackageId, ParticipantId, RejectReason, Role, Timestamp, VoucherId,
 };
 use crate::Engine;
 
@@ -56,6 +55,7 @@ pub enum VoucherStatus {
 /// What is kept of every voucher ever issued, so that a second redemption is told why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoucherRecord {
+    pub funder: ParticipantId,
     pub beneficiary: ParticipantId,
     pub status: VoucherStatus,
 }
@@ -230,6 +230,7 @@ impl Engine {
         let vouchers = &mut self.social.vouchers;
         let id = VoucherId(vouchers.records.len() as u64);
         vouchers.records.push(VoucherRecord {
+            funder,
             beneficiary,
             status: VoucherStatus::Open,
         });

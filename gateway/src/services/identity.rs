@@ -178,12 +178,17 @@ impl pb::identity_server::Identity for IdentityService {
             request.after_participant_id,
             page_size("limit", request.limit)?,
         );
+        let role = match request.role {
+            0 => None,
+            _ => Some(convert::role("role", request.role)?),
+        };
         let participants = self
             .shared
             .query(move |engine| {
                 engine
                     .participants()
                     .skip(after.map_or(0, |after| after as usize + 1))
+                    .filter(|(_, participant)| role.is_none_or(|role| participant.role == role))
                     .take(limit)
                     .map(|(id, participant)| pb::ParticipantInfo {
                         participant_id: id.0,
@@ -192,6 +197,10 @@ impl pb::identity_server::Identity for IdentityService {
                         accredited: participant.accredited,
                         suspended: participant.suspended,
                         live_tokens: engine.live_credentials_of(id).len() as u32,
+                        accredited_categories: engine
+                            .accredited_categories(id)
+                            .map(|categories| categories.to_vec())
+                            .unwrap_or_default(),
                     })
                     .collect()
             })

@@ -9,7 +9,10 @@ mod exchange;
 mod identity;
 mod market_data;
 mod membership;
+mod pool;
 mod registry;
+mod time_credits;
+mod vouchers;
 mod withdrawals;
 
 use std::sync::Arc;
@@ -33,7 +36,10 @@ pub use exchange::ExchangeService;
 pub use identity::IdentityService;
 pub use market_data::MarketDataService;
 pub use membership::MembershipService;
+pub use pool::PoolService;
 pub use registry::RegistryService;
+pub use time_credits::TimeCreditsService;
+pub use vouchers::{ServiceValueService, VouchersService};
 pub use withdrawals::WithdrawalsService;
 
 /// What every handler needs: the way to the engine thread and the token store.
@@ -240,6 +246,16 @@ pub fn router(
     let withdrawals =
         pb::withdrawals_server::WithdrawalsServer::new(WithdrawalsService::new(shared.clone()))
             .max_decoding_message_size(bytes_max);
+    let vouchers = pb::vouchers_server::VouchersServer::new(VouchersService::new(shared.clone()))
+        .max_decoding_message_size(bytes_max);
+    let service_value =
+        pb::service_value_server::ServiceValueServer::new(ServiceValueService::new(shared.clone()))
+            .max_decoding_message_size(bytes_max);
+    let time_credits =
+        pb::time_credits_server::TimeCreditsServer::new(TimeCreditsService::new(shared.clone()))
+            .max_decoding_message_size(bytes_max);
+    let pool = pb::pool_server::PoolServer::new(PoolService::new(shared.clone()))
+        .max_decoding_message_size(bytes_max);
     let market_data = pb::market_data_server::MarketDataServer::new(MarketDataService::new(shared))
         .max_decoding_message_size(bytes_max);
 
@@ -266,6 +282,18 @@ pub fn router(
             .await;
         reporter
             .set_serving::<pb::withdrawals_server::WithdrawalsServer<WithdrawalsService>>()
+            .await;
+        reporter
+            .set_serving::<pb::vouchers_server::VouchersServer<VouchersService>>()
+            .await;
+        reporter
+            .set_serving::<pb::service_value_server::ServiceValueServer<ServiceValueService>>()
+            .await;
+        reporter
+            .set_serving::<pb::time_credits_server::TimeCreditsServer<TimeCreditsService>>()
+            .await;
+        reporter
+            .set_serving::<pb::pool_server::PoolServer<PoolService>>()
             .await;
     });
 
@@ -297,7 +325,11 @@ pub fn router(
         .add_service(market_data)
         .add_service(identity)
         .add_service(membership)
-        .add_service(withdrawals))
+        .add_service(withdrawals)
+        .add_service(vouchers)
+        .add_service(service_value)
+        .add_service(time_credits)
+        .add_service(pool))
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

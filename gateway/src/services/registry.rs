@@ -87,6 +87,23 @@ impl pb::registry_server::Registry for RegistryService {
         Ok(Response::new(convert::commit_response(&applied)?))
     }
 
+    async fn set_accredited_categories(
+        &self,
+        request: Request<pb::SetAccreditedCategoriesRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        let request = request.into_inner();
+        let kind = CommandKind::SetAccreditedCategories {
+            organization: mutua_engine::ParticipantId(request.organization_id),
+            categories: convert::bounded_names("categories", request.categories)?,
+        };
+        let applied = self
+            .shared
+            .submit(caller, &request.request_id, kind)
+            .await?;
+        Ok(Response::new(convert::commit_response(&applied)?))
+    }
+
     async fn list_instrument(
         &self,
         request: Request<pb::ListInstrumentRequest>,

@@ -1,0 +1,86 @@
+//! The exchange's clock. The engine has no clock of its own: vouchers expire, bonds and notes
+//! mature and resolutions close only when a command tells it the time. This task sends a `Tick`
+//! on a fixed interval (and, when asked, a `CloseNettingCycle` on another), as the genesis
+//! operator, through the same queue as every client command, so each is sequenced, journaled
+//! and replayed like any other and replay stays exact. Ticks are not remembered for retries
+//! (a repeated tick does nothing more), so they never crowd the operator's request ids out.
+
+use std::time::Duration;
+
+use mutua_engine::{Command, CommandKind, GENESIS_OPERATOR};
+
+use crate::convert;
+use crate::sequencer::Sequencer;
+
+/// How often the clock acts.
+#[derive(Clone, Copy, Debug)]
+pub struct ClockConfig {
+    /// Between ticks; `None` sends none.
+    pub tick_every: Option<Duration>,
+    /// Between netting cycles; `None` leaves cycles to the operator.
+    pub netting_every: Option<Duration>,
+}
+
+/// Runs until the sequencer stops. A refused or failed command is logged and the clock goes on.
+pub async fn run(sequencer: Sequencer, config: ClockConfig) {
+    let mut ticks = config.tick_every.map(tokio::time::interval);
+    let mut cycles = config.netting_every.map(|every| {
+        // The first cycle one whole interval after start, not at once.
+        tokio::time::interval_at(tokio::time::Instant::now() + every, every)
+    });
+    if ticks.is_none() && cycles.is_none() {
+        return;
+    }
+    for interval in ticks.iter_mut().chain(cycles.iter_mut()) {
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        let kind = tokio::select! {
+            _ = async { ticks.as_mut().unwrap().tick().await }, if ticks.is_some() => {
+                CommandKind::Tick
+            }
+            _ = async { cycles.as_mut().unwrap().tick().await }, if cycles.is_some() => {
+                CommandKind::CloseNettingCycle
+            }
+        };
+        if !send(&sequencer, kind).await {
+            return;
+        }
+    }
+}
+
+/// Sends one clock command; false once the engine has stopped.
+async fn send(sequencer: &Sequencer, kind: CommandKind) -> bool {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    let name = match kind {
+        CommandKind::Tick => "tick",
+        _ => "netting",
+    };
+    // Unique per send: the clock's own request ids never repeat.
+    let request_id = format!("mutua.clock/{name}/{now_ns}");
+    let Ok(id) = convert::checked_command_id(GENESIS_OPERATOR, &request_id) else {
+        return true;
+    };
+    let command = Command {
+        id,
+        participant: GENESIS_OPERATOR,
+        kind,
+    };
+    match sequencer.submit(command).await {
+        Ok(applied) => {
+            if let Err(reason) = applied.outcome.result {
+                tracing::debug!(%reason, request_id, "clock command refused");
+            }
+            true
+        }
+        Err(error) => {
+            tracing::debug!(
+                ?error,
+                "the clock stops: the engine no longer takes commands"
+            );
+            false
+        }
+    }
+}
