@@ -27,13 +27,12 @@ use std::hint::black_box;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use criterion::{
-    criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput,
-};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use hdrhistogram::Histogram;
 use mutua_engine::{
     Ack, Command, CommandId, CommandKind, Engine, Event, InstrumentId, InstrumentKind,
-    InstrumentSpec, MarketConfig, PackageId, ParticipantId, Role, Side, VoucherId, GENESIS_OPERATOR,
+    InstrumentSpec, MarketConfig, PackageId, ParticipantId, Role, Side, VoucherId,
+    GENESIS_OPERATOR,
 };
 use support::{apply_all, splitmix64, Market, MixGenerator, Rng, NOW};
 
@@ -222,9 +221,9 @@ impl VoucherGenerator {
 
     fn issue(&mut self, world: &mut World) -> Command {
         let rng = &mut self.rng;
-        let (package, funder, face) = world.packages[rng.below(world.packages.len() as u64) as usize];
-        let beneficiary =
-            world.beneficiaries[rng.below(world.beneficiaries.len() as u64) as usize];
+        let (package, funder, face) =
+            world.packages[rng.below(world.packages.len() as u64) as usize];
+        let beneficiary = world.beneficiaries[rng.below(world.beneficiaries.len() as u64) as usize];
         // A quarter fully funded, the rest with a random co-payment up to the face value.
         let co_payment_minor = if rng.below(4) == 0 {
             0
@@ -345,7 +344,9 @@ fn vouchers(c: &mut Criterion) {
         let outcome = engine.apply(command, NOW, &mut events);
         let elapsed = began.elapsed().as_nanos() as u64;
         histogram.saturating_record(elapsed.max(1));
-        digest = digest.wrapping_mul(31).wrapping_add(events.len() as u64 + u64::from(outcome.result.is_ok()));
+        digest = digest
+            .wrapping_mul(31)
+            .wrapping_add(events.len() as u64 + u64::from(outcome.result.is_ok()));
     }
     black_box(digest);
     *VOUCHER_STALLS.lock().unwrap() = Some(histogram);

@@ -56,9 +56,9 @@ use std::collections::{BTreeMap, HashMap};
 use mutua_engine::calendar::date_of;
 use mutua_engine::{
     command_digest, Ack, CancelReason, Command, CommandId, CommandKind, CredentialId, Engine,
-    Event, InstrumentId, InstrumentKind, InstrumentSpec, MarketConfig, OfferingId, OrderId,
-    ObligationCause, Outcome, PackageId, ParticipantId, Position, RejectReason, Remembered, ResolutionId, Role,
-    SelfTradePrevention, Side, Snapshot, TimeInForce, Timestamp, VoteChoice, VoucherId,
+    Event, InstrumentId, InstrumentKind, InstrumentSpec, MarketConfig, ObligationCause, OfferingId,
+    OrderId, Outcome, PackageId, ParticipantId, Position, RejectReason, Remembered, ResolutionId,
+    Role, SelfTradePrevention, Side, Snapshot, TimeInForce, Timestamp, VoteChoice, VoucherId,
     WithdrawalId, GENESIS_OPERATOR,
 };
 use proptest::prelude::*;
@@ -498,6 +498,9 @@ enum Mix {
     /// Years passing: offerings, distributions, maturity, lock-ins, credentials, suspensions,
     /// reused ids, voucher expiries, netting cycles, surpluses and ticks.
     Lifecycle,
+    /// The social economy: packages, vouchers, service value, time credits, the pool, netting
+    /// cycles in a market where cash is short, so the pool lends and loans are repaid.
+    Social,
 }
 
 // ---- Strategies ----
@@ -654,40 +657,40 @@ fn listing() -> impl Strategy<Value = Listing> {
         service_value,
     )
         .prop_map(
-        |(
-            symbol,
-            kind,
-            issuer,
-            (tick_size_minor, lot_size_units, par_ticks, return_cap_bp, price_floor),
-            maturity,
-            (
+            |(
+                symbol,
+                kind,
+                issuer,
+                (tick_size_minor, lot_size_units, par_ticks, return_cap_bp, price_floor),
+                maturity,
+                (
+                    holding_cap_bp,
+                    cooperative_investment_plan,
+                    lock_in_years,
+                    tax_credit_bp,
+                    withdrawable,
+                    withdrawal_notice_days,
+                ),
+                service_value_per_lot_minor,
+            )| Listing {
+                symbol,
+                kind,
+                issuer,
+                tick_size_minor,
+                lot_size_units,
+                par_ticks,
+                return_cap_bp,
+                price_floor,
+                maturity,
                 holding_cap_bp,
                 cooperative_investment_plan,
                 lock_in_years,
                 tax_credit_bp,
                 withdrawable,
                 withdrawal_notice_days,
-            ),
-            service_value_per_lot_minor,
-        )| Listing {
-            symbol,
-            kind,
-            issuer,
-            tick_size_minor,
-            lot_size_units,
-            par_ticks,
-            return_cap_bp,
-            price_floor,
-            maturity,
-            holding_cap_bp,
-            cooperative_investment_plan,
-            lock_in_years,
-            tax_credit_bp,
-            withdrawable,
-            withdrawal_notice_days,
-            service_value_per_lot_minor,
-        },
-    )
+                service_value_per_lot_minor,
+            },
+        )
 }
 
 fn minutes() -> impl Strategy<Value = Minutes> {
@@ -710,9 +713,9 @@ fn category() -> impl Strategy<Value = Category> {
 fn expiry() -> impl Strategy<Value = Expiry> {
     prop_oneof![
         1 => Just(Expiry::After(0)),
-        4 => (1..2 * DAY_NS).prop_map(Expiry::After),
-        4 => (1..=90 * DAY_NS).prop_map(Expiry::After),
-        2 => (DAY_NS..=3 * YEAR_NS).prop_map(Expiry::After),
+        2 => (1..2 * DAY_NS).prop_map(Expiry::After),
+        7 => (1..=20 * DAY_NS).prop_map(Expiry::After),
+        1 => (DAY_NS..=3 * YEAR_NS).prop_map(Expiry::After),
         1 => (-1..=1i8).prop_map(Expiry::AtLimit),
         1 => any::<u64>().prop_map(Expiry::Raw),
     ]
@@ -800,11 +803,11 @@ impl Mix {
             withdrawal: 2,
             vote: 2,
             categories: 1,
-            package: 1,
-            issue_voucher: 3,
-            redeem_voucher: 3,
+            package: 2,
+            issue_voucher: 4,
+            redeem_voucher: 4,
             service_value: 2,
-            time_credits: 2,
+            time_credits: 4,
             pool: 2,
             netting: 2,
             surplus: 1,
@@ -837,10 +840,18 @@ impl Mix {
         match self {
             Mix::Mixed => even,
             Mix::Tight => Weights {
-                place: 30,
+                place: 40,
                 cancel: 2,
                 reduce: 2,
                 issue_credential: 5,
+                package: 1,
+                issue_voucher: 2,
+                redeem_voucher: 2,
+                service_value: 1,
+                time_credits: 1,
+                pool: 1,
+                netting: 1,
+                tick: 1,
                 ..even
             },
             Mix::Trading => Weights {
@@ -850,6 +861,23 @@ impl Mix {
                 deposit: 3,
                 withdraw: 2,
                 ..quiet
+            },
+            Mix::Social => Weights {
+                place: 3,
+                cancel: 1,
+                reduce: 1,
+                deposit: 2,
+                withdraw: 5,
+                categories: 2,
+                package: 3,
+                issue_voucher: 6,
+                redeem_voucher: 6,
+                service_value: 10,
+                time_credits: 5,
+                pool: 8,
+                netting: 8,
+                surplus: 2,
+                ..even
             },
             Mix::Lifecycle => Weights {
                 place: 6,
@@ -874,6 +902,7 @@ impl Mix {
             Mix::Trading => 4,
             Mix::Tight => 3,
             Mix::Mixed | Mix::Lifecycle => 1,
+            Mix::Social => 2,
         }
     }
 
@@ -967,10 +996,12 @@ fn step(mix: Mix) -> impl Strategy<Value = Step> {
 }
 
 fn sequence(mix: Mix) -> impl Strategy<Value = Sequence> {
-    let steps = if mix == Mix::Trading {
-        1..=120usize
-    } else {
-        1..=90usize
+    // The social economy's chains are long: a redemption, a debtor short of cash, a netting
+    // cycle and its loan, a deposit and a repayment.
+    let steps = match mix {
+        Mix::Trading => 1..=120usize,
+        Mix::Social => 40..=240usize,
+        _ => 1..=90usize,
     };
     (
         prop_oneof![4 => Just(true), 1 => Just(false)],
@@ -1031,7 +1062,9 @@ struct Client {
 
 fn category_text(category: Category) -> String {
     match category {
-        Category::Pool(n) => ["care", "food", "housing", "transport"][usize::from(n) % 4].to_string(),
+        Category::Pool(n) => {
+            ["care", "food", "housing", "transport"][usize::from(n) % 4].to_string()
+        }
         Category::Invalid(n) => match n % 4 {
             0 => String::new(),
             1 => "Care".to_string(),
@@ -1454,8 +1487,7 @@ impl Client {
             }
             CommandKind::Subscribe { offering, lots } => {
                 let open = self.engine.offering(*offering)?;
-                let reaches =
-                    *lots > 0 && *lots <= self.config.order_lots_max && open.open;
+                let reaches = *lots > 0 && *lots <= self.config.order_lots_max && open.open;
                 reaches.then(|| self.accredited(open.issuer))
             }
             CommandKind::RedeemVoucher {
@@ -1584,7 +1616,15 @@ impl Client {
                 )
             }
             Action::Deposit { account, amount } => {
-                let account = self.participant(*account, cash_holders);
+                // Now and then a debtor of the pool, who can then repay.
+                let debtors: Vec<ParticipantId> =
+                    self.engine.pool_loans().keys().copied().collect();
+                let account = match account {
+                    Pick::Real(index) if index % 2 == 0 && !debtors.is_empty() => {
+                        debtors[usize::from(*index) / 2 % debtors.len()]
+                    }
+                    _ => self.participant(*account, cash_holders),
+                };
                 let (deposited, withdrawn) = self.engine.cash_totals_minor();
                 let headroom = u128::from(u64::MAX).saturating_sub(deposited - withdrawn) as u64;
                 (
@@ -1596,12 +1636,33 @@ impl Client {
                 )
             }
             Action::Withdraw { account, amount } => {
-                let account = self.participant(*account, cash_holders);
+                // Now and then all the free cash of a net debtor of open obligations (an issuer
+                // whose holders redeemed service value), so that it comes to the netting cycle
+                // short and borrows from the pool.
+                let debtors: Vec<ParticipantId> = self
+                    .engine
+                    .participants()
+                    .map(|(id, _)| id)
+                    .filter(|id| self.engine.position(*id).net_minor() < 0)
+                    .collect();
+                let issuer = match account {
+                    Pick::Real(index) if index % 2 == 0 && !debtors.is_empty() => {
+                        Some(debtors[usize::from(*index) / 2 % debtors.len()])
+                    }
+                    _ => None,
+                };
+                let (account, amount_minor) = match issuer {
+                    Some(issuer) => (issuer, self.free_cash(issuer)),
+                    None => {
+                        let account = self.participant(*account, cash_holders);
+                        (account, self.cash(*amount, self.free_cash(account)))
+                    }
+                };
                 (
                     sender(operators, None),
                     CommandKind::Withdraw {
                         account,
-                        amount_minor: self.cash(*amount, self.free_cash(account)),
+                        amount_minor,
                     },
                 )
             }
@@ -1956,13 +2017,17 @@ impl Client {
             }
             Action::Vote { resolution, choice } => {
                 let resolution = self.resolution(*resolution);
+                // Mostly a member yet to vote; now and then one who has voted already.
                 let member = self.engine.resolution(resolution).and_then(|r| {
                     let members = self.engine.members_of(r.organization);
-                    members
-                        .iter()
-                        .map(|(member, _)| *member)
-                        .find(|member| !r.votes.contains_key(member))
-                        .or(members.first().map(|m| m.0))
+                    let mut members = members.iter().map(|(member, _)| *member);
+                    let voted = members.clone().find(|member| r.votes.contains_key(member));
+                    let yet = members.find(|member| !r.votes.contains_key(member));
+                    if who_index % 4 == 0 {
+                        voted.or(yet)
+                    } else {
+                        yet.or(voted)
+                    }
                 });
                 (
                     sender(contributors, member),
@@ -2049,7 +2114,17 @@ impl Client {
             } => {
                 let voucher = self.voucher(*voucher);
                 let beneficiary = self.engine.voucher_record(voucher).map(|r| r.beneficiary);
-                let organization = self.participant(*organization, organizations);
+                // Mostly an organization that may take this voucher: accredited, active and
+                // accredited for its category.
+                let category = self
+                    .engine
+                    .open_voucher(voucher)
+                    .and_then(|open| self.engine.service_package(open.package))
+                    .map(|package| package.category.clone());
+                let able = category
+                    .map(|category| self.able_organizations(Some(&category)))
+                    .unwrap_or_default();
+                let organization = self.organization_among(&able, *organization, organizations);
                 (
                     sender(contributors, beneficiary),
                     CommandKind::RedeemVoucher {
@@ -2080,14 +2155,13 @@ impl Client {
                     let lots = listed.holding(holder).map_or(0, |h| h.lots);
                     let allowance =
                         u128::from(lots) * u128::from(listed.spec.service_value_per_lot_minor);
-                    let redeemed = self
-                        .engine
-                        .service_value_redeemed(instrument, holder, year);
+                    let redeemed = self.engine.service_value_redeemed(instrument, holder, year);
                     allowance
                         .saturating_sub(u128::from(redeemed))
                         .min(u128::from(u64::MAX)) as u64
                 });
-                let organization = self.participant(*organization, organizations);
+                let able = self.able_organizations(None);
+                let organization = self.organization_among(&able, *organization, organizations);
                 (
                     holder,
                     CommandKind::RedeemServiceValue {
@@ -2217,6 +2291,36 @@ impl Client {
                 self.config.time_credit_minutes_per_command_max,
                 i64::from(by),
             ),
+        }
+    }
+
+    /// Organizations that may redeem now (accredited, active and, given a category, accredited
+    /// for it), in id order.
+    fn able_organizations(&self, category: Option<&str>) -> Vec<ParticipantId> {
+        self.engine
+            .participants()
+            .filter(|(id, p)| {
+                p.role == Role::Organization
+                    && p.accredited
+                    && !p.suspended
+                    && category.is_none_or(|category| self.engine.accredited_for(*id, category))
+            })
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Three times in four one of `able`, when there is one; otherwise any fitting participant.
+    fn organization_among(
+        &self,
+        able: &[ParticipantId],
+        pick: Pick,
+        organizations: &[Role],
+    ) -> ParticipantId {
+        match pick {
+            Pick::Real(index) if index % 4 != 3 && !able.is_empty() => {
+                able[usize::from(index) / 4 % able.len()]
+            }
+            _ => self.participant(pick, organizations),
         }
     }
 
@@ -3019,7 +3123,11 @@ impl Client {
             }
         }
         let budget = self.config.clock_actions_per_tick_max;
-        assert!(actions <= budget, "a tick did {actions} actions: {}", describe());
+        assert!(
+            actions <= budget,
+            "a tick did {actions} actions: {}",
+            describe()
+        );
         if actions < budget {
             assert!(
                 self.engine.open_vouchers().all(|v| v.expires_at > now),
@@ -3054,8 +3162,8 @@ impl Client {
             .unwrap_or_else(|reason| panic!("the prelude's {kind:?} was refused: {reason:?}"))
     }
 
-    /// A regulator, two accredited organizations, four contributors and a funder, all with cash,
-    /// the funder with a service package of home care; a withdrawable share (60 % holding cap,
+    /// A regulator, two accredited organizations, four contributors (two of them contributors to
+    /// the pool) and a funder, all with cash, the funder with a service package of home care; a withdrawable share (60 % holding cap,
     /// 30 days' notice, a small service value), a two-year bond (a large service value) and a
     /// CIP share (five-year lock-in, tax credit, 30 % holding cap), each issued to the
     /// contributors through an offering and open for trading.
@@ -3095,6 +3203,15 @@ impl Client {
                 CommandKind::Deposit {
                     account: organization,
                     amount_minor: 100_000_000,
+                },
+            );
+        }
+        // Two contributors put some of their cash into the collective pool, which lends.
+        for contributor in &contributors[..2] {
+            self.setup(
+                *contributor,
+                CommandKind::ContributeToPool {
+                    amount_minor: 100_000,
                 },
             );
         }
@@ -3520,6 +3637,12 @@ proptest! {
     fn years_of_lifecycle_keep_every_invariant(sequence in sequence(Mix::Lifecycle)) {
         run(Mix::Lifecycle, &sequence);
     }
+
+    /// Vouchers, service value, time credits, the pool and netting, with cash short.
+    #[test]
+    fn the_social_economy_keeps_every_invariant(sequence in sequence(Mix::Social)) {
+        run(Mix::Social, &sequence);
+    }
 }
 
 /// The generator is only as good as what it reaches: over a fixed-seed sample, every command
@@ -3528,18 +3651,19 @@ proptest! {
 #[test]
 fn the_generator_reaches_every_command_and_outcome() {
     let mut total = Coverage::default();
-    for (mix, seed) in [
-        (Mix::Mixed, 1u8),
-        (Mix::Tight, 2),
-        (Mix::Trading, 3),
-        (Mix::Lifecycle, 4),
+    for (mix, seed, sequences) in [
+        (Mix::Mixed, 1u8, 120),
+        (Mix::Tight, 2, 120),
+        (Mix::Trading, 3, 60),
+        (Mix::Lifecycle, 4, 120),
+        (Mix::Social, 5, 60),
     ] {
         let mut runner = TestRunner::new_with_rng(
             ProptestConfig::default(),
             TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]),
         );
         let strategy = sequence(mix);
-        for _ in 0..60 {
+        for _ in 0..sequences {
             let sequence = strategy
                 .new_tree(&mut runner)
                 .expect("a sequence")
