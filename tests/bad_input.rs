@@ -48,6 +48,11 @@ struct Fixture {
     bond_offering_open: u32,
     alice_ask: u64,
     bob_bid: u64,
+    /// A funder with cash and a service package ("care", 20.00).
+    funder: (u32, String),
+    package: u32,
+    /// alice's open voucher of the package, with a 5.00 co-payment.
+    voucher: u64,
     /// The id the next registered participant would get.
     next_participant: u32,
 }
@@ -58,13 +63,7 @@ const BOB_SUBSCRIPTION_REQUEST: &str = "bob-bond-subscription";
 async fn fixture(server: &TestServer) -> Fixture {
     let mut c = server.clients().await;
     let operator = server.operator_token.clone();
-    let organization = register(
-        &mut c,
-        &operator,
-        pb::Role::Organization,
-        "Riverside Housing Co-op",
-    )
-    .await;
+    let organization = register_accredited(&mut c, &operator, "Riverside Housing Co-op").await;
     let other_organization =
         register(&mut c, &operator, pb::Role::Organization, "Hilltop Bakery").await;
     let regulator = register(&mut c, &operator, pb::Role::Regulator, "the regulator").await;
@@ -180,6 +179,52 @@ async fn fixture(server: &TestServer) -> Fixture {
         .await
         .expect("alice votes");
 
+    // The social economy: a funder's package and a voucher for alice; alice's volunteer hour.
+    let funder = register(&mut c, &operator, pb::Role::Funder, "the municipality").await;
+    deposit(&mut c, &operator, funder.0, "1000.00").await;
+    let package = c
+        .vouchers
+        .define_service_package(with_token(
+            pb::DefineServicePackageRequest {
+                request_id: request_id(),
+                category: "care".into(),
+                name: "home care visit".into(),
+                face_value: "20.00".into(),
+            },
+            &funder.1,
+        ))
+        .await
+        .expect("the funder defines a package")
+        .into_inner()
+        .package_id;
+    let voucher = c
+        .vouchers
+        .issue_voucher(with_token(
+            pb::IssueVoucherRequest {
+                request_id: request_id(),
+                package_id: package,
+                beneficiary_id: alice.0,
+                co_payment: "5.00".into(),
+                expires_at_ns: now_ns() + 30 * 24 * 3_600_000_000_000,
+            },
+            &funder.1,
+        ))
+        .await
+        .expect("the funder issues alice a voucher")
+        .into_inner()
+        .voucher_id;
+    c.time_credits
+        .record_volunteer_time(with_token(
+            pb::RecordVolunteerTimeRequest {
+                request_id: request_id(),
+                volunteer_id: alice.0,
+                minutes: 60,
+            },
+            &organization.1,
+        ))
+        .await
+        .expect("the organization records alice's hour");
+
     let alice_ask = place(&mut c, &alice.1, limit(share, Sell, "9.40", "100")).await;
     let bob_bid = place(&mut c, &bob.1, limit(share, Buy, "9.00", "50")).await;
     assert_eq!(
@@ -192,7 +237,10 @@ async fn fixture(server: &TestServer) -> Fixture {
 
     Fixture {
         operator,
-        next_participant: carol.0 + 1,
+        next_participant: funder.0 + 1,
+        funder,
+        package,
+        voucher,
         organization,
         other_organization,
         regulator,
@@ -2350,7 +2398,7 @@ fn registry_cases(cases: &mut Vec<Case>) {
         case!(
             "Registry.SetAccreditation: suspending the unaccredited",
             |c, f| c.registry.set_accreditation(with_token(
-                accreditation(f.organization.0, false),
+                accreditation(f.other_organization.0, false),
                 &f.operator
             )),
             FailedPrecondition,
@@ -3519,7 +3567,479 @@ fn every_case() -> Vec<Case> {
     identity_cases(&mut cases);
     membership_cases(&mut cases);
     withdrawals_cases(&mut cases);
+    social_cases(&mut cases);
     cases
+}
+
+fn redemption(f: &Fixture, voucher: u64, organization: u32) -> pb::RedeemVoucherRequest {
+    let _ = f;
+    pb::RedeemVoucherRequest {
+        request_id: request_id(),
+        voucher_id: voucher,
+        organization_id: organization,
+    }
+}
+
+fn voucher_terms(f: &Fixture, co_payment: &str, expires_at_ns: u64) -> pb::IssueVoucherRequest {
+    pb::IssueVoucherRequest {
+        request_id: request_id(),
+        package_id: f.package,
+        beneficiary_id: f.bob.0,
+        co_payment: co_payment.into(),
+        expires_at_ns,
+    }
+}
+
+const DAY_NS: u64 = 24 * 3_600_000_000_000;
+
+fn social_cases(cases: &mut Vec<Case>) {
+    without_a_valid_token!(cases, "Vouchers.RedeemVoucher", |c, f, header| c
+        .vouchers
+        .redeem_voucher(authorize(
+            redemption(&f, f.voucher, f.organization.0),
+            header
+        )));
+    without_a_valid_token!(cases, "Vouchers.GetVoucher", |c, f, header| c
+        .vouchers
+        .get_voucher(authorize(
+            pb::GetVoucherRequest {
+                voucher_id: f.voucher
+            },
+            header
+        )));
+    without_a_valid_token!(cases, "Pool.GetPool", |c, _f, header| c
+        .pool
+        .get_pool(authorize(pb::GetPoolRequest {}, header)));
+    cases.extend([
+        case!(
+            "Registry.SetAccreditedCategories: a category with capitals",
+            |c, f| c.registry.set_accredited_categories(with_token(
+                pb::SetAccreditedCategoriesRequest {
+                    request_id: request_id(),
+                    organization_id: f.organization.0,
+                    categories: vec!["Care".into()],
+                },
+                &f.regulator.1
+            )),
+            InvalidArgument,
+            "at most the market's maximum of categories",
+            Some(93)
+        ),
+        case!(
+            "Registry.SetAccreditedCategories: a contributor named",
+            |c, f| c.registry.set_accredited_categories(with_token(
+                pb::SetAccreditedCategoriesRequest {
+                    request_id: request_id(),
+                    organization_id: f.alice.0,
+                    categories: vec!["care".into()],
+                },
+                &f.regulator.1
+            )),
+            FailedPrecondition,
+            "not an organization",
+            Some(9)
+        ),
+        case!(
+            "Vouchers.DefineServicePackage: negative face value",
+            |c, f| c.vouchers.define_service_package(with_token(
+                pb::DefineServicePackageRequest {
+                    request_id: request_id(),
+                    category: "care".into(),
+                    name: "visit".into(),
+                    face_value: "-20.00".into(),
+                },
+                &f.funder.1
+            )),
+            InvalidArgument,
+            "face_value: ",
+            None
+        ),
+        case!(
+            "Vouchers.DefineServicePackage: a category with a space",
+            |c, f| c.vouchers.define_service_package(with_token(
+                pb::DefineServicePackageRequest {
+                    request_id: request_id(),
+                    category: "home care".into(),
+                    name: "visit".into(),
+                    face_value: "20.00".into(),
+                },
+                &f.funder.1
+            )),
+            InvalidArgument,
+            "a service package needs a category",
+            Some(83)
+        ),
+        case!(
+            "Vouchers.DefineServicePackage: by a contributor",
+            |c, f| c.vouchers.define_service_package(with_token(
+                pb::DefineServicePackageRequest {
+                    request_id: request_id(),
+                    category: "care".into(),
+                    name: "visit".into(),
+                    face_value: "20.00".into(),
+                },
+                &f.alice.1
+            )),
+            PermissionDenied,
+            "role",
+            Some(2)
+        ),
+        case!(
+            "Vouchers.IssueVoucher: co-payment above the face value",
+            |c, f| c.vouchers.issue_voucher(with_token(
+                voucher_terms(&f, "20.01", now_ns() + DAY_NS),
+                &f.funder.1
+            )),
+            InvalidArgument,
+            "the co-payment must not exceed the face value",
+            Some(82)
+        ),
+        case!(
+            "Vouchers.IssueVoucher: expired already",
+            |c, f| c
+                .vouchers
+                .issue_voucher(with_token(voucher_terms(&f, "0.00", 1), &f.funder.1)),
+            InvalidArgument,
+            "the expiry must be after now",
+            Some(82)
+        ),
+        case!(
+            "Vouchers.IssueVoucher: unknown package",
+            |c, f| c.vouchers.issue_voucher(with_token(
+                pb::IssueVoucherRequest {
+                    package_id: 9_999,
+                    ..voucher_terms(&f, "0.00", now_ns() + DAY_NS)
+                },
+                &f.funder.1
+            )),
+            NotFound,
+            "no service package has this id",
+            Some(77)
+        ),
+        case!(
+            "Vouchers.IssueVoucher: a co-payment of no number",
+            |c, f| c.vouchers.issue_voucher(with_token(
+                voucher_terms(&f, "five", now_ns() + DAY_NS),
+                &f.funder.1
+            )),
+            InvalidArgument,
+            "co_payment: ",
+            None
+        ),
+        case!(
+            "Vouchers.RedeemVoucher: by someone else",
+            |c, f| c.vouchers.redeem_voucher(with_token(
+                redemption(&f, f.voucher, f.organization.0),
+                &f.bob.1
+            )),
+            PermissionDenied,
+            "only the voucher's beneficiary",
+            Some(81)
+        ),
+        case!(
+            "Vouchers.RedeemVoucher: at an unaccredited organization",
+            |c, f| c.vouchers.redeem_voucher(with_token(
+                redemption(&f, f.voucher, f.other_organization.0),
+                &f.alice.1
+            )),
+            FailedPrecondition,
+            "not accredited",
+            Some(75)
+        ),
+        case!(
+            "Vouchers.RedeemVoucher: unknown voucher",
+            |c, f| c.vouchers.redeem_voucher(with_token(
+                redemption(&f, 9_999, f.organization.0),
+                &f.alice.1
+            )),
+            NotFound,
+            "no voucher has this id",
+            Some(78)
+        ),
+        case!(
+            "Vouchers.GetVoucher: not a party",
+            |c, f| c.vouchers.get_voucher(with_token(
+                pb::GetVoucherRequest {
+                    voucher_id: f.voucher
+                },
+                &f.organization.1
+            )),
+            NotFound,
+            "voucher_id: no voucher has this id",
+            Some(78)
+        ),
+        case!(
+            "Vouchers.ListServicePackages: page too large",
+            |c, f| c.vouchers.list_service_packages(with_token(
+                pb::ListServicePackagesRequest {
+                    after_package_id: None,
+                    limit: 100_000,
+                },
+                &f.alice.1
+            )),
+            InvalidArgument,
+            "limit: ",
+            None
+        ),
+        case!(
+            "Vouchers.VoucherTotals: by a contributor",
+            |c, f| c
+                .vouchers
+                .voucher_totals(with_token(pb::VoucherTotalsRequest {}, &f.alice.1)),
+            PermissionDenied,
+            "only a funder",
+            None
+        ),
+        case!(
+            "ServiceValue.RedeemServiceValue: an instrument without service value",
+            |c, f| c.service_value.redeem_service_value(with_token(
+                pb::RedeemServiceValueRequest {
+                    request_id: request_id(),
+                    instrument: by_id(f.share),
+                    organization_id: f.organization.0,
+                    amount: "1.00".into(),
+                },
+                &f.alice.1
+            )),
+            FailedPrecondition,
+            "carries no service value",
+            Some(86)
+        ),
+        case!(
+            "ServiceValue.RedeemServiceValue: amount off the minor unit",
+            |c, f| c.service_value.redeem_service_value(with_token(
+                pb::RedeemServiceValueRequest {
+                    request_id: request_id(),
+                    instrument: by_id(f.share),
+                    organization_id: f.organization.0,
+                    amount: "1.001".into(),
+                },
+                &f.alice.1
+            )),
+            InvalidArgument,
+            "amount: finer than the currency's minor unit",
+            Some(45)
+        ),
+        case!(
+            "TimeCredits.RecordVolunteerTime: at an unaccredited organization",
+            |c, f| c.time_credits.record_volunteer_time(with_token(
+                pb::RecordVolunteerTimeRequest {
+                    request_id: request_id(),
+                    volunteer_id: f.alice.0,
+                    minutes: 60,
+                },
+                &f.other_organization.1
+            )),
+            FailedPrecondition,
+            "not accredited",
+            Some(75)
+        ),
+        case!(
+            "TimeCredits.RecordVolunteerTime: a day and more at once",
+            |c, f| c.time_credits.record_volunteer_time(with_token(
+                pb::RecordVolunteerTimeRequest {
+                    request_id: request_id(),
+                    volunteer_id: f.alice.0,
+                    minutes: u64::MAX,
+                },
+                &f.organization.1
+            )),
+            InvalidArgument,
+            "time credits are whole minutes",
+            Some(89)
+        ),
+        case!(
+            "TimeCredits.TransferTimeCredits: more than held",
+            |c, f| c.time_credits.transfer_time_credits(with_token(
+                pb::TransferTimeCreditsRequest {
+                    request_id: request_id(),
+                    to_id: f.bob.0,
+                    minutes: 61,
+                },
+                &f.alice.1
+            )),
+            FailedPrecondition,
+            "not enough time credits",
+            Some(88)
+        ),
+        case!(
+            "TimeCredits.TransferTimeCredits: to oneself",
+            |c, f| c.time_credits.transfer_time_credits(with_token(
+                pb::TransferTimeCreditsRequest {
+                    request_id: request_id(),
+                    to_id: f.alice.0,
+                    minutes: 1,
+                },
+                &f.alice.1
+            )),
+            InvalidArgument,
+            "time credits are whole minutes",
+            Some(89)
+        ),
+        case!(
+            "TimeCredits.SpendTimeCredits: zero minutes",
+            |c, f| c.time_credits.spend_time_credits(with_token(
+                pb::SpendTimeCreditsRequest {
+                    request_id: request_id(),
+                    organization_id: f.organization.0,
+                    minutes: 0,
+                },
+                &f.alice.1
+            )),
+            InvalidArgument,
+            "time credits are whole minutes",
+            Some(89)
+        ),
+        case!(
+            "TimeCredits.DonateTimeCredits: more than held",
+            |c, f| c.time_credits.donate_time_credits(with_token(
+                pb::DonateTimeCreditsRequest {
+                    request_id: request_id(),
+                    minutes: 61,
+                },
+                &f.alice.1
+            )),
+            FailedPrecondition,
+            "not enough time credits",
+            Some(88)
+        ),
+        case!(
+            "TimeCredits.GrantTimeCredits: from an empty pool",
+            |c, f| c.time_credits.grant_time_credits(with_token(
+                pb::GrantTimeCreditsRequest {
+                    request_id: request_id(),
+                    dependent_id: f.bob.0,
+                    minutes: 1,
+                },
+                &f.organization.1
+            )),
+            FailedPrecondition,
+            "not enough time credits",
+            Some(88)
+        ),
+        case!(
+            "TimeCredits.GetTimeCredits: another contributor's",
+            |c, f| c.time_credits.get_time_credits(with_token(
+                pb::GetTimeCreditsRequest {
+                    participant_id: Some(f.alice.0),
+                },
+                &f.bob.1
+            )),
+            PermissionDenied,
+            "",
+            None
+        ),
+        case!(
+            "Pool.Contribute: more than the free cash",
+            |c, f| c.pool.contribute(with_token(
+                pb::ContributeRequest {
+                    request_id: request_id(),
+                    amount: "1000000.00".into(),
+                },
+                &f.carol.1
+            )),
+            FailedPrecondition,
+            "",
+            Some(13)
+        ),
+        case!(
+            "Pool.Contribute: negative",
+            |c, f| c.pool.contribute(with_token(
+                pb::ContributeRequest {
+                    request_id: request_id(),
+                    amount: "-1.00".into(),
+                },
+                &f.alice.1
+            )),
+            InvalidArgument,
+            "amount: ",
+            None
+        ),
+        case!(
+            "Pool.RepayLoan: nothing owed",
+            |c, f| c.pool.repay_loan(with_token(
+                pb::RepayLoanRequest {
+                    request_id: request_id(),
+                    amount: "1.00".into(),
+                },
+                &f.organization.1
+            )),
+            FailedPrecondition,
+            "owes the pool nothing",
+            Some(90)
+        ),
+        case!(
+            "Pool.CloseNettingCycle: by a regulator",
+            |c, f| c.pool.close_netting_cycle(with_token(
+                pb::CloseNettingCycleRequest {
+                    request_id: request_id(),
+                },
+                &f.regulator.1
+            )),
+            PermissionDenied,
+            "",
+            Some(2)
+        ),
+        case!(
+            "Pool.CloseNettingCycle: nothing open",
+            |c, f| c.pool.close_netting_cycle(with_token(
+                pb::CloseNettingCycleRequest {
+                    request_id: request_id(),
+                },
+                &f.operator
+            )),
+            FailedPrecondition,
+            "would change nothing",
+            Some(51)
+        ),
+        case!(
+            "Pool.DeclareSurplus: a year to come",
+            |c, f| c.pool.declare_surplus(with_token(
+                pb::DeclareSurplusRequest {
+                    request_id: request_id(),
+                    year: 9_999,
+                    surplus: "100.00".into(),
+                },
+                &f.organization.1
+            )),
+            InvalidArgument,
+            "the surplus year must be between 1970 and the current year",
+            Some(92)
+        ),
+        case!(
+            "Pool.DeclareSurplus: at an unaccredited organization",
+            |c, f| c.pool.declare_surplus(with_token(
+                pb::DeclareSurplusRequest {
+                    request_id: request_id(),
+                    year: 2020,
+                    surplus: "100.00".into(),
+                },
+                &f.other_organization.1
+            )),
+            FailedPrecondition,
+            "not accredited",
+            Some(75)
+        ),
+        case!(
+            "Pool.GetPool: without a token",
+            |c, _f| c.pool.get_pool(Request::new(pb::GetPoolRequest {})),
+            Unauthenticated,
+            "missing `authorization",
+            None
+        ),
+        case!(
+            "Pool.GetPoolAccount: another contributor's",
+            |c, f| c.pool.get_pool_account(with_token(
+                pb::GetPoolAccountRequest {
+                    participant_id: Some(f.alice.0),
+                },
+                &f.bob.1
+            )),
+            PermissionDenied,
+            "",
+            None
+        ),
+    ]);
 }
 
 // ---- The market's observable state ----
@@ -3540,6 +4060,12 @@ struct MarketState {
     members: pb::ListMembersResponse,
     resolutions: pb::ListResolutionsResponse,
     withdrawals: pb::ListWithdrawalsResponse,
+    pool: pb::PoolState,
+    pool_accounts: Vec<pb::PoolAccount>,
+    time_credits: Vec<pb::TimeCreditsBalance>,
+    voucher: pb::Voucher,
+    voucher_totals: pb::VoucherTotalsResponse,
+    packages: pb::ListServicePackagesResponse,
 }
 
 async fn market_state(c: &mut Clients, f: &Fixture) -> MarketState {
@@ -3588,11 +4114,72 @@ async fn market_state(c: &mut Clients, f: &Fixture) -> MarketState {
             .await
             .unwrap()
             .into_inner(),
+        pool: c
+            .pool
+            .get_pool(with_token(pb::GetPoolRequest {}, operator))
+            .await
+            .unwrap()
+            .into_inner(),
+        pool_accounts: Vec::new(),
+        time_credits: Vec::new(),
+        voucher: c
+            .vouchers
+            .get_voucher(with_token(
+                pb::GetVoucherRequest {
+                    voucher_id: f.voucher,
+                },
+                &f.funder.1,
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
+        voucher_totals: c
+            .vouchers
+            .voucher_totals(with_token(pb::VoucherTotalsRequest {}, operator))
+            .await
+            .unwrap()
+            .into_inner(),
+        packages: c
+            .vouchers
+            .list_service_packages(with_token(
+                pb::ListServicePackagesRequest {
+                    after_package_id: None,
+                    limit: 100,
+                },
+                operator,
+            ))
+            .await
+            .unwrap()
+            .into_inner(),
     };
     for participant in 0..f.next_participant {
         state
             .balances
             .push(balances(c, operator, Some(participant)).await);
+        state.pool_accounts.push(
+            c.pool
+                .get_pool_account(with_token(
+                    pb::GetPoolAccountRequest {
+                        participant_id: Some(participant),
+                    },
+                    operator,
+                ))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+        state.time_credits.push(
+            c.time_credits
+                .get_time_credits(with_token(
+                    pb::GetTimeCreditsRequest {
+                        participant_id: Some(participant),
+                    },
+                    operator,
+                ))
+                .await
+                .unwrap()
+                .into_inner(),
+        );
         let holdings = pb::GetHoldingsRequest {
             participant_id: Some(participant),
         };

@@ -30,8 +30,7 @@ async fn set_up_market(address: &str, operator: &str) -> Traders {
         .await
         .expect("connect");
     let mut clients = support::Clients::new(channel);
-    let issuer =
-        support::register(&mut clients, operator, pb::Role::Organization, "crash-coop").await;
+    let issuer = support::register_accredited(&mut clients, operator, "crash-coop").await;
     let buyer = support::register(&mut clients, operator, pb::Role::Contributor, "buyer").await;
     let seller = support::register(&mut clients, operator, pb::Role::Contributor, "seller").await;
     for trader in [&buyer, &seller] {

@@ -665,7 +665,8 @@ fn exercise_set_accreditation(request: &pb::SetAccreditationRequest) {
 
 /// Fields a listing may be refused for. `symbol` is checked only for length at the edge (the
 /// engine checks the rest), so it is the one field this file has no oracle for.
-const LISTING_FIELDS: [&str; 11] = [
+const LISTING_FIELDS: [&str; 12] = [
+    "service_value",
     "issue_time_ns",
     "lock_in_ns",
     "symbol",
@@ -705,6 +706,16 @@ fn exercise_list_instrument(request: &pb::ListInstrumentRequest) {
             listed
                 .as_ref()
                 .and_then(|listed| checked_price(listed, "price_floor", &request.price_floor))
+        };
+        // Service value per unit, exactly a whole number of minor units per lot, or none.
+        let service_value = if convert::is_none_amount(&request.service_value) {
+            Some(0)
+        } else {
+            listed.as_ref().and_then(|listed| {
+                oracle_per_lot_minor(&request.service_value, listed.lot_size_units, scale)
+                    .ok()
+                    .flatten()
+            })
         };
         let kind = checked_kind(request.kind);
         let return_cap_bp = checked_rate("return_cap", &request.return_cap);
@@ -767,6 +778,12 @@ fn exercise_list_instrument(request: &pb::ListInstrumentRequest) {
                     (request.withdrawable, request.withdrawal_notice_days)
                 );
                 assert_eq!(
+                    Some(spec.service_value_per_lot_minor),
+                    service_value,
+                    "service_value {:?} of {listed:?}",
+                    request.service_value
+                );
+                assert_eq!(
                     spec.tax_credit_bp.map(Some),
                     tax_credit_bp,
                     "tax_credit_rate {:?}",
@@ -783,7 +800,8 @@ fn exercise_list_instrument(request: &pb::ListInstrumentRequest) {
                     && kind.is_some()
                     && return_cap_bp.is_some()
                     && holding_cap_bp.is_none_or(|bp| bp.is_some())
-                    && tax_credit_bp.is_none_or(|bp| bp.is_some());
+                    && tax_credit_bp.is_none_or(|bp| bp.is_some())
+                    && service_value.is_some();
                 assert!(
                     !every_field_valid || status.message().starts_with("symbol: "),
                     "{request:?} refused at scale {scale} though every field converts: {:?}",
@@ -898,6 +916,15 @@ fn exercise_request_id_only(request_id: &str) {
 
 /// Requests that only read: nothing is converted into a command.
 fn exercise_nothing<M>(_: &M) {}
+
+/// A command carrying one cash amount: its request id and the amount, at every currency scale,
+/// through the conversion its handler uses.
+fn exercise_cash_field(request_id: &str, field: &str, amount: &str) {
+    check_request_id(request_id);
+    for scale in CURRENCY_SCALES {
+        checked_cash(field, amount, scale);
+    }
+}
 
 // ---- The table of every request message ----
 
@@ -1065,6 +1092,94 @@ fn requests() -> Vec<(&'static str, &'static str, Exercise)> {
         }),
         ("MarketData", "StreamBookRequest", |b| {
             decoded(b, exercise_nothing::<pb::StreamBookRequest>)
+        }),
+        ("Registry", "SetAccreditedCategoriesRequest", |b| {
+            decoded(b, |r: &pb::SetAccreditedCategoriesRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Vouchers", "DefineServicePackageRequest", |b| {
+            decoded(b, |r: &pb::DefineServicePackageRequest| {
+                exercise_cash_field(&r.request_id, "face_value", &r.face_value)
+            })
+        }),
+        ("Vouchers", "IssueVoucherRequest", |b| {
+            decoded(b, |r: &pb::IssueVoucherRequest| {
+                exercise_cash_field(&r.request_id, "co_payment", &r.co_payment)
+            })
+        }),
+        ("Vouchers", "RedeemVoucherRequest", |b| {
+            decoded(b, |r: &pb::RedeemVoucherRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Vouchers", "GetVoucherRequest", |b| {
+            decoded(b, exercise_nothing::<pb::GetVoucherRequest>)
+        }),
+        ("Vouchers", "ListServicePackagesRequest", |b| {
+            decoded(b, exercise_nothing::<pb::ListServicePackagesRequest>)
+        }),
+        ("Vouchers", "VoucherTotalsRequest", |b| {
+            decoded(b, exercise_nothing::<pb::VoucherTotalsRequest>)
+        }),
+        ("ServiceValue", "RedeemServiceValueRequest", |b| {
+            decoded(b, |r: &pb::RedeemServiceValueRequest| {
+                exercise_cash_field(&r.request_id, "amount", &r.amount)
+            })
+        }),
+        ("TimeCredits", "RecordVolunteerTimeRequest", |b| {
+            decoded(b, |r: &pb::RecordVolunteerTimeRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("TimeCredits", "TransferTimeCreditsRequest", |b| {
+            decoded(b, |r: &pb::TransferTimeCreditsRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("TimeCredits", "SpendTimeCreditsRequest", |b| {
+            decoded(b, |r: &pb::SpendTimeCreditsRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("TimeCredits", "DonateTimeCreditsRequest", |b| {
+            decoded(b, |r: &pb::DonateTimeCreditsRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("TimeCredits", "GrantTimeCreditsRequest", |b| {
+            decoded(b, |r: &pb::GrantTimeCreditsRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("TimeCredits", "GetTimeCreditsRequest", |b| {
+            decoded(b, exercise_nothing::<pb::GetTimeCreditsRequest>)
+        }),
+        ("Pool", "ContributeRequest", |b| {
+            decoded(b, |r: &pb::ContributeRequest| {
+                exercise_cash_field(&r.request_id, "amount", &r.amount)
+            })
+        }),
+        ("Pool", "RepayLoanRequest", |b| {
+            decoded(b, |r: &pb::RepayLoanRequest| {
+                exercise_cash_field(&r.request_id, "amount", &r.amount)
+            })
+        }),
+        ("Pool", "CloseNettingCycleRequest", |b| {
+            decoded(b, |r: &pb::CloseNettingCycleRequest| {
+                exercise_request_id_only(&r.request_id)
+            })
+        }),
+        ("Pool", "DeclareSurplusRequest", |b| {
+            decoded(b, |r: &pb::DeclareSurplusRequest| {
+                exercise_cash_field(&r.request_id, "surplus", &r.surplus)
+            })
+        }),
+        ("Pool", "GetPoolRequest", |b| {
+            decoded(b, exercise_nothing::<pb::GetPoolRequest>)
+        }),
+        ("Pool", "GetPoolAccountRequest", |b| {
+            decoded(b, exercise_nothing::<pb::GetPoolAccountRequest>)
         }),
     ]
 }
@@ -1394,6 +1509,7 @@ fn list_instrument_request() -> impl Strategy<Value = pb::ListInstrumentRequest>
         prop::option::of(prop_oneof![0u32..=10, Just(u32::MAX)]),
         any::<bool>(),
         prop_oneof![Just(0u32), 1u32..=4000],
+        prop_oneof![3 => Just(String::new()), 1 => Just("0".to_string()), 2 => decimal_text()],
     );
     let flags = (
         prop::option::of(rate_text()),
@@ -1419,7 +1535,7 @@ fn list_instrument_request() -> impl Strategy<Value = pb::ListInstrumentRequest>
                 (tick_size, lot_size, par, return_cap, price_floor),
                 (issue_time_ns, maturity_time_ns, lock_in_ns),
                 (holding_cap, tax_credit_rate, cooperative_investment_plan),
-                (lock_in_years, withdrawable, withdrawal_notice_days),
+                (lock_in_years, withdrawable, withdrawal_notice_days, service_value),
             )| {
                 pb::ListInstrumentRequest {
                     request_id,
@@ -1440,6 +1556,7 @@ fn list_instrument_request() -> impl Strategy<Value = pb::ListInstrumentRequest>
                     lock_in_years,
                     withdrawable,
                     withdrawal_notice_days,
+                    service_value,
                 }
             },
         )

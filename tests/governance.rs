@@ -15,7 +15,7 @@ async fn members_vote_once_each_and_a_holder_withdraws_at_par() {
     let server = start().await;
     let mut c = server.clients().await;
     let operator = server.operator_token.clone();
-    let coop = register(&mut c, &operator, pb::Role::Organization, "Riverside Co-op").await;
+    let coop = register_accredited(&mut c, &operator, "Riverside Co-op").await;
     let [alice, bob, carol] = [
         register(&mut c, &operator, pb::Role::Contributor, "alice").await,
         register(&mut c, &operator, pb::Role::Contributor, "bob").await,

@@ -161,7 +161,7 @@ async fn a_suspended_participant_is_refused_and_its_orders_cancelled_until_reins
     let mut c = server.clients().await;
     let operator = server.operator_token.clone();
     let (organization, organization_token) =
-        register(&mut c, &operator, pb::Role::Organization, "Riverside Co-op").await;
+        register_accredited(&mut c, &operator, "Riverside Co-op").await;
     let (regulator, regulator_token) =
         register(&mut c, &operator, pb::Role::Regulator, "the regulator").await;
     let (alice, alice_token) = register(&mut c, &operator, pb::Role::Contributor, "alice").await;
@@ -367,7 +367,7 @@ async fn a_retry_is_answered_with_its_fills_after_a_million_commands_of_others()
     let mut c = server.clients().await;
     let operator = server.operator_token.clone();
     let (organization, organization_token) =
-        register(&mut c, &operator, pb::Role::Organization, "Riverside Co-op").await;
+        register_accredited(&mut c, &operator, "Riverside Co-op").await;
     let (alice, alice_token) = register(&mut c, &operator, pb::Role::Contributor, "alice").await;
     let (bob, bob_token) = register(&mut c, &operator, pb::Role::Contributor, "bob").await;
     let (_, carol_token) = register(&mut c, &operator, pb::Role::Contributor, "carol").await;

@@ -165,6 +165,26 @@ const MATRIX: &[(&str, [Expect; CALLERS])] = &[
     ("Withdrawals.CompleteWithdrawal",  [D, D,  A,  D,  A,  D,  D,  U,  U,  U,  D]),
     ("Withdrawals.SetWithdrawalsSuspended", [D, D, A, D, D, D,  D,  U,  U,  U,  D]),
     ("Withdrawals.ListWithdrawals",     [A, A,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
+    ("Registry.SetAccreditedCategories", [A, A, D,  D,  D,  D,  D,  U,  U,  U,  D]),
+    ("Vouchers.DefineServicePackage",   [D, D,  D,  D,  D,  D,  A,  U,  U,  U,  D]),
+    ("Vouchers.IssueVoucher",           [D, D,  D,  D,  D,  D,  A,  U,  U,  U,  D]),
+    ("Vouchers.RedeemVoucher",          [D, D,  D,  D,  A,  D,  D,  U,  U,  U,  D]),
+    ("Vouchers.GetVoucher",             [A, A,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
+    ("Vouchers.ListServicePackages",    [A, A,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
+    ("Vouchers.VoucherTotals",          [A, A,  D,  D,  D,  D,  A,  U,  U,  U,  D]),
+    ("ServiceValue.RedeemServiceValue", [D, D,  D,  D,  A,  A,  D,  U,  U,  U,  D]),
+    ("TimeCredits.RecordVolunteerTime", [D, D,  A,  A,  D,  D,  D,  U,  U,  U,  D]),
+    ("TimeCredits.TransferTimeCredits", [D, D,  A,  A,  A,  A,  D,  U,  U,  U,  D]),
+    ("TimeCredits.SpendTimeCredits",    [D, D,  D,  D,  A,  A,  D,  U,  U,  U,  D]),
+    ("TimeCredits.DonateTimeCredits",   [D, D,  A,  A,  A,  A,  D,  U,  U,  U,  D]),
+    ("TimeCredits.GrantTimeCredits",    [A, D,  A,  A,  D,  D,  D,  U,  U,  U,  D]),
+    ("TimeCredits.GetTimeCredits",      [A, A,  A,  A,  A,  D,  A,  U,  U,  U,  D]),
+    ("Pool.Contribute",                 [D, D,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
+    ("Pool.RepayLoan",                  [D, D,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
+    ("Pool.CloseNettingCycle",          [A, D,  D,  D,  D,  D,  D,  U,  U,  U,  D]),
+    ("Pool.DeclareSurplus",             [D, D,  A,  A,  D,  D,  D,  U,  U,  U,  D]),
+    ("Pool.GetPool",                    [A, A,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
+    ("Pool.GetPoolAccount",             [A, A,  A,  A,  A,  D,  A,  U,  U,  U,  D]),
 ];
 
 /// What each call names, for the reader of the printed table.
@@ -231,6 +251,8 @@ struct Fixture {
     withdrawable: u32,
     /// A resolution of the issuer's, open for an hour.
     resolution: u32,
+    /// The funder's service package (care, face value 1.00).
+    package: u32,
 }
 
 const STREAM_WAIT: Duration = Duration::from_secs(10);
@@ -245,13 +267,7 @@ async fn fixture(server: &TestServer) -> Fixture {
     let mut c = server.clients().await;
     let operator = server.operator_token.clone();
     let regulator = register(&mut c, &operator, pb::Role::Regulator, "the regulator").await;
-    let issuer = register(
-        &mut c,
-        &operator,
-        pb::Role::Organization,
-        "Riverside Housing Co-op",
-    )
-    .await;
+    let issuer = register_accredited(&mut c, &operator, "Riverside Housing Co-op").await;
     let other_organization =
         register(&mut c, &operator, pb::Role::Organization, "Hilltop Bakery").await;
     let alice = register(&mut c, &operator, pb::Role::Contributor, "alice").await;
@@ -347,6 +363,22 @@ async fn fixture(server: &TestServer) -> Fixture {
         .await
         .expect("revoke it");
 
+    let package = c
+        .vouchers
+        .define_service_package(with_token(
+            pb::DefineServicePackageRequest {
+                request_id: request_id(),
+                category: "care".into(),
+                name: "a visit".into(),
+                face_value: "1.00".into(),
+            },
+            &funder.1,
+        ))
+        .await
+        .expect("the funder's package")
+        .into_inner()
+        .package_id;
+
     let suspend = pb::SetParticipantStatusRequest {
         request_id: request_id(),
         participant_id: suspended.0,
@@ -374,7 +406,29 @@ async fn fixture(server: &TestServer) -> Fixture {
         alice_order: alice_order.order_id,
         withdrawable,
         resolution,
+        package,
     }
+}
+
+/// A voucher of the funder's package for alice: face value 1.00, no co-payment, a week long.
+fn voucher_for_alice(f: &Fixture) -> pb::IssueVoucherRequest {
+    pb::IssueVoucherRequest {
+        request_id: request_id(),
+        package_id: f.package,
+        beneficiary_id: f.alice.0,
+        co_payment: "0.00".into(),
+        expires_at_ns: now_ns() + 7 * 24 * 3600 * 1_000_000_000,
+    }
+}
+
+/// A fresh voucher of alice's, issued by the funder.
+async fn alice_voucher(c: &mut Clients, f: &Fixture) -> u64 {
+    c.vouchers
+        .issue_voucher(with_token(voucher_for_alice(f), &f.funder.1))
+        .await
+        .expect("the funder issues alice a voucher")
+        .into_inner()
+        .voucher_id
 }
 
 /// A resolution of the organization whose token is given, closing `closes_in_ns` from now.
@@ -1158,6 +1212,219 @@ async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
         "Withdrawals.ListWithdrawals" => done(
             c.withdrawals
                 .list_withdrawals(req(pb::ListWithdrawalsRequest::default(), who))
+                .await,
+        ),
+        // Registry: accreditation for named categories (a no-op repeat is a business refusal).
+        "Registry.SetAccreditedCategories" => done(
+            c.registry
+                .set_accredited_categories(req(
+                    pb::SetAccreditedCategoriesRequest {
+                        request_id: request_id(),
+                        organization_id: f.issuer.0,
+                        categories: Vec::new(),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        // Vouchers
+        "Vouchers.DefineServicePackage" => done(
+            c.vouchers
+                .define_service_package(req(
+                    pb::DefineServicePackageRequest {
+                        request_id: request_id(),
+                        category: "care".into(),
+                        name: "another visit".into(),
+                        face_value: "1.00".into(),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "Vouchers.IssueVoucher" => done(
+            c.vouchers
+                .issue_voucher(req(voucher_for_alice(f), who))
+                .await,
+        ),
+        "Vouchers.RedeemVoucher" => {
+            // Every caller tries to redeem a fresh voucher of alice's at the issuer.
+            let voucher_id = alice_voucher(c, f).await;
+            done(
+                c.vouchers
+                    .redeem_voucher(req(
+                        pb::RedeemVoucherRequest {
+                            request_id: request_id(),
+                            voucher_id,
+                            organization_id: f.issuer.0,
+                        },
+                        who,
+                    ))
+                    .await,
+            )
+        }
+        "Vouchers.GetVoucher" => {
+            // Not a party: answered as an unknown id (NOT_FOUND), a business answer.
+            let voucher_id = alice_voucher(c, f).await;
+            done(
+                c.vouchers
+                    .get_voucher(req(pb::GetVoucherRequest { voucher_id }, who))
+                    .await,
+            )
+        }
+        "Vouchers.ListServicePackages" => done(
+            c.vouchers
+                .list_service_packages(req(
+                    pb::ListServicePackagesRequest {
+                        after_package_id: None,
+                        limit: 10,
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "Vouchers.VoucherTotals" => done(
+            c.vouchers
+                .voucher_totals(req(pb::VoucherTotalsRequest {}, who))
+                .await,
+        ),
+        // Service value: the share carries none, a business refusal for a contributor.
+        "ServiceValue.RedeemServiceValue" => done(
+            c.service_value
+                .redeem_service_value(req(
+                    pb::RedeemServiceValueRequest {
+                        request_id: request_id(),
+                        instrument: by_id(f.share),
+                        organization_id: f.issuer.0,
+                        amount: "1.00".into(),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        // Time credits
+        "TimeCredits.RecordVolunteerTime" => done(
+            c.time_credits
+                .record_volunteer_time(req(
+                    pb::RecordVolunteerTimeRequest {
+                        request_id: request_id(),
+                        volunteer_id: f.alice.0,
+                        minutes: 30,
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "TimeCredits.TransferTimeCredits" => done(
+            c.time_credits
+                .transfer_time_credits(req(
+                    pb::TransferTimeCreditsRequest {
+                        request_id: request_id(),
+                        to_id: f.bob.0,
+                        minutes: 1,
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "TimeCredits.SpendTimeCredits" => done(
+            c.time_credits
+                .spend_time_credits(req(
+                    pb::SpendTimeCreditsRequest {
+                        request_id: request_id(),
+                        organization_id: f.issuer.0,
+                        minutes: 1,
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "TimeCredits.DonateTimeCredits" => done(
+            c.time_credits
+                .donate_time_credits(req(
+                    pb::DonateTimeCreditsRequest {
+                        request_id: request_id(),
+                        minutes: 1,
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "TimeCredits.GrantTimeCredits" => done(
+            c.time_credits
+                .grant_time_credits(req(
+                    pb::GrantTimeCreditsRequest {
+                        request_id: request_id(),
+                        dependent_id: f.bob.0,
+                        minutes: 1,
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "TimeCredits.GetTimeCredits" => done(
+            c.time_credits
+                .get_time_credits(req(
+                    pb::GetTimeCreditsRequest {
+                        participant_id: Some(who.names),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        // The pool
+        "Pool.Contribute" => done(
+            c.pool
+                .contribute(req(
+                    pb::ContributeRequest {
+                        request_id: request_id(),
+                        amount: "0.01".into(),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "Pool.RepayLoan" => done(
+            c.pool
+                .repay_loan(req(
+                    pb::RepayLoanRequest {
+                        request_id: request_id(),
+                        amount: "0.01".into(),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "Pool.CloseNettingCycle" => done(
+            c.pool
+                .close_netting_cycle(req(
+                    pb::CloseNettingCycleRequest {
+                        request_id: request_id(),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "Pool.DeclareSurplus" => done(
+            c.pool
+                .declare_surplus(req(
+                    pb::DeclareSurplusRequest {
+                        request_id: request_id(),
+                        year: 2000,
+                        surplus: "0.00".into(),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "Pool.GetPool" => done(c.pool.get_pool(req(pb::GetPoolRequest {}, who)).await),
+        "Pool.GetPoolAccount" => done(
+            c.pool
+                .get_pool_account(req(
+                    pb::GetPoolAccountRequest {
+                        participant_id: Some(who.names),
+                    },
+                    who,
+                ))
                 .await,
         ),
         _ => panic!("no call is written for {rpc}: add one to `call` and a row to MATRIX"),

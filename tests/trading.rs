@@ -28,13 +28,7 @@ struct Market {
 async fn market(server: &TestServer) -> Market {
     let mut clients = server.clients().await;
     let operator = server.operator_token.clone();
-    let organization = register(
-        &mut clients,
-        &operator,
-        pb::Role::Organization,
-        "Green Valley Co-op",
-    )
-    .await;
+    let organization = register_accredited(&mut clients, &operator, "Green Valley Co-op").await;
     let alice = register(&mut clients, &operator, pb::Role::Contributor, "alice").await;
     let bob = register(&mut clients, &operator, pb::Role::Contributor, "bob").await;
     assert_eq!(

@@ -124,6 +124,14 @@ def session(client, operator):
     alice_id, alice = register("ROLE_CONTRIBUTOR", f"alice-{run}")
     bob_id, bob = register("ROLE_CONTRIBUTOR", f"bob-{run}")
 
+    # Only an accredited organization may list, offer, host time credits or redeem.
+    client.call(
+        "mutua.v1.Registry/SetAccreditation",
+        {"request_id": f"{run}-accredit", "organization_id": organization_id, "accredited": True},
+        token=operator,
+    )
+    print(f"accredited participant {organization_id}")
+
     for who, participant in (("alice", alice_id), ("bob", bob_id)):
         reply = client.call(
             "mutua.v1.Accounts/Deposit",

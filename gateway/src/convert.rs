@@ -110,9 +110,8 @@ pub fn reject_code(reason: RejectReason) -> Code {
     match reason {
         // The thing named does not exist.
         UnknownParticipant | UnknownAccount | UnknownInstrument | UnknownOrder
-        | UnknownOffering | UnknownCredential | UnknownWithdrawal | UnknownResolution => {
-            Code::NotFound
-        }
+        | UnknownOffering | UnknownCredential | UnknownWithdrawal | UnknownResolution
+        | UnknownPackage | UnknownVoucher => Code::NotFound,
         // The caller may not do this, whatever the state.
         RoleNotAllowed
         | NotOrderOwner

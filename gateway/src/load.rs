@@ -462,6 +462,18 @@ async fn set_up_market(
         .await
         .map_err(status_error)?
         .into_inner();
+    // Only an accredited organization may list and offer.
+    registry
+        .set_accreditation(authorized(
+            pb::SetAccreditationRequest {
+                request_id: id("accredit"),
+                organization_id: issuer.participant_id,
+                accredited: true,
+            },
+            Some(operator),
+        )?)
+        .await
+        .map_err(status_error)?;
     let listing = pb::ListInstrumentRequest {
         request_id: id("list"),
         symbol: symbol.clone(),

@@ -122,11 +122,19 @@ pub fn kind_index(kind: &CommandKind) -> usize {
 }
 
 /// What one engine batch did, counted on the engine thread's stack.
-#[derive(Default)]
 pub struct BatchCounts {
     pub commands: [u64; COMMAND_KINDS.len()],
     /// Indexed by reason code.
     pub rejections: Vec<(RejectReason, u64)>,
+}
+
+impl Default for BatchCounts {
+    fn default() -> BatchCounts {
+        BatchCounts {
+            commands: [0; COMMAND_KINDS.len()],
+            rejections: Vec::new(),
+        }
+    }
 }
 
 impl BatchCounts {

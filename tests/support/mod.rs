@@ -16,7 +16,11 @@ use mutua_gateway::pb::exchange_client::ExchangeClient;
 use mutua_gateway::pb::identity_client::IdentityClient;
 use mutua_gateway::pb::market_data_client::MarketDataClient;
 use mutua_gateway::pb::membership_client::MembershipClient;
+use mutua_gateway::pb::pool_client::PoolClient;
 use mutua_gateway::pb::registry_client::RegistryClient;
+use mutua_gateway::pb::service_value_client::ServiceValueClient;
+use mutua_gateway::pb::time_credits_client::TimeCreditsClient;
+use mutua_gateway::pb::vouchers_client::VouchersClient;
 use mutua_gateway::pb::withdrawals_client::WithdrawalsClient;
 use mutua_gateway::sequencer::EngineReport;
 use mutua_gateway::server::{self, ServeArgs, OPERATOR_TOKEN_FILE};
@@ -199,6 +203,10 @@ pub struct Clients {
     pub identity: IdentityClient<Channel>,
     pub membership: MembershipClient<Channel>,
     pub withdrawals: WithdrawalsClient<Channel>,
+    pub vouchers: VouchersClient<Channel>,
+    pub service_value: ServiceValueClient<Channel>,
+    pub time_credits: TimeCreditsClient<Channel>,
+    pub pool: PoolClient<Channel>,
 }
 
 impl Clients {
@@ -210,7 +218,11 @@ impl Clients {
             market_data: MarketDataClient::new(channel.clone()),
             identity: IdentityClient::new(channel.clone()),
             membership: MembershipClient::new(channel.clone()),
-            withdrawals: WithdrawalsClient::new(channel),
+            withdrawals: WithdrawalsClient::new(channel.clone()),
+            vouchers: VouchersClient::new(channel.clone()),
+            service_value: ServiceValueClient::new(channel.clone()),
+            time_credits: TimeCreditsClient::new(channel.clone()),
+            pool: PoolClient::new(channel),
         }
     }
 }
@@ -272,6 +284,32 @@ pub async fn register(
         .into_inner();
     assert!(!response.token.is_empty());
     (response.participant_id, response.token)
+}
+
+/// Accredits an organization (for every service category): what it needs before it may list,
+/// offer, host time credits or redeem.
+pub async fn accredit(clients: &mut Clients, operator: &str, organization: u32) {
+    let request = pb::SetAccreditationRequest {
+        request_id: request_id(),
+        organization_id: organization,
+        accredited: true,
+    };
+    clients
+        .registry
+        .set_accreditation(with_token(request, operator))
+        .await
+        .expect("accredit");
+}
+
+/// Registers an organization and accredits it; returns its id and bearer token.
+pub async fn register_accredited(
+    clients: &mut Clients,
+    operator: &str,
+    name: &str,
+) -> (u32, String) {
+    let organization = register(clients, operator, pb::Role::Organization, name).await;
+    accredit(clients, operator, organization.0).await;
+    organization
 }
 
 /// Credits cash from the bank rails; returns the balance after.

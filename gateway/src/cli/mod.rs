@@ -323,6 +323,10 @@ pub struct InstrumentAddArgs {
     /// Days of notice before a withdrawal is paid (withdrawable shares).
     #[arg(long, default_value_t = 0)]
     pub notice_days: u32,
+    /// Service value per unit per calendar year (e.g. 5.00): what a holder may redeem in services
+    /// at accredited organizations. None by default.
+    #[arg(long, default_value = "")]
+    pub service_value: String,
     #[command(flatten)]
     pub mutation: Mutation,
 }
@@ -1118,6 +1122,14 @@ fn print_terms(instrument: &pb::Instrument) {
         ("lock-in of acquired units", lock_in),
         ("withdrawals", withdrawals),
         (
+            "service value",
+            if instrument.service_value.is_empty() || instrument.service_value == "0" {
+                "none".to_string()
+            } else {
+                format!("{} a unit a calendar year", instrument.service_value)
+            },
+        ),
+        (
             "tax credit on primary purchases",
             instrument.tax_credit_rate.clone(),
         ),
@@ -1186,8 +1198,8 @@ async fn instrument(
                 tax_credit_rate: args.tax_credit,
                 lock_in_years: args.lock_in_years,
                 withdrawable: args.withdrawable,
-                service_value_per_lot_minor: 0,
                 withdrawal_notice_days: args.notice_days,
+                service_value: args.service_value,
             };
             let reply = clients
                 .registry
