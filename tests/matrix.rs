@@ -196,10 +196,15 @@ the other contributor names that contributor's, everyone else their own. Orders 
 the contributor's. Refusals carry a `mutua-reason-code`: 1001 no token, 1002 malformed \
 header, 1003 unknown or revoked token, 1004 participant suspended, 1007 not permitted \
 (gateway), 2 role not allowed, 7 not the order's owner, 8 not the instrument's issuer, \
-62 not the withdrawal's holder, 74 not the resolution's proposer (engine). A register is read \
+62 not the withdrawal's holder, 74 not the resolution's proposer, 81 not the voucher's \
+beneficiary, 85 not the package's funder (engine). A register is read \
 by its organization, or by the operator and the regulator naming it; resolutions are put and \
 closed by organizations and voted on by members (contributors holding the issuer's shares); \
-a withdrawal is given by a holder and paid by the holder or the issuer.";
+a withdrawal is given by a holder and paid by the holder or the issuer. Funders define \
+packages and issue vouchers; a voucher is answered to its funder, its beneficiary, the \
+regulator and the operator, and to anyone else as an unknown id (NOT_FOUND, a business answer); \
+the split of a voucher is shown to its funder only, per-funder totals to that funder, the \
+regulator and the operator.";
 
 fn markdown() -> String {
     let mut table = String::from("| RPC |");
@@ -1410,7 +1415,7 @@ async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
                     pb::DeclareSurplusRequest {
                         request_id: request_id(),
                         year: 2000,
-                        surplus: "0.00".into(),
+                        surplus: "1.00".into(),
                     },
                     who,
                 ))
