@@ -272,7 +272,12 @@ fn a_voucher_reserves_at_issue_moves_the_co_payment_at_redemption_and_settles_at
 fn voucher_already_redeemed() {
     let (mut market, foundation, maria, care, home_care) = voucher_market();
     let id = voucher(&mut market, foundation, home_care, maria, 0);
+    assert!(!market.engine.netting_due());
     market.ok(maria, redeeming(id, care));
+    assert!(
+        market.engine.netting_due(),
+        "the redemption left an obligation to settle"
+    );
     market.expect_reject(maria, redeeming(id, care), VoucherAlreadyRedeemed);
 }
 
@@ -793,12 +798,45 @@ fn a_tick_does_at_most_its_bound_of_work_and_the_next_one_the_rest() {
     for _ in 0..3 {
         voucher(&mut market, foundation, home_care, maria, 0);
     }
+    assert!(!market.engine.clock_due(market.now), "nothing is due yet");
     market.advance(90 * DAY_NS);
+    assert!(market.engine.clock_due(market.now));
     market.ok(GENESIS_OPERATOR, CommandKind::Tick);
     assert_eq!(market.events.len(), 2);
+    assert!(
+        market.engine.clock_due(market.now),
+        "one voucher is left for the next tick"
+    );
     market.ok(GENESIS_OPERATOR, CommandKind::Tick);
     assert_eq!(market.events.len(), 1);
     assert_eq!(market.cash(foundation).reserved_minor, 0);
+    assert!(!market.engine.clock_due(market.now), "nothing is left");
+}
+
+#[test]
+fn the_clock_sees_a_resolution_and_a_bond_come_due() {
+    let mut market = Market::new();
+    let spec = market.bond_spec("DUE-BOND", 1);
+    let bond = market.list(spec);
+    let alice = market.contributor("alice");
+    market.issue(bond, &[(alice, 10)]);
+    let issuer = market.issuer;
+    market.ok(
+        issuer,
+        CommandKind::ProposeResolution {
+            title: "Elect the board".to_string(),
+            closes_at: market.now + DAY_NS,
+        },
+    );
+    assert!(!market.engine.clock_due(market.now));
+    assert!(market.engine.clock_due(market.now + DAY_NS));
+    market.advance(DAY_NS);
+    market.ok(GENESIS_OPERATOR, CommandKind::Tick);
+    assert!(!market.engine.clock_due(market.now));
+    let matures = anniversary(START, 1);
+    assert!(!market.engine.clock_due(matures - 1));
+    assert!(market.engine.clock_due(matures));
+    assert!(!market.engine.netting_due());
 }
 
 // =====================================================================================

@@ -2,8 +2,10 @@
 //! mature and resolutions close only when a command tells it the time. This task sends a `Tick`
 //! on a fixed interval (and, when asked, a `CloseNettingCycle` on another), as the genesis
 //! operator, through the same queue as every client command, so each is sequenced, journaled
-//! and replayed like any other and replay stays exact. Ticks are not remembered for retries
-//! (a repeated tick does nothing more), so they never crowd the operator's request ids out.
+//! and replayed like any other and replay stays exact. It first asks the engine whether
+//! anything is due (`Engine::clock_due`, `Engine::netting_due`), so an idle market journals
+//! nothing. Ticks are not remembered for retries (a repeated tick does nothing more), so they
+//! never crowd the operator's request ids out.
 
 use std::time::Duration;
 
@@ -43,17 +45,38 @@ pub async fn run(sequencer: Sequencer, config: ClockConfig) {
                 CommandKind::CloseNettingCycle
             }
         };
-        if !send(&sequencer, kind).await {
-            return;
+        // Nothing due, nothing sent: an idle market journals no clock commands.
+        let due = match kind {
+            CommandKind::Tick => {
+                let now = now_ns();
+                sequencer.query(move |engine| engine.clock_due(now)).await
+            }
+            _ => sequencer.query(|engine| engine.netting_due()).await,
+        };
+        match due {
+            Ok(true) => {
+                if !send(&sequencer, kind).await {
+                    return;
+                }
+            }
+            Ok(false) => {}
+            Err(_) => return,
         }
     }
 }
 
+/// This machine's clock, in nanoseconds since the epoch, as the sequencer stamps batches.
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+        })
+}
+
 /// Sends one clock command; false once the engine has stopped.
 async fn send(sequencer: &Sequencer, kind: CommandKind) -> bool {
-    let now_ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos());
+    let now_ns = now_ns();
     let name = match kind {
         CommandKind::Tick => "tick",
         _ => "netting",

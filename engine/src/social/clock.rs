@@ -6,10 +6,28 @@
 //! them in all, earliest first, so that no tick stalls the engine thread: the rest wait for the
 //! next tick.
 
-use crate::command::{Ack, Event, RejectReason};
+use crate::command::{Ack, Event, RejectReason, Timestamp};
 use crate::Engine;
 
 impl Engine {
+    /// Whether a `Tick` at `now` would find anything due: a voucher to expire, a resolution to
+    /// close, a bond or note to repay. The clock asks before it sends one, so an idle market
+    /// journals no ticks.
+    pub fn clock_due(&self, now: Timestamp) -> bool {
+        self.social.vouchers.next_due(now).is_some()
+            || self.membership.next_due(now).is_some()
+            || self
+                .social
+                .maturing
+                .first()
+                .is_some_and(|(matures_at, _)| *matures_at <= now)
+    }
+
+    /// Whether a netting cycle has anything to settle.
+    pub fn netting_due(&self) -> bool {
+        !self.social.pool.positions.is_empty()
+    }
+
     pub(crate) fn tick(&mut self, events: &mut Vec<Event>) -> Result<Ack, RejectReason> {
         let budget = self.config.clock_actions_per_tick_max as usize;
         let mut actions = 0;

@@ -2,6 +2,7 @@
 //! other subcommand is a small gRPC client, so a person can run a whole market from a shell.
 
 mod governance;
+mod social;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mutua_engine::calendar;
@@ -123,6 +124,18 @@ pub enum Command {
     /// Withdrawable shares: give notice, cancel, complete, list; issuers suspend or resume.
     #[command(subcommand)]
     Withdrawal(governance::WithdrawalCommand),
+    /// Vouchers: funders define packages and issue; beneficiaries redeem; show, totals.
+    #[command(subcommand)]
+    Voucher(social::VoucherCommand),
+    /// Service value: holders redeem an instrument's service value at accredited organizations.
+    #[command(subcommand)]
+    Service(social::ServiceCommand),
+    /// Time credits: record volunteer time, transfer, spend, donate, grant, balance.
+    #[command(subcommand)]
+    Time(social::TimeCommand),
+    /// The collective pool: contribute, repay, net (operator), show, account, surplus.
+    #[command(subcommand)]
+    Pool(social::PoolCommand),
     /// Make a self-signed TLS certificate and key for testing (`serve --tls-cert/--tls-key`,
     /// clients `--tls-ca` the same certificate).
     TestCertificate {
@@ -201,6 +214,16 @@ pub struct CashArgs {
     pub mutation: Mutation,
 }
 
+fn role_of(role: RoleArg) -> pb::Role {
+    match role {
+        RoleArg::Contributor => pb::Role::Contributor,
+        RoleArg::Organization => pb::Role::Organization,
+        RoleArg::Funder => pb::Role::Funder,
+        RoleArg::Regulator => pb::Role::Regulator,
+        RoleArg::Operator => pb::Role::Operator,
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum RoleArg {
     Contributor,
@@ -222,7 +245,19 @@ pub enum ParticipantCommand {
         mutation: Mutation,
     },
     /// Operator or regulator: every participant with its role, accreditation and status.
-    List,
+    List {
+        /// Only this role (`organization` lists organizations with their accreditation).
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+    },
+    /// Regulator or operator: the service categories an organization is accredited for
+    /// (none named: every category).
+    Categories {
+        organization: u32,
+        categories: Vec<String>,
+        #[command(flatten)]
+        mutation: Mutation,
+    },
     /// Operator: suspend a participant (its orders are cancelled, its tokens refused).
     Suspend {
         /// The participant.
@@ -526,6 +561,10 @@ pub(crate) struct Clients {
     identity: pb::identity_client::IdentityClient<Channel>,
     membership: pb::membership_client::MembershipClient<Channel>,
     withdrawals: pb::withdrawals_client::WithdrawalsClient<Channel>,
+    vouchers: pb::vouchers_client::VouchersClient<Channel>,
+    service_value: pb::service_value_client::ServiceValueClient<Channel>,
+    time_credits: pb::time_credits_client::TimeCreditsClient<Channel>,
+    pool: pb::pool_client::PoolClient<Channel>,
 }
 
 impl Clients {
@@ -537,7 +576,11 @@ impl Clients {
             market_data: pb::market_data_client::MarketDataClient::new(channel.clone()),
             identity: pb::identity_client::IdentityClient::new(channel.clone()),
             membership: pb::membership_client::MembershipClient::new(channel.clone()),
-            withdrawals: pb::withdrawals_client::WithdrawalsClient::new(channel),
+            withdrawals: pb::withdrawals_client::WithdrawalsClient::new(channel.clone()),
+            vouchers: pb::vouchers_client::VouchersClient::new(channel.clone()),
+            service_value: pb::service_value_client::ServiceValueClient::new(channel.clone()),
+            time_credits: pb::time_credits_client::TimeCreditsClient::new(channel.clone()),
+            pool: pb::pool_client::PoolClient::new(channel),
         }
     }
 }
@@ -748,6 +791,10 @@ async fn client_command(
         Command::Withdrawal(command) => {
             governance::withdrawal(&mut clients, token, command).await?
         }
+        Command::Voucher(command) => social::voucher(&mut clients, token, command).await?,
+        Command::Service(command) => social::service(&mut clients, token, command).await?,
+        Command::Time(command) => social::time(&mut clients, token, command).await?,
+        Command::Pool(command) => social::pool(&mut clients, token, command).await?,
         Command::Status { .. } | Command::TestCertificate { .. } => {
             unreachable!("dispatched by `run`")
         }
@@ -955,13 +1002,7 @@ async fn participant(
             name,
             mutation,
         } => {
-            let role = match role {
-                RoleArg::Contributor => pb::Role::Contributor,
-                RoleArg::Organization => pb::Role::Organization,
-                RoleArg::Funder => pb::Role::Funder,
-                RoleArg::Regulator => pb::Role::Regulator,
-                RoleArg::Operator => pb::Role::Operator,
-            };
+            let role = role_of(role);
             let message = pb::RegisterParticipantRequest {
                 request_id: mutation.id(),
                 role: role as i32,
@@ -980,10 +1021,14 @@ async fn participant(
             );
             println!("token: {}", reply.token);
         }
-        ParticipantCommand::List => {
+        ParticipantCommand::List { role } => {
+            let message = pb::ListParticipantsRequest {
+                role: role.map_or(pb::Role::Unspecified, role_of) as i32,
+                ..Default::default()
+            };
             let reply = clients
                 .identity
-                .list_participants(authorized(pb::ListParticipantsRequest::default(), token)?)
+                .list_participants(authorized(message, token)?)
                 .await
                 .map_err(status_error)?
                 .into_inner();
@@ -992,7 +1037,13 @@ async fn participant(
                     .map_or("unknown", |role| role.as_str_name())
                     .trim_start_matches("ROLE_")
                     .to_lowercase();
-                let accredited = if row.accredited { "  accredited" } else { "" };
+                let accredited = match (row.accredited, row.accredited_categories.is_empty()) {
+                    (false, _) => String::new(),
+                    (true, true) => "  accredited".to_string(),
+                    (true, false) => {
+                        format!("  accredited for {}", row.accredited_categories.join(", "))
+                    }
+                };
                 let suspended = if row.suspended { "  SUSPENDED" } else { "" };
                 println!(
                     "#{:<6} {role:<12} {:<32} {} live tokens{accredited}{suspended}",
@@ -1008,6 +1059,32 @@ async fn participant(
             participant,
             mutation,
         } => set_status(clients, token, participant, false, mutation).await?,
+        ParticipantCommand::Categories {
+            organization,
+            categories,
+            mutation,
+        } => {
+            let message = pb::SetAccreditedCategoriesRequest {
+                request_id: mutation.id(),
+                organization_id: organization,
+                categories: categories.clone(),
+            };
+            let reply = clients
+                .registry
+                .set_accredited_categories(authorized(message, token)?)
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let which = if categories.is_empty() {
+                "every category".to_string()
+            } else {
+                categories.join(", ")
+            };
+            println!(
+                "organization {organization} accredited for {which} ({})",
+                sequence_of(reply.commit.as_ref())
+            );
+        }
         ParticipantCommand::Accredit {
             organization,
             suspend,
