@@ -747,3 +747,194 @@ fn current_year() -> i32 {
     };
     (year_of_era + era * 400 + i64::from(month <= 2)) as i32
 }
+
+/// Bologna at its real size, through the server: a foundation funds 376 beneficiaries across
+/// three packages with co-payments from none to half; they redeem at four organizations
+/// accredited for their categories; one organization is suspended half-way (its later
+/// redemptions refused, what it was owed kept); a netting cycle settles it all. Every organization
+/// is paid exactly the face values redeemed with it, sees no split, and cash is conserved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bologna_at_its_real_size() {
+    const BENEFICIARIES: usize = 376;
+    let server = start().await;
+    let mut c = server.clients().await;
+    let operator = server.operator_token.clone();
+    let regulator = register(&mut c, &operator, pb::Role::Regulator, "the regulator").await;
+    let foundation = register(&mut c, &operator, pb::Role::Funder, "the foundation").await;
+    deposit(&mut c, &operator, foundation.0, "200000.00").await;
+    let mut deposited_minor: u64 = 200_000_00;
+
+    // (category, name, face value in minor units, co-payment percent for beneficiary n)
+    let packages = [
+        ("home-care", "home care week", 48_000u64),
+        ("day-centre", "day centre month", 31_000),
+        ("meals", "meals for a month", 9_500),
+    ];
+    let mut package_ids = Vec::new();
+    for (category, name, face) in packages {
+        let id = c
+            .vouchers
+            .define_service_package(with_token(
+                pb::DefineServicePackageRequest {
+                    request_id: request_id(),
+                    category: category.into(),
+                    name: name.into(),
+                    face_value: cents(face),
+                },
+                &foundation.1,
+            ))
+            .await
+            .expect("package")
+            .into_inner()
+            .package_id;
+        package_ids.push(id);
+    }
+    // Four organizations: two for home care, one day centre, one kitchen.
+    let mut organizations = Vec::new();
+    for (name, category) in [
+        ("CADIAI", "home-care"),
+        ("Società Dolce", "home-care"),
+        ("Il Cigno", "day-centre"),
+        ("Cucina Solidale", "meals"),
+    ] {
+        let organization = register_accredited(&mut c, &operator, name).await;
+        c.registry
+            .set_accredited_categories(with_token(
+                pb::SetAccreditedCategoriesRequest {
+                    request_id: request_id(),
+                    organization_id: organization.0,
+                    categories: vec![category.to_string()],
+                },
+                &regulator.1,
+            ))
+            .await
+            .expect("categories");
+        organizations.push((organization, category));
+    }
+
+    let mut owed_minor = vec![0u64; organizations.len()];
+    let mut co_payments: Vec<String> = Vec::new();
+    let mut refused_after_suspension = 0;
+    for n in 0..BENEFICIARIES {
+        let beneficiary =
+            register(&mut c, &operator, pb::Role::Contributor, &format!("b{n}")).await;
+        deposit(&mut c, &operator, beneficiary.0, "300.00").await;
+        deposited_minor += 300_00;
+        let package = n % packages.len();
+        let face = packages[package].2;
+        // 0 %, 10 %, 25 % or 50 % of the face value, rounded down to a cent.
+        let co_payment = face * [0, 10, 25, 50][n % 4] / 100;
+        if co_payment > 0 {
+            co_payments.push(cents(co_payment));
+            co_payments.push(cents(face - co_payment));
+        }
+        let voucher = c
+            .vouchers
+            .issue_voucher(with_token(
+                pb::IssueVoucherRequest {
+                    request_id: request_id(),
+                    package_id: package_ids[package],
+                    beneficiary_id: beneficiary.0,
+                    co_payment: cents(co_payment),
+                    expires_at_ns: now_ns() + 60 * DAY_NS,
+                },
+                &foundation.1,
+            ))
+            .await
+            .expect("voucher")
+            .into_inner()
+            .voucher_id;
+        // Half-way, the regulator suspends Società Dolce.
+        if n == BENEFICIARIES / 2 {
+            c.registry
+                .set_accreditation(with_token(
+                    pb::SetAccreditationRequest {
+                        request_id: request_id(),
+                        organization_id: organizations[1].0 .0,
+                        accredited: false,
+                    },
+                    &regulator.1,
+                ))
+                .await
+                .expect("suspend");
+        }
+        // Home care alternates between the two home-care organizations; the others have one.
+        let choices: Vec<usize> = (0..organizations.len())
+            .filter(|at| organizations[*at].1 == packages[package].0)
+            .collect();
+        let at = choices[n / packages.len() % choices.len()];
+        match redeem(&mut c, &beneficiary.1, voucher, organizations[at].0 .0).await {
+            Ok(_) => owed_minor[at] += face,
+            Err(status) => {
+                assert!(at == 1 && n >= BENEFICIARIES / 2, "{status:?}");
+                assert_eq!(reason_code(&status), Some(75));
+                refused_after_suspension += 1;
+                // Redeemed at the other home-care organization instead.
+                redeem(&mut c, &beneficiary.1, voucher, organizations[0].0 .0)
+                    .await
+                    .expect("redeemed elsewhere");
+                owed_minor[0] += face;
+            }
+        }
+    }
+    assert!(refused_after_suspension > 20);
+
+    let report = close_netting(&mut c, &operator).await;
+    assert_eq!(report.obligations, BENEFICIARIES as u64);
+    assert_eq!(report.carried, "0.00");
+    assert_eq!(report.loans, "0.00");
+    for (at, ((organization, _), owed)) in organizations.iter().zip(&owed_minor).enumerate() {
+        let seen = balances(&mut c, &organization.1, None).await;
+        assert_eq!(seen.balance, cents(*owed), "organization {at}");
+        // Everything the organization can read: face values, never a split.
+        let account = pool_account(&mut c, &organization.1, None).await;
+        let text = format!("{seen:?}{account:?}");
+        for secret in &co_payments {
+            assert!(
+                !text.contains(&format!("\"{secret}\"")),
+                "{text} shows {secret}"
+            );
+        }
+    }
+    // The suspended organization was paid what it was owed before its suspension.
+    assert!(owed_minor[1] > 0);
+
+    // Cash is conserved: every balance together is what was deposited.
+    let participants = c
+        .identity
+        .list_participants(with_token(
+            pb::ListParticipantsRequest::default(),
+            &operator,
+        ))
+        .await
+        .expect("participants")
+        .into_inner()
+        .participants;
+    let mut total_minor = 0u64;
+    for participant in participants {
+        let seen = balances(&mut c, &operator, Some(participant.participant_id)).await;
+        total_minor += minor_of(&seen.balance);
+        assert_eq!(
+            seen.reserved, "0.00",
+            "nothing stays reserved after netting"
+        );
+    }
+    let pool = c
+        .pool
+        .get_pool(with_token(pb::GetPoolRequest {}, &operator))
+        .await
+        .expect("pool")
+        .into_inner();
+    total_minor += minor_of(&pool.balance) + minor_of(&pool.social_economy_fund);
+    assert_eq!(total_minor, deposited_minor);
+    server.stop().await;
+}
+
+fn cents(minor: u64) -> String {
+    format!("{}.{:02}", minor / 100, minor % 100)
+}
+
+fn minor_of(text: &str) -> u64 {
+    let (whole, fraction) = text.split_once('.').expect("two decimals");
+    whole.parse::<u64>().expect("whole") * 100 + fraction.parse::<u64>().expect("cents")
+}
