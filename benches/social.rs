@@ -125,9 +125,11 @@ impl World {
             world.deposit(funder, 1 << 50);
             for (category, face) in PACKAGES {
                 let kind = CommandKind::DefineServicePackage {
-                    category: category.to_string(),
-                    name: format!("{category} by funder {index}"),
-                    face_value_minor: face,
+                    package: Box::new(mutua_engine::PackageTerms {
+                        category: category.to_string(),
+                        name: format!("{category} by funder {index}"),
+                        face_value_minor: face,
+                    }),
                 };
                 let Ack::ServicePackage(package) = world.run(funder, kind) else {
                     unreachable!()
@@ -692,9 +694,11 @@ fn matching_with_redemptions(c: &mut Criterion) {
     };
     apply_in(&mut market, GENESIS_OPERATOR, deposit);
     let define = CommandKind::DefineServicePackage {
-        category: "home-care".into(),
-        name: "home care".into(),
-        face_value_minor: 50_000,
+        package: Box::new(mutua_engine::PackageTerms {
+            category: "home-care".into(),
+            name: "home care".into(),
+            face_value_minor: 50_000,
+        }),
     };
     let Ack::ServicePackage(package) = apply_in(&mut market, funder, define) else {
         unreachable!()

@@ -732,20 +732,7 @@ async fn time_credits_of(c: &mut Clients, token: &str, participant: u32) -> pb::
 }
 
 fn current_year() -> i32 {
-    // Days since 1970 to a civil year (Howard Hinnant's algorithm), enough for a test.
-    let days = (now_ns() / DAY_NS) as i64 + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    (year_of_era + era * 400 + i64::from(month <= 2)) as i32
+    mutua_engine::calendar::date_of(now_ns()).year as i32
 }
 
 /// Bologna at its real size, through the server: a foundation funds 376 beneficiaries across

@@ -176,6 +176,15 @@ pub struct Command {
     pub kind: CommandKind,
 }
 
+/// A service package as a funder defines it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PackageTerms {
+    /// 1 to 32 characters a-z, 0-9 or '-'.
+    pub category: String,
+    pub name: String,
+    pub face_value_minor: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CommandKind {
     /// Operator: add a participant with a role.
@@ -280,12 +289,9 @@ pub enum CommandKind {
         organization: ParticipantId,
         categories: Vec<String>,
     },
-    /// Funder: define a service package that vouchers are issued for.
-    DefineServicePackage {
-        category: String,
-        name: String,
-        face_value_minor: u64,
-    },
+    /// Funder: define a service package that vouchers are issued for. Boxed: rare, and the
+    /// largest command otherwise, it would widen every command in the queue and the journal.
+    DefineServicePackage { package: Box<PackageTerms> },
     /// Funder: issue a voucher for one of its packages to a beneficiary (a contributor). The face
     /// value is reserved from the funder's cash; the beneficiary's co-payment, if any, from the
     /// beneficiary's. Only the funder ever sees the split.

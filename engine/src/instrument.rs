@@ -157,10 +157,11 @@ impl Instrument {
     }
 
     /// The return accrued per lot since the first issue with the given rounding; nothing before it.
+    #[inline]
     fn accrued_return(
         &self,
         now: Timestamp,
-        accrue: fn(u64, u32, Timestamp, Timestamp) -> u64,
+        accrue: impl Fn(u64, u32, Timestamp, Timestamp) -> u64,
     ) -> u64 {
         self.status.first_issue_time.map_or(0, |first_issue| {
             accrue(

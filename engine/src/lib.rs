@@ -327,13 +327,15 @@ impl Engine {
                 allowed(&[Role::Regulator, Role::Operator])?;
                 self.set_accredited_categories(*organization, categories, events)
             }
-            CommandKind::DefineServicePackage {
-                category,
-                name,
-                face_value_minor,
-            } => {
+            CommandKind::DefineServicePackage { package } => {
                 allowed(&[Role::Funder])?;
-                self.define_service_package(who, category, name, *face_value_minor, events)
+                self.define_service_package(
+                    who,
+                    &package.category,
+                    &package.name,
+                    package.face_value_minor,
+                    events,
+                )
             }
             CommandKind::IssueVoucher {
                 package,

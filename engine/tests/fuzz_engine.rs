@@ -2072,9 +2072,11 @@ impl Client {
                 (
                     sender(funders, None),
                     CommandKind::DefineServicePackage {
-                        category: category_text(*category),
-                        name,
-                        face_value_minor: self.cash(*face, 100_000),
+                        package: Box::new(mutua_engine::PackageTerms {
+                            category: category_text(*category),
+                            name,
+                            face_value_minor: self.cash(*face, 100_000),
+                        }),
                     },
                 )
             }
@@ -2908,20 +2910,13 @@ impl Client {
                         .or_default() += 1;
                 }
             }
-            (
-                CommandKind::DefineServicePackage {
-                    category,
-                    name,
-                    face_value_minor,
-                },
-                Ack::ServicePackage(id),
-            ) => {
+            (CommandKind::DefineServicePackage { package }, Ack::ServicePackage(id)) => {
                 let defined = Event::ServicePackageDefined {
                     package: PackageId(before.social.vouchers.packages.len() as u32),
                     funder: command.participant,
-                    category: category.clone(),
-                    name: name.clone(),
-                    face_value_minor: *face_value_minor,
+                    category: package.category.clone(),
+                    name: package.name.clone(),
+                    face_value_minor: package.face_value_minor,
                 };
                 assert_eq!(
                     id.0 as usize,
@@ -3235,9 +3230,11 @@ impl Client {
         self.setup(
             funder,
             CommandKind::DefineServicePackage {
-                category: "care".to_string(),
-                name: "home care".to_string(),
-                face_value_minor: 20_000,
+                package: Box::new(mutua_engine::PackageTerms {
+                    category: "care".to_string(),
+                    name: "home care".to_string(),
+                    face_value_minor: 20_000,
+                }),
             },
         );
         let start = self.time;

@@ -14,9 +14,11 @@ const FACE: u64 = 50_000;
 
 fn package(market: &mut Market, funder: ParticipantId, category: &str, face: u64) -> PackageId {
     let kind = CommandKind::DefineServicePackage {
-        category: category.to_string(),
-        name: format!("{category} package"),
-        face_value_minor: face,
+        package: Box::new(PackageTerms {
+            category: category.to_string(),
+            name: format!("{category} package"),
+            face_value_minor: face,
+        }),
     };
     match market.ok(funder, kind) {
         Ack::ServicePackage(id) => id,
@@ -374,9 +376,11 @@ fn package_invalid() {
         ("home-care", "x", 0),
     ] {
         let kind = CommandKind::DefineServicePackage {
-            category: category.to_string(),
-            name: name.to_string(),
-            face_value_minor: face,
+            package: Box::new(PackageTerms {
+                category: category.to_string(),
+                name: name.to_string(),
+                face_value_minor: face,
+            }),
         };
         market.expect_reject(foundation, kind, PackageInvalid);
     }

@@ -54,9 +54,11 @@ impl pb::vouchers_server::Vouchers for VouchersService {
         checked_package_text("category", &request.category, category_max)?;
         checked_package_text("name", &request.name, convert::name_bytes_max())?;
         let kind = CommandKind::DefineServicePackage {
-            category: request.category,
-            name: request.name,
-            face_value_minor: convert::cash_minor("face_value", &request.face_value, scale)?,
+            package: Box::new(mutua_engine::PackageTerms {
+                category: request.category,
+                name: request.name,
+                face_value_minor: convert::cash_minor("face_value", &request.face_value, scale)?,
+            }),
         };
         let applied = self
             .shared
