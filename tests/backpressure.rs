@@ -12,8 +12,17 @@ const CALLS: usize = 1_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_resource_exhausted_and_loses_nothing_accepted() {
-    // One waiting command at most, one command per synced batch: a burst must overflow.
-    let server = support::start_with(&["--queue-capacity", "1", "--batch-max", "1"]).await;
+    // One waiting command at most, one command per synced batch: a burst must overflow. The
+    // clock is off: its own use of a queue of one would be refused among the clients' calls.
+    let server = support::start_with(&[
+        "--queue-capacity",
+        "1",
+        "--batch-max",
+        "1",
+        "--clock-interval-ms",
+        "0",
+    ])
+    .await;
     let mut clients = server.clients().await;
     let operator = server.operator_token.clone();
     let (alice, alice_token) =

@@ -12,7 +12,7 @@ use std::time::Duration;
 use mutua_engine::{Command, CommandKind, GENESIS_OPERATOR};
 
 use crate::convert;
-use crate::sequencer::Sequencer;
+use crate::sequencer::{Sequencer, SequencerError};
 
 /// How often the clock acts.
 #[derive(Clone, Copy, Debug)]
@@ -25,11 +25,11 @@ pub struct ClockConfig {
 
 /// Runs until the sequencer stops. A refused or failed command is logged and the clock goes on.
 pub async fn run(sequencer: Sequencer, config: ClockConfig) {
-    let mut ticks = config.tick_every.map(tokio::time::interval);
-    let mut cycles = config.netting_every.map(|every| {
-        // The first cycle one whole interval after start, not at once.
-        tokio::time::interval_at(tokio::time::Instant::now() + every, every)
-    });
+    // The first of each one whole interval after start, not at once.
+    let after_one =
+        |every: Duration| tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut ticks = config.tick_every.map(after_one);
+    let mut cycles = config.netting_every.map(after_one);
     if ticks.is_none() && cycles.is_none() {
         return;
     }
@@ -60,7 +60,9 @@ pub async fn run(sequencer: Sequencer, config: ClockConfig) {
                 }
             }
             Ok(false) => {}
-            Err(_) => return,
+            // A full queue: the clients come first; the clock asks again next time.
+            Err(SequencerError::Overloaded) => {}
+            Err(SequencerError::Stopped) => return,
         }
     }
 }
@@ -74,7 +76,7 @@ fn now_ns() -> u64 {
         })
 }
 
-/// Sends one clock command; false once the engine has stopped.
+/// Sends one clock command; false once the engine has stopped (a full queue is not a stop).
 async fn send(sequencer: &Sequencer, kind: CommandKind) -> bool {
     let now_ns = now_ns();
     let name = match kind {
@@ -98,11 +100,12 @@ async fn send(sequencer: &Sequencer, kind: CommandKind) -> bool {
             }
             true
         }
-        Err(error) => {
-            tracing::debug!(
-                ?error,
-                "the clock stops: the engine no longer takes commands"
-            );
+        Err(SequencerError::Overloaded) => {
+            tracing::debug!("the engine queue is full; the clock tries again next time");
+            true
+        }
+        Err(SequencerError::Stopped) => {
+            tracing::debug!("the clock stops: the engine no longer takes commands");
             false
         }
     }
