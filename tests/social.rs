@@ -925,3 +925,69 @@ fn minor_of(text: &str) -> u64 {
     let (whole, fraction) = text.split_once('.').expect("two decimals");
     whole.parse::<u64>().expect("whole") * 100 + fraction.parse::<u64>().expect("cents")
 }
+
+/// The gateway's clock: with a tick every 50 ms a voucher expires on its own (both reservations
+/// released), and with a netting cycle every second a redemption is paid without the operator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clock_expires_vouchers_and_runs_netting_on_schedule() {
+    let server = start_with(&["--clock-interval-ms", "50", "--netting-interval-s", "1"]).await;
+    let mut c = server.clients().await;
+    let m = care_market(&server, &mut c).await;
+    let expiring = c
+        .vouchers
+        .issue_voucher(with_token(
+            pb::IssueVoucherRequest {
+                request_id: request_id(),
+                package_id: m.package,
+                beneficiary_id: m.alice.0,
+                co_payment: "10.00".into(),
+                expires_at_ns: now_ns() + 300_000_000,
+            },
+            &m.funder.1,
+        ))
+        .await
+        .expect("a voucher valid for 300 ms")
+        .into_inner()
+        .voucher_id;
+    let redeemed = issue(&mut c, &m, "0.00").await;
+    redeem(&mut c, &m.alice.1, redeemed, m.home_care.0)
+        .await
+        .expect("redeemed");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let voucher = get_voucher(&mut c, &m.funder.1, expiring)
+            .await
+            .expect("voucher");
+        let paid = balances(&mut c, &m.home_care.1, None).await.balance == "200.00";
+        if voucher.status == pb::VoucherStatus::Expired as i32 && paid {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 20 s: voucher {voucher:?}, organization paid: {paid}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Both reservations of the expired voucher are back; the redeemed one was settled.
+    let funder = balances(&mut c, &m.funder.1, None).await;
+    assert_eq!(
+        (funder.balance.as_str(), funder.reserved.as_str()),
+        ("9800.00", "0.00")
+    );
+    let alice = balances(&mut c, &m.alice.1, None).await;
+    assert_eq!(alice.reserved, "0.00");
+    // A second scheduled cycle finds nothing open and sends nothing.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let pool = c
+        .pool
+        .get_pool(with_token(pb::GetPoolRequest {}, &m.regulator.1))
+        .await
+        .expect("pool")
+        .into_inner();
+    assert_eq!(
+        pool.cycles_closed, 1,
+        "an idle market runs no further cycles"
+    );
+    server.stop().await;
+}
