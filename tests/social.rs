@@ -234,6 +234,7 @@ async fn a_voucher_goes_from_issue_through_redemption_to_netting() {
     assert_eq!(report.gross, "200.00");
     assert_eq!(report.loans, "0.00");
     assert_eq!(report.carried, "0.00");
+    assert_eq!((report.lines.len(), report.lines_total), (2, 2));
     let line = |participant: u32| {
         report
             .lines

@@ -537,6 +537,12 @@ pub(super) async fn pool(
                     line.participant_id, line.owed_to, line.owes, line.paid, line.loan, line.received, line.carried
                 );
             }
+            let unlisted = report.lines_total.saturating_sub(report.lines.len() as u64);
+            if unlisted > 0 {
+                println!(
+                    "  ... and {unlisted} more participants (`mutua pool account --participant N`)"
+                );
+            }
         }
         PoolCommand::Show => {
             let pool = clients

@@ -24,12 +24,19 @@ fn fraction_text(bp: u32) -> String {
     format!("{}.{:04}", bp / 10_000, bp % 10_000)
 }
 
+/// Most lines one netting report carries: 10,000 lines of about 100 bytes stay well inside a
+/// client's default 4 MiB message limit. The totals cover the whole cycle.
+pub const NETTING_REPORT_LINES_MAX: usize = 10_000;
+
 /// The cycle's report, read from the events of the command that closed it.
 pub(crate) fn netting_report(events: &[Event], scale: u32) -> pb::NettingReport {
     let cash = |minor: u64| convert::cash_text(minor, scale);
     let mut report = pb::NettingReport::default();
     for event in events {
         match event {
+            Event::NettingPosition { .. } if report.lines.len() == NETTING_REPORT_LINES_MAX => {
+                report.lines_total += 1;
+            }
             Event::NettingPosition {
                 participant,
                 owed_to_minor,
@@ -39,15 +46,18 @@ pub(crate) fn netting_report(events: &[Event], scale: u32) -> pb::NettingReport 
                 received_minor,
                 carried_minor,
                 ..
-            } => report.lines.push(pb::NettingLine {
-                participant_id: participant.0,
-                owed_to: cash(*owed_to_minor),
-                owes: cash(*owes_minor),
-                paid: cash(*paid_minor),
-                loan: cash(*loan_minor),
-                received: cash(*received_minor),
-                carried: cash(*carried_minor),
-            }),
+            } => {
+                report.lines_total += 1;
+                report.lines.push(pb::NettingLine {
+                    participant_id: participant.0,
+                    owed_to: cash(*owed_to_minor),
+                    owes: cash(*owes_minor),
+                    paid: cash(*paid_minor),
+                    loan: cash(*loan_minor),
+                    received: cash(*received_minor),
+                    carried: cash(*carried_minor),
+                });
+            }
             Event::NettingCycleClosed {
                 cycle,
                 obligations,
@@ -231,5 +241,42 @@ impl pb::pool_server::Pool for PoolService {
             })
             .await?;
         Ok(Response::new(account))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mutua_engine::{Event, ParticipantId};
+
+    use super::{netting_report, NETTING_REPORT_LINES_MAX};
+
+    fn line(participant: u32) -> Event {
+        Event::NettingPosition {
+            cycle: 1,
+            participant: ParticipantId(participant),
+            owed_to_minor: 100,
+            owes_minor: 0,
+            paid_minor: 0,
+            loan_minor: 0,
+            received_minor: 100,
+            carried_minor: 0,
+        }
+    }
+
+    #[test]
+    fn a_report_carries_at_most_its_bound_of_lines_and_counts_them_all() {
+        let events: Vec<Event> = (0..NETTING_REPORT_LINES_MAX as u32 + 5).map(line).collect();
+        let report = netting_report(&events, 2);
+        assert_eq!(report.lines.len(), NETTING_REPORT_LINES_MAX);
+        assert_eq!(report.lines_total, NETTING_REPORT_LINES_MAX as u64 + 5);
+        assert_eq!(report.lines[0].received, "1.00");
+        assert_eq!(
+            report.lines.last().map(|line| line.participant_id),
+            Some(NETTING_REPORT_LINES_MAX as u32 - 1),
+            "the first lines, in id order"
+        );
+
+        let small = netting_report(&events[..3], 2);
+        assert_eq!((small.lines.len(), small.lines_total), (3, 3));
     }
 }
