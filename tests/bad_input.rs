@@ -3782,10 +3782,23 @@ fn social_cases(cases: &mut Vec<Case>) {
             None
         ),
         case!(
+            "Vouchers.VoucherTotals: page too large",
+            |c, f| c.vouchers.voucher_totals(with_token(
+                pb::VoucherTotalsRequest {
+                    after_funder_id: None,
+                    limit: 10_001,
+                },
+                &f.regulator.1
+            )),
+            InvalidArgument,
+            "limit: at most 10000",
+            None
+        ),
+        case!(
             "Vouchers.VoucherTotals: by a contributor",
             |c, f| c
                 .vouchers
-                .voucher_totals(with_token(pb::VoucherTotalsRequest {}, &f.alice.1)),
+                .voucher_totals(with_token(pb::VoucherTotalsRequest::default(), &f.alice.1)),
             PermissionDenied,
             "only a funder",
             None
@@ -4135,7 +4148,7 @@ async fn market_state(c: &mut Clients, f: &Fixture) -> MarketState {
             .into_inner(),
         voucher_totals: c
             .vouchers
-            .voucher_totals(with_token(pb::VoucherTotalsRequest {}, operator))
+            .voucher_totals(with_token(pb::VoucherTotalsRequest::default(), operator))
             .await
             .unwrap()
             .into_inner(),

@@ -1289,7 +1289,7 @@ async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
         ),
         "Vouchers.VoucherTotals" => done(
             c.vouchers
-                .voucher_totals(req(pb::VoucherTotalsRequest {}, who))
+                .voucher_totals(req(pb::VoucherTotalsRequest::default(), who))
                 .await,
         ),
         // Service value: the share carries none, a business refusal for a contributor.

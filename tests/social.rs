@@ -336,7 +336,10 @@ async fn the_subsidy_split_is_the_funders_alone() {
     organization_sees.push(format!(
         "{:?}",
         c.vouchers
-            .voucher_totals(with_token(pb::VoucherTotalsRequest {}, &m.home_care.1))
+            .voucher_totals(with_token(
+                pb::VoucherTotalsRequest::default(),
+                &m.home_care.1
+            ))
             .await
             .map(|r| r.into_inner())
     ));
@@ -365,7 +368,10 @@ async fn the_subsidy_split_is_the_funders_alone() {
     // The regulator sees the funder's aggregates.
     let totals = c
         .vouchers
-        .voucher_totals(with_token(pb::VoucherTotalsRequest {}, &m.regulator.1))
+        .voucher_totals(with_token(
+            pb::VoucherTotalsRequest::default(),
+            &m.regulator.1,
+        ))
         .await
         .expect("totals")
         .into_inner();
@@ -383,6 +389,20 @@ async fn the_subsidy_split_is_the_funders_alone() {
         ),
         (1, 1, "37.45", "162.55")
     );
+    // Paged by funder id: nothing after the only funder.
+    let after = c
+        .vouchers
+        .voucher_totals(with_token(
+            pb::VoucherTotalsRequest {
+                after_funder_id: Some(m.funder.0),
+                limit: 1,
+            },
+            &m.regulator.1,
+        ))
+        .await
+        .expect("the next page")
+        .into_inner();
+    assert!(after.funders.is_empty());
     server.stop().await;
 }
 

@@ -310,24 +310,35 @@ pub(super) async fn voucher(
             }
         }
         VoucherCommand::Totals => {
-            let reply = clients
-                .vouchers
-                .voucher_totals(authorized(pb::VoucherTotalsRequest {}, token)?)
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            for funder in &reply.funders {
-                println!(
-                    "funder {}: {} issued ({} face value: {} co-payment, {} subsidy), {} redeemed ({}), {} expired",
-                    funder.funder_id,
-                    funder.issued,
-                    funder.face_value,
-                    funder.co_payment,
-                    funder.subsidy,
-                    funder.redeemed,
-                    funder.redeemed_face_value,
-                    funder.expired
-                );
+            let mut after = None;
+            loop {
+                let message = pb::VoucherTotalsRequest {
+                    after_funder_id: after,
+                    limit: 0,
+                };
+                let reply = clients
+                    .vouchers
+                    .voucher_totals(authorized(message, token)?)
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                for funder in &reply.funders {
+                    println!(
+                        "funder {}: {} issued ({} face value: {} co-payment, {} subsidy), {} redeemed ({}), {} expired",
+                        funder.funder_id,
+                        funder.issued,
+                        funder.face_value,
+                        funder.co_payment,
+                        funder.subsidy,
+                        funder.redeemed,
+                        funder.redeemed_face_value,
+                        funder.expired
+                    );
+                }
+                match reply.funders.last() {
+                    Some(last) => after = Some(last.funder_id),
+                    None => break,
+                }
             }
         }
     }

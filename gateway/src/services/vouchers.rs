@@ -3,6 +3,8 @@
 //! (`social/vouchers.rs`, `social/service_value.rs`); these handlers authenticate, convert, and
 //! keep a voucher's co-payment split to its funder alone.
 
+use std::ops::Bound;
+
 use mutua_engine::{Ack, CommandKind, PackageId, ParticipantId, Role, VoucherId, VoucherStatus};
 use tonic::{Request, Response, Status};
 
@@ -208,15 +210,22 @@ impl pb::vouchers_server::Vouchers for VouchersService {
                 "only a funder (its own), a regulator or the operator may read voucher totals",
             ));
         }
+        let request = request.into_inner();
+        let limit = page_size("limit", request.limit)?;
+        let after = request.after_funder_id;
         let scale = self.shared.catalog.currency_scale().await?;
         let only = (caller.role == Role::Funder).then_some(caller.participant);
         let totals = self
             .shared
             .query(move |engine| {
+                let first = after.map_or(Bound::Unbounded, |after| {
+                    Bound::Excluded(ParticipantId(after))
+                });
                 engine
                     .funder_totals()
-                    .iter()
+                    .range((first, Bound::Unbounded))
                     .filter(|(funder, _)| only.is_none_or(|only| only == **funder))
+                    .take(limit)
                     .map(|(funder, totals)| (*funder, *totals))
                     .collect::<Vec<_>>()
             })
