@@ -168,11 +168,22 @@ fn not_accredited() {
 fn not_accredited_for_category() {
     let (mut market, foundation, maria, care, home_care) = voucher_market();
     let regulator = market.regulator("Comune di Bologna");
+    assert_eq!(
+        market.engine.accredited_categories(care),
+        None,
+        "every category"
+    );
+    assert!(market.engine.accredited_for(care, "home-care"));
     let categories = CommandKind::SetAccreditedCategories {
         organization: care,
         categories: vec!["day-centre".to_string()],
     };
     market.ok(regulator, categories);
+    assert_eq!(
+        market.engine.accredited_categories(care),
+        Some(&["day-centre".to_string()][..])
+    );
+    assert!(!market.engine.accredited_for(care, "home-care"));
     let id = voucher(&mut market, foundation, home_care, maria, 0);
     market.expect_reject(maria, redeeming(id, care), NotAccreditedForCategory);
     let both = CommandKind::SetAccreditedCategories {
@@ -180,6 +191,13 @@ fn not_accredited_for_category() {
         categories: vec!["day-centre".to_string(), "home-care".to_string()],
     };
     market.ok(regulator, both);
+    assert_eq!(
+        market
+            .engine
+            .accredited_categories(care)
+            .map(<[String]>::len),
+        Some(2)
+    );
     market.ok(maria, redeeming(id, care));
 }
 
@@ -815,6 +833,102 @@ fn a_tick_does_at_most_its_bound_of_work_and_the_next_one_the_rest() {
     assert_eq!(market.events.len(), 1);
     assert_eq!(market.cash(foundation).reserved_minor, 0);
     assert!(!market.engine.clock_due(market.now), "nothing is left");
+}
+
+#[test]
+fn a_ticks_bound_counts_every_kind_of_action() {
+    let mut market = Market::with_config(|config| config.clock_actions_per_tick_max = 2);
+    let foundation = market.funder("foundation");
+    let maria = market.contributor("maria");
+    market.deposit(foundation, 10 * FACE);
+    let home_care = package(&mut market, foundation, "home-care", FACE);
+    // Two vouchers and three resolutions due at once, then two bonds.
+    for _ in 0..2 {
+        voucher(&mut market, foundation, home_care, maria, 0);
+    }
+    let issuer = market.issuer;
+    let closes_at = market.now + DAY_NS;
+    for title in ["one", "two", "three"] {
+        let propose = CommandKind::ProposeResolution {
+            title: title.to_string(),
+            closes_at,
+        };
+        market.ok(issuer, propose);
+    }
+    let bonds: Vec<InstrumentId> = ["BOND-A", "BOND-B"]
+        .into_iter()
+        .map(|symbol| {
+            let spec = market.bond_spec(symbol, 1);
+            market.list(spec)
+        })
+        .collect();
+    let alice = market.contributor("alice");
+    for bond in &bonds {
+        market.issue(*bond, &[(alice, 10)]);
+    }
+    market.deposit(issuer, 100 * PAR);
+    market.advance(90 * DAY_NS);
+
+    let closed = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|event| matches!(event, Event::ResolutionClosed { .. }))
+            .count()
+    };
+    let expired = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|event| matches!(event, Event::VoucherExpired { .. }))
+            .count()
+    };
+    market.ok(GENESIS_OPERATOR, CommandKind::Tick);
+    assert_eq!((expired(&market.events), closed(&market.events)), (2, 0));
+    market.ok(GENESIS_OPERATOR, CommandKind::Tick);
+    assert_eq!(closed(&market.events), 2, "two of three resolutions");
+    market.ok(GENESIS_OPERATOR, CommandKind::Tick);
+    assert_eq!(closed(&market.events), 1);
+    assert!(!market.engine.clock_due(market.now));
+
+    market.at(anniversary(START, 1));
+    let matured = |market: &Market| {
+        bonds
+            .iter()
+            .filter(|bond| market.engine.instrument(**bond).unwrap().status.matured)
+            .count()
+    };
+    market.ok(GENESIS_OPERATOR, CommandKind::Tick);
+    assert_eq!(matured(&market), 2, "two bonds within a bound of two");
+}
+
+#[test]
+fn a_tick_repays_at_most_its_bound_of_bonds() {
+    let mut market = Market::with_config(|config| config.clock_actions_per_tick_max = 1);
+    let issuer = market.issuer;
+    let alice = market.contributor("alice");
+    let bonds: Vec<InstrumentId> = ["BOND-A", "BOND-B"]
+        .into_iter()
+        .map(|symbol| {
+            let spec = market.bond_spec(symbol, 1);
+            market.list(spec)
+        })
+        .collect();
+    for bond in &bonds {
+        market.issue(*bond, &[(alice, 10)]);
+    }
+    market.deposit(issuer, 100 * PAR);
+    market.at(anniversary(START, 1));
+    let matured = |market: &Market| {
+        bonds
+            .iter()
+            .filter(|bond| market.engine.instrument(**bond).unwrap().status.matured)
+            .count()
+    };
+    market.ok(GENESIS_OPERATOR, CommandKind::Tick);
+    assert_eq!(matured(&market), 1);
+    assert!(market.engine.clock_due(market.now), "the other bond waits");
+    market.ok(GENESIS_OPERATOR, CommandKind::Tick);
+    assert_eq!(matured(&market), 2);
+    assert!(!market.engine.clock_due(market.now));
 }
 
 #[test]
