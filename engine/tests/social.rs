@@ -458,6 +458,11 @@ fn service_value_is_capped_by_the_holding_per_year_and_owed_by_the_issuer() {
     assert_eq!(market.engine.position(clinic).owed_to_minor, 15_000);
     market.ok(alice, service(share, clinic, 5_000));
     market.expect_reject(alice, service(share, clinic, 1), ServiceValueExceeded);
+    // What was redeemed survives a snapshot and restore: the year's allowance stays used.
+    let restored = Engine::from_snapshot(market.engine.snapshot()).expect("restores");
+    assert_eq!(restored.service_value_redeemed(share, alice, 2025), 20_000);
+    market.engine = restored;
+    market.expect_reject(alice, service(share, clinic, 1), ServiceValueExceeded);
     // A new calendar year, a new allowance.
     let next_year = anniversary(START, 1);
     market.at(next_year);
@@ -668,6 +673,11 @@ fn a_short_debtor_borrows_from_the_pool_and_beyond_it_creditors_are_paid_pro_rat
     assert_eq!(market.engine.position(issuer).owes_minor, 30_000);
     assert_eq!(market.engine.position(clinic).owed_to_minor, 22_500);
     assert_eq!(market.engine.position(other).owed_to_minor, 7_500);
+    assert_eq!(
+        market.engine.obligations_open(),
+        (1, 30_000, 1),
+        "one carried debt opens the next cycle"
+    );
 
     // The issuer recovers: the next cycle pays the rest and it repays the pool.
     market.deposit(issuer, 40_000);
