@@ -736,6 +736,63 @@ fn a_declared_surplus_funds_the_reserve_the_fund_and_the_pool() {
 }
 
 #[test]
+fn a_surplus_may_be_declared_for_1970_and_for_this_year_with_exactly_the_cash_it_moves() {
+    let mut market = Market::new();
+    let issuer = market.issuer;
+    // 28 % of 1,000.00 leaves the free cash: exactly what the organization holds.
+    market.deposit(issuer, 28_000);
+    market.ok(
+        issuer,
+        CommandKind::DeclareSurplus {
+            year: 1970,
+            surplus_minor: 100_000,
+        },
+    );
+    assert_eq!(market.free_cash(issuer), 0);
+    market.deposit(issuer, 280);
+    // START is in 2025: the current year may be declared.
+    market.ok(
+        issuer,
+        CommandKind::DeclareSurplus {
+            year: 2025,
+            surplus_minor: 1_000,
+        },
+    );
+    assert_eq!(market.engine.surplus_years(issuer), vec![1970, 2025]);
+    let alice = market.contributor("alice");
+    assert_eq!(market.engine.surplus_years(alice), Vec::<i32>::new());
+}
+
+#[test]
+fn vouchers_survive_a_snapshot_and_restore() {
+    let (mut market, foundation, maria, care, home_care) = voucher_market();
+    let open = voucher(&mut market, foundation, home_care, maria, 7_500);
+    let redeemed = voucher(&mut market, foundation, home_care, maria, 0);
+    market.ok(maria, redeeming(redeemed, care));
+    let totals = market.engine.funder_totals()[&foundation];
+    assert_eq!(totals.subsidy_minor(), 2 * u128::from(FACE) - 7_500);
+
+    let restored = Engine::from_snapshot(market.engine.snapshot()).expect("restores");
+    assert_eq!(
+        restored.open_voucher(open),
+        market.engine.open_voucher(open)
+    );
+    assert!(restored.open_voucher(open).is_some());
+    assert_eq!(
+        restored.voucher_record(redeemed),
+        market.engine.voucher_record(redeemed)
+    );
+    assert_eq!(restored.funder_totals()[&foundation], totals);
+    assert_eq!(
+        restored.service_packages(),
+        market.engine.service_packages()
+    );
+    market.engine = restored;
+    market.expect_reject(maria, redeeming(redeemed, care), VoucherAlreadyRedeemed);
+    market.ok(maria, redeeming(open, care));
+}
+
+#[test]
 fn surplus_already_declared() {
     let mut market = Market::new();
     let issuer = market.issuer;
