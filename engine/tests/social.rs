@@ -764,6 +764,26 @@ fn a_surplus_may_be_declared_for_1970_and_for_this_year_with_exactly_the_cash_it
 }
 
 #[test]
+fn a_co_payment_may_take_all_of_the_beneficiarys_free_cash_and_no_more() {
+    let (mut market, foundation, maria, _, home_care) = voucher_market();
+    // maria holds exactly FACE: a co-payment of all of it is accepted.
+    voucher(&mut market, foundation, home_care, maria, FACE);
+    assert_eq!(market.free_cash(maria), 0);
+    let reserved = market.cash(foundation).reserved_minor;
+    let expires_at = market.now + DAY_NS;
+    market.expect_reject(
+        foundation,
+        issuing(home_care, maria, 1, expires_at),
+        InsufficientCash,
+    );
+    assert_eq!(
+        market.cash(foundation).reserved_minor,
+        reserved,
+        "nothing reserved from the funder"
+    );
+}
+
+#[test]
 fn vouchers_survive_a_snapshot_and_restore() {
     let (mut market, foundation, maria, care, home_care) = voucher_market();
     let open = voucher(&mut market, foundation, home_care, maria, 7_500);
