@@ -787,6 +787,17 @@ fn a_co_payment_may_take_all_of_the_beneficiarys_free_cash_and_no_more() {
 fn vouchers_survive_a_snapshot_and_restore() {
     let (mut market, foundation, maria, care, home_care) = voucher_market();
     let open = voucher(&mut market, foundation, home_care, maria, 7_500);
+    assert!(
+        market.events.contains(&Event::VoucherSplit {
+            voucher: open,
+            funder: foundation,
+            beneficiary: maria,
+            co_payment_minor: 7_500,
+            subsidy_minor: FACE - 7_500,
+        }),
+        "the split, for the funder: {:?}",
+        market.events
+    );
     let redeemed = voucher(&mut market, foundation, home_care, maria, 0);
     market.ok(maria, redeeming(redeemed, care));
     let totals = market.engine.funder_totals()[&foundation];
