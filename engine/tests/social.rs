@@ -321,6 +321,7 @@ fn voucher_expired() {
     assert_eq!(market.cash(foundation).reserved_minor, 0);
     assert_eq!(market.cash(maria).reserved_minor, 0);
     assert_eq!(market.cash(maria).balance_minor, FACE);
+    assert_eq!(market.engine.funder_totals()[&foundation].expired, 1);
     market.expect_reject(maria, redeeming(id, care), VoucherExpired);
 }
 
@@ -817,6 +818,14 @@ fn vouchers_survive_a_snapshot_and_restore() {
     assert_eq!(
         restored.service_packages(),
         market.engine.service_packages()
+    );
+    assert_eq!(
+        restored
+            .service_packages()
+            .iter()
+            .map(|package| (package.category.as_str(), package.face_value_minor))
+            .collect::<Vec<_>>(),
+        vec![("home-care", FACE)]
     );
     market.engine = restored;
     market.expect_reject(maria, redeeming(redeemed, care), VoucherAlreadyRedeemed);
