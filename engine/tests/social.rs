@@ -804,6 +804,14 @@ fn vouchers_survive_a_snapshot_and_restore() {
     let totals = market.engine.funder_totals()[&foundation];
     assert_eq!(totals.subsidy_minor(), 2 * u128::from(FACE) - 7_500);
 
+    assert_eq!(
+        market.engine.voucher_record(redeemed),
+        Some(VoucherRecord {
+            funder: foundation,
+            beneficiary: maria,
+            status: VoucherStatus::Redeemed,
+        })
+    );
     let restored = Engine::from_snapshot(market.engine.snapshot()).expect("restores");
     assert_eq!(
         restored.open_voucher(open),
