@@ -803,6 +803,28 @@ fn vouchers_survive_a_snapshot_and_restore() {
     market.ok(maria, redeeming(redeemed, care));
     let totals = market.engine.funder_totals()[&foundation];
     assert_eq!(totals.subsidy_minor(), 2 * u128::from(FACE) - 7_500);
+    assert_eq!(
+        (
+            totals.issued,
+            totals.redeemed,
+            totals.redeemed_face_value_minor
+        ),
+        (2, 1, u128::from(FACE))
+    );
+    assert_eq!(market.engine.vouchers_issued(), 2);
+    assert_eq!(
+        market
+            .engine
+            .open_vouchers()
+            .map(|v| v.id)
+            .collect::<Vec<_>>(),
+        vec![open]
+    );
+    assert_eq!(
+        market.engine.voucher_backing_minor(foundation),
+        FACE,
+        "the redeemed voucher's face value backs the obligation until netting"
+    );
 
     assert_eq!(
         market.engine.voucher_record(redeemed),
