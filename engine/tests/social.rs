@@ -782,6 +782,13 @@ fn a_co_payment_may_take_all_of_the_beneficiarys_free_cash_and_no_more() {
         reserved,
         "nothing reserved from the funder"
     );
+    // A funder may reserve all of its free cash for one voucher's face value.
+    let small = market.funder("a small trust");
+    market.deposit(small, FACE);
+    let visits = package(&mut market, small, "home-care", FACE);
+    let alice = market.contributor("alice");
+    voucher(&mut market, small, visits, alice, 0);
+    assert_eq!(market.free_cash(small), 0);
 }
 
 #[test]
