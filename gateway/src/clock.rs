@@ -38,10 +38,10 @@ pub async fn run(sequencer: Sequencer, config: ClockConfig) {
     }
     loop {
         let kind = tokio::select! {
-            _ = async { ticks.as_mut().unwrap().tick().await }, if ticks.is_some() => {
+            _ = next(&mut ticks) => {
                 CommandKind::Tick
             }
-            _ = async { cycles.as_mut().unwrap().tick().await }, if cycles.is_some() => {
+            _ = next(&mut cycles) => {
                 CommandKind::CloseNettingCycle
             }
         };
@@ -64,6 +64,16 @@ pub async fn run(sequencer: Sequencer, config: ClockConfig) {
             Err(SequencerError::Overloaded) => {}
             Err(SequencerError::Stopped) => return,
         }
+    }
+}
+
+/// The interval's next tick; never, for a schedule that is off.
+async fn next(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 
