@@ -39,12 +39,16 @@ fn records(count: usize) -> Vec<Applied> {
                 NOW
             };
             let outcome = engine.apply(&command, timestamp, &mut events);
+            let mut accounts = Vec::new();
+            engine.accounts_after(&events, &mut accounts);
             Applied {
                 sequence: index as u64 + 1,
                 timestamp,
+                request_id: format!("bench-{index}"),
                 command,
                 outcome,
                 events: events.clone(),
+                accounts,
             }
         })
         .collect();

@@ -17,12 +17,16 @@ fn apply(engine: &mut Engine, commands: &[Command], first_sequence: u64) -> Vec<
             let mut events = Vec::new();
             let timestamp = 1_000 + first_sequence + offset as u64;
             let outcome = engine.apply(command, timestamp, &mut events);
+            let mut accounts = Vec::new();
+            engine.accounts_after(&events, &mut accounts);
             Applied {
                 sequence: first_sequence + offset as u64,
                 timestamp,
+                request_id: format!("request-{}", first_sequence + offset as u64),
                 command: command.clone(),
                 outcome,
                 events,
+                accounts,
             }
         })
         .collect()

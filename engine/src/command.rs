@@ -556,6 +556,7 @@ pub enum Event {
     OrderCancelled {
         order: OrderId,
         owner: ParticipantId,
+        instrument: InstrumentId,
         remaining_lots: u64,
         reason: CancelReason,
     },

@@ -6,6 +6,7 @@
 //! timestamps from the same starting state always gives the same events and the same
 //! [`Engine::state_hash`]. The sequencer thread in the gateway is its only caller.
 
+pub mod audit;
 pub mod book;
 pub mod calendar;
 pub mod command;
@@ -27,6 +28,7 @@ pub mod withdrawals;
 
 use rustc_hash::FxHashMap;
 
+pub use audit::AccountAfter;
 pub use book::{Order, OrderSlab};
 pub use command::*;
 pub use config::MarketConfig;

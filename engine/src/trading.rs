@@ -90,6 +90,7 @@ impl Engine {
             events.push(Event::OrderCancelled {
                 order: id,
                 owner: request.owner,
+                instrument: request.instrument,
                 remaining_lots: request.lots,
                 reason,
             });
@@ -136,6 +137,7 @@ impl Engine {
         events.push(Event::OrderCancelled {
             order: id,
             owner: request.owner,
+            instrument: request.instrument,
             remaining_lots: taker.remaining_lots,
             reason,
         });
@@ -544,6 +546,7 @@ impl Market<'_> {
         events.push(Event::OrderCancelled {
             order: id,
             owner,
+            instrument: self.instrument.id,
             remaining_lots,
             reason,
         });

@@ -602,6 +602,7 @@ impl Model {
             events.push(Event::OrderCancelled {
                 order: OrderId(id),
                 owner: ParticipantId(owner),
+                instrument: InstrumentId(args.instrument),
                 remaining_lots: args.lots,
                 reason,
             });
@@ -633,6 +634,7 @@ impl Model {
             events.push(Event::OrderCancelled {
                 order: OrderId(id),
                 owner: ParticipantId(owner),
+                instrument: InstrumentId(args.instrument),
                 remaining_lots,
                 reason,
             });
@@ -665,6 +667,7 @@ impl Model {
                     events.push(Event::OrderCancelled {
                         order: OrderId(maker.id),
                         owner: ParticipantId(owner),
+                        instrument: InstrumentId(maker.instrument),
                         remaining_lots: maker.remaining_lots,
                         reason: CancelReason::SelfTrade,
                     });
@@ -777,6 +780,7 @@ impl Model {
         events.push(Event::OrderCancelled {
             order: OrderId(order),
             owner: ParticipantId(participant),
+            instrument: InstrumentId(cancelled.instrument),
             remaining_lots: cancelled.remaining_lots,
             reason: CancelReason::Requested,
         });

@@ -1903,6 +1903,7 @@ mod identity {
                 Event::OrderCancelled {
                     order: bid,
                     owner: alice,
+                    instrument: share,
                     remaining_lots: 4,
                     reason: CancelReason::OwnerSuspended
                 },

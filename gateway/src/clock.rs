@@ -103,7 +103,7 @@ async fn send(sequencer: &Sequencer, kind: CommandKind) -> bool {
         participant: GENESIS_OPERATOR,
         kind,
     };
-    match sequencer.submit(command).await {
+    match sequencer.submit(command, request_id.clone()).await {
         Ok(applied) => {
             if let Err(reason) = applied.outcome.result {
                 tracing::debug!(%reason, request_id, "clock command refused");

@@ -4,8 +4,10 @@
 //!
 //! Each engine batch is one RocksDB value, keyed by the sequence number of its first record in
 //! big-endian (so keys sort in sequence order): `count (u32 LE)`, then per record
-//! `length (u32 LE) ++ crc32c (u32 LE) ++ postcard payload`. Record `i` of the batch keyed `k` is
-//! sequence `k + i`, and its payload carries that number again. One value per batch costs
+//! `length (u32 LE) ++ crc32c (u32 LE) ++ postcard payload`, then the audit chain hash after the
+//! batch's last record (32 bytes, see `chain.rs`). The length's top bit marks a record with parts
+//! private to one participant, whose canonical form for the chain is not its payload. Record `i`
+//! of the batch keyed `k` is sequence `k + i`, and its payload carries that number again. One value per batch costs
 //! RocksDB one memtable insert per batch instead of one per command. A record whose checksum
 //! fails, that is torn, that does not decode, or that breaks the sequence is reported with its
 //! sequence number and the journal refuses to be served from: nothing is silently skipped.
@@ -13,28 +15,45 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use mutua_engine::{Command, Engine, Event, MarketConfig, Outcome, Snapshot, StateHash, Timestamp};
+use mutua_engine::{
+    AccountAfter, Command, Engine, Event, MarketConfig, Outcome, Snapshot, StateHash, Timestamp,
+};
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, WriteOptions, DB};
 use serde::{Deserialize, Serialize};
+
+use crate::chain::{self, ChainHash, ChainedRecord, GENESIS_CHAIN};
 
 const CF_COMMANDS: &str = "commands";
 const CF_SNAPSHOTS: &str = "snapshots";
 const CF_META: &str = "meta";
 const META_GENESIS: &[u8] = b"genesis-config";
+/// The key that salts the digests of withheld record parts (`chain.rs`): 32 random bytes made
+/// with the journal.
+const META_WITHHOLDING_KEY: &[u8] = b"withholding-key";
+/// The top bit of a frame's length word: the record has private parts.
+const PRIVATE_FLAG: u32 = 1 << 31;
+/// Bytes of the chain hash that ends every batch value.
+const TRAILER_BYTES: usize = 32;
 /// Snapshots kept; older ones are deleted after a new one is written.
 const SNAPSHOTS_KEPT_MAX: usize = 3;
 /// RocksDB info log files kept in the data directory (the current one and older ones).
 #[allow(non_upper_case_globals)]
 const RocksDB_INFO_LOGS_KEPT_MAX: usize = 4;
 
-/// One journaled command: what came in, when, what it did.
+/// One journaled command: what came in, when, who asked with which request id, what it did and
+/// the accounts it left changed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     pub sequence: u64,
     pub timestamp: Timestamp,
+    /// The request id the client chose (the command id is derived from it).
+    pub request_id: String,
     pub command: Command,
     pub outcome: Outcome,
     pub events: Vec<Event>,
+    /// The accounts the events changed, as they stood after the command
+    /// (`Engine::accounts_after`).
+    pub accounts: Vec<AccountAfter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +76,8 @@ pub enum JournalError {
     ReplayDiverged { sequence: u64 },
     #[error("the data directory was created with a different market configuration")]
     ConfigMismatch,
+    #[error("the audit chain breaks in the batch ending at record {sequence}: a record was altered, removed or reordered after it was written")]
+    ChainBroken { sequence: u64 },
 }
 
 /// A snapshot as stored: its sequence number, its state hash, and the encoded snapshot the hash
@@ -143,18 +164,20 @@ fn locate<R>(
     };
     let first = decode_key(stored_key);
     for frame in Frames::new(first, value)? {
-        let (at, sealed) = frame?;
-        if at == sequence {
-            return Ok(Some(found(first, value, sealed)));
+        let frame = frame?;
+        if frame.sequence == sequence {
+            return Ok(Some(found(first, value, frame.sealed)));
         }
     }
     Ok(None)
 }
 
-/// Reads single journal records by sequence number, beside the engine thread.
+/// Reads journal records beside the engine thread: single records by sequence number, and the
+/// audit feed's records in order.
 #[derive(Clone)]
 pub struct JournalReader {
     db: Arc<DB>,
+    withholding_key: [u8; 32],
 }
 
 impl JournalReader {
@@ -178,6 +201,161 @@ impl JournalReader {
         }
         Ok(Some(applied))
     }
+
+    /// The audit feed's next records after `cursor`: whole batches, in order, until at least
+    /// `records_min` records (or everything journaled so far) are read. Each batch's chain is
+    /// recomputed and checked against the hash stored with it, so a record altered after it was
+    /// written is refused, naming the batch, rather than served.
+    pub fn feed(
+        &self,
+        cursor: &mut FeedCursor,
+        records_min: usize,
+    ) -> Result<Vec<FeedRecord>, JournalError> {
+        let mut out = Vec::new();
+        let commands = self.db.cf_handle(CF_COMMANDS).expect("column family");
+        let mut batches = self.db.raw_iterator_cf(commands);
+        batches.seek_for_prev(key(cursor.next));
+        if !batches.valid() {
+            batches.seek_to_first();
+        }
+        while let (Some(stored_key), Some(value)) = (batches.key(), batches.value()) {
+            let first = decode_key(stored_key);
+            let frames = Frames::new(first, value)?;
+            if frames.end() <= cursor.next {
+                // The batch before the one wanted (or the journal's last, all served).
+                batches.next();
+                continue;
+            }
+            if first > cursor.next {
+                return Err(JournalError::Gap {
+                    expected: cursor.next,
+                    found: first,
+                });
+            }
+            // The chain hash before this batch: known from the previous call, or read from the
+            // previous batch.
+            let mut head = match cursor.head {
+                Some((through, head)) if through + 1 == first => head,
+                _ => chain_before(&self.db, first)?,
+            };
+            let trailer = frames.trailer;
+            let last = frames.end() - 1;
+            for frame in frames {
+                let frame = frame?;
+                let sequence = frame.sequence;
+                let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
+                let payload = unseal(sequence, &value[frame.sealed.clone()]).map_err(corrupt)?;
+                let applied: Applied =
+                    postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+                if applied.sequence != sequence {
+                    return Err(corrupt(format!(
+                        "stored as {sequence} but says {}",
+                        applied.sequence
+                    )));
+                }
+                let (record, canonical) = if frame.private {
+                    let form = chain::public_form(&applied, &self.withholding_key);
+                    let bytes = postcard::to_allocvec(&form).expect("a record always serializes");
+                    (form, bytes)
+                } else {
+                    let mut canonical = Vec::with_capacity(payload.len() + 1);
+                    canonical.extend_from_slice(payload);
+                    canonical.push(0);
+                    (ChainedRecord::of_public(applied), canonical)
+                };
+                head = chain::link(&head, &canonical);
+                if sequence >= cursor.next {
+                    out.push(FeedRecord {
+                        record,
+                        canonical,
+                        chain: head,
+                    });
+                }
+            }
+            if head != trailer {
+                return Err(JournalError::ChainBroken { sequence: last });
+            }
+            cursor.next = last + 1;
+            cursor.head = Some((last, head));
+            if out.len() >= records_min {
+                break;
+            }
+            batches.next();
+        }
+        batches.status()?;
+        Ok(out)
+    }
+
+    /// The chain hash after record `sequence` (`GENESIS_CHAIN` for 0), recomputed from the
+    /// batch that holds it.
+    pub fn chain_after(&self, sequence: u64) -> Result<ChainHash, JournalError> {
+        if sequence == 0 {
+            return Ok(GENESIS_CHAIN);
+        }
+        let mut cursor = FeedCursor::from(sequence);
+        let records = self.feed(&mut cursor, 1)?;
+        match records.first() {
+            Some(record) if record.record.sequence == sequence => Ok(record.chain),
+            _ => Err(JournalError::Gap {
+                expected: sequence,
+                found: cursor.next,
+            }),
+        }
+    }
+}
+
+/// Where an audit feed reader stands: the next record it wants and, once it has read a batch,
+/// the chain hash after that batch.
+#[derive(Clone, Copy, Debug)]
+pub struct FeedCursor {
+    pub next: u64,
+    head: Option<(u64, ChainHash)>,
+}
+
+impl FeedCursor {
+    /// A cursor whose next record is `sequence` (at least 1).
+    pub fn from(sequence: u64) -> FeedCursor {
+        FeedCursor {
+            next: sequence.max(1),
+            head: None,
+        }
+    }
+}
+
+/// One record as the audit feed serves it.
+#[derive(Clone, Debug)]
+pub struct FeedRecord {
+    /// The record's public form: what may be shown.
+    pub record: ChainedRecord,
+    /// The record's canonical, public form (`chain.rs`): what its chain hash covers.
+    pub canonical: Vec<u8>,
+    pub chain: ChainHash,
+}
+
+/// The chain hash stored after the batch that ends just before `first`.
+fn chain_before(db: &DB, first: u64) -> Result<ChainHash, JournalError> {
+    if first <= 1 {
+        return Ok(GENESIS_CHAIN);
+    }
+    let commands = db.cf_handle(CF_COMMANDS).expect("column family");
+    let mut batches = db.raw_iterator_cf(commands);
+    batches.seek_for_prev(key(first - 1));
+    let (Some(stored_key), Some(value)) = (batches.key(), batches.value()) else {
+        batches.status()?;
+        return Err(JournalError::Gap {
+            expected: 1,
+            found: first,
+        });
+    };
+    let previous = decode_key(stored_key);
+    let frames = Frames::new(previous, value)?;
+    if frames.end() != first {
+        return Err(JournalError::Gap {
+            expected: frames.end(),
+            found: first,
+        });
+    }
+    Ok(frames.trailer)
 }
 
 /// What recovery rebuilt.
@@ -195,6 +373,9 @@ pub struct Journal {
     sync: WriteOptions,
     /// Reused batch value, so appends do not allocate in the steady state.
     buffer: Vec<u8>,
+    withholding_key: [u8; 32],
+    /// The audit chain hash after the last record written.
+    chain_head: ChainHash,
 }
 
 fn key(sequence: u64) -> [u8; 8] {
@@ -208,16 +389,22 @@ fn seal(payload: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Appends one record's frame to a batch value: a length slot, a checksum slot, the payload,
-/// then the length and the checksum.
-fn encode_frame(applied: &Applied, value: &mut Vec<u8>) {
+/// then the length (with the private flag) and the checksum. Returns where the payload is.
+fn encode_frame(applied: &Applied, private: bool, value: &mut Vec<u8>) -> std::ops::Range<usize> {
     let start = value.len();
     value.extend_from_slice(&[0; 8]);
     postcard::serialize_with_flavor(applied, Appending(value))
         .expect("a journal record always serializes");
     let payload_length = (value.len() - start - 8) as u32;
+    assert!(
+        payload_length < PRIVATE_FLAG,
+        "a journal record is under 2 GiB"
+    );
+    let length_word = payload_length | if private { PRIVATE_FLAG } else { 0 };
     let crc = crc32c::crc32c(&value[start + 8..]);
-    value[start..start + 4].copy_from_slice(&payload_length.to_le_bytes());
+    value[start..start + 4].copy_from_slice(&length_word.to_le_bytes());
     value[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    start + 8..value.len()
 }
 
 /// A postcard output that pushes byte by byte onto a vector: records are runs of tiny fields,
@@ -238,22 +425,38 @@ impl postcard::ser_flavors::Flavor for Appending<'_> {
     }
 }
 
-/// The records of one batch value: each one's sequence number and the byte range of its sealed
-/// form (checksum then payload) within the value.
+/// One record's place in its batch value.
+struct Frame {
+    sequence: u64,
+    /// The byte range of its sealed form (checksum then payload) within the value.
+    sealed: std::ops::Range<usize>,
+    /// Whether it has parts private to one participant.
+    private: bool,
+}
+
+/// The records of one batch value, and the chain hash stored after them.
 struct Frames<'a> {
+    /// The value without its trailer.
     value: &'a [u8],
     offset: usize,
     next_sequence: u64,
     remaining: u32,
+    trailer: ChainHash,
 }
 
 impl<'a> Frames<'a> {
     fn new(first_sequence: u64, value: &'a [u8]) -> Result<Frames<'a>, JournalError> {
+        let torn = || JournalError::CorruptRecord {
+            sequence: first_sequence,
+            why: format!("batch of {} bytes is torn", value.len()),
+        };
+        let Some(records_end) = value.len().checked_sub(TRAILER_BYTES) else {
+            return Err(torn());
+        };
+        let (value, trailer) = value.split_at(records_end);
+        let trailer: ChainHash = trailer.try_into().expect("32 bytes");
         let Some(count) = value.get(..4) else {
-            return Err(JournalError::CorruptRecord {
-                sequence: first_sequence,
-                why: format!("batch of {} bytes is torn", value.len()),
-            });
+            return Err(torn());
         };
         let remaining = u32::from_le_bytes([count[0], count[1], count[2], count[3]]);
         if remaining == 0 {
@@ -267,6 +470,7 @@ impl<'a> Frames<'a> {
             offset: 4,
             next_sequence: first_sequence,
             remaining,
+            trailer,
         })
     }
 
@@ -277,7 +481,7 @@ impl<'a> Frames<'a> {
 }
 
 impl Iterator for Frames<'_> {
-    type Item = Result<(u64, std::ops::Range<usize>), JournalError>;
+    type Item = Result<Frame, JournalError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         let sequence = self.next_sequence;
@@ -297,7 +501,9 @@ impl Iterator for Frames<'_> {
             self.remaining = 0;
             return torn("the record's length is torn".into());
         };
-        let length = u32::from_le_bytes([length[0], length[1], length[2], length[3]]) as usize;
+        let length_word = u32::from_le_bytes([length[0], length[1], length[2], length[3]]);
+        let private = length_word & PRIVATE_FLAG != 0;
+        let length = (length_word & !PRIVATE_FLAG) as usize;
         let sealed = self.offset + 4..self.offset + 8 + length;
         if sealed.end > self.value.len() {
             self.remaining = 0;
@@ -307,7 +513,11 @@ impl Iterator for Frames<'_> {
         self.offset = sealed.end;
         self.next_sequence += 1;
         self.remaining -= 1;
-        Some(Ok((sequence, sealed)))
+        Some(Ok(Frame {
+            sequence,
+            sealed,
+            private,
+        }))
     }
 }
 
@@ -346,10 +556,12 @@ impl Journal {
         let db = DB::open_cf_descriptors(&options, path, families)?;
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
-        let journal = Journal {
+        let mut journal = Journal {
             db: Arc::new(db),
             sync,
             buffer: Vec::with_capacity(1 << 16),
+            withholding_key: [0; 32],
+            chain_head: GENESIS_CHAIN,
         };
         let meta = journal.cf(CF_META);
         let genesis_bytes = postcard::to_allocvec(genesis).expect("config serializes");
@@ -360,7 +572,46 @@ impl Journal {
             Some(stored) if stored == genesis_bytes => {}
             Some(_) => return Err(JournalError::ConfigMismatch),
         }
+        journal.withholding_key = match journal.db.get_cf(meta, META_WITHHOLDING_KEY)? {
+            Some(stored) => {
+                stored
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| JournalError::CorruptRecord {
+                        sequence: 0,
+                        why: "the withholding key is not 32 bytes".into(),
+                    })?
+            }
+            None => {
+                let fresh: [u8; 32] = rand::random();
+                journal
+                    .db
+                    .put_cf_opt(meta, META_WITHHOLDING_KEY, fresh, &journal.sync)?;
+                fresh
+            }
+        };
+        journal.chain_head = journal.last_chain_hash()?;
         Ok(journal)
+    }
+
+    /// The chain hash stored after the last batch (`GENESIS_CHAIN` for an empty journal).
+    fn last_chain_hash(&self) -> Result<ChainHash, JournalError> {
+        match self
+            .db
+            .iterator_cf(self.cf(CF_COMMANDS), IteratorMode::End)
+            .next()
+        {
+            Some(item) => {
+                let (stored_key, value) = item?;
+                Ok(Frames::new(decode_key(&stored_key), &value)?.trailer)
+            }
+            None => Ok(GENESIS_CHAIN),
+        }
+    }
+
+    /// The audit chain hash after the last record written.
+    pub fn chain_head(&self) -> ChainHash {
+        self.chain_head
     }
 
     /// The database, for tools and tests that inspect its bytes.
@@ -373,6 +624,7 @@ impl Journal {
     pub fn reader(&self) -> JournalReader {
         JournalReader {
             db: self.db.clone(),
+            withholding_key: self.withholding_key,
         }
     }
 
@@ -392,6 +644,7 @@ impl Journal {
         value.extend_from_slice(&[0; 4]);
         let mut first = None;
         let mut count = 0u32;
+        let mut head = self.chain_head;
         for applied in batch {
             let first = *first.get_or_insert(applied.sequence);
             let expected = first + u64::from(count);
@@ -402,7 +655,17 @@ impl Journal {
                     found: applied.sequence,
                 });
             }
-            encode_frame(applied, &mut value);
+            let private = chain::has_private_parts(applied);
+            let payload = encode_frame(applied, private, &mut value);
+            head = if private {
+                let form = chain::public_form(applied, &self.withholding_key);
+                chain::link(
+                    &head,
+                    &postcard::to_allocvec(&form).expect("a record always serializes"),
+                )
+            } else {
+                chain::link_payload(&head, &value[payload])
+            };
             count += 1;
         }
         let Some(first) = first else {
@@ -410,11 +673,13 @@ impl Journal {
             return Ok(());
         };
         value[..4].copy_from_slice(&count.to_le_bytes());
+        value.extend_from_slice(&head);
         let written = self
             .db
             .put_cf_opt(self.cf(CF_COMMANDS), key(first), &value, &self.sync);
         self.buffer = value;
         written?;
+        self.chain_head = head;
         Ok(())
     }
 
@@ -489,12 +754,16 @@ impl Journal {
     /// Walks the sealed records after `after` in order, checking that batches follow one another
     /// without a gap or an overlap; `visit` returns false to stop. Returns the last sequence
     /// visited (`after` if none).
+    /// With `check_chain`, every batch visited whole also has its audit chain recomputed and
+    /// compared with the hash stored after it.
     fn scan(
         &self,
         after: u64,
         read_options: rocksdb::ReadOptions,
+        check_chain: bool,
         mut visit: impl FnMut(u64, &[u8]) -> Result<bool, JournalError>,
     ) -> Result<u64, JournalError> {
+        let mut head: Option<ChainHash> = None;
         let mut expected = after + 1;
         // The raw iterator lends each value in place instead of copying it out.
         let mut batches = self
@@ -517,19 +786,65 @@ impl Journal {
             }
             first_batch = false;
             for frame in Frames::new(first, value)? {
-                let (sequence, sealed) = frame?;
+                let frame = frame?;
+                let sequence = frame.sequence;
                 if sequence < expected {
                     continue;
                 }
-                if !visit(sequence, &value[sealed])? {
+                if !visit(sequence, &value[frame.sealed])? {
                     return Ok(expected - 1);
                 }
                 expected = sequence + 1;
+            }
+            if check_chain {
+                let before = match head {
+                    Some(head) => head,
+                    None => chain_before(&self.db, first)?,
+                };
+                head = Some(self.check_batch_chain(before, first, value)?);
             }
             batches.next();
         }
         batches.status()?;
         Ok(expected - 1)
+    }
+
+    /// Recomputes the chain over one batch from `before`, the hash after the previous batch, and
+    /// checks it against the hash stored with the batch. Returns it.
+    fn check_batch_chain(
+        &self,
+        before: ChainHash,
+        first: u64,
+        value: &[u8],
+    ) -> Result<ChainHash, JournalError> {
+        let frames = Frames::new(first, value)?;
+        let trailer = frames.trailer;
+        let last = frames.end() - 1;
+        let mut head = before;
+        for frame in frames {
+            let frame = frame?;
+            let sequence = frame.sequence;
+            let payload = unseal(sequence, &value[frame.sealed])
+                .map_err(|why| JournalError::CorruptRecord { sequence, why })?;
+            head = if frame.private {
+                let applied: Applied =
+                    postcard::from_bytes(payload).map_err(|error| JournalError::CorruptRecord {
+                        sequence,
+                        why: error.to_string(),
+                    })?;
+                let form = chain::public_form(&applied, &self.withholding_key);
+                chain::link(
+                    &head,
+                    &postcard::to_allocvec(&form).expect("a record always serializes"),
+                )
+            } else {
+                chain::link_payload(&head, payload)
+            };
+        }
+        if head != trailer {
+            return Err(JournalError::ChainBroken { sequence: last });
+        }
+        Ok(head)
     }
 
     /// Visits journal records after `after`, in order, checking each checksum and the sequence.
@@ -541,6 +856,7 @@ impl Journal {
         self.scan(
             after,
             rocksdb::ReadOptions::default(),
+            false,
             |sequence, record| {
                 let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
                 let payload = unseal(sequence, record).map_err(corrupt)?;
@@ -613,14 +929,19 @@ impl Journal {
 
     /// Checks the checksum and numbering of every record up to `through`, without decoding.
     pub fn verify_checksums_through(&self, through: u64) -> Result<(), JournalError> {
-        let last = self.scan(0, rocksdb::ReadOptions::default(), |sequence, record| {
-            if sequence > through {
-                return Ok(false);
-            }
-            unseal(sequence, record)
-                .map_err(|why| JournalError::CorruptRecord { sequence, why })?;
-            Ok(true)
-        })?;
+        let last = self.scan(
+            0,
+            rocksdb::ReadOptions::default(),
+            false,
+            |sequence, record| {
+                if sequence > through {
+                    return Ok(false);
+                }
+                unseal(sequence, record)
+                    .map_err(|why| JournalError::CorruptRecord { sequence, why })?;
+                Ok(true)
+            },
+        )?;
         if last < through {
             return Err(JournalError::Gap {
                 expected: last + 1,
@@ -662,15 +983,18 @@ impl Journal {
         let mut done = 0u64;
         let mut last_replayed = start;
         let mut events = Vec::with_capacity(1024);
+        let mut accounts = Vec::with_capacity(1024);
         std::thread::scope(|scope| -> Result<(), JournalError> {
             scope.spawn(|| self.read_batches(start, sender));
             for batch in receiver {
                 let batch = batch?;
                 for (head, range) in batch.heads.iter().zip(&batch.event_ranges) {
                     events.clear();
+                    accounts.clear();
                     let outcome = engine.apply(&head.command, head.timestamp, &mut events);
+                    engine.accounts_after(&events, &mut accounts);
                     let recorded = &batch.event_bytes[range.clone()];
-                    if outcome != head.outcome || !encodes_as(&events, recorded) {
+                    if outcome != head.outcome || !encodes_as(&(&events, &accounts), recorded) {
                         return Err(JournalError::ReplayDiverged {
                             sequence: head.sequence,
                         });
@@ -722,7 +1046,7 @@ impl Journal {
         let mut read_options = rocksdb::ReadOptions::default();
         read_options.fill_cache(false);
         read_options.set_readahead_size(4 << 20);
-        let scanned = self.scan(after, read_options, |sequence, record| {
+        let scanned = self.scan(after, read_options, true, |sequence, record| {
             batch.push(sequence, record)?;
             if batch.heads.len() == REPLAY_BATCH_RECORDS {
                 // The applier has gone (it failed): stop reading.
@@ -744,11 +1068,12 @@ impl Journal {
     }
 }
 
-/// Whether `events` encode to exactly `recorded`: the encoder's bytes are compared with the
-/// record's as they are produced, so nothing is written anywhere and a difference stops it early.
-fn encodes_as(events: &Vec<Event>, recorded: &[u8]) -> bool {
+/// Whether a record's events and accounts encode to exactly `recorded`: the encoder's bytes are
+/// compared with the record's as they are produced, so nothing is written anywhere and a
+/// difference stops it early.
+fn encodes_as(tail: &(&Vec<Event>, &Vec<AccountAfter>), recorded: &[u8]) -> bool {
     postcard::serialize_with_flavor(
-        events,
+        tail,
         Comparing {
             recorded,
             position: 0,
@@ -785,9 +1110,8 @@ impl postcard::ser_flavors::Flavor for Comparing<'_> {
 /// Records handed from the replay reader to the applier at a time.
 const REPLAY_BATCH_RECORDS: usize = 4_096;
 
-/// A record without its events, which replay compares as bytes rather than decoding. Field
-/// order is `Applied`'s, so that it decodes the front of an encoded `Applied`.
-#[derive(Deserialize)]
+/// A record without its request id, events and accounts, which replay compares as bytes rather
+/// than decoding.
 struct RecordHead {
     sequence: u64,
     timestamp: Timestamp,
@@ -814,8 +1138,17 @@ impl ReplayBatch {
     fn push(&mut self, sequence: u64, record: &[u8]) -> Result<(), JournalError> {
         let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
         let payload = unseal(sequence, record).map_err(corrupt)?;
-        let (head, events): (RecordHead, &[u8]) =
+        // Field order is `Applied`'s: the request id is borrowed and skipped, not copied.
+        let ((sequence_said, timestamp, _request_id), rest): ((u64, Timestamp, &str), &[u8]) =
             postcard::take_from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+        let ((command, outcome), events): ((Command, Outcome), &[u8]) =
+            postcard::take_from_bytes(rest).map_err(|error| corrupt(error.to_string()))?;
+        let head = RecordHead {
+            sequence: sequence_said,
+            timestamp,
+            command,
+            outcome,
+        };
         if head.sequence != sequence {
             return Err(corrupt(format!(
                 "stored as {sequence} but says {}",

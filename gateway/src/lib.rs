@@ -4,7 +4,9 @@
 //!
 //! Data flows one way: handler → bounded queue → engine thread → journal → reply and streams.
 
+pub mod audit;
 pub mod auth;
+pub mod chain;
 pub mod journal;
 pub mod limits;
 pub mod metrics;

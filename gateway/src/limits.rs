@@ -27,6 +27,8 @@ pub struct LimitsConfig {
     pub participant_requests_burst: u32,
     /// Market-data streams open at once from one client address (they need no token).
     pub anonymous_streams_per_address_max: u32,
+    /// Audit feeds open at once, over all regulators and operators.
+    pub audit_streams_max: u32,
     /// HTTP/2 streams (calls in flight, streaming or not) open at once on one connection.
     pub connection_streams_max: u32,
     /// Largest request message, in bytes; larger ones are refused before they are decoded.
@@ -43,6 +45,7 @@ impl Default for LimitsConfig {
             participant_requests_per_second: 500_000,
             participant_requests_burst: 1_000_000,
             anonymous_streams_per_address_max: 64,
+            audit_streams_max: 16,
             connection_streams_max: 1_024,
             request_bytes_max: 64 << 10,
             keepalive_timeout: Duration::from_secs(20),
@@ -66,6 +69,7 @@ pub struct Limits {
     /// only the first time a participant calls.
     buckets: Arc<RwLock<HashMap<ParticipantId, Arc<Bucket>>>>,
     anonymous_streams: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    audit_streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// A market-data stream's place in its address's count; given back when dropped.
@@ -95,11 +99,27 @@ impl Limits {
             config,
             buckets: Arc::default(),
             anonymous_streams: Arc::default(),
+            audit_streams: Arc::new(tokio::sync::Semaphore::new(
+                config.audit_streams_max as usize,
+            )),
         }
     }
 
     pub fn config(&self) -> LimitsConfig {
         self.config
+    }
+
+    /// A place among the audit feeds open at once, given back when dropped.
+    pub fn audit_stream(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.audit_streams.clone().try_acquire_owned().map_err(|_| {
+            edge_status(
+                EdgeReason::LimitReached,
+                format!(
+                    "{} audit feeds are open, the most the exchange serves at once",
+                    self.config.audit_streams_max
+                ),
+            )
+        })
     }
 
     /// `participant`'s bucket, for a stream to hold instead of finding it per message.

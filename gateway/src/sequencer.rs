@@ -55,6 +55,7 @@ type Query = Box<dyn FnOnce(&Engine) + Send>;
 enum Request {
     Command {
         command: Command,
+        request_id: String,
         reply: oneshot::Sender<Arc<Applied>>,
     },
     Query(Query),
@@ -70,6 +71,9 @@ pub type PublishedBatch = Arc<Vec<Arc<Applied>>>;
 pub struct Sequencer {
     requests: Sender<Request>,
     published: broadcast::Sender<PublishedBatch>,
+    /// The last sequence number synced to the journal: audit feeds wake on it and read the
+    /// journal, so a reader never holds the engine's batches.
+    journaled: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Owns the engine thread; `shutdown` drains it, writes a final snapshot and joins it.
@@ -101,6 +105,7 @@ impl Sequencer {
         let (requests, inbox) = crossbeam_channel::bounded(config.queue_capacity);
         let (published, _) = broadcast::channel(config.published_batches_max);
         let publisher = published.clone();
+        let (journaled_sender, journaled) = tokio::sync::watch::channel(last_sequence);
         let (exit_signal, exited) = oneshot::channel();
         let handle = std::thread::Builder::new()
             .name("mutua-engine".into())
@@ -115,6 +120,7 @@ impl Sequencer {
                     sequence: last_sequence,
                     config,
                     publisher,
+                    journaled: journaled_sender,
                     last_time,
                     snapshot_sequence,
                     snapshot_skip_logged: false,
@@ -129,6 +135,7 @@ impl Sequencer {
             Sequencer {
                 requests,
                 published,
+                journaled,
             },
             EngineThread {
                 handle: Some(handle),
@@ -137,9 +144,14 @@ impl Sequencer {
         )
     }
 
-    /// Applies a command and returns once it is journaled.
-    pub async fn submit(&self, command: Command) -> Result<Arc<Applied>, SequencerError> {
-        self.submit_pipelined(command)?
+    /// Applies a command and returns once it is journaled. `request_id` is the client's, from
+    /// which the command id was derived: it is journaled with the command for the audit feed.
+    pub async fn submit(
+        &self,
+        command: Command,
+        request_id: String,
+    ) -> Result<Arc<Applied>, SequencerError> {
+        self.submit_pipelined(command, request_id)?
             .await
             .map_err(|_| SequencerError::Stopped)
     }
@@ -149,9 +161,14 @@ impl Sequencer {
     pub fn submit_pipelined(
         &self,
         command: Command,
+        request_id: String,
     ) -> Result<oneshot::Receiver<Arc<Applied>>, SequencerError> {
         let (reply, receiver) = oneshot::channel();
-        self.send(Request::Command { command, reply })?;
+        self.send(Request::Command {
+            command,
+            request_id,
+            reply,
+        })?;
         Ok(receiver)
     }
 
@@ -170,6 +187,11 @@ impl Sequencer {
     /// Every batch journaled from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<PublishedBatch> {
         self.published.subscribe()
+    }
+
+    /// The last sequence number synced to the journal, changing after every batch.
+    pub fn journaled(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.journaled.clone()
     }
 
     /// Asks the engine thread to finish everything queued so far, write a snapshot and stop.
@@ -250,6 +272,7 @@ struct Loop {
     sequence: u64,
     config: SequencerConfig,
     publisher: broadcast::Sender<PublishedBatch>,
+    journaled: tokio::sync::watch::Sender<u64>,
     last_time: Timestamp,
     /// The sequence of the newest snapshot taken (stored or handed to the writer).
     snapshot_sequence: u64,
@@ -322,9 +345,15 @@ impl Loop {
         let mut queries = Vec::new();
         for request in batch.drain(..) {
             match request {
-                Request::Command { command, reply } => {
+                Request::Command {
+                    command,
+                    request_id,
+                    reply,
+                } => {
                     events.clear();
                     let outcome = self.engine.apply(&command, timestamp, events);
+                    let mut accounts = Vec::new();
+                    self.engine.accounts_after(events, &mut accounts);
                     counts.commands[kind_index(&command.kind)] += 1;
                     if let (Err(reason), None) = (outcome.result, outcome.replayed) {
                         counts.reject(reason);
@@ -338,9 +367,11 @@ impl Loop {
                     let applied = Arc::new(Applied {
                         sequence: self.sequence,
                         timestamp,
+                        request_id,
                         command,
                         outcome,
                         events: events.clone(),
+                        accounts,
                     });
                     applied_batch.push(applied.clone());
                     replies.push((reply, applied));
@@ -368,6 +399,7 @@ impl Loop {
         }
         if !applied_batch.is_empty() {
             let _ = self.publisher.send(Arc::new(applied_batch));
+            self.journaled.send_replace(self.sequence);
         }
         for query in queries {
             query(&self.engine);

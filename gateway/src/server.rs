@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Market-data streams (which need no token) open at once from one client address.
     #[arg(long, env = "MUTUA_ANONYMOUS_STREAMS_MAX", default_value_t = LimitsConfig::default().anonymous_streams_per_address_max)]
     pub anonymous_streams_max: u32,
+    /// Audit feeds open at once, over all regulators and operators.
+    #[arg(long, env = "MUTUA_AUDIT_STREAMS", default_value_t = LimitsConfig::default().audit_streams_max)]
+    pub audit_streams: u32,
     /// Calls in flight at once on one connection (HTTP/2 streams).
     #[arg(long, env = "MUTUA_CONNECTION_STREAMS_MAX", default_value_t = LimitsConfig::default().connection_streams_max)]
     pub connection_streams_max: u32,
@@ -82,6 +85,7 @@ impl ServeArgs {
             participant_requests_per_second: self.participant_rate.max(1),
             participant_requests_burst: self.participant_burst.max(1),
             anonymous_streams_per_address_max: self.anonymous_streams_max,
+            audit_streams_max: self.audit_streams,
             connection_streams_max: self.connection_streams_max.max(1),
             request_bytes_max: self.request_bytes_max.max(1024),
             ..LimitsConfig::default()
@@ -290,7 +294,7 @@ async fn issue_operator_token(
         },
     };
     let applied = sequencer
-        .submit(command)
+        .submit(command, String::new())
         .await
         .context("journaling the operator's token")?;
     if let Err(reason) = applied.outcome.result {

@@ -58,6 +58,7 @@ impl Reply {
 /// A converted order-entry command, ready for the engine.
 struct Prepared {
     command: Command,
+    request_id: String,
     reply: Reply,
 }
 
@@ -106,6 +107,7 @@ impl Shared {
                 participant: caller.participant,
                 kind,
             },
+            request_id: request_id.clone(),
             reply,
         })
     }
@@ -126,7 +128,7 @@ impl Shared {
         let began = std::time::Instant::now();
         let applied = self
             .sequencer
-            .submit(prepared.command)
+            .submit(prepared.command, prepared.request_id)
             .await
             .map_err(sequencer_status)?;
         crate::services::log_command(caller, request_id_of(entry), &applied, began);
@@ -240,7 +242,7 @@ async fn read_entries(
                 let outcome = match shared.prepare(caller, &entry).await {
                     Ok(prepared) => shared
                         .sequencer
-                        .submit_pipelined(prepared.command)
+                        .submit_pipelined(prepared.command, prepared.request_id)
                         .map(|receiver| (receiver, prepared.reply))
                         .map_err(sequencer_status),
                     Err(status) => Err(status),

@@ -52,9 +52,10 @@ impl Shared {
                 replace_existing,
             },
         };
+        // Token issue takes no request id (a retry could not show the first token again).
         let applied = self
             .sequencer
-            .submit(command)
+            .submit(command, String::new())
             .await
             .map_err(sequencer_status)?;
         let Ack::Credential(credential) = convert::accepted(&applied)? else {
@@ -78,7 +79,7 @@ impl Shared {
         };
         let applied = self
             .sequencer
-            .submit(command)
+            .submit(command, request_id.to_string())
             .await
             .map_err(sequencer_status)?;
         self.auth.follow(&applied);

@@ -4,6 +4,7 @@
 //! `router` assembles the Mutua services with health checking and server reflection.
 
 mod accounts;
+mod audit;
 mod catalog;
 mod exchange;
 mod identity;
@@ -31,6 +32,7 @@ use crate::pb;
 use crate::sequencer::{Applied, Sequencer, SequencerError};
 
 pub use accounts::AccountsService;
+pub use audit::AuditService;
 pub use catalog::Catalog;
 pub use exchange::ExchangeService;
 pub use identity::IdentityService;
@@ -107,7 +109,7 @@ impl Shared {
         let began = std::time::Instant::now();
         let applied = self
             .sequencer
-            .submit(command)
+            .submit(command, request_id.to_string())
             .await
             .map_err(sequencer_status)?;
         log_command(caller, request_id, &applied, began);
@@ -256,6 +258,8 @@ pub fn router(
             .max_decoding_message_size(bytes_max);
     let pool = pb::pool_server::PoolServer::new(PoolService::new(shared.clone()))
         .max_decoding_message_size(bytes_max);
+    let audit = pb::audit_server::AuditServer::new(AuditService::new(shared.clone()))
+        .max_decoding_message_size(bytes_max);
     let market_data = pb::market_data_server::MarketDataServer::new(MarketDataService::new(shared))
         .max_decoding_message_size(bytes_max);
 
@@ -295,6 +299,9 @@ pub fn router(
         reporter
             .set_serving::<pb::pool_server::PoolServer<PoolService>>()
             .await;
+        reporter
+            .set_serving::<pb::audit_server::AuditServer<AuditService>>()
+            .await;
     });
 
     // The descriptor sets are compiled into the binary; failing to read them is a build defect,
@@ -329,7 +336,8 @@ pub fn router(
         .add_service(vouchers)
         .add_service(service_value)
         .add_service(time_credits)
-        .add_service(pool))
+        .add_service(pool)
+        .add_service(audit))
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

@@ -1,0 +1,157 @@
+//! `mutua.v1.Audit`: the regulator's feed. Each feed reads the journal, beside the engine thread,
+//! from where its client asked, and waits for the sequencer's "journaled up to N" signal when it
+//! has read everything: the past and the present come through one path, so there is no
+//! switch-over to lose or repeat a record at, and a slow client is simply a reader further back
+//! in the journal (its memory is one chunk of records; the engine never waits for it).
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::audit;
+use crate::convert::{edge_status, EdgeReason};
+use crate::journal::{FeedCursor, JournalError};
+use crate::pb;
+use crate::services::{reads_everything, Shared};
+
+/// Records read from the journal at a time by one feed (whole batches, so up to one batch
+/// more): a feed's memory is about this many records, whatever its client does.
+pub const FEED_RECORDS_PER_READ: usize = 4_096;
+/// Feed messages queued for one client before its feed stops reading the journal.
+const FEED_MESSAGES_QUEUED_MAX: usize = 2;
+
+pub struct AuditService {
+    shared: Shared,
+}
+
+impl AuditService {
+    pub(crate) fn new(shared: Shared) -> AuditService {
+        AuditService { shared }
+    }
+}
+
+fn journal_status(error: JournalError) -> Status {
+    match error {
+        JournalError::ChainBroken { .. }
+        | JournalError::CorruptRecord { .. }
+        | JournalError::Gap { .. } => Status::data_loss(error.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn regulator_or_operator(caller: crate::auth::Caller) -> Result<(), Status> {
+    if reads_everything(caller) {
+        Ok(())
+    } else {
+        Err(edge_status(
+            EdgeReason::NotPermitted,
+            "the audit feed is for the regulator and the operator",
+        ))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for AuditService {
+    type StreamStream = ReceiverStream<Result<pb::AuditRecords, Status>>;
+
+    async fn stream(
+        &self,
+        request: Request<pb::AuditStreamRequest>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        regulator_or_operator(caller)?;
+        let permit = self.shared.limits.audit_stream()?;
+        let from = request.into_inner().from_sequence.max(1);
+        let shared = self.shared.clone();
+        let (sender, receiver) = mpsc::channel(FEED_MESSAGES_QUEUED_MAX);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let invalidated = shared.auth.invalidated(caller);
+            tokio::pin!(invalidated);
+            let mut journaled = shared.sequencer.journaled();
+            let mut cursor = FeedCursor::from(from);
+            loop {
+                let last = *journaled.borrow_and_update();
+                if cursor.next <= last {
+                    let reader = shared.journal.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        let records = reader.feed(&mut cursor, FEED_RECORDS_PER_READ);
+                        (cursor, records)
+                    })
+                    .await;
+                    let records = match read {
+                        Ok((advanced, Ok(records))) => {
+                            cursor = advanced;
+                            records
+                        }
+                        Ok((_, Err(error))) => {
+                            tracing::error!(%error, "the audit feed cannot read the journal");
+                            let _ = sender.send(Err(journal_status(error))).await;
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    if records.is_empty() {
+                        // Nothing readable yet past the cursor: wait for the next batch.
+                        journaled.mark_changed();
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    let rendered = records
+                        .into_iter()
+                        .map(|fed| audit::to_pb(&fed.record, fed.canonical, &fed.chain))
+                        .collect();
+                    for message in audit::into_messages(rendered) {
+                        tokio::select! {
+                            sent = sender.send(Ok(message)) => if sent.is_err() { return },
+                            status = &mut invalidated => {
+                                let _ = sender.try_send(Err(status));
+                                return;
+                            }
+                            _ = shared.stopping() => return,
+                        }
+                    }
+                    continue;
+                }
+                tokio::select! {
+                    changed = journaled.changed() => if changed.is_err() { return },
+                    status = &mut invalidated => {
+                        let _ = sender.send(Err(status)).await;
+                        return;
+                    }
+                    _ = sender.closed() => return,
+                    _ = shared.stopping() => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn chain_head(
+        &self,
+        request: Request<pb::ChainHeadRequest>,
+    ) -> Result<Response<pb::ChainHeadResponse>, Status> {
+        let caller = self.shared.auth.authenticate(&request)?;
+        regulator_or_operator(caller)?;
+        let last_sequence = *self.shared.sequencer.journaled().borrow();
+        let wanted = match request.into_inner().sequence {
+            0 => last_sequence,
+            sequence if sequence > last_sequence => {
+                return Err(Status::out_of_range(format!(
+                    "sequence: the journal ends at {last_sequence}"
+                )))
+            }
+            sequence => sequence,
+        };
+        let reader = self.shared.journal.clone();
+        let chain = tokio::task::spawn_blocking(move || reader.chain_after(wanted))
+            .await
+            .map_err(|_| Status::internal("the journal reader stopped"))?
+            .map_err(journal_status)?;
+        Ok(Response::new(pb::ChainHeadResponse {
+            sequence: wanted,
+            chain_hash: chain.to_vec(),
+            last_sequence,
+        }))
+    }
+}
