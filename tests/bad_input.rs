@@ -4041,6 +4041,35 @@ fn social_cases(cases: &mut Vec<Case>) {
             None
         ),
         case!(
+            "Audit.Stream: a contributor's token",
+            |c, f| c.audit.stream(with_token(
+                pb::AuditStreamRequest { from_sequence: 1 },
+                &f.alice.1
+            )),
+            PermissionDenied,
+            "for the regulator and the operator",
+            None
+        ),
+        case!(
+            "Audit.Stream: without a token",
+            |c, _f| c
+                .audit
+                .stream(Request::new(pb::AuditStreamRequest { from_sequence: 1 })),
+            Unauthenticated,
+            "missing `authorization",
+            None
+        ),
+        case!(
+            "Audit.ChainHead: past the journal's end",
+            |c, f| c.audit.chain_head(with_token(
+                pb::ChainHeadRequest { sequence: u64::MAX },
+                &f.regulator.1
+            )),
+            InvalidArgument,
+            "the journal ends at",
+            None
+        ),
+        case!(
             "Pool.GetPoolAccount: another contributor's",
             |c, f| c.pool.get_pool_account(with_token(
                 pb::GetPoolAccountRequest {

@@ -1181,6 +1181,12 @@ fn requests() -> Vec<(&'static str, &'static str, Exercise)> {
         ("Pool", "GetPoolAccountRequest", |b| {
             decoded(b, exercise_nothing::<pb::GetPoolAccountRequest>)
         }),
+        ("Audit", "AuditStreamRequest", |b| {
+            decoded(b, exercise_nothing::<pb::AuditStreamRequest>)
+        }),
+        ("Audit", "ChainHeadRequest", |b| {
+            decoded(b, exercise_nothing::<pb::ChainHeadRequest>)
+        }),
     ]
 }
 

@@ -185,6 +185,8 @@ const MATRIX: &[(&str, [Expect; CALLERS])] = &[
     ("Pool.DeclareSurplus",             [D, D,  A,  A,  D,  D,  D,  U,  U,  U,  D]),
     ("Pool.GetPool",                    [A, A,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
     ("Pool.GetPoolAccount",             [A, A,  A,  A,  A,  D,  A,  U,  U,  U,  D]),
+    ("Audit.Stream",                    [A, A,  D,  D,  D,  D,  D,  U,  U,  U,  D]),
+    ("Audit.ChainHead",                 [A, A,  D,  D,  D,  D,  D,  U,  U,  U,  D]),
 ];
 
 /// What each call names, for the reader of the printed table.
@@ -1430,6 +1432,16 @@ async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
                     },
                     who,
                 ))
+                .await,
+        ),
+        "Audit.Stream" => done(
+            c.audit
+                .stream(req(pb::AuditStreamRequest { from_sequence: 1 }, who))
+                .await,
+        ),
+        "Audit.ChainHead" => done(
+            c.audit
+                .chain_head(req(pb::ChainHeadRequest { sequence: 1 }, who))
                 .await,
         ),
         _ => panic!("no call is written for {rpc}: add one to `call` and a row to MATRIX"),

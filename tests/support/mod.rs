@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use mutua_gateway::pb;
 use mutua_gateway::pb::accounts_client::AccountsClient;
+use mutua_gateway::pb::audit_client::AuditClient;
 use mutua_gateway::pb::exchange_client::ExchangeClient;
 use mutua_gateway::pb::identity_client::IdentityClient;
 use mutua_gateway::pb::market_data_client::MarketDataClient;
@@ -207,6 +208,7 @@ pub struct Clients {
     pub service_value: ServiceValueClient<Channel>,
     pub time_credits: TimeCreditsClient<Channel>,
     pub pool: PoolClient<Channel>,
+    pub audit: AuditClient<Channel>,
 }
 
 impl Clients {
@@ -222,7 +224,8 @@ impl Clients {
             vouchers: VouchersClient::new(channel.clone()),
             service_value: ServiceValueClient::new(channel.clone()),
             time_credits: TimeCreditsClient::new(channel.clone()),
-            pool: PoolClient::new(channel),
+            pool: PoolClient::new(channel.clone()),
+            audit: AuditClient::new(channel).max_decoding_message_size(256 << 20),
         }
     }
 }

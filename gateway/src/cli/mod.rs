@@ -1,6 +1,7 @@
 //! The `mutua` command line: `mutua serve` runs the exchange, `mutua load` drives it, and every
 //! other subcommand is a small gRPC client, so a person can run a whole market from a shell.
 
+mod audit;
 mod governance;
 mod social;
 
@@ -136,6 +137,9 @@ pub enum Command {
     /// The collective pool: contribute, repay, net (operator), show, account, surplus.
     #[command(subcommand)]
     Pool(social::PoolCommand),
+    /// Regulator or operator: follow the audit feed (JSON lines, resumable) or verify a saved one.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Make a self-signed TLS certificate and key for testing (`serve --tls-cert/--tls-key`,
     /// clients `--tls-ca` the same certificate).
     TestCertificate {
@@ -546,6 +550,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Load(args) => {
             crate::load::run(&cli.server, cli.tls_ca.as_deref(), token, args).await
         }
+        Command::Audit(command) => {
+            audit::run(&cli.server, cli.tls_ca.as_deref(), token, command).await
+        }
         command => {
             let channel = connect_with(&cli.server, cli.tls_ca.as_deref()).await?;
             client_command(Clients::new(channel), token, command).await
@@ -795,7 +802,7 @@ async fn client_command(
         Command::Service(command) => social::service(&mut clients, token, command).await?,
         Command::Time(command) => social::time(&mut clients, token, command).await?,
         Command::Pool(command) => social::pool(&mut clients, token, command).await?,
-        Command::Status { .. } | Command::TestCertificate { .. } => {
+        Command::Status { .. } | Command::TestCertificate { .. } | Command::Audit(_) => {
             unreachable!("dispatched by `run`")
         }
     }

@@ -137,7 +137,7 @@ impl pb::audit_server::Audit for AuditService {
         let wanted = match request.into_inner().sequence {
             0 => last_sequence,
             sequence if sequence > last_sequence => {
-                return Err(Status::out_of_range(format!(
+                return Err(crate::convert::invalid_field(format!(
                     "sequence: the journal ends at {last_sequence}"
                 )))
             }
