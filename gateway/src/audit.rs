@@ -55,15 +55,18 @@ pub fn rfc3339(time: Timestamp) -> String {
     )
 }
 
-/// An externally tagged value's variant name and its JSON text.
+/// An externally tagged value's variant name and its JSON text: `"Tick"` for a variant without
+/// fields, `{"PlaceOrder":{...}}` for one with (variant names are plain identifiers, so the name
+/// is the text up to the next quote).
 fn kind_and_json<T: Serialize>(value: &T) -> (String, String) {
-    let json = serde_json::to_value(value).expect("engine values always serialize");
-    let kind = match &json {
-        Value::String(name) => name.clone(),
-        Value::Object(fields) => fields.keys().next().cloned().unwrap_or_default(),
-        _ => String::new(),
-    };
-    (kind, json.to_string())
+    let json = serde_json::to_string(value).expect("engine values always serialize");
+    let name = json
+        .strip_prefix("{\"")
+        .or_else(|| json.strip_prefix('"'))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_string();
+    (name, json)
 }
 
 fn part_name(part: WithheldPart) -> String {
@@ -234,6 +237,18 @@ mod tests {
             rfc3339(1_709_251_199_000_000_001),
             "2024-02-29T23:59:59.000000001Z"
         );
+    }
+
+    #[test]
+    fn kinds_are_variant_names() {
+        use mutua_engine::{CommandKind, ParticipantId};
+        assert_eq!(kind_and_json(&CommandKind::Tick).0, "Tick");
+        let (kind, json) = kind_and_json(&CommandKind::Deposit {
+            account: ParticipantId(3),
+            amount_minor: 10,
+        });
+        assert_eq!(kind, "Deposit");
+        assert_eq!(json, r#"{"Deposit":{"account":3,"amount_minor":10}}"#);
     }
 
     #[test]

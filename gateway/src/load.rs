@@ -54,6 +54,14 @@ pub struct LoadArgs {
     /// Units each contributor starts with (bought in the set-up offering).
     #[arg(long, default_value_t = 1_000_000)]
     pub units_each: u64,
+    /// Audit feeds that follow the journal live during the run (each on its own connection,
+    /// as the operator); their delivered records/s and how far behind they ended are reported.
+    #[arg(long, default_value_t = 0)]
+    pub audit_consumers: usize,
+    /// After the run, read the whole audit feed from record 1 as a catching-up regulator would,
+    /// and report records/s.
+    #[arg(long)]
+    pub audit_catch_up: bool,
 }
 
 /// Longest latency the histogram can hold; slower replies are clamped to it.
@@ -200,6 +208,30 @@ pub async fn run(
         in_flight: in_flight.max(1),
     };
     let totals = Arc::new(Totals::default());
+    let mut consumers = Vec::with_capacity(args.audit_consumers);
+    let stop_consumers = tokio::sync::watch::channel(false);
+    for _ in 0..args.audit_consumers {
+        let channel = connect_with(server, tls_ca).await?;
+        let mut client = pb::audit_client::AuditClient::new(channel.clone())
+            .max_decoding_message_size(256 << 20);
+        let from = client
+            .chain_head(authorized(
+                pb::ChainHeadRequest { sequence: 0 },
+                Some(token),
+            )?)
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .last_sequence
+            + 1;
+        consumers.push(tokio::spawn(audit_consumer(
+            client,
+            token.to_string(),
+            from,
+            None,
+            stop_consumers.1.clone(),
+        )));
+    }
     let progress = progress_bar(&args, totals.clone());
 
     let mut handles = Vec::with_capacity(workers.len());
@@ -221,7 +253,108 @@ pub async fn run(
     let elapsed = started.elapsed();
     progress.abort();
     report(&totals, &latency, elapsed, &args);
+    if !consumers.is_empty() {
+        // Give the live feeds a moment to read the last batches, then stop them.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = stop_consumers.0.send(true);
+        let mut client = pb::audit_client::AuditClient::new(connect_with(server, tls_ca).await?);
+        let last = client
+            .chain_head(authorized(
+                pb::ChainHeadRequest { sequence: 0 },
+                Some(token),
+            )?)
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .last_sequence;
+        for (index, consumer) in consumers.into_iter().enumerate() {
+            let read = consumer.await??;
+            println!(
+                "audit feed {index}: {} records live, {:.0} records/s over the run, ended {} records behind",
+                read.records,
+                read.records as f64 / elapsed.as_secs_f64(),
+                last.saturating_sub(read.last_sequence)
+            );
+        }
+    }
+    if args.audit_catch_up {
+        let channel = connect_with(server, tls_ca).await?;
+        let mut client =
+            pb::audit_client::AuditClient::new(channel).max_decoding_message_size(256 << 20);
+        let last = client
+            .chain_head(authorized(
+                pb::ChainHeadRequest { sequence: 0 },
+                Some(token),
+            )?)
+            .await
+            .map_err(status_error)?
+            .into_inner()
+            .last_sequence;
+        let began = Instant::now();
+        let (_keep_open, never) = tokio::sync::watch::channel(false);
+        let read = audit_consumer(client, token.to_string(), 1, Some(last), never).await?;
+        let took = began.elapsed();
+        println!(
+            "audit catch-up: {} records from record 1 in {:.2} s: {:.0} records/s",
+            read.records,
+            took.as_secs_f64(),
+            read.records as f64 / took.as_secs_f64()
+        );
+    }
     Ok(())
+}
+
+/// What an audit consumer read.
+struct FeedRead {
+    records: u64,
+    last_sequence: u64,
+}
+
+/// Reads the audit feed from `from` until record `until` or until told to stop, counting
+/// records and checking that they follow one another.
+async fn audit_consumer(
+    mut client: pb::audit_client::AuditClient<Channel>,
+    token: String,
+    from: u64,
+    until: Option<u64>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<FeedRead> {
+    let mut stream = client
+        .stream(authorized(
+            pb::AuditStreamRequest {
+                from_sequence: from,
+            },
+            Some(&token),
+        )?)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut read = FeedRead {
+        records: 0,
+        last_sequence: from - 1,
+    };
+    loop {
+        if until.is_some_and(|until| read.last_sequence >= until) {
+            return Ok(read);
+        }
+        let message = tokio::select! {
+            message = stream.message() => message.map_err(status_error)?,
+            _ = stop.changed() => return Ok(read),
+        };
+        let Some(message) = message else {
+            return Ok(read);
+        };
+        for record in message.records {
+            anyhow::ensure!(
+                record.sequence == read.last_sequence + 1,
+                "the audit feed skipped from {} to {}",
+                read.last_sequence,
+                record.sequence
+            );
+            read.last_sequence = record.sequence;
+            read.records += 1;
+        }
+    }
 }
 
 fn progress_bar(args: &LoadArgs, totals: Arc<Totals>) -> tokio::task::JoinHandle<()> {

@@ -4,6 +4,9 @@
 //! switch-over to lose or repeat a record at, and a slow client is simply a reader further back
 //! in the journal (its memory is one chunk of records; the engine never waits for it).
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -20,14 +23,82 @@ pub const FEED_RECORDS_PER_READ: usize = 4_096;
 /// Feed messages queued for one client before its feed stops reading the journal.
 const FEED_MESSAGES_QUEUED_MAX: usize = 2;
 
+/// Records the shared cache of rendered chunks holds at most.
+const CACHED_RECORDS_MAX: usize = 16_384;
+
 pub struct AuditService {
     shared: Shared,
+    cache: Arc<FeedCache>,
 }
 
 impl AuditService {
     pub(crate) fn new(shared: Shared) -> AuditService {
-        AuditService { shared }
+        AuditService {
+            shared,
+            cache: Arc::default(),
+        }
     }
+}
+
+/// A chunk of the feed as read and rendered from one cursor, and the cursor after it.
+struct Chunk {
+    from: u64,
+    messages: Vec<pb::AuditRecords>,
+    records: usize,
+    after: FeedCursor,
+}
+
+/// The most recently rendered chunks, shared by every feed: live feeds wait at the journal's
+/// end together and ask for the same next chunk, which is then read and rendered once, not once
+/// per feed. Bounded by `CACHED_RECORDS_MAX` records.
+#[derive(Default)]
+struct FeedCache {
+    chunks: Mutex<VecDeque<Arc<Chunk>>>,
+}
+
+impl FeedCache {
+    fn get(&self, from: u64) -> Option<Arc<Chunk>> {
+        let chunks = self
+            .chunks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        chunks.iter().find(|chunk| chunk.from == from).cloned()
+    }
+
+    fn put(&self, chunk: Arc<Chunk>) {
+        let mut chunks = self
+            .chunks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if chunks.iter().any(|cached| cached.from == chunk.from) {
+            return;
+        }
+        chunks.push_back(chunk);
+        let mut held: usize = chunks.iter().map(|chunk| chunk.records).sum();
+        while held > CACHED_RECORDS_MAX && chunks.len() > 1 {
+            held -= chunks.pop_front().map_or(0, |chunk| chunk.records);
+        }
+    }
+}
+
+/// Reads and renders the chunk of the feed at `cursor` (on a blocking thread).
+fn read_chunk(
+    journal: &crate::journal::JournalReader,
+    mut cursor: FeedCursor,
+) -> Result<Chunk, JournalError> {
+    let from = cursor.next;
+    let records = journal.feed(&mut cursor, FEED_RECORDS_PER_READ)?;
+    let count = records.len();
+    let rendered = records
+        .into_iter()
+        .map(|fed| audit::to_pb(&fed.record, fed.canonical, &fed.chain))
+        .collect();
+    Ok(Chunk {
+        from,
+        messages: audit::into_messages(rendered),
+        records: count,
+        after: cursor,
+    })
 }
 
 fn journal_status(error: JournalError) -> Status {
@@ -63,6 +134,7 @@ impl pb::audit_server::Audit for AuditService {
         let permit = self.shared.limits.audit_stream()?;
         let from = request.into_inner().from_sequence.max(1);
         let shared = self.shared.clone();
+        let cache = self.cache.clone();
         let (sender, receiver) = mpsc::channel(FEED_MESSAGES_QUEUED_MAX);
         tokio::spawn(async move {
             let _permit = permit;
@@ -73,37 +145,40 @@ impl pb::audit_server::Audit for AuditService {
             loop {
                 let last = *journaled.borrow_and_update();
                 if cursor.next <= last {
-                    let reader = shared.journal.clone();
-                    let read = tokio::task::spawn_blocking(move || {
-                        let records = reader.feed(&mut cursor, FEED_RECORDS_PER_READ);
-                        (cursor, records)
-                    })
-                    .await;
-                    let records = match read {
-                        Ok((advanced, Ok(records))) => {
-                            cursor = advanced;
-                            records
+                    let chunk = match cache.get(cursor.next) {
+                        Some(chunk) => chunk,
+                        None => {
+                            let reader = shared.journal.clone();
+                            let read =
+                                tokio::task::spawn_blocking(move || read_chunk(&reader, cursor))
+                                    .await;
+                            match read {
+                                Ok(Ok(chunk)) => {
+                                    let chunk = Arc::new(chunk);
+                                    if chunk.records > 0 {
+                                        cache.put(chunk.clone());
+                                    }
+                                    chunk
+                                }
+                                Ok(Err(error)) => {
+                                    tracing::error!(%error, "the audit feed cannot read the journal");
+                                    let _ = sender.send(Err(journal_status(error))).await;
+                                    return;
+                                }
+                                Err(_) => return,
+                            }
                         }
-                        Ok((_, Err(error))) => {
-                            tracing::error!(%error, "the audit feed cannot read the journal");
-                            let _ = sender.send(Err(journal_status(error))).await;
-                            return;
-                        }
-                        Err(_) => return,
                     };
-                    if records.is_empty() {
+                    if chunk.records == 0 {
                         // Nothing readable yet past the cursor: wait for the next batch.
                         journaled.mark_changed();
                         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                         continue;
                     }
-                    let rendered = records
-                        .into_iter()
-                        .map(|fed| audit::to_pb(&fed.record, fed.canonical, &fed.chain))
-                        .collect();
-                    for message in audit::into_messages(rendered) {
+                    cursor = chunk.after;
+                    for message in &chunk.messages {
                         tokio::select! {
-                            sent = sender.send(Ok(message)) => if sent.is_err() { return },
+                            sent = sender.send(Ok(message.clone())) => if sent.is_err() { return },
                             status = &mut invalidated => {
                                 let _ = sender.try_send(Err(status));
                                 return;
