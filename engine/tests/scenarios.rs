@@ -2140,3 +2140,94 @@ fn every_reject_reason_has_a_scenario() {
         );
     }
 }
+
+/// What the audit feed records beside each command: the accounts its events changed, as they
+/// stand after it, each once, in participant order.
+mod accounts_after {
+    use super::*;
+
+    fn after(market: &Market) -> Vec<AccountAfter> {
+        let mut accounts = Vec::new();
+        market.engine.accounts_after(&market.events, &mut accounts);
+        accounts
+    }
+
+    #[test]
+    fn a_trade_reports_both_sides_cash_and_units() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        let bob = market.contributor("bob");
+        market.issue(share, &[(bob, 10)]);
+        market.deposit(alice, 1_000_000);
+        market.sell(bob, share, PAR, 4);
+        market.buy(alice, share, PAR, 3);
+        let accounts = after(&market);
+        let cash = |who: ParticipantId| AccountAfter::Cash {
+            participant: who,
+            balance_minor: market.cash(who).balance_minor,
+            reserved_minor: market.cash(who).reserved_minor,
+        };
+        let (alice_cash, bob_cash) = (cash(alice), cash(bob));
+        let units = |who: ParticipantId| {
+            let holding = market.engine.holdings_of(who);
+            let (lots, reserved_lots) = holding
+                .iter()
+                .find(|(instrument, _)| *instrument == share)
+                .map_or((0, 0), |(_, holding)| (holding.lots, holding.reserved_lots));
+            AccountAfter::Units {
+                participant: who,
+                instrument: share,
+                lots,
+                reserved_lots,
+            }
+        };
+        let mut expected = vec![alice_cash, bob_cash, units(alice), units(bob)];
+        if alice > bob {
+            expected.swap(0, 1);
+            expected.swap(2, 3);
+        }
+        assert_eq!(accounts, expected);
+        assert!(matches!(
+            units(bob),
+            AccountAfter::Units {
+                lots: 7,
+                reserved_lots: 1,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_cancel_reports_its_instrument_and_no_events_touch_no_account() {
+        let mut market = Market::new();
+        let share = market.share_listed("RIVER-A");
+        let alice = market.contributor("alice");
+        let bob = market.contributor("bob");
+        market.issue(share, &[(bob, 100)]);
+        market.deposit(alice, 1_000_000);
+        let bid = market.buy(alice, share, PAR, 2);
+        market.cancel(alice, bid);
+        let accounts = after(&market);
+        assert_eq!(
+            accounts,
+            vec![
+                AccountAfter::Cash {
+                    participant: alice,
+                    balance_minor: market.cash(alice).balance_minor,
+                    reserved_minor: 0,
+                },
+                AccountAfter::Units {
+                    participant: alice,
+                    instrument: share,
+                    lots: 0,
+                    reserved_lots: 0,
+                },
+            ]
+        );
+        market.events.clear();
+        let mut none = Vec::new();
+        market.engine.accounts_after(&market.events, &mut none);
+        assert!(none.is_empty(), "no events, no accounts");
+    }
+}
