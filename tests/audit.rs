@@ -612,10 +612,10 @@ async fn a_tampered_feed_or_journal_is_caught_and_the_record_named() {
     check("edited", &edited, "record 91");
 
     // The journal itself altered on disk, past its checksum: a request id rewritten in an early
-    // record
-    // (replay does not compare request ids, so only the chain can see it).
+    // record (replay does not compare request ids, so only the chain can see it).
     let (stopped_at, _) = server.terminate();
-    assert_eq!(stopped_at, end);
+    // The clock may have journaled a tick since.
+    assert!(stopped_at >= end);
     // The first record from 8 on that carries a request id.
     let target = lines
         .iter()

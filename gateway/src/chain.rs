@@ -20,7 +20,7 @@ use mutua_engine::{AccountAfter, Command, CommandKind, Event, Outcome, Participa
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::journal::Applied;
+use crate::record::Applied;
 
 /// A chain hash (SHA-256).
 pub type ChainHash = [u8; 32];

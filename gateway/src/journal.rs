@@ -40,21 +40,7 @@ const SNAPSHOTS_KEPT_MAX: usize = 3;
 #[allow(non_upper_case_globals)]
 const RocksDB_INFO_LOGS_KEPT_MAX: usize = 4;
 
-/// One journaled command: what came in, when, who asked with which request id, what it did and
-/// the accounts it left changed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied {
-    pub sequence: u64,
-    pub timestamp: Timestamp,
-    /// The request id the client chose (the command id is derived from it).
-    pub request_id: String,
-    pub command: Command,
-    pub outcome: Outcome,
-    pub events: Vec<Event>,
-    /// The accounts the events changed, as they stood after the command
-    /// (`Engine::accounts_after`).
-    pub accounts: Vec<AccountAfter>,
-}
+pub use crate::record::Applied;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {

@@ -10,6 +10,7 @@ pub mod chain;
 pub mod journal;
 pub mod limits;
 pub mod metrics;
+pub mod record;
 pub mod sequencer;
 pub mod server;
 
