@@ -614,7 +614,8 @@ async fn a_tampered_feed_or_journal_is_caught_and_the_record_named() {
     // The journal itself altered on disk, past its checksum: a request id rewritten in an early
     // record (replay does not compare request ids, so only the chain can see it).
     let (stopped_at, _) = server.terminate();
-    // The clock may have journaled a tick since.
+    // Nothing was sent since `end` was read (the journal's end is updated before any reply, so
+    // it was not stale); `>=` leaves room for a clock command.
     assert!(stopped_at >= end);
     // The first record from 8 on that carries a request id.
     let target = lines

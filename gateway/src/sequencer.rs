@@ -393,13 +393,15 @@ impl Loop {
                 began.elapsed(),
                 self.sequence,
             );
+            // Before any reply: a client that holds an acknowledgement of record N must find the
+            // journal's end (`Audit.ChainHead`) at N or later.
+            self.journaled.send_replace(self.sequence);
         }
         for (reply, applied) in replies {
             let _ = reply.send(applied);
         }
         if !applied_batch.is_empty() {
             let _ = self.publisher.send(Arc::new(applied_batch));
-            self.journaled.send_replace(self.sequence);
         }
         for query in queries {
             query(&self.engine);
