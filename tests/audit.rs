@@ -779,3 +779,83 @@ async fn a_regulator_that_never_reads_does_not_grow_the_servers_memory() {
     drop(stalled);
     server.terminate();
 }
+
+async fn read(stream: &mut tonic::Streaming<pb::Trade>) -> pb::Trade {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("a trade within 10 s")
+        .expect("the stream stays healthy")
+        .expect("open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trades_stream_from_a_sequence_then_live_without_a_gap() {
+    let server = start().await;
+    let mut c = server.clients().await;
+    let operator = server.operator_token.clone();
+    let m = market(&mut c, &operator).await;
+    let mut trade_sequences = Vec::new();
+    for _ in 0..30 {
+        place(
+            &mut c,
+            &m.seller.1,
+            limit(m.share, pb::Side::Sell, "10.00", "1"),
+        )
+        .await;
+        let buy = place(
+            &mut c,
+            &m.buyer.1,
+            limit(m.share, pb::Side::Buy, "10.00", "1"),
+        )
+        .await;
+        assert_eq!(buy.fills.len(), 1, "each buy trades");
+        trade_sequences.push(buy.commit.expect("commit").sequence);
+    }
+    // From the eleventh trade's record: trades 11 to 30 from the journal, in order, no token.
+    let mut from_eleventh = c
+        .market_data
+        .stream_trades(pb::StreamTradesRequest {
+            instrument: by_id(m.share),
+            from_sequence: Some(trade_sequences[10]),
+        })
+        .await
+        .expect("open")
+        .into_inner();
+    for expected in &trade_sequences[10..] {
+        let trade = read(&mut from_eleventh).await;
+        assert_eq!(trade.sequence, *expected);
+        assert_eq!(
+            (trade.price.as_str(), trade.quantity.as_str()),
+            ("10.00", "1")
+        );
+    }
+    // Then live: the next trade, and nothing in between.
+    place(
+        &mut c,
+        &m.seller.1,
+        limit(m.share, pb::Side::Sell, "10.00", "1"),
+    )
+    .await;
+    let buy = place(
+        &mut c,
+        &m.buyer.1,
+        limit(m.share, pb::Side::Buy, "10.00", "1"),
+    )
+    .await;
+    let live = read(&mut from_eleventh).await;
+    assert_eq!(live.sequence, buy.commit.expect("commit").sequence);
+    // From record 1: every trade ever, the same ones.
+    let mut from_start = c
+        .market_data
+        .stream_trades(pb::StreamTradesRequest {
+            instrument: None,
+            from_sequence: Some(1),
+        })
+        .await
+        .expect("open")
+        .into_inner();
+    for expected in trade_sequences.iter().chain([&live.sequence]) {
+        assert_eq!(read(&mut from_start).await.sequence, *expected);
+    }
+    server.stop().await;
+}

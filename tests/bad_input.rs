@@ -3518,7 +3518,8 @@ fn market_data_cases(cases: &mut Vec<Case>) {
         case!(
             "MarketData.StreamTrades: unknown instrument",
             |c, f| c.market_data.stream_trades(pb::StreamTradesRequest {
-                instrument: by_id(999)
+                instrument: by_id(999),
+                from_sequence: Some(1),
             }),
             NotFound,
             "instrument:",
@@ -3527,7 +3528,8 @@ fn market_data_cases(cases: &mut Vec<Case>) {
         case!(
             "MarketData.StreamTrades: empty reference",
             |c, f| c.market_data.stream_trades(pb::StreamTradesRequest {
-                instrument: no_instrument()
+                instrument: no_instrument(),
+                from_sequence: None,
             }),
             InvalidArgument,
             "instrument: required",

@@ -203,21 +203,30 @@ async fn one_address_holds_at_most_its_market_data_streams() {
     let mut first = c
         .market_data
         .clone()
-        .stream_trades(pb::StreamTradesRequest { instrument: None })
+        .stream_trades(pb::StreamTradesRequest {
+            instrument: None,
+            from_sequence: None,
+        })
         .await
         .expect("first stream")
         .into_inner();
     let _second = c
         .market_data
         .clone()
-        .stream_trades(pb::StreamTradesRequest { instrument: None })
+        .stream_trades(pb::StreamTradesRequest {
+            instrument: None,
+            from_sequence: None,
+        })
         .await
         .expect("second stream")
         .into_inner();
     let refused = c
         .market_data
         .clone()
-        .stream_trades(pb::StreamTradesRequest { instrument: None })
+        .stream_trades(pb::StreamTradesRequest {
+            instrument: None,
+            from_sequence: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(
@@ -233,7 +242,10 @@ async fn one_address_holds_at_most_its_market_data_streams() {
         if let Ok(stream) = c
             .market_data
             .clone()
-            .stream_trades(pb::StreamTradesRequest { instrument: None })
+            .stream_trades(pb::StreamTradesRequest {
+                instrument: None,
+                from_sequence: None,
+            })
             .await
         {
             reopened = Some(stream);

@@ -957,6 +957,7 @@ async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
                 .stream_trades(req(
                     pb::StreamTradesRequest {
                         instrument: by_id(f.share),
+                        from_sequence: None,
                     },
                     who,
                 ))

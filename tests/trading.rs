@@ -265,7 +265,10 @@ async fn a_market_raises_capital_trades_and_pays_income() {
     // Market data: subscribe to trades before the first one happens.
     let mut trades = clients
         .market_data
-        .stream_trades(pb::StreamTradesRequest { instrument: None })
+        .stream_trades(pb::StreamTradesRequest {
+            instrument: None,
+            from_sequence: None,
+        })
         .await
         .unwrap()
         .into_inner();

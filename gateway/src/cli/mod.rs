@@ -105,10 +105,14 @@ pub enum Command {
         #[command(flatten)]
         mutation: Mutation,
     },
-    /// Stream trades as they happen (public).
+    /// Stream trades as they happen (public); with `--from`, every trade from that journal
+    /// record on first, then on as they happen.
     Trades {
         /// Only this instrument (symbol, or `#<id>`); all when absent.
         instrument: Option<String>,
+        /// Start with the trades of this journal record (1: every trade ever).
+        #[arg(long)]
+        from: Option<u64>,
     },
     /// Operator: bearer tokens (list, issue, revoke).
     #[command(subcommand)]
@@ -554,6 +558,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             audit::run(&cli.server, cli.tls_ca.as_deref(), token, command).await
         }
         command => {
+            // A client printing into a pipe that closes (`mutua trades | head`) ends quietly,
+            // as other command-line tools do, instead of failing to print.
+            #[cfg(unix)]
+            // SAFETY: signal() only sets the process-wide action of one signal.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            }
             let channel = connect_with(&cli.server, cli.tls_ca.as_deref()).await?;
             client_command(Clients::new(channel), token, command).await
         }
@@ -766,9 +777,10 @@ async fn client_command(
                 sequence_of(reply.commit.as_ref())
             );
         }
-        Command::Trades { instrument } => {
+        Command::Trades { instrument, from } => {
             let message = pb::StreamTradesRequest {
                 instrument: instrument.as_deref().map(instrument_ref),
+                from_sequence: from,
             };
             let mut trades = clients
                 .market_data

@@ -21,6 +21,8 @@ pub const BOOK_LEVELS_MAX: usize = 1_000;
 /// Messages buffered for one market-data subscriber. A subscriber that falls further behind
 /// than this and the sequencer's own broadcast buffer is told so and disconnected.
 pub const STREAM_MESSAGES_BUFFERED_MAX: usize = 1_024;
+/// Journal records a trades stream from a sequence reads at a time (whole batches).
+const JOURNAL_RECORDS_PER_READ: usize = 4_096;
 
 pub struct MarketDataService {
     shared: Shared,
@@ -137,6 +139,78 @@ async fn stream_trades(
     }
 }
 
+/// Trades from journal record `from` on: read from the journal at the subscriber's pace (the
+/// audit feed's reader, `JournalReader::feed`), then followed as batches are journaled, so the
+/// past and the present come through one path.
+async fn trades_from_journal(
+    shared: Shared,
+    from: u64,
+    only: Option<InstrumentId>,
+    outbound: mpsc::Sender<Result<pb::Trade, Status>>,
+) {
+    let mut journaled = shared.sequencer.journaled();
+    let mut cursor = crate::journal::FeedCursor::from(from);
+    loop {
+        let last = *journaled.borrow_and_update();
+        if cursor.next <= last {
+            let reader = shared.journal.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let records = reader.feed(&mut cursor, JOURNAL_RECORDS_PER_READ);
+                (cursor, records)
+            })
+            .await;
+            let records = match read {
+                Ok((advanced, Ok(records))) => {
+                    cursor = advanced;
+                    records
+                }
+                Ok((_, Err(error))) => {
+                    tracing::error!(%error, "trades cannot be read from the journal");
+                    let _ = outbound
+                        .send(Err(Status::data_loss(error.to_string())))
+                        .await;
+                    return;
+                }
+                Err(_) => return,
+            };
+            if records.is_empty() {
+                journaled.mark_changed();
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                continue;
+            }
+            for fed in records {
+                let record = &fed.record;
+                for event in &record.events {
+                    let Event::Trade { instrument, .. } = event else {
+                        continue;
+                    };
+                    if only.is_some_and(|wanted| wanted != *instrument) {
+                        continue;
+                    }
+                    let Ok(Some(units)) = shared.catalog.units(*instrument).await else {
+                        return;
+                    };
+                    let Some(trade) =
+                        convert::trade_to_pb(event, record.sequence, record.timestamp, &units)
+                    else {
+                        continue;
+                    };
+                    tokio::select! {
+                        sent = outbound.send(Ok(trade)) => if sent.is_err() { return },
+                        _ = shared.stopping() => return,
+                    }
+                }
+            }
+            continue;
+        }
+        tokio::select! {
+            changed = journaled.changed() => if changed.is_err() { return },
+            _ = outbound.closed() => return,
+            _ = shared.stopping() => return,
+        }
+    }
+}
+
 async fn stream_book(
     shared: Shared,
     units: Arc<InstrumentUnits>,
@@ -219,12 +293,22 @@ impl pb::market_data_server::MarketData for MarketDataService {
             None => None,
         };
         let (outbound, trades) = mpsc::channel(STREAM_MESSAGES_BUFFERED_MAX);
-        let batches = self.shared.sequencer.subscribe();
         let shared = self.shared.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            stream_trades(shared, batches, only, outbound).await;
-        });
+        match request.from_sequence {
+            Some(from) => {
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    trades_from_journal(shared, from, only, outbound).await;
+                });
+            }
+            None => {
+                let batches = self.shared.sequencer.subscribe();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    stream_trades(shared, batches, only, outbound).await;
+                });
+            }
+        }
         Ok(Response::new(ReceiverStream::new(trades)))
     }
 
