@@ -443,17 +443,6 @@ fn authentication_cases(cases: &mut Vec<Case>) {
             },
             header
         )));
-    without_a_valid_token!(cases, "Registry.GetInstrument", |c, f, header| c
-        .registry
-        .get_instrument(authorize(
-            pb::GetInstrumentRequest {
-                instrument: by_id(f.share)
-            },
-            header
-        )));
-    without_a_valid_token!(cases, "Registry.ListInstruments", |c, f, header| c
-        .registry
-        .list_instruments(authorize(pb::ListInstrumentsRequest {}, header)));
     without_a_valid_token!(cases, "Registry.OpenOffering", |c, f, header| c
         .registry
         .open_offering(authorize(offering_of_share(&f), header)));
@@ -4330,6 +4319,10 @@ async fn check(case: Case, clients: Clients, fixture: Arc<Fixture>) -> Option<St
     (!wrong.is_empty()).then(|| format!("{description}: {}", wrong.join("; ")))
 }
 
+/// RPCs that take no fields and read no token: the only bad input they can be sent is bytes that
+/// do not decode, which `an_undecodable_unary_request_is_invalid_argument` sends them.
+const NOTHING_TO_REFUSE: &[&str] = &["Registry.ListInstruments"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_refuses_bad_input_with_the_right_status_and_changes_nothing() {
     let server = start().await;
@@ -4339,6 +4332,7 @@ async fn every_rpc_refuses_bad_input_with_the_right_status_and_changes_nothing()
 
     let uncovered: Vec<String> = every_rpc()
         .into_iter()
+        .filter(|rpc| !NOTHING_TO_REFUSE.contains(&rpc.as_str()))
         .filter(|rpc| {
             !cases
                 .iter()
@@ -4541,6 +4535,23 @@ async fn an_undecodable_unary_request_is_invalid_argument() {
     );
     assert!(
         refused.message().contains("could not be decoded"),
+        "{refused:?}"
+    );
+    // A public call with no fields: bytes that do not decode are its only bad input.
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/mutua.v1.Registry/ListInstruments");
+    grpc.ready().await.unwrap();
+    let refused = grpc
+        .unary(
+            tonic::Request::new(UNDECODABLE.to_vec()),
+            path,
+            RawCodec::<pb::ListInstrumentsResponse>::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), reason_code(&refused)),
+        (Code::InvalidArgument, Some(1005)),
         "{refused:?}"
     );
     server.stop().await;

@@ -139,8 +139,8 @@ const MATRIX: &[(&str, [Expect; CALLERS])] = &[
     ("Registry.SetAccreditation",       [A, A,  D,  D,  D,  D,  D,  U,  U,  U,  D]),
     ("Registry.ListInstrument",         [A, D,  D,  D,  D,  D,  D,  U,  U,  U,  D]),
     ("Registry.SetTradingStatus",       [A, D,  D,  D,  D,  D,  D,  U,  U,  U,  D]),
-    ("Registry.GetInstrument",          [A, A,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
-    ("Registry.ListInstruments",        [A, A,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
+    ("Registry.GetInstrument",          [A, A,  A,  A,  A,  A,  A,  A,  A,  A,  A]),
+    ("Registry.ListInstruments",        [A, A,  A,  A,  A,  A,  A,  A,  A,  A,  A]),
     ("Registry.OpenOffering",           [D, D,  A,  D,  D,  D,  D,  U,  U,  U,  D]),
     ("Registry.Subscribe",              [D, D,  D,  D,  A,  A,  D,  U,  U,  U,  D]),
     ("Registry.CloseOffering",          [D, D,  A,  D,  D,  D,  D,  U,  U,  U,  D]),
@@ -192,7 +192,7 @@ const MATRIX: &[(&str, [Expect; CALLERS])] = &[
 /// What each call names, for the reader of the printed table.
 const LEGEND: &str = "\
 `A` allowed (authenticated and authorized; the call may still fail for a business reason), \
-`D` PERMISSION_DENIED, `U` UNAUTHENTICATED. Market data is public: no token is read. \
+`D` PERMISSION_DENIED, `U` UNAUTHENTICATED. Market data and listings are public: no token is read. \
 Reads name a participant: the operator and the regulator name a contributor's account, \
 the other contributor names that contributor's, everyone else their own. Orders named are \
 the contributor's. Refusals carry a `mutua-reason-code`: 1001 no token, 1002 malformed \
