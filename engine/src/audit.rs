@@ -38,33 +38,50 @@ impl AccountAfter {
     }
 }
 
+/// Accounts named, with their amounts still to be read.
+struct Touched<'a>(&'a mut Vec<AccountAfter>);
+
+impl Touched<'_> {
+    fn cash(&mut self, participant: ParticipantId) {
+        self.0.push(AccountAfter::Cash {
+            participant,
+            balance_minor: 0,
+            reserved_minor: 0,
+        });
+    }
+
+    fn units(&mut self, instrument: InstrumentId, participant: ParticipantId) {
+        self.0.push(AccountAfter::Units {
+            participant,
+            instrument,
+            lots: 0,
+            reserved_lots: 0,
+        });
+    }
+}
+
 /// The accounts one event changes: cash accounts by participant, unit accounts by (instrument,
 /// participant). Accounts the event does not name (an offering's or an instrument's issuer, a
 /// reduced order's owner) are resolved from `engine`.
-fn touched(
-    engine: &Engine,
-    event: &Event,
-    cash: &mut Vec<ParticipantId>,
-    units: &mut Vec<(InstrumentId, ParticipantId)>,
-) {
+fn touched(engine: &Engine, event: &Event, named: &mut Touched<'_>) {
     match event {
         Event::CashDeposited { account, .. } | Event::CashWithdrawn { account, .. } => {
-            cash.push(*account)
+            named.cash(*account)
         }
         Event::Subscribed { contributor, .. }
         | Event::SubscriptionReleased { contributor, .. }
-        | Event::SubscriptionScaledBack { contributor, .. } => cash.push(*contributor),
+        | Event::SubscriptionScaledBack { contributor, .. } => named.cash(*contributor),
         Event::UnitsIssued {
             instrument,
             contributor,
             ..
         } => {
-            cash.push(*contributor);
-            units.push((*instrument, *contributor));
+            named.cash(*contributor);
+            named.units(*instrument, *contributor);
         }
         Event::OfferingClosed { offering, .. } => {
             if let Some(offering) = engine.offering(*offering) {
-                cash.push(offering.issuer);
+                named.cash(offering.issuer);
             }
         }
         Event::OrderAccepted {
@@ -73,13 +90,13 @@ fn touched(
         | Event::OrderCancelled {
             instrument, owner, ..
         } => {
-            cash.push(*owner);
-            units.push((*instrument, *owner));
+            named.cash(*owner);
+            named.units(*instrument, *owner);
         }
         Event::OrderReduced { order, .. } => {
             if let Some(order) = engine.order(*order) {
-                cash.push(order.owner);
-                units.push((order.instrument, order.owner));
+                named.cash(order.owner);
+                named.units(order.instrument, order.owner);
             }
         }
         Event::Trade {
@@ -88,22 +105,22 @@ fn touched(
             taker,
             ..
         } => {
-            cash.push(*maker);
-            cash.push(*taker);
-            units.push((*instrument, *maker));
-            units.push((*instrument, *taker));
+            named.cash(*maker);
+            named.cash(*taker);
+            named.units(*instrument, *maker);
+            named.units(*instrument, *taker);
         }
-        Event::DistributionPaid { issuer, .. } => cash.push(*issuer),
-        Event::DistributionReceived { holder, .. } => cash.push(*holder),
+        Event::DistributionPaid { issuer, .. } => named.cash(*issuer),
+        Event::DistributionReceived { holder, .. } => named.cash(*holder),
         Event::ParRepaid {
             instrument, holder, ..
         } => {
-            cash.push(*holder);
-            units.push((*instrument, *holder));
+            named.cash(*holder);
+            named.units(*instrument, *holder);
         }
         Event::InstrumentMatured { instrument, .. } => {
             if let Some(instrument) = engine.instrument(*instrument) {
-                cash.push(instrument.spec.issuer);
+                named.cash(instrument.spec.issuer);
             }
         }
         Event::WithdrawalRequested {
@@ -111,16 +128,16 @@ fn touched(
         }
         | Event::WithdrawalCancelled {
             instrument, holder, ..
-        } => units.push((*instrument, *holder)),
+        } => named.units(*instrument, *holder),
         Event::WithdrawalPaid {
             instrument,
             holder,
             issuer,
             ..
         } => {
-            cash.push(*holder);
-            cash.push(*issuer);
-            units.push((*instrument, *holder));
+            named.cash(*holder);
+            named.cash(*issuer);
+            named.units(*instrument, *holder);
         }
         Event::VoucherIssued {
             funder,
@@ -132,15 +149,15 @@ fn touched(
             beneficiary,
             ..
         } => {
-            cash.push(*funder);
-            cash.push(*beneficiary);
+            named.cash(*funder);
+            named.cash(*beneficiary);
         }
-        Event::VoucherRedeemed { beneficiary, .. } => cash.push(*beneficiary),
-        Event::ObligationRecorded { debtor, .. } => cash.push(*debtor),
-        Event::PoolContributed { contributor, .. } => cash.push(*contributor),
-        Event::PoolLoanRepaid { debtor, .. } => cash.push(*debtor),
-        Event::NettingPosition { participant, .. } => cash.push(*participant),
-        Event::SurplusDeclared { organization, .. } => cash.push(*organization),
+        Event::VoucherRedeemed { beneficiary, .. } => named.cash(*beneficiary),
+        Event::ObligationRecorded { debtor, .. } => named.cash(*debtor),
+        Event::PoolContributed { contributor, .. } => named.cash(*contributor),
+        Event::PoolLoanRepaid { debtor, .. } => named.cash(*debtor),
+        Event::NettingPosition { participant, .. } => named.cash(*participant),
+        Event::SurplusDeclared { organization, .. } => named.cash(*organization),
         Event::ParticipantRegistered { .. }
         | Event::AccreditationChanged { .. }
         | Event::InstrumentListed { .. }
@@ -168,40 +185,47 @@ fn touched(
 impl Engine {
     /// The accounts `events` changed, as they stand now (call it right after the command that
     /// produced them): cash accounts in participant order, then unit accounts in (participant,
-    /// instrument) order, each once. Appends to `out`.
+    /// instrument) order, each once. Replaces what `out` held; it allocates nothing beyond `out`.
     pub fn accounts_after(&self, events: &[Event], out: &mut Vec<AccountAfter>) {
+        out.clear();
         if events.is_empty() {
             return;
         }
-        let mut cash = Vec::new();
-        let mut units = Vec::new();
+        let mut named = Touched(out);
         for event in events {
-            touched(self, event, &mut cash, &mut units);
+            touched(self, event, &mut named);
         }
-        cash.sort_unstable();
-        cash.dedup();
-        units.sort_unstable_by_key(|(instrument, participant)| (*participant, *instrument));
-        units.dedup();
-        for participant in cash {
-            if let Some(account) = self.participant(participant) {
-                out.push(AccountAfter::Cash {
-                    participant,
-                    balance_minor: account.cash.balance_minor,
-                    reserved_minor: account.cash.reserved_minor,
-                });
-            }
-        }
-        for (instrument, participant) in units {
-            let holding = self
-                .instrument(instrument)
-                .and_then(|instrument| instrument.holding(participant));
-            out.push(AccountAfter::Units {
+        // With their amounts still zero, entries order by variant (cash first) and then by their
+        // participant (and instrument): sorting and removing repeats is exact.
+        out.sort_unstable();
+        out.dedup();
+        out.retain_mut(|account| match account {
+            AccountAfter::Cash {
+                participant,
+                balance_minor,
+                reserved_minor,
+            } => match self.participant(*participant) {
+                Some(found) => {
+                    *balance_minor = found.cash.balance_minor;
+                    *reserved_minor = found.cash.reserved_minor;
+                    true
+                }
+                None => false,
+            },
+            AccountAfter::Units {
                 participant,
                 instrument,
-                lots: holding.map_or(0, |holding| holding.lots),
-                reserved_lots: holding.map_or(0, |holding| holding.reserved_lots),
-            });
-        }
+                lots,
+                reserved_lots,
+            } => {
+                let holding = self
+                    .instrument(*instrument)
+                    .and_then(|instrument| instrument.holding(*participant));
+                *lots = holding.map_or(0, |holding| holding.lots);
+                *reserved_lots = holding.map_or(0, |holding| holding.reserved_lots);
+                true
+            }
+        });
     }
 }
 

@@ -183,16 +183,44 @@ pub fn public_form(applied: &Applied, key: &[u8; 32]) -> ChainedRecord {
     }
 }
 
-/// The canonical bytes of `applied` (its journal payload is `payload`).
-pub fn canonical_bytes(applied: &Applied, payload: &[u8], key: &[u8; 32]) -> Vec<u8> {
-    if has_private_parts(applied) {
-        postcard::to_allocvec(&public_form(applied, key)).expect("a record always serializes")
+/// A journaled record's public form and canonical bytes, from the record and its journal
+/// payload: a record with private parts (its frame says so) is encoded again without them; any
+/// other is its payload and one zero byte.
+pub fn public_record(
+    applied: Applied,
+    payload: &[u8],
+    private: bool,
+    key: &[u8; 32],
+) -> (ChainedRecord, Vec<u8>) {
+    if private {
+        let form = public_form(&applied, key);
+        let bytes = postcard::to_allocvec(&form).expect("a record always serializes");
+        (form, bytes)
     } else {
         let mut bytes = Vec::with_capacity(payload.len() + 1);
         bytes.extend_from_slice(payload);
         bytes.push(0);
-        bytes
+        (ChainedRecord::of_public(applied), bytes)
     }
+}
+
+/// The chain hash after a record, from its journal payload: only a record with private parts is
+/// decoded (to hash its public form); any other is hashed as it lies.
+pub fn link_record(
+    previous: &ChainHash,
+    payload: &[u8],
+    private: bool,
+    key: &[u8; 32],
+) -> Result<ChainHash, postcard::Error> {
+    if !private {
+        return Ok(link_payload(previous, payload));
+    }
+    let applied: Applied = postcard::from_bytes(payload)?;
+    let form = public_form(&applied, key);
+    Ok(link(
+        previous,
+        &postcard::to_allocvec(&form).expect("a record always serializes"),
+    ))
 }
 
 /// What is wrong with a feed, at which sequence number.
@@ -292,7 +320,7 @@ mod tests {
     fn a_public_record_is_its_payload_and_an_empty_withheld_list() {
         let applied = record(3, CommandKind::Tick, Vec::new());
         let payload = postcard::to_allocvec(&applied).unwrap();
-        let canonical = canonical_bytes(&applied, &payload, &[1; 32]);
+        let (_, canonical) = public_record(applied.clone(), &payload, false, &[1; 32]);
         assert_eq!(canonical[..payload.len()], payload[..]);
         assert_eq!(canonical.len(), payload.len() + 1);
         let decoded: ChainedRecord = postcard::from_bytes(&canonical).unwrap();
@@ -364,7 +392,7 @@ mod tests {
         let mut feed = Vec::new();
         for applied in &records {
             let payload = postcard::to_allocvec(applied).unwrap();
-            let canonical = canonical_bytes(applied, &payload, &[0; 32]);
+            let (_, canonical) = public_record(applied.clone(), &payload, false, &[0; 32]);
             head = link(&head, &canonical);
             feed.push((applied.sequence, canonical, head));
         }

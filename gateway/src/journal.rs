@@ -239,16 +239,8 @@ impl JournalReader {
                         applied.sequence
                     )));
                 }
-                let (record, canonical) = if frame.private {
-                    let form = chain::public_form(&applied, &self.withholding_key);
-                    let bytes = postcard::to_allocvec(&form).expect("a record always serializes");
-                    (form, bytes)
-                } else {
-                    let mut canonical = Vec::with_capacity(payload.len() + 1);
-                    canonical.extend_from_slice(payload);
-                    canonical.push(0);
-                    (ChainedRecord::of_public(applied), canonical)
-                };
+                let (record, canonical) =
+                    chain::public_record(applied, payload, frame.private, &self.withholding_key);
                 head = chain::link(&head, &canonical);
                 if sequence >= cursor.next {
                     out.push(FeedRecord {
@@ -643,15 +635,11 @@ impl Journal {
             }
             let private = chain::has_private_parts(applied);
             let payload = encode_frame(applied, private, &mut value);
-            head = if private {
-                let form = chain::public_form(applied, &self.withholding_key);
-                chain::link(
-                    &head,
-                    &postcard::to_allocvec(&form).expect("a record always serializes"),
-                )
-            } else {
-                chain::link_payload(&head, &value[payload])
-            };
+            head = chain::link_record(&head, &value[payload], private, &self.withholding_key)
+                .map_err(|error| JournalError::CorruptRecord {
+                    sequence: applied.sequence,
+                    why: error.to_string(),
+                })?;
             count += 1;
         }
         let Some(first) = first else {
@@ -812,20 +800,11 @@ impl Journal {
             let sequence = frame.sequence;
             let payload = unseal(sequence, &value[frame.sealed])
                 .map_err(|why| JournalError::CorruptRecord { sequence, why })?;
-            head = if frame.private {
-                let applied: Applied =
-                    postcard::from_bytes(payload).map_err(|error| JournalError::CorruptRecord {
-                        sequence,
-                        why: error.to_string(),
-                    })?;
-                let form = chain::public_form(&applied, &self.withholding_key);
-                chain::link(
-                    &head,
-                    &postcard::to_allocvec(&form).expect("a record always serializes"),
-                )
-            } else {
-                chain::link_payload(&head, payload)
-            };
+            head = chain::link_record(&head, payload, frame.private, &self.withholding_key)
+                .map_err(|error| JournalError::CorruptRecord {
+                    sequence,
+                    why: error.to_string(),
+                })?;
         }
         if head != trailer {
             return Err(JournalError::ChainBroken { sequence: last });

@@ -214,16 +214,7 @@ pub async fn run(
         let channel = connect_with(server, tls_ca).await?;
         let mut client = pb::audit_client::AuditClient::new(channel.clone())
             .max_decoding_message_size(256 << 20);
-        let from = client
-            .chain_head(authorized(
-                pb::ChainHeadRequest { sequence: 0 },
-                Some(token),
-            )?)
-            .await
-            .map_err(status_error)?
-            .into_inner()
-            .last_sequence
-            + 1;
+        let from = journal_end(&mut client, token).await? + 1;
         consumers.push(tokio::spawn(audit_consumer(
             client,
             token.to_string(),
@@ -258,15 +249,7 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(500)).await;
         let _ = stop_consumers.0.send(true);
         let mut client = pb::audit_client::AuditClient::new(connect_with(server, tls_ca).await?);
-        let last = client
-            .chain_head(authorized(
-                pb::ChainHeadRequest { sequence: 0 },
-                Some(token),
-            )?)
-            .await
-            .map_err(status_error)?
-            .into_inner()
-            .last_sequence;
+        let last = journal_end(&mut client, token).await?;
         for (index, consumer) in consumers.into_iter().enumerate() {
             let read = consumer.await??;
             println!(
@@ -281,15 +264,7 @@ pub async fn run(
         let channel = connect_with(server, tls_ca).await?;
         let mut client =
             pb::audit_client::AuditClient::new(channel).max_decoding_message_size(256 << 20);
-        let last = client
-            .chain_head(authorized(
-                pb::ChainHeadRequest { sequence: 0 },
-                Some(token),
-            )?)
-            .await
-            .map_err(status_error)?
-            .into_inner()
-            .last_sequence;
+        let last = journal_end(&mut client, token).await?;
         let began = Instant::now();
         let (_keep_open, never) = tokio::sync::watch::channel(false);
         let read = audit_consumer(client, token.to_string(), 1, Some(last), never).await?;
@@ -302,6 +277,22 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// The journal's last sequence number now.
+async fn journal_end(
+    client: &mut pb::audit_client::AuditClient<Channel>,
+    token: &str,
+) -> anyhow::Result<u64> {
+    Ok(client
+        .chain_head(authorized(
+            pb::ChainHeadRequest { sequence: 0 },
+            Some(token),
+        )?)
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .last_sequence)
 }
 
 /// What an audit consumer read.

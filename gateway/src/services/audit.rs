@@ -13,8 +13,9 @@ use tonic::{Request, Response, Status};
 
 use crate::audit;
 use crate::convert::{edge_status, EdgeReason};
-use crate::journal::{FeedCursor, JournalError};
+use crate::journal::{FeedCursor, JournalError, JournalReader};
 use crate::pb;
+use crate::services::tail::JournalTail;
 use crate::services::{reads_everything, Shared};
 
 /// Records read from the journal at a time by one feed (whole batches, so up to one batch
@@ -82,10 +83,7 @@ impl FeedCache {
 }
 
 /// Reads and renders the chunk of the feed at `cursor` (on a blocking thread).
-fn read_chunk(
-    journal: &crate::journal::JournalReader,
-    mut cursor: FeedCursor,
-) -> Result<Chunk, JournalError> {
+fn read_chunk(journal: &JournalReader, mut cursor: FeedCursor) -> Result<Chunk, JournalError> {
     let from = cursor.next;
     let records = journal.feed(&mut cursor, FEED_RECORDS_PER_READ)?;
     let count = records.len();
@@ -136,66 +134,53 @@ impl pb::audit_server::Audit for AuditService {
         let shared = self.shared.clone();
         let cache = self.cache.clone();
         let (sender, receiver) = mpsc::channel(FEED_MESSAGES_QUEUED_MAX);
+        // Read on a blocking thread: a chunk another feed just read comes from the cache.
+        let read = move |journal: &JournalReader, cursor: FeedCursor| {
+            let chunk = match cache.get(cursor.next) {
+                Some(chunk) => chunk,
+                None => {
+                    let chunk = Arc::new(read_chunk(journal, cursor)?);
+                    if chunk.records > 0 {
+                        cache.put(chunk.clone());
+                    }
+                    chunk
+                }
+            };
+            let (records, after) = (chunk.records, chunk.after);
+            Ok((chunk, records, after))
+        };
         tokio::spawn(async move {
             let _permit = permit;
             let invalidated = shared.auth.invalidated(caller);
             tokio::pin!(invalidated);
-            let mut journaled = shared.sequencer.journaled();
-            let mut cursor = FeedCursor::from(from);
+            let mut tail = JournalTail::new(&shared, from);
             loop {
-                let last = *journaled.borrow_and_update();
-                if cursor.next <= last {
-                    let chunk = match cache.get(cursor.next) {
-                        Some(chunk) => chunk,
-                        None => {
-                            let reader = shared.journal.clone();
-                            let read =
-                                tokio::task::spawn_blocking(move || read_chunk(&reader, cursor))
-                                    .await;
-                            match read {
-                                Ok(Ok(chunk)) => {
-                                    let chunk = Arc::new(chunk);
-                                    if chunk.records > 0 {
-                                        cache.put(chunk.clone());
-                                    }
-                                    chunk
-                                }
-                                Ok(Err(error)) => {
-                                    tracing::error!(%error, "the audit feed cannot read the journal");
-                                    let _ = sender.send(Err(journal_status(error))).await;
-                                    return;
-                                }
-                                Err(_) => return,
-                            }
+                let chunk = tokio::select! {
+                    next = tail.next(read.clone()) => match next {
+                        Some(Ok(chunk)) => chunk,
+                        Some(Err(error)) => {
+                            tracing::error!(%error, "the audit feed cannot read the journal");
+                            let _ = sender.send(Err(journal_status(error))).await;
+                            return;
                         }
-                    };
-                    if chunk.records == 0 {
-                        // Nothing readable yet past the cursor: wait for the next batch.
-                        journaled.mark_changed();
-                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                        continue;
-                    }
-                    cursor = chunk.after;
-                    for message in &chunk.messages {
-                        tokio::select! {
-                            sent = sender.send(Ok(message.clone())) => if sent.is_err() { return },
-                            status = &mut invalidated => {
-                                let _ = sender.try_send(Err(status));
-                                return;
-                            }
-                            _ = shared.stopping() => return,
-                        }
-                    }
-                    continue;
-                }
-                tokio::select! {
-                    changed = journaled.changed() => if changed.is_err() { return },
+                        None => return,
+                    },
                     status = &mut invalidated => {
                         let _ = sender.send(Err(status)).await;
                         return;
                     }
                     _ = sender.closed() => return,
                     _ = shared.stopping() => return,
+                };
+                for message in &chunk.messages {
+                    tokio::select! {
+                        sent = sender.send(Ok(message.clone())) => if sent.is_err() { return },
+                        status = &mut invalidated => {
+                            let _ = sender.try_send(Err(status));
+                            return;
+                        }
+                        _ = shared.stopping() => return,
+                    }
                 }
             }
         });

@@ -148,65 +148,48 @@ async fn trades_from_journal(
     only: Option<InstrumentId>,
     outbound: mpsc::Sender<Result<pb::Trade, Status>>,
 ) {
-    let mut journaled = shared.sequencer.journaled();
-    let mut cursor = crate::journal::FeedCursor::from(from);
+    let mut tail = crate::services::tail::JournalTail::new(&shared, from);
+    let read = |journal: &crate::journal::JournalReader, mut cursor| {
+        let records = journal.feed(&mut cursor, JOURNAL_RECORDS_PER_READ)?;
+        let count = records.len();
+        Ok((records, count, cursor))
+    };
     loop {
-        let last = *journaled.borrow_and_update();
-        if cursor.next <= last {
-            let reader = shared.journal.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                let records = reader.feed(&mut cursor, JOURNAL_RECORDS_PER_READ);
-                (cursor, records)
-            })
-            .await;
-            let records = match read {
-                Ok((advanced, Ok(records))) => {
-                    cursor = advanced;
-                    records
-                }
-                Ok((_, Err(error))) => {
+        let records = tokio::select! {
+            next = tail.next(read) => match next {
+                Some(Ok(records)) => records,
+                Some(Err(error)) => {
                     tracing::error!(%error, "trades cannot be read from the journal");
-                    let _ = outbound
-                        .send(Err(Status::data_loss(error.to_string())))
-                        .await;
+                    let _ = outbound.send(Err(Status::data_loss(error.to_string()))).await;
                     return;
                 }
-                Err(_) => return,
-            };
-            if records.is_empty() {
-                journaled.mark_changed();
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                continue;
-            }
-            for fed in records {
-                let record = &fed.record;
-                for event in &record.events {
-                    let Event::Trade { instrument, .. } = event else {
-                        continue;
-                    };
-                    if only.is_some_and(|wanted| wanted != *instrument) {
-                        continue;
-                    }
-                    let Ok(Some(units)) = shared.catalog.units(*instrument).await else {
-                        return;
-                    };
-                    let Some(trade) =
-                        convert::trade_to_pb(event, record.sequence, record.timestamp, &units)
-                    else {
-                        continue;
-                    };
-                    tokio::select! {
-                        sent = outbound.send(Ok(trade)) => if sent.is_err() { return },
-                        _ = shared.stopping() => return,
-                    }
-                }
-            }
-            continue;
-        }
-        tokio::select! {
-            changed = journaled.changed() => if changed.is_err() { return },
+                None => return,
+            },
             _ = outbound.closed() => return,
             _ = shared.stopping() => return,
+        };
+        for fed in records {
+            let record = &fed.record;
+            for event in &record.events {
+                let Event::Trade { instrument, .. } = event else {
+                    continue;
+                };
+                if only.is_some_and(|wanted| wanted != *instrument) {
+                    continue;
+                }
+                let Ok(Some(units)) = shared.catalog.units(*instrument).await else {
+                    return;
+                };
+                let Some(trade) =
+                    convert::trade_to_pb(event, record.sequence, record.timestamp, &units)
+                else {
+                    continue;
+                };
+                tokio::select! {
+                    sent = outbound.send(Ok(trade)) => if sent.is_err() { return },
+                    _ = shared.stopping() => return,
+                }
+            }
         }
     }
 }

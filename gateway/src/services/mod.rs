@@ -12,6 +12,7 @@ mod market_data;
 mod membership;
 mod pool;
 mod registry;
+mod tail;
 mod time_credits;
 mod vouchers;
 mod withdrawals;
