@@ -3559,7 +3559,198 @@ fn every_case() -> Vec<Case> {
     membership_cases(&mut cases);
     withdrawals_cases(&mut cases);
     social_cases(&mut cases);
+    history_cases(&mut cases);
     cases
+}
+
+fn history_filter(participant: u32) -> pb::HistoryFilter {
+    pb::HistoryFilter {
+        participant_id: participant,
+        ..Default::default()
+    }
+}
+
+fn history_cases(cases: &mut Vec<Case>) {
+    cases.extend([
+        case!(
+            "History.ListOrders: another contributor's",
+            |c, f| c.history.list_orders(with_token(
+                pb::HistoryOrdersRequest {
+                    filter: Some(history_filter(f.alice.0)),
+                },
+                &f.bob.1
+            )),
+            PermissionDenied,
+            "participant_id: only a regulator or operator",
+            None
+        ),
+        case!(
+            "History.ListOrders: unknown participant, by the regulator",
+            |c, f| c.history.list_orders(with_token(
+                pb::HistoryOrdersRequest {
+                    filter: Some(history_filter(u32::MAX)),
+                },
+                &f.regulator.1
+            )),
+            NotFound,
+            "participant_id:",
+            Some(3)
+        ),
+        case!(
+            "History.ListOrders: a page of 1001",
+            |c, f| c.history.list_orders(with_token(
+                pb::HistoryOrdersRequest {
+                    filter: Some(pb::HistoryFilter {
+                        page_size: 1001,
+                        ..Default::default()
+                    }),
+                },
+                &f.alice.1
+            )),
+            InvalidArgument,
+            "page_size: at most 1000",
+            None
+        ),
+        case!(
+            "History.ListOrders: a page token of another listing",
+            |c, f| c.history.list_orders(with_token(
+                pb::HistoryOrdersRequest {
+                    filter: Some(pb::HistoryFilter {
+                        // The key of bob's first order (prefix `o`, participant, time, order).
+                        page_token: [b"o".as_slice(), &f.bob.0.to_be_bytes(), &[0; 16]].concat(),
+                        ..Default::default()
+                    }),
+                },
+                &f.alice.1
+            )),
+            InvalidArgument,
+            "page_token: does not continue this listing",
+            None
+        ),
+        case!(
+            "History.ListFills: a time range that ends before it starts",
+            |c, f| c.history.list_fills(with_token(
+                pb::HistoryFillsRequest {
+                    filter: Some(pb::HistoryFilter {
+                        from_time_ns: 2_000,
+                        until_time_ns: 1_000,
+                        ..Default::default()
+                    }),
+                    order_id: 0,
+                },
+                &f.alice.1
+            )),
+            InvalidArgument,
+            "until_time_ns: must be after from_time_ns",
+            None
+        ),
+        case!(
+            "History.ListFills: unknown instrument",
+            |c, f| c.history.list_fills(with_token(
+                pb::HistoryFillsRequest {
+                    filter: Some(pb::HistoryFilter {
+                        instrument: by_id(999),
+                        ..Default::default()
+                    }),
+                    order_id: 0,
+                },
+                &f.alice.1
+            )),
+            NotFound,
+            "instrument:",
+            Some(4)
+        ),
+        case!(
+            "History.ListCashMovements: another contributor's",
+            |c, f| c.history.list_cash_movements(with_token(
+                pb::CashMovementsRequest {
+                    filter: Some(history_filter(f.alice.0)),
+                },
+                &f.bob.1
+            )),
+            PermissionDenied,
+            "participant_id: only a regulator or operator",
+            None
+        ),
+        case!(
+            "History.ListActivity: without a token",
+            |c, _f| c
+                .history
+                .list_activity(Request::new(pb::ActivityRequest { filter: None })),
+            Unauthenticated,
+            "missing `authorization",
+            None
+        ),
+        case!(
+            "History.GetStatement: year 0",
+            |c, f| c.history.get_statement(with_token(
+                pb::StatementRequest {
+                    participant_id: 0,
+                    year: 0,
+                },
+                &f.alice.1
+            )),
+            InvalidArgument,
+            "year: 0 is outside 1970-9999",
+            None
+        ),
+        case!(
+            "History.GetStatement: another contributor's",
+            |c, f| c.history.get_statement(with_token(
+                pb::StatementRequest {
+                    participant_id: f.alice.0,
+                    year: 2026,
+                },
+                &f.bob.1
+            )),
+            PermissionDenied,
+            "participant_id: only a regulator or operator",
+            None
+        ),
+        case!(
+            "OpenData.ListTrades: no instrument",
+            |c, _f| c
+                .open_data
+                .list_trades(pb::InstrumentTradesRequest { filter: None }),
+            InvalidArgument,
+            "filter.instrument: required",
+            None
+        ),
+        case!(
+            "OpenData.ListTrades: unknown symbol",
+            |c, _f| c.open_data.list_trades(pb::InstrumentTradesRequest {
+                filter: Some(pb::HistoryFilter {
+                    instrument: by_symbol("NOPE"),
+                    ..Default::default()
+                })
+            }),
+            NotFound,
+            "instrument:",
+            Some(4)
+        ),
+        case!(
+            "OpenData.GetBars: no interval",
+            |c, f| c.open_data.get_bars(pb::BarsRequest {
+                instrument: by_id(f.share),
+                ..Default::default()
+            }),
+            InvalidArgument,
+            "interval: required",
+            None
+        ),
+        case!(
+            "OpenData.GetBars: a limit of 10001",
+            |c, f| c.open_data.get_bars(pb::BarsRequest {
+                instrument: by_id(f.share),
+                interval: pb::BarInterval::Hour as i32,
+                limit: 10_001,
+                ..Default::default()
+            }),
+            InvalidArgument,
+            "limit: at most 10000",
+            None
+        ),
+    ]);
 }
 
 fn redemption(f: &Fixture, voucher: u64, organization: u32) -> pb::RedeemVoucherRequest {

@@ -1187,6 +1187,27 @@ fn requests() -> Vec<(&'static str, &'static str, Exercise)> {
         ("Audit", "ChainHeadRequest", |b| {
             decoded(b, exercise_nothing::<pb::ChainHeadRequest>)
         }),
+        ("History", "HistoryOrdersRequest", |b| {
+            decoded(b, exercise_nothing::<pb::HistoryOrdersRequest>)
+        }),
+        ("History", "HistoryFillsRequest", |b| {
+            decoded(b, exercise_nothing::<pb::HistoryFillsRequest>)
+        }),
+        ("History", "CashMovementsRequest", |b| {
+            decoded(b, exercise_nothing::<pb::CashMovementsRequest>)
+        }),
+        ("History", "ActivityRequest", |b| {
+            decoded(b, exercise_nothing::<pb::ActivityRequest>)
+        }),
+        ("History", "StatementRequest", |b| {
+            decoded(b, exercise_nothing::<pb::StatementRequest>)
+        }),
+        ("OpenData", "InstrumentTradesRequest", |b| {
+            decoded(b, exercise_nothing::<pb::InstrumentTradesRequest>)
+        }),
+        ("OpenData", "BarsRequest", |b| {
+            decoded(b, exercise_nothing::<pb::BarsRequest>)
+        }),
     ]
 }
 

@@ -187,6 +187,13 @@ const MATRIX: &[(&str, [Expect; CALLERS])] = &[
     ("Pool.GetPoolAccount",             [A, A,  A,  A,  A,  D,  A,  U,  U,  U,  D]),
     ("Audit.Stream",                    [A, A,  D,  D,  D,  D,  D,  U,  U,  U,  D]),
     ("Audit.ChainHead",                 [A, A,  D,  D,  D,  D,  D,  U,  U,  U,  D]),
+    ("History.ListOrders",              [A, A,  A,  A,  A,  D,  A,  U,  U,  U,  D]),
+    ("History.ListFills",               [A, A,  A,  A,  A,  D,  A,  U,  U,  U,  D]),
+    ("History.ListCashMovements",       [A, A,  A,  A,  A,  D,  A,  U,  U,  U,  D]),
+    ("History.ListActivity",            [A, A,  A,  A,  A,  D,  A,  U,  U,  U,  D]),
+    ("History.GetStatement",            [A, A,  A,  A,  A,  D,  A,  U,  U,  U,  D]),
+    ("OpenData.ListTrades",             [A, A,  A,  A,  A,  A,  A,  A,  A,  A,  A]),
+    ("OpenData.GetBars",                [A, A,  A,  A,  A,  A,  A,  A,  A,  A,  A]),
 ];
 
 /// What each call names, for the reader of the printed table.
@@ -1445,7 +1452,90 @@ async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
                 .chain_head(req(pb::ChainHeadRequest { sequence: 1 }, who))
                 .await,
         ),
+        "History.ListOrders" => done(
+            c.history
+                .list_orders(req(
+                    pb::HistoryOrdersRequest {
+                        filter: Some(history_filter(who.names, None)),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "History.ListFills" => done(
+            c.history
+                .list_fills(req(
+                    pb::HistoryFillsRequest {
+                        filter: Some(history_filter(who.names, None)),
+                        order_id: 0,
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "History.ListCashMovements" => done(
+            c.history
+                .list_cash_movements(req(
+                    pb::CashMovementsRequest {
+                        filter: Some(history_filter(who.names, None)),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "History.ListActivity" => done(
+            c.history
+                .list_activity(req(
+                    pb::ActivityRequest {
+                        filter: Some(history_filter(who.names, None)),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "History.GetStatement" => done(
+            c.history
+                .get_statement(req(
+                    pb::StatementRequest {
+                        participant_id: who.names,
+                        year: 2026,
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "OpenData.ListTrades" => done(
+            c.open_data
+                .list_trades(req(
+                    pb::InstrumentTradesRequest {
+                        filter: Some(history_filter(0, Some(f.share))),
+                    },
+                    who,
+                ))
+                .await,
+        ),
+        "OpenData.GetBars" => done(
+            c.open_data
+                .get_bars(req(
+                    pb::BarsRequest {
+                        instrument: by_id(f.share),
+                        interval: pb::BarInterval::Day as i32,
+                        ..Default::default()
+                    },
+                    who,
+                ))
+                .await,
+        ),
         _ => panic!("no call is written for {rpc}: add one to `call` and a row to MATRIX"),
+    }
+}
+
+/// A history listing of `participant`'s (0: the caller's own), or of one instrument.
+fn history_filter(participant: u32, instrument: Option<u32>) -> pb::HistoryFilter {
+    pb::HistoryFilter {
+        participant_id: participant,
+        instrument: instrument.and_then(by_id),
+        ..Default::default()
     }
 }
 

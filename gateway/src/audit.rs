@@ -58,7 +58,7 @@ pub fn rfc3339(time: Timestamp) -> String {
 /// An externally tagged value's variant name and its JSON text: `"Tick"` for a variant without
 /// fields, `{"PlaceOrder":{...}}` for one with (variant names are plain identifiers, so the name
 /// is the text up to the next quote).
-fn kind_and_json<T: Serialize>(value: &T) -> (String, String) {
+pub fn kind_and_json<T: Serialize>(value: &T) -> (String, String) {
     let json = serde_json::to_string(value).expect("engine values always serialize");
     let name = json
         .strip_prefix("{\"")

@@ -197,6 +197,60 @@ impl JournalReader {
         cursor: &mut FeedCursor,
         records_min: usize,
     ) -> Result<Vec<FeedRecord>, JournalError> {
+        self.walk(
+            cursor,
+            records_min,
+            |applied, payload, private, head, wanted| {
+                let (record, canonical) =
+                    chain::public_record(applied, payload, private, &self.withholding_key);
+                *head = chain::link(head, &canonical);
+                Ok(wanted.then(|| FeedRecord {
+                    record,
+                    canonical,
+                    chain: *head,
+                }))
+            },
+        )
+    }
+
+    /// Whole records after `cursor`, private parts included, for the history read model: read
+    /// and checked against the chain like the audit feed's, never shown as they are.
+    pub fn records(
+        &self,
+        cursor: &mut FeedCursor,
+        records_min: usize,
+    ) -> Result<Vec<Applied>, JournalError> {
+        self.walk(
+            cursor,
+            records_min,
+            |applied, payload, private, head, wanted| {
+                *head = chain::link_record(head, payload, private, &self.withholding_key).map_err(
+                    |error| JournalError::CorruptRecord {
+                        sequence: applied.sequence,
+                        why: error.to_string(),
+                    },
+                )?;
+                Ok(wanted.then_some(applied))
+            },
+        )
+    }
+
+    /// Reads whole batches from `cursor` until at least `records_min` records are wanted,
+    /// handing each decoded record to `each` with its payload, its private flag, the chain hash
+    /// to advance past it, and whether it is at or after the cursor (records before it only
+    /// advance the chain). Each batch's recomputed chain must equal the hash stored with it.
+    fn walk<T>(
+        &self,
+        cursor: &mut FeedCursor,
+        records_min: usize,
+        mut each: impl FnMut(
+            Applied,
+            &[u8],
+            bool,
+            &mut ChainHash,
+            bool,
+        ) -> Result<Option<T>, JournalError>,
+    ) -> Result<Vec<T>, JournalError> {
         let mut out = Vec::new();
         let commands = self.db.cf_handle(CF_COMMANDS).expect("column family");
         let mut batches = self.db.raw_iterator_cf(commands);
@@ -226,6 +280,7 @@ impl JournalReader {
             };
             let trailer = frames.trailer;
             let last = frames.end() - 1;
+            let mut made = Vec::new();
             for frame in frames {
                 let frame = frame?;
                 let sequence = frame.sequence;
@@ -239,20 +294,15 @@ impl JournalReader {
                         applied.sequence
                     )));
                 }
-                let (record, canonical) =
-                    chain::public_record(applied, payload, frame.private, &self.withholding_key);
-                head = chain::link(&head, &canonical);
-                if sequence >= cursor.next {
-                    out.push(FeedRecord {
-                        record,
-                        canonical,
-                        chain: head,
-                    });
+                let wanted = sequence >= cursor.next;
+                if let Some(item) = each(applied, payload, frame.private, &mut head, wanted)? {
+                    made.push(item);
                 }
             }
             if head != trailer {
                 return Err(JournalError::ChainBroken { sequence: last });
             }
+            out.append(&mut made);
             cursor.next = last + 1;
             cursor.head = Some((last, head));
             if out.len() >= records_min {
@@ -297,6 +347,19 @@ impl FeedCursor {
             next: sequence.max(1),
             head: None,
         }
+    }
+
+    /// A cursor past record `through`, whose chain hash is known to be `chain`.
+    pub fn after(through: u64, chain: ChainHash) -> FeedCursor {
+        FeedCursor {
+            next: through + 1,
+            head: (through > 0).then_some((through, chain)),
+        }
+    }
+
+    /// The last record read and the chain hash after it, once a batch has been read.
+    pub fn chain_head(&self) -> Option<(u64, ChainHash)> {
+        self.head
     }
 }
 

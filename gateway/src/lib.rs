@@ -18,6 +18,8 @@ pub mod cli;
 pub mod clock;
 pub mod codec;
 pub mod convert;
+pub mod export;
+pub mod history;
 pub mod load;
 pub mod services;
 

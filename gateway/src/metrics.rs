@@ -32,6 +32,7 @@ pub struct Metrics {
     batch_commands: Histogram,
     journal_sync_seconds: Histogram,
     subscriber_lagged: Counter,
+    history_indexed: Gauge,
 }
 
 /// The kinds of command, in the order `kind_index` numbers them.
@@ -204,8 +205,15 @@ impl Metrics {
             "Market-data subscribers disconnected for falling behind",
             subscriber_lagged.clone(),
         );
+        let history_indexed = Gauge::default();
+        registry.register(
+            "history_indexed_sequence",
+            "Sequence number the history read model has indexed through",
+            history_indexed.clone(),
+        );
         Metrics {
             registry,
+            history_indexed,
             commands,
             rejections,
             edge_refusals,
@@ -254,6 +262,10 @@ impl Metrics {
         self.edge_refusals
             .get_or_create(&vec![("reason", reason.to_string())])
             .inc();
+    }
+
+    pub fn history_indexed(&self, sequence: u64) {
+        self.history_indexed.set(sequence as i64);
     }
 
     pub fn subscriber_lagged(&self) {

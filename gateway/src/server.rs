@@ -207,7 +207,15 @@ pub async fn run(
         }
         let _ = stopping_sender.send(true);
     };
+    let history = crate::history::History::start(
+        &args.data.join("history"),
+        reader.clone(),
+        sequencer.journaled(),
+        metrics.clone(),
+    )
+    .context("opening the history read model")?;
     let context = crate::services::Context {
+        history: history.clone(),
         sequencer: sequencer.clone(),
         auth,
         journal: reader,
@@ -230,6 +238,10 @@ pub async fn run(
     sequencer.stop();
     drop(sequencer);
     let report = tokio::task::spawn_blocking(move || engine_thread.join()).await??;
+    // The read model is written without a log: flush it so the next start resumes here.
+    if let Err(error) = history.stop().await {
+        tracing::warn!(%error, "could not flush the history read model; it will catch up at the next start");
+    }
     served.context("gRPC server")?;
     Ok(report)
 }

@@ -14,9 +14,11 @@ use mutua_gateway::pb;
 use mutua_gateway::pb::accounts_client::AccountsClient;
 use mutua_gateway::pb::audit_client::AuditClient;
 use mutua_gateway::pb::exchange_client::ExchangeClient;
+use mutua_gateway::pb::history_client::HistoryClient;
 use mutua_gateway::pb::identity_client::IdentityClient;
 use mutua_gateway::pb::market_data_client::MarketDataClient;
 use mutua_gateway::pb::membership_client::MembershipClient;
+use mutua_gateway::pb::open_data_client::OpenDataClient;
 use mutua_gateway::pb::pool_client::PoolClient;
 use mutua_gateway::pb::registry_client::RegistryClient;
 use mutua_gateway::pb::service_value_client::ServiceValueClient;
@@ -209,6 +211,8 @@ pub struct Clients {
     pub time_credits: TimeCreditsClient<Channel>,
     pub pool: PoolClient<Channel>,
     pub audit: AuditClient<Channel>,
+    pub history: HistoryClient<Channel>,
+    pub open_data: OpenDataClient<Channel>,
 }
 
 impl Clients {
@@ -225,6 +229,8 @@ impl Clients {
             service_value: ServiceValueClient::new(channel.clone()),
             time_credits: TimeCreditsClient::new(channel.clone()),
             pool: PoolClient::new(channel.clone()),
+            history: HistoryClient::new(channel.clone()),
+            open_data: OpenDataClient::new(channel.clone()),
             audit: AuditClient::new(channel).max_decoding_message_size(256 << 20),
         }
     }

@@ -3,6 +3,7 @@
 
 mod audit;
 mod governance;
+pub mod history;
 mod social;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -144,6 +145,18 @@ pub enum Command {
     /// Regulator or operator: follow the audit feed (JSON lines, resumable) or verify a saved one.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Your own history (a regulator or operator: anyone's): orders in every state, fills, cash
+    /// movements, activity.
+    #[command(subcommand)]
+    History(history::HistoryCommand),
+    /// A calendar year's statement: purchases, sales, distributions, tax credits, cash in and
+    /// out, vouchers, pool, netting, time credits.
+    Statement(history::StatementArgs),
+    /// Open market history, no token needed: an instrument's past trades and its bars.
+    #[command(subcommand)]
+    Market(history::MarketCommand),
+    /// Write one UTC day of open data (trades, instrument statistics) as CSV and Parquet.
+    Export(history::ExportArgs),
     /// Make a self-signed TLS certificate and key for testing (`serve --tls-cert/--tls-key`,
     /// clients `--tls-ca` the same certificate).
     TestCertificate {
@@ -557,6 +570,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(command) => {
             audit::run(&cli.server, cli.tls_ca.as_deref(), token, command).await
         }
+        Command::Export(args) => history::export(&cli.server, cli.tls_ca.as_deref(), args).await,
         command => {
             // A client printing into a pipe that closes (`mutua trades | head`) ends quietly,
             // as other command-line tools do, instead of failing to print.
@@ -565,8 +579,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             unsafe {
                 libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             }
-            let channel = connect_with(&cli.server, cli.tls_ca.as_deref()).await?;
-            client_command(Clients::new(channel), token, command).await
+            let (server, tls_ca) = (&cli.server, cli.tls_ca.as_deref());
+            match command {
+                Command::History(command) => history::history(server, tls_ca, token, command).await,
+                Command::Statement(args) => history::statement(server, tls_ca, token, args).await,
+                Command::Market(command) => history::market(server, tls_ca, command).await,
+                command => {
+                    let channel = connect_with(server, tls_ca).await?;
+                    client_command(Clients::new(channel), token, command).await
+                }
+            }
         }
     }
 }
@@ -814,7 +836,13 @@ async fn client_command(
         Command::Service(command) => social::service(&mut clients, token, command).await?,
         Command::Time(command) => social::time(&mut clients, token, command).await?,
         Command::Pool(command) => social::pool(&mut clients, token, command).await?,
-        Command::Status { .. } | Command::TestCertificate { .. } | Command::Audit(_) => {
+        Command::Status { .. }
+        | Command::TestCertificate { .. }
+        | Command::Audit(_)
+        | Command::History(_)
+        | Command::Statement(_)
+        | Command::Market(_)
+        | Command::Export(_) => {
             unreachable!("dispatched by `run`")
         }
     }

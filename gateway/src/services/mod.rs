@@ -7,12 +7,13 @@ mod accounts;
 mod audit;
 mod catalog;
 mod exchange;
+mod history;
 mod identity;
 mod market_data;
 mod membership;
 mod pool;
 mod registry;
-mod tail;
+pub(crate) mod tail;
 mod time_credits;
 mod vouchers;
 mod withdrawals;
@@ -36,6 +37,7 @@ pub use accounts::AccountsService;
 pub use audit::AuditService;
 pub use catalog::Catalog;
 pub use exchange::ExchangeService;
+pub use history::{HistoryService, OpenDataService};
 pub use identity::IdentityService;
 pub use market_data::MarketDataService;
 pub use membership::MembershipService;
@@ -55,6 +57,8 @@ pub struct Context {
     /// What one client may consume.
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    /// The history read model, for history and open-data queries.
+    pub history: crate::history::History,
     /// Becomes true when the server begins to shut down: open streams end, so that graceful
     /// shutdown is not held up by a subscriber that would otherwise listen forever.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -69,6 +73,7 @@ pub(crate) struct Shared {
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     pub catalog: Catalog,
+    pub history: crate::history::History,
     pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -89,6 +94,7 @@ impl Shared {
             limits: context.limits,
             metrics: context.metrics,
             catalog,
+            history: context.history,
             stopping: context.stopping,
         }
     }
@@ -261,6 +267,10 @@ pub fn router(
         .max_decoding_message_size(bytes_max);
     let audit = pb::audit_server::AuditServer::new(AuditService::new(shared.clone()))
         .max_decoding_message_size(bytes_max);
+    let history = pb::history_server::HistoryServer::new(HistoryService::new(shared.clone()))
+        .max_decoding_message_size(bytes_max);
+    let open_data = pb::open_data_server::OpenDataServer::new(OpenDataService::new(shared.clone()))
+        .max_decoding_message_size(bytes_max);
     let market_data = pb::market_data_server::MarketDataServer::new(MarketDataService::new(shared))
         .max_decoding_message_size(bytes_max);
 
@@ -303,6 +313,12 @@ pub fn router(
         reporter
             .set_serving::<pb::audit_server::AuditServer<AuditService>>()
             .await;
+        reporter
+            .set_serving::<pb::history_server::HistoryServer<HistoryService>>()
+            .await;
+        reporter
+            .set_serving::<pb::open_data_server::OpenDataServer<OpenDataService>>()
+            .await;
     });
 
     // The descriptor sets are compiled into the binary; failing to read them is a build defect,
@@ -338,7 +354,9 @@ pub fn router(
         .add_service(service_value)
         .add_service(time_credits)
         .add_service(pool)
-        .add_service(audit))
+        .add_service(audit)
+        .add_service(history)
+        .add_service(open_data))
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {
