@@ -198,12 +198,7 @@ async fn trade_a_little(c: &mut Clients, m: &Market) {
         ))
         .await
         .expect("cancel");
-    place(
-        c,
-        &m.buyer.1,
-        order(m.share, Buy, "2.00", "50", FillOrKill),
-    )
-    .await;
+    place(c, &m.buyer.1, order(m.share, Buy, "2.00", "50", FillOrKill)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// maturity and close resolutions that are due; 0 sends none.
     #[arg(long, env = "MUTUA_CLOCK_INTERVAL_MS", default_value_t = 1_000)]
     pub clock_interval_ms: u64,
+    /// Keep no history read model: History and OpenData answer UNAVAILABLE, and no indexing
+    /// shares the machine with matching (for a node whose history another node serves).
+    #[arg(long, env = "MUTUA_NO_HISTORY")]
+    pub no_history: bool,
     /// Seconds between scheduled netting cycles; 0 leaves cycles to the operator.
     #[arg(long, env = "MUTUA_NETTING_INTERVAL_S", default_value_t = 0)]
     pub netting_interval_s: u64,
@@ -207,13 +211,17 @@ pub async fn run(
         }
         let _ = stopping_sender.send(true);
     };
-    let history = crate::history::History::start(
-        &args.data.join("history"),
-        reader.clone(),
-        sequencer.journaled(),
-        metrics.clone(),
-    )
-    .context("opening the history read model")?;
+    let history = if args.no_history {
+        crate::history::History::disabled(sequencer.journaled())
+    } else {
+        crate::history::History::start(
+            &args.data.join("history"),
+            reader.clone(),
+            sequencer.journaled(),
+            metrics.clone(),
+        )
+        .context("opening the history read model")?
+    };
     let context = crate::services::Context {
         history: history.clone(),
         sequencer: sequencer.clone(),

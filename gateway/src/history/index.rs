@@ -28,7 +28,9 @@ pub struct Indexer {
 struct Chunk<'a> {
     db: &'a DB,
     batch: WriteBatch,
-    orders: HashMap<OrderId, (Vec<u8>, OrderHistory)>,
+    /// Orders touched in this chunk: their key, their history, and whether the model already
+    /// held them (and so a reference to them).
+    orders: HashMap<OrderId, (Vec<u8>, OrderHistory, bool)>,
     bars: HashMap<(InstrumentId, u8, u64), Bar>,
     statements: HashMap<(ParticipantId, i32), Statement>,
 }
@@ -55,9 +57,9 @@ impl Chunk<'_> {
             let Some(stored) = self.db.get(&key)? else {
                 return Ok(None);
             };
-            self.orders.insert(order, (key, decode(&stored)?));
+            self.orders.insert(order, (key, decode(&stored)?, true));
         }
-        Ok(self.orders.get_mut(&order).map(|(_, history)| history))
+        Ok(self.orders.get_mut(&order).map(|(_, history, _)| history))
     }
 
     fn bar(
@@ -145,7 +147,18 @@ impl Indexer {
         for record in records {
             self.record(&mut chunk, record)?;
         }
-        for (_, (key, order)) in chunk.orders.drain() {
+        // Later events name an order without its owner: a reference from the order to its key
+        // is kept while the order can still change (resting), and dropped once it cannot.
+        for (id, (key, order, stored)) in chunk.orders.drain() {
+            let open = matches!(order.state, OrderState::Working | OrderState::Resting);
+            let reference = Key::new(ORDER_REFS).u64(id.0).0;
+            match (open, stored) {
+                (true, false) => chunk
+                    .batch
+                    .put(reference, encode(&(order.owner.0, order.placed_at))),
+                (false, true) => chunk.batch.delete(reference),
+                _ => {}
+            }
             chunk.batch.put(key, encode(&order));
         }
         for ((instrument, interval, start), bar) in chunk.bars.drain() {
@@ -197,10 +210,6 @@ impl Indexer {
                         .u64(record.timestamp)
                         .u64(order.0)
                         .0;
-                    chunk.batch.put(
-                        Key::new(ORDER_REFS).u64(order.0).0,
-                        encode(&(owner.0, record.timestamp)),
-                    );
                     let history = OrderHistory {
                         order: *order,
                         owner: *owner,
@@ -223,7 +232,7 @@ impl Indexer {
                         updated_at: record.timestamp,
                         fills: Vec::new(),
                     };
-                    chunk.orders.insert(*order, (key, history));
+                    chunk.orders.insert(*order, (key, history, false));
                 }
                 Event::Trade {
                     instrument,

@@ -24,9 +24,8 @@ use rocksdb::{Direction, IteratorMode, Options, DB};
 use tokio::sync::watch;
 
 use crate::chain::ChainHash;
-use crate::journal::{FeedCursor, JournalError, JournalReader};
+use crate::journal::{FeedCursor, JournalReader};
 use crate::metrics::Metrics;
-use crate::services::tail::JournalTail;
 use model::{Key, META_THROUGH};
 
 /// Records indexed per write batch (whole journal batches, so up to one batch more).
@@ -46,16 +45,19 @@ pub enum HistoryError {
     Failed(String),
     #[error("the history read model: {0}")]
     Store(#[from] rocksdb::Error),
+    #[error("this exchange keeps no history (it was started with --no-history)")]
+    Disabled,
 }
 
 /// A handle on the read model, for queries.
 #[derive(Clone)]
 pub struct History {
-    db: Arc<DB>,
+    /// `None` when the exchange keeps no history (`mutua serve --no-history`).
+    db: Option<Arc<DB>>,
     indexed: watch::Receiver<u64>,
     journaled: watch::Receiver<u64>,
     failure: Arc<Mutex<Option<String>>>,
-    indexer: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+    indexer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 /// One page of a listing.
@@ -97,64 +99,81 @@ impl History {
         let db = Arc::new(db);
         let (indexed_sender, indexed) = watch::channel(through);
         let failure = Arc::new(Mutex::new(None));
-        let mut tail = JournalTail::over(
-            journal,
-            journaled.clone(),
-            FeedCursor::after(through, chain),
-        );
-        let indexer = Arc::new(Mutex::new(index::Indexer::new()));
-        let (task_db, task_failure) = (db.clone(), failure.clone());
-        let indexer_task = tokio::spawn(async move {
-            loop {
-                let (db, indexer) = (task_db.clone(), indexer.clone());
-                let read = move |journal: &JournalReader, mut cursor: FeedCursor| {
-                    let records = journal.records(&mut cursor, RECORDS_PER_CHUNK)?;
-                    let Some(last) = records.last().map(|record| record.sequence) else {
-                        return Ok((Ok(0), 0, cursor));
-                    };
-                    let chain = cursor
-                        .chain_head()
-                        .map(|(_, chain)| chain)
-                        .unwrap_or_default();
-                    let indexed = indexer
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .index(&db, &records, chain)
-                        .map(|()| last)
-                        .map_err(|error| error.to_string());
-                    Ok::<_, JournalError>((indexed, records.len(), cursor))
-                };
-                match tail.next(read).await {
-                    None => return,
-                    Some(Ok(Ok(through))) => {
-                        metrics.history_indexed(through);
-                        indexed_sender.send_replace(through);
+        let (thread_db, thread_failure, mut thread_journaled) =
+            (db.clone(), failure.clone(), journaled.clone());
+        let indexer_thread = std::thread::Builder::new()
+            .name("mutua-history".into())
+            .spawn(move || {
+                // Below the engine and the gateway: on a busy machine the read model falls
+                // behind (queries say how far it has indexed) instead of taking their time.
+                lower_priority();
+                let mut indexer = index::Indexer::new();
+                let mut cursor = FeedCursor::after(through, chain);
+                loop {
+                    let last = *thread_journaled.borrow_and_update();
+                    if cursor.next > last {
+                        // Everything journaled is indexed: wait for the next batch, or for the
+                        // engine to stop (the sender is gone).
+                        if futures::executor::block_on(thread_journaled.changed()).is_err() {
+                            return;
+                        }
+                        continue;
                     }
-                    Some(Ok(Err(error))) => {
-                        tracing::error!(%error, "the history read model stopped indexing");
-                        *task_failure
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
-                        return;
-                    }
-                    Some(Err(error)) => {
-                        tracing::error!(%error, "the history read model stopped indexing");
-                        *task_failure
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
-                            Some(error.to_string());
-                        return;
+                    let indexed = journal
+                        .records(&mut cursor, RECORDS_PER_CHUNK)
+                        .map_err(|error| error.to_string())
+                        .and_then(|records| {
+                            let Some(last) = records.last().map(|record| record.sequence) else {
+                                return Ok(None);
+                            };
+                            let chain = cursor
+                                .chain_head()
+                                .map(|(_, chain)| chain)
+                                .unwrap_or_default();
+                            indexer
+                                .index(&thread_db, &records, chain)
+                                .map(|()| Some(last))
+                                .map_err(|error| error.to_string())
+                        });
+                    match indexed {
+                        Ok(Some(through)) => {
+                            metrics.history_indexed(through);
+                            indexed_sender.send_replace(through);
+                        }
+                        // Journaled but not yet readable: look again shortly.
+                        Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                        Err(error) => {
+                            tracing::error!(%error, "the history read model stopped indexing");
+                            *thread_failure
+                                .lock()
+                                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
+                            return;
+                        }
                     }
                 }
-            }
-        });
+            })?;
         Ok(History {
-            db,
+            db: Some(db),
             indexed,
             journaled,
             failure,
-            indexer: Arc::new(Mutex::new(Some(indexer_task))),
+            indexer: Arc::new(Mutex::new(Some(indexer_thread))),
         })
+    }
+
+    /// A history that keeps nothing: every query is refused as unavailable.
+    pub fn disabled(journaled: watch::Receiver<u64>) -> History {
+        History {
+            db: None,
+            indexed: watch::channel(0).1,
+            journaled,
+            failure: Arc::new(Mutex::new(None)),
+            indexer: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn db(&self) -> Result<&DB, HistoryError> {
+        self.db.as_deref().ok_or(HistoryError::Disabled)
     }
 
     /// Once the engine has stopped (so nothing more is journaled): waits for the indexer to
@@ -167,19 +186,24 @@ impl History {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
         if let Some(task) = task {
-            if tokio::time::timeout(Duration::from_secs(30), task)
+            let joined = tokio::task::spawn_blocking(move || task.join());
+            if tokio::time::timeout(Duration::from_secs(30), joined)
                 .await
                 .is_err()
             {
                 tracing::warn!("the history indexer did not stop within 30 s");
             }
         }
-        self.db.flush()
+        match &self.db {
+            Some(db) => db.flush(),
+            None => Ok(()),
+        }
     }
 
     /// Waits until the model reflects everything journaled when this was called (at most
     /// `CATCH_UP_WAIT`), and returns the sequence it reflects.
     pub async fn caught_up(&self) -> Result<u64, HistoryError> {
+        self.db()?;
         if let Some(failure) = self
             .failure
             .lock()
@@ -204,7 +228,7 @@ impl History {
         &self,
         key: &[u8],
     ) -> Result<Option<T>, HistoryError> {
-        match self.db.get(key)? {
+        match self.db()?.get(key)? {
             None => Ok(None),
             Some(bytes) => postcard::from_bytes(&bytes)
                 .map(Some)
@@ -218,7 +242,7 @@ impl History {
         prefix: &[u8],
         key: &[u8],
     ) -> Result<Option<T>, HistoryError> {
-        let mut iterator = self.db.raw_iterator();
+        let mut iterator = self.db()?.raw_iterator();
         iterator.seek_for_prev(key);
         match (iterator.key(), iterator.value()) {
             (Some(found), Some(value)) if found.starts_with(prefix) => postcard::from_bytes(value)
@@ -270,7 +294,7 @@ impl History {
         };
         let mut items = Vec::new();
         let mut examined = 0;
-        for entry in self.db.iterator(mode) {
+        for entry in self.db()?.iterator(mode) {
             let (key, value) = entry?;
             // Reverse from the exclusive upper bound lands on it only if it exists; skip it.
             if newest_first && key.as_ref() >= range.upper.as_slice() {
@@ -296,6 +320,17 @@ impl History {
             items,
             next: Vec::new(),
         })
+    }
+}
+
+/// Makes the calling thread run after everything else on the machine (nice 10).
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on the calling thread (who = its thread id) only changes its own
+    // scheduling priority.
+    unsafe {
+        let thread = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, thread, 10);
     }
 }
 

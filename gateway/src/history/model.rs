@@ -5,7 +5,7 @@
 //! | prefix | key after the prefix | value |
 //! |---|---|---|
 //! | `o` | participant, placed time, order | `OrderHistory` |
-//! | `r` | order | participant, placed time (finds `o`) |
+//! | `r` | order, while it rests | participant, placed time (finds `o`) |
 //! | `e` | participant, time, sequence, index | `Entry` (events naming it, cash movements) |
 //! | `x` | instrument, time, sequence, index | `PublicTrade` |
 //! | `b` | instrument, interval, start | `Bar` |

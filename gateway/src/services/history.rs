@@ -27,7 +27,7 @@ const BARS_MAX: usize = 10_000;
 fn history_status(error: HistoryError) -> Status {
     match error {
         HistoryError::ForeignPageToken => convert::invalid_field(error.to_string()),
-        HistoryError::Failed(_) | HistoryError::Store(_) => {
+        HistoryError::Failed(_) | HistoryError::Store(_) | HistoryError::Disabled => {
             edge_status(EdgeReason::Unavailable, error.to_string())
         }
     }
