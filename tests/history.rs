@@ -729,14 +729,15 @@ async fn the_daily_export_writes_csv_and_parquet_that_read_back() {
 
     // Without trades the export still writes its headers.
     let empty_day = "1999-01-01";
-    let status = Command::new(env!("CARGO_BIN_EXE_mutua"))
+    let empty_export = Command::new(env!("CARGO_BIN_EXE_mutua"))
         .args([
             "--server", &address, "export", "--format", "csv", "--day", empty_day, "--out",
         ])
         .arg(out.path())
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(empty_export.status.success());
+    assert!(String::from_utf8_lossy(&empty_export.stdout).contains("0 trades in 1 instruments"));
     let empty =
         std::fs::read_to_string(out.path().join(format!("trades-{empty_day}.csv"))).unwrap();
     assert_eq!(empty.lines().count(), 1);

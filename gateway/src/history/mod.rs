@@ -1,4 +1,4 @@
-//! Everyone's own history and the open market's past: a read model that a task beside the
+//! Everyone's own history and the open market's past: a read model that a thread beside the
 //! engine thread builds from the journal, so that history queries never cost matching anything.
 //!
 //! The model lives in its own RocksDB (`<data>/history`), apart from the journal: it is derived
@@ -7,9 +7,10 @@
 //! start it resumes after that sequence if the journal still has that chain hash there, and
 //! rebuilds from the journal's first record otherwise.
 //!
-//! The indexer follows the journal through the same reader and "journaled up to N" signal as the
-//! audit feed (`JournalTail`), whole chunks at a time, and writes each chunk's changes in one
-//! batch together with the sequence it reached. A query first waits (at most
+//! The indexer (one thread at a lower priority than the engine and the gateway) follows the
+//! journal with the audit feed's reader (`JournalReader::records`, chain checked) and the
+//! sequencer's "journaled up to N" signal, whole chunks at a time, and writes each chunk's
+//! changes in one batch together with the sequence it reached. A query first waits (at most
 //! `CATCH_UP_WAIT`) until the model has indexed everything journaled when the query arrived, so
 //! a client sees its own acknowledged commands.
 
