@@ -19,6 +19,7 @@ const PROTO_FILES: &[&str] = &[
     "mutua/v1/pool.proto",
     "mutua/v1/audit.proto",
     "mutua/v1/history.proto",
+    "mutua/v1/diagnostics.proto",
     // Served by reflection only, so clients can decode the ErrorInfo status detail; the gateway
     // encodes it with its own prost type (convert.rs).
     "google/rpc/error_details.proto",

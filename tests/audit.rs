@@ -654,8 +654,32 @@ async fn a_tampered_feed_or_journal_is_caught_and_the_record_named() {
         + &String::from_utf8_lossy(&verify.stdout);
     assert!(!verify.status.success(), "verify refuses: {said}");
     assert!(said.contains("audit chain breaks"), "{said}");
-    // The server still starts (the record is older than its snapshots, its checksum is
-    // right), but its feed refuses to serve the altered batch.
+    // A start checks every record behind its snapshot that no earlier start has checked, chain
+    // included: it refuses, naming the batch.
+    let refused = mutua(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--data",
+        data.path().to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "the server started on an altered journal"
+    );
+    assert!(said.contains("audit chain breaks"), "{said}");
+    // Had an earlier start checked those records (the fact is kept in `meta`), this one would
+    // not read them again: it starts, but its feed refuses to serve the altered batch.
+    {
+        let journal = Journal::open(data.path(), &MarketConfig::default()).unwrap();
+        let db = journal.shared_db();
+        let meta = db.cf_handle("meta").unwrap();
+        db.put_cf(meta, b"verified-through", stopped_at.to_be_bytes())
+            .unwrap();
+    }
     let server = support::process::start_with(data.path(), &["--snapshot-every", "40"]);
     let channel = Channel::from_shared(server.address.clone())
         .unwrap()

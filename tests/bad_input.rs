@@ -381,6 +381,14 @@ fn authentication_cases(cases: &mut Vec<Case>) {
         c.exchange
             .order_entry(authorize(tokio_stream::iter([place]), header))
     });
+    without_a_valid_token!(cases, "Diagnostics.Echo", |c, _f, header| {
+        let message = pb::EchoMessage {
+            payload: vec![1],
+            reply_bytes: 0,
+        };
+        c.diagnostics
+            .echo(authorize(tokio_stream::iter([message]), header))
+    });
     without_a_valid_token!(cases, "Accounts.Deposit", |c, f, header| c
         .accounts
         .deposit(authorize(
@@ -1259,6 +1267,21 @@ async fn order_entry_once(c: &mut Clients, token: &str, command: Option<EntryCom
         }
         _ => Ok(()),
     }
+}
+
+async fn echo_once(c: &mut Clients, token: &str, reply_bytes: u32) -> Outcome {
+    let message = pb::EchoMessage {
+        payload: vec![7; 16],
+        reply_bytes,
+    };
+    let replies = c
+        .diagnostics
+        .echo(with_token(tokio_stream::iter([message]), token))
+        .await?
+        .into_inner();
+    let replies: Vec<pb::EchoMessage> = replies.collect::<Result<_, _>>().await?;
+    assert_eq!(replies.len(), 1, "one echo per message: {replies:?}");
+    Ok(())
 }
 
 /// Malformed, negative, huge and off-grid decimal strings, as every decimal field must refuse them.
@@ -3727,6 +3750,13 @@ fn history_cases(cases: &mut Vec<Case>) {
             NotFound,
             "instrument:",
             Some(4)
+        ),
+        case!(
+            "Diagnostics.Echo: a reply longer than 64 KiB",
+            |c, f| echo_once(&mut c, &f.alice.1, 65_537),
+            InvalidArgument,
+            "reply_bytes: at most 65536",
+            None
         ),
         case!(
             "OpenData.GetBars: no interval",

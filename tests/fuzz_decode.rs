@@ -1205,6 +1205,9 @@ fn requests() -> Vec<(&'static str, &'static str, Exercise)> {
         ("OpenData", "InstrumentTradesRequest", |b| {
             decoded(b, exercise_nothing::<pb::InstrumentTradesRequest>)
         }),
+        ("Diagnostics", "EchoMessage", |b| {
+            decoded(b, exercise_nothing::<pb::EchoMessage>)
+        }),
         ("OpenData", "BarsRequest", |b| {
             decoded(b, exercise_nothing::<pb::BarsRequest>)
         }),

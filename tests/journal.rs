@@ -182,6 +182,39 @@ fn a_journal_from_another_market_configuration_is_refused() {
 }
 
 #[test]
+fn each_record_behind_a_snapshot_is_verified_by_one_start_and_by_every_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MarketConfig::default();
+    let mut engine = Engine::new(config.clone());
+    let mut journal = Journal::open(dir.path(), &config).unwrap();
+    // Batches of ten, as the engine thread writes them: a start reads the batch its snapshot
+    // ends in, and none before it.
+    let applied = apply(&mut engine, &market_commands(60), 1);
+    for batch in applied.chunks(10) {
+        journal.append(batch).unwrap();
+    }
+    journal.write_snapshot(60, &engine).unwrap();
+    assert_eq!(journal.verified_through().unwrap(), 0);
+    journal.recover(config.clone(), |_, _| {}).unwrap();
+    assert_eq!(
+        journal.verified_through().unwrap(),
+        60,
+        "the start verified every record its snapshot covers, and recorded it"
+    );
+    // A later start does not read those records again: start-up follows the records after the
+    // snapshot, not the journal's length. `mutua verify` (replay from genesis) reads them all.
+    common::flip_byte_in_record(&journal, 9);
+    journal
+        .recover(config.clone(), |_, _| {})
+        .expect("records verified by an earlier start are not read again");
+    match journal.replay_from_genesis(config, |_, _| {}) {
+        Err(JournalError::CorruptRecord { sequence, .. }) => assert_eq!(sequence, 9),
+        Err(other) => panic!("expected a corrupt record at 9, got {other}"),
+        Ok(_) => panic!("verify accepted a corrupt record"),
+    }
+}
+
+#[test]
 fn a_corrupt_record_behind_a_snapshot_is_still_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = MarketConfig::default();

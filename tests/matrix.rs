@@ -194,6 +194,7 @@ const MATRIX: &[(&str, [Expect; CALLERS])] = &[
     ("History.GetStatement",            [A, A,  A,  A,  A,  D,  A,  U,  U,  U,  D]),
     ("OpenData.ListTrades",             [A, A,  A,  A,  A,  A,  A,  A,  A,  A,  A]),
     ("OpenData.GetBars",                [A, A,  A,  A,  A,  A,  A,  A,  A,  A,  A]),
+    ("Diagnostics.Echo",                [A, A,  A,  A,  A,  A,  A,  U,  U,  U,  D]),
 ];
 
 /// What each call names, for the reader of the printed table.
@@ -1526,6 +1527,32 @@ async fn call(rpc: &str, c: &mut Clients, f: &Fixture, who: &Who) -> Observed {
                 ))
                 .await,
         ),
+        "Diagnostics.Echo" => {
+            let message = pb::EchoMessage {
+                payload: vec![1, 2, 3],
+                reply_bytes: 5,
+            };
+            let replies = match c
+                .diagnostics
+                .echo(req(tokio_stream::iter([message]), who))
+                .await
+            {
+                Ok(replies) => replies.into_inner(),
+                Err(status) => return Err(refused(&status)),
+            };
+            let echoed: Vec<_> = tokio::time::timeout(STREAM_WAIT, replies.collect())
+                .await
+                .expect("the echo stream ends");
+            match echoed.as_slice() {
+                [Ok(echo)] if echo.payload == [1, 2, 3, 0, 0] => Ok(()),
+                [Err(status)] => Err(refused(status)),
+                other => Err(Refusal {
+                    code: Code::Internal,
+                    reason: None,
+                    message: format!("not one echo padded to 5 bytes: {other:?}"),
+                }),
+            }
+        }
         _ => panic!("no call is written for {rpc}: add one to `call` and a row to MATRIX"),
     }
 }

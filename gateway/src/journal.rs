@@ -30,6 +30,9 @@ const META_GENESIS: &[u8] = b"genesis-config";
 /// The key that salts the digests of withheld record parts (`chain.rs`): 32 random bytes made
 /// with the journal.
 const META_WITHHOLDING_KEY: &[u8] = b"withholding-key";
+/// The last record whose checksum and chain a start-up has verified (`u64`, big-endian): later
+/// starts verify only the records after it (`mutua verify` still checks every one).
+const META_VERIFIED_THROUGH: &[u8] = b"verified-through";
 /// The top bit of a frame's length word: the record has private parts.
 const PRIVATE_FLAG: u32 = 1 << 31;
 /// Bytes of the chain hash that ends every batch value.
@@ -64,6 +67,8 @@ pub enum JournalError {
     ConfigMismatch,
     #[error("the audit chain breaks in the batch ending at record {sequence}: a record was altered, removed or reordered after it was written")]
     ChainBroken { sequence: u64 },
+    #[error("the journal writer stopped")]
+    WriterStopped,
 }
 
 /// A snapshot as stored: its sequence number, its state hash, and the encoded snapshot the hash
@@ -932,8 +937,20 @@ impl Journal {
         } else {
             newest
         };
-        // Records the snapshot covers are not replayed, but a damaged one is still refused.
-        self.verify_checksums_through(base)?;
+        // Records the snapshot covers are not replayed, but a damaged one is still refused: each
+        // is checked once, by the first start that finds it behind its base snapshot, and the
+        // fact is recorded so that start-up time follows the records after the snapshot, not
+        // the journal's length.
+        let verified = self.verified_through()?;
+        if base > verified {
+            self.verify_between(verified, base)?;
+            self.db.put_cf_opt(
+                self.cf(CF_META),
+                META_VERIFIED_THROUGH,
+                base.to_be_bytes(),
+                &self.sync,
+            )?;
+        }
         let stored = self.read_snapshot(base)?;
         let snapshot = Snapshot::from_bytes(&stored.snapshot).map_err(|error| {
             JournalError::CorruptSnapshot {
@@ -955,12 +972,21 @@ impl Journal {
         Ok(recovered)
     }
 
-    /// Checks the checksum and numbering of every record up to `through`, without decoding.
-    pub fn verify_checksums_through(&self, through: u64) -> Result<(), JournalError> {
+    /// The last record a start-up has verified (0 if none).
+    pub fn verified_through(&self) -> Result<u64, JournalError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), META_VERIFIED_THROUGH)?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// Checks the checksum, numbering and chain of every record after `after` up to `through`.
+    fn verify_between(&self, after: u64, through: u64) -> Result<(), JournalError> {
         let last = self.scan(
-            0,
+            after,
             rocksdb::ReadOptions::default(),
-            false,
+            true,
             |sequence, record| {
                 if sequence > through {
                     return Ok(false);

@@ -29,6 +29,10 @@ pub enum Mode {
     /// Baseline: unary `grpc.health.v1.Health/Check` calls on the same connections, the same
     /// tonic stack with no engine and no journal behind it: what tonic itself does here.
     Health,
+    /// Baseline of `stream`: `Diagnostics.Echo` streams on the same connections, each message
+    /// an order-entry request's bytes echoed back at an order-entry reply's size, with no
+    /// engine and no journal behind them.
+    StreamEcho,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -191,7 +195,7 @@ pub async fn run(
 
     let in_flight = match (args.in_flight, args.mode) {
         (0, Mode::Unary | Mode::Health) => 8,
-        (0, Mode::Stream) => 1_024,
+        (0, Mode::Stream | Mode::StreamEcho) => 1_024,
         (chosen, _) => chosen,
     };
     let started = Instant::now();
@@ -234,6 +238,7 @@ pub async fn run(
                     unary_worker(worker, args.mode, plan, started, totals).await
                 }
                 Mode::Stream => stream_worker(worker, plan, started, totals).await,
+                Mode::StreamEcho => echo_worker(worker, plan, started, totals).await,
             }
         }));
     }
@@ -542,6 +547,104 @@ async fn stream_worker(
             Some(_) => totals.accepted.fetch_add(1, Ordering::Relaxed),
             None => totals.failed.fetch_add(1, Ordering::Relaxed),
         };
+    }
+    sender.await?;
+    Ok(latency)
+}
+
+/// Bytes of a typical order-entry reply: an order placed with one fill.
+fn order_entry_reply_bytes() -> u32 {
+    let reply = pb::OrderEntryResponse {
+        request_id: "load-0000000000-0000000000".into(),
+        result: Some(EntryResult::Placed(pb::PlaceOrderResponse {
+            order_id: 1_000_000,
+            status: pb::OrderStatus::Filled as i32,
+            fills: vec![pb::Fill {
+                maker_order_id: 999_999,
+                price: "1.00".into(),
+                quantity: "1".into(),
+                notional: "1.00".into(),
+            }],
+            remaining_quantity: "0".into(),
+            commit: Some(pb::Commit {
+                sequence: 1_000_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    };
+    prost::Message::encoded_len(&reply) as u32
+}
+
+/// `stream`'s baseline: the same pipelining and accounting over `Diagnostics.Echo`.
+async fn echo_worker(
+    worker: Worker,
+    plan: Plan,
+    started: Instant,
+    totals: Arc<Totals>,
+) -> anyhow::Result<Histogram<u64>> {
+    let (requests, outgoing) = mpsc::channel::<pb::EchoMessage>(plan.in_flight);
+    let mut client = pb::diagnostics_client::DiagnosticsClient::new(worker.channel.clone());
+    let request = authorized(ReceiverStream::new(outgoing), Some(&worker.token))?;
+    let pending: Arc<Mutex<VecDeque<Instant>>> =
+        Arc::new(Mutex::new(VecDeque::with_capacity(plan.in_flight)));
+    let window = Arc::new(Semaphore::new(plan.in_flight));
+    let reply_bytes = order_entry_reply_bytes();
+    let sender = {
+        let (pending, window, totals) = (pending.clone(), window.clone(), totals.clone());
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            while plan.ticket(&totals).is_some() {
+                let planned = plan.pace(started, sent).await;
+                let Ok(permit) = window.acquire().await else {
+                    break;
+                };
+                permit.forget();
+                let since = if plan.interval.is_some() {
+                    planned
+                } else {
+                    Instant::now()
+                };
+                if let Ok(mut queue) = pending.lock() {
+                    queue.push_back(since);
+                }
+                let entry = pb::OrderEntryRequest {
+                    command: Some(pb::order_entry_request::Command::Place(worker.order(sent))),
+                };
+                let message = pb::EchoMessage {
+                    payload: prost::Message::encode_to_vec(&entry),
+                    reply_bytes,
+                };
+                sent += 1;
+                if requests.send(message).await.is_err() {
+                    break;
+                }
+            }
+            sent
+        })
+    };
+    let mut replies = client
+        .echo(request)
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut latency = new_histogram()?;
+    loop {
+        match replies.message().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(status) => {
+                totals.failed.fetch_add(1, Ordering::Relaxed);
+                eprintln!("echo stream ended: {}", status_error(status));
+                break;
+            }
+        }
+        let since = pending.lock().ok().and_then(|mut queue| queue.pop_front());
+        if let Some(since) = since {
+            record(&mut latency, since);
+        }
+        window.add_permits(1);
+        totals.accepted.fetch_add(1, Ordering::Relaxed);
     }
     sender.await?;
     Ok(latency)

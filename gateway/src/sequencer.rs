@@ -1,10 +1,14 @@
 //! The one engine thread. It owns the engine, drains the bounded command queue in batches,
-//! stamps each command with a sequence number and the batch's time, applies them, journals the
-//! batch in one synced write, and only then replies and publishes. Queries run on the same
-//! thread after the journal write, so they only ever see acknowledged state.
+//! stamps each command with a sequence number and the batch's time, applies them, and hands the
+//! batch to the journal writer thread, which encodes it, extends the audit chain, writes it in
+//! one synced write, and only then replies and publishes. So the engine applies batch n + 1
+//! while batch n is being encoded and synced, and nothing is acknowledged or published before
+//! it is durable. Queries and snapshots see only acknowledged state: before running them the
+//! engine thread waits until the writer has synced everything it was handed.
 //!
-//! Group commit falls out of the loop: whatever arrives while one sync is in flight is the next
-//! batch, so batches grow with load and latency stays near one sync.
+//! Group commit falls out of the two loops: whatever arrives while one batch is applied is the
+//! next engine batch, and whatever batches the engine hands over while one sync is in flight are
+//! written together in the next one, so batches grow with load and latency stays near one sync.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -80,6 +84,8 @@ pub struct Sequencer {
 pub struct EngineThread {
     handle: Option<JoinHandle<Result<EngineReport, JournalError>>>,
     exited: Option<oneshot::Receiver<()>>,
+    /// Resolves when the journal writer fails (or, at shutdown, stops).
+    writer_failure: Option<oneshot::Receiver<()>>,
 }
 
 /// What the engine thread reports when it stops.
@@ -107,24 +113,30 @@ impl Sequencer {
         let publisher = published.clone();
         let (journaled_sender, journaled) = tokio::sync::watch::channel(last_sequence);
         let (exit_signal, exited) = oneshot::channel();
+        let (writer_failed, writer_failure) = oneshot::channel();
         let handle = std::thread::Builder::new()
             .name("mutua-engine".into())
             .spawn(move || {
                 let last_time = engine.now();
                 let (snapshots, snapshot_writer) = spawn_snapshot_writer(journal.snapshot_writer());
+                let (writer, writer_thread) = spawn_journal_writer(
+                    journal,
+                    publisher,
+                    journaled_sender,
+                    metrics,
+                    writer_failed,
+                );
                 let mut thread = Loop {
                     engine,
-                    journal,
+                    writer: Some(writer),
+                    writer_thread: Some(writer_thread),
                     snapshots: Some(snapshots),
                     snapshot_writer: Some(snapshot_writer),
                     sequence: last_sequence,
                     config,
-                    publisher,
-                    journaled: journaled_sender,
                     last_time,
                     snapshot_sequence,
                     snapshot_skip_logged: false,
-                    metrics,
                 };
                 let result = thread.run(inbox);
                 let _ = exit_signal.send(());
@@ -140,6 +152,7 @@ impl Sequencer {
             EngineThread {
                 handle: Some(handle),
                 exited: Some(exited),
+                writer_failure: Some(writer_failure),
             },
         )
     }
@@ -215,9 +228,24 @@ impl EngineThread {
     /// journal write that failed). The server shuts down when it does.
     pub fn exited(&mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let exited = self.exited.take();
+        let writer_failure = self.writer_failure.take();
         async move {
-            if let Some(exited) = exited {
-                let _ = exited.await;
+            let exited = async move {
+                if let Some(exited) = exited {
+                    let _ = exited.await;
+                }
+            };
+            let writer_failure = async move {
+                match writer_failure {
+                    Some(failure) => {
+                        let _ = failure.await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = exited => {}
+                _ = writer_failure => {}
             }
         }
     }
@@ -262,24 +290,138 @@ fn spawn_snapshot_writer(
     (sender, handle)
 }
 
+/// What the engine thread hands the journal writer.
+enum ToWriter {
+    Batch(Box<HandedBatch>),
+    /// Answered once everything handed over before it is journaled.
+    Barrier(Sender<()>),
+}
+
+/// One engine batch, applied and waiting to be journaled.
+struct HandedBatch {
+    applied: Vec<Arc<Applied>>,
+    replies: Vec<(oneshot::Sender<Arc<Applied>>, Arc<Applied>)>,
+    counts: BatchCounts,
+    queue_depth: usize,
+}
+
+/// Engine batches handed to the writer and not yet taken by it; the engine thread waits beyond.
+const BATCHES_HANDED_MAX: usize = 4;
+/// Most records the writer puts in one synced write when batches have queued up.
+const RECORDS_PER_WRITE_MAX: usize = 16_384;
+
+/// The journal writer thread: takes the engine's batches in order, writes whatever has queued up
+/// in one synced write, then marks it journaled, replies and publishes. A failed write stops it
+/// (handing back the error); the engine thread then stops too, and nothing after the last
+/// successful write is ever acknowledged.
+fn spawn_journal_writer(
+    mut journal: Journal,
+    publisher: broadcast::Sender<PublishedBatch>,
+    journaled: tokio::sync::watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+    failed: oneshot::Sender<()>,
+) -> (Sender<ToWriter>, JoinHandle<Result<Journal, JournalError>>) {
+    let (sender, receiver) = crossbeam_channel::bounded::<ToWriter>(BATCHES_HANDED_MAX);
+    let handle = std::thread::Builder::new()
+        .name("mutua-journal".into())
+        .spawn(move || {
+            let mut pending: Option<ToWriter> = None;
+            loop {
+                let first = match pending.take() {
+                    Some(message) => message,
+                    None => match receiver.recv() {
+                        Ok(message) => message,
+                        Err(_) => return Ok(journal),
+                    },
+                };
+                let mut batches = match first {
+                    ToWriter::Barrier(done) => {
+                        let _ = done.send(());
+                        continue;
+                    }
+                    ToWriter::Batch(batch) => vec![batch],
+                };
+                let mut records = batches[0].applied.len();
+                while records < RECORDS_PER_WRITE_MAX {
+                    match receiver.try_recv() {
+                        Ok(ToWriter::Batch(batch)) => {
+                            records += batch.applied.len();
+                            batches.push(batch);
+                        }
+                        Ok(barrier) => {
+                            pending = Some(barrier);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                // Durable before anyone hears of it.
+                let began = std::time::Instant::now();
+                let written = journal.append(
+                    batches
+                        .iter()
+                        .flat_map(|batch| batch.applied.iter().map(|applied| applied.as_ref())),
+                );
+                if let Err(error) = written {
+                    // The server stops at once, without waiting for the next command to find
+                    // the writer gone.
+                    let _ = failed.send(());
+                    return Err(error);
+                }
+                let synced = began.elapsed();
+                let last = batches
+                    .last()
+                    .and_then(|batch| batch.applied.last())
+                    .map(|applied| applied.sequence)
+                    .expect("batches handed over are never empty");
+                for batch in &batches {
+                    let through = batch
+                        .applied
+                        .last()
+                        .map_or(last, |applied| applied.sequence);
+                    metrics.record_batch(
+                        &batch.counts,
+                        batch.applied.len(),
+                        batch.queue_depth,
+                        synced,
+                        through,
+                    );
+                }
+                // Before any reply: a client that holds an acknowledgement of record N must find
+                // the journal's end (`Audit.ChainHead`) at N or later.
+                journaled.send_replace(last);
+                for batch in batches {
+                    let HandedBatch {
+                        applied, replies, ..
+                    } = *batch;
+                    for (reply, applied) in replies {
+                        let _ = reply.send(applied);
+                    }
+                    let _ = publisher.send(Arc::new(applied));
+                }
+            }
+        })
+        .expect("spawn the journal writer");
+    (sender, handle)
+}
+
 struct Loop {
     engine: Engine,
-    journal: Journal,
+    /// The journal writer thread, and the journal it hands back when it stops.
+    writer: Option<Sender<ToWriter>>,
+    writer_thread: Option<JoinHandle<Result<Journal, JournalError>>>,
     /// Snapshots taken on this thread go to the writer thread to be encoded, hashed and synced;
     /// at most one waits, and a snapshot due while one is pending is skipped.
     snapshots: Option<crossbeam_channel::Sender<(u64, mutua_engine::Snapshot)>>,
     snapshot_writer: Option<JoinHandle<()>>,
     sequence: u64,
     config: SequencerConfig,
-    publisher: broadcast::Sender<PublishedBatch>,
-    journaled: tokio::sync::watch::Sender<u64>,
     last_time: Timestamp,
     /// The sequence of the newest snapshot taken (stored or handed to the writer).
     snapshot_sequence: u64,
     /// A due snapshot was skipped because the writer was busy, and that was logged: log it once
     /// per episode, not once per batch.
     snapshot_skip_logged: bool,
-    metrics: Arc<Metrics>,
 }
 
 impl Loop {
@@ -309,13 +451,15 @@ impl Loop {
         }
         drop(inbox);
         // Stopped, or every handle is gone: the server has stopped accepting and drained. Let
-        // the writer finish what it holds, then write the final snapshot here, synchronously.
+        // the journal writer write and answer what it holds, and the snapshot writer finish its
+        // snapshot, then write the final snapshot here, synchronously.
+        let mut journal = self.stop_writer()?;
         drop(self.snapshots.take());
         if let Some(writer) = self.snapshot_writer.take() {
             let _ = writer.join();
         }
         if self.sequence != self.snapshot_sequence {
-            self.journal.write_snapshot(self.sequence, &self.engine)?;
+            journal.write_snapshot(self.sequence, &self.engine)?;
         }
         Ok(EngineReport {
             last_sequence: self.sequence,
@@ -381,35 +525,74 @@ impl Loop {
             }
         }
         if !applied_batch.is_empty() {
-            // Durable before anyone hears of it. A failed write leaves memory ahead of disk,
-            // so the thread stops: callers see `Stopped`, and a restart replays the journal.
-            let began = std::time::Instant::now();
-            self.journal
-                .append(applied_batch.iter().map(|applied| applied.as_ref()))?;
-            self.metrics.record_batch(
-                &counts,
-                applied_batch.len(),
+            self.hand_over(HandedBatch {
+                applied: applied_batch,
+                replies,
+                counts,
                 queue_depth,
-                began.elapsed(),
-                self.sequence,
-            );
-            // Before any reply: a client that holds an acknowledgement of record N must find the
-            // journal's end (`Audit.ChainHead`) at N or later.
-            self.journaled.send_replace(self.sequence);
+            })?;
         }
-        for (reply, applied) in replies {
-            let _ = reply.send(applied);
-        }
-        if !applied_batch.is_empty() {
-            let _ = self.publisher.send(Arc::new(applied_batch));
-        }
-        for query in queries {
-            query(&self.engine);
+        if !queries.is_empty() {
+            // Queries see acknowledged state only.
+            self.wait_journaled()?;
+            for query in queries {
+                query(&self.engine);
+            }
         }
         if self.sequence - self.snapshot_sequence >= self.config.snapshot_every_commands {
+            // A snapshot never gets ahead of the journal it stands for.
+            self.wait_journaled()?;
             self.take_snapshot()?;
         }
         Ok(())
+    }
+
+    /// Hands a batch to the journal writer (waiting while it holds `BATCHES_HANDED_MAX`).
+    fn hand_over(&mut self, batch: HandedBatch) -> Result<(), JournalError> {
+        let sent = match &self.writer {
+            Some(writer) => writer.send(ToWriter::Batch(Box::new(batch))).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(self.writer_failure())
+        }
+    }
+
+    /// Waits until everything handed to the journal writer is journaled and answered.
+    fn wait_journaled(&mut self) -> Result<(), JournalError> {
+        let (done, journaled) = crossbeam_channel::bounded(1);
+        let answered = match &self.writer {
+            Some(writer) => {
+                writer.send(ToWriter::Barrier(done)).is_ok() && journaled.recv().is_ok()
+            }
+            None => false,
+        };
+        if answered {
+            Ok(())
+        } else {
+            Err(self.writer_failure())
+        }
+    }
+
+    /// Lets the journal writer finish and hands back its journal.
+    fn stop_writer(&mut self) -> Result<Journal, JournalError> {
+        drop(self.writer.take());
+        match self.writer_thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => Err(JournalError::WriterStopped),
+        }
+    }
+
+    /// Why the journal writer stopped (a failed write): the engine thread stops with it.
+    fn writer_failure(&mut self) -> JournalError {
+        match self.stop_writer() {
+            Err(error) => error,
+            Ok(_) => JournalError::WriterStopped,
+        }
     }
 
     /// Copies the state (the only part that must happen here) and hands the copy to the writer

@@ -13,6 +13,7 @@ use clap::Parser;
 use mutua_gateway::pb;
 use mutua_gateway::pb::accounts_client::AccountsClient;
 use mutua_gateway::pb::audit_client::AuditClient;
+use mutua_gateway::pb::diagnostics_client::DiagnosticsClient;
 use mutua_gateway::pb::exchange_client::ExchangeClient;
 use mutua_gateway::pb::history_client::HistoryClient;
 use mutua_gateway::pb::identity_client::IdentityClient;
@@ -213,6 +214,7 @@ pub struct Clients {
     pub audit: AuditClient<Channel>,
     pub history: HistoryClient<Channel>,
     pub open_data: OpenDataClient<Channel>,
+    pub diagnostics: DiagnosticsClient<Channel>,
 }
 
 impl Clients {
@@ -231,6 +233,7 @@ impl Clients {
             pool: PoolClient::new(channel.clone()),
             history: HistoryClient::new(channel.clone()),
             open_data: OpenDataClient::new(channel.clone()),
+            diagnostics: DiagnosticsClient::new(channel.clone()),
             audit: AuditClient::new(channel).max_decoding_message_size(256 << 20),
         }
     }

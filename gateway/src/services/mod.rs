@@ -6,6 +6,7 @@
 mod accounts;
 mod audit;
 mod catalog;
+mod diagnostics;
 mod exchange;
 mod history;
 mod identity;
@@ -36,6 +37,7 @@ use crate::sequencer::{Applied, Sequencer, SequencerError};
 pub use accounts::AccountsService;
 pub use audit::AuditService;
 pub use catalog::Catalog;
+pub use diagnostics::DiagnosticsService;
 pub use exchange::ExchangeService;
 pub use history::{HistoryService, OpenDataService};
 pub use identity::IdentityService;
@@ -271,6 +273,9 @@ pub fn router(
         .max_decoding_message_size(bytes_max);
     let open_data = pb::open_data_server::OpenDataServer::new(OpenDataService::new(shared.clone()))
         .max_decoding_message_size(bytes_max);
+    let diagnostics =
+        pb::diagnostics_server::DiagnosticsServer::new(DiagnosticsService::new(shared.clone()))
+            .max_decoding_message_size(bytes_max);
     let market_data = pb::market_data_server::MarketDataServer::new(MarketDataService::new(shared))
         .max_decoding_message_size(bytes_max);
 
@@ -319,6 +324,9 @@ pub fn router(
         reporter
             .set_serving::<pb::open_data_server::OpenDataServer<OpenDataService>>()
             .await;
+        reporter
+            .set_serving::<pb::diagnostics_server::DiagnosticsServer<DiagnosticsService>>()
+            .await;
     });
 
     // The descriptor sets are compiled into the binary; failing to read them is a build defect,
@@ -356,7 +364,8 @@ pub fn router(
         .add_service(pool)
         .add_service(audit)
         .add_service(history)
-        .add_service(open_data))
+        .add_service(open_data)
+        .add_service(diagnostics))
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {
