@@ -324,20 +324,31 @@ async fn the_data_directory_is_private_and_holds_no_token() {
 
     let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "the data directory is the user's alone");
+    // Every file and directory, the history read model's (`history/`) included.
     let mut stored = Vec::new();
-    for entry in std::fs::read_dir(&data).unwrap() {
-        let entry = entry.unwrap();
-        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
-        assert_eq!(
-            mode & 0o077,
-            0,
-            "{} is open to others: {mode:o}",
-            entry.path().display()
-        );
-        if entry.file_name() != "operator.token" {
-            stored.extend(std::fs::read(entry.path()).unwrap());
+    let mut directories = vec![data.clone()];
+    while let Some(directory) = directories.pop() {
+        for entry in std::fs::read_dir(&directory).unwrap() {
+            let entry = entry.unwrap();
+            let metadata = entry.metadata().unwrap();
+            let mode = metadata.permissions().mode() & 0o777;
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "{} is open to others: {mode:o}",
+                entry.path().display()
+            );
+            if metadata.is_dir() {
+                directories.push(entry.path());
+            } else if entry.file_name() != "operator.token" {
+                stored.extend(std::fs::read(entry.path()).unwrap());
+            }
         }
     }
+    assert!(
+        data.join("history").is_dir(),
+        "the history read model lives in the data directory"
+    );
     // No token, nor the random part of one, is anywhere in the journal's files: they hold only
     // hashes, from which no token can be made.
     for token in &tokens {
