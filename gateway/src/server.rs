@@ -163,7 +163,10 @@ pub async fn run(
     let auth = Auth::from_engine(&recovered.engine, limits.clone(), metrics.clone());
     let operator_token_live = read_operator_token(&args.data)
         .is_some_and(|token| auth.is_live_token_of(&token, GENESIS_OPERATOR));
-    let state_hash = recovered.engine.state_hash();
+    let state_hash = match recovered.state_hash {
+        Some(hash) => hash,
+        None => recovered.engine.state_hash(),
+    };
     tracing::info!(sequence = recovered.last_sequence, %state_hash, replayed = recovered.replayed, "state recovered");
     println!(
         "mutua state at sequence {} has state hash {state_hash}",
