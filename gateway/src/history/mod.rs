@@ -31,6 +31,8 @@ use model::{Key, META_THROUGH};
 
 /// Records indexed per write batch (whole journal batches, so up to one batch more).
 pub const RECORDS_PER_CHUNK: usize = 8_192;
+/// How long the indexer, once caught up, lets new records gather before reading them.
+const GATHER: Duration = Duration::from_millis(5);
 /// How long a query waits for the model to reach what was journaled when it arrived.
 pub const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 /// Entries a listing may examine in one call (filtered out or not): a page over a sparse filter
@@ -140,6 +142,11 @@ impl History {
                         Ok(Some(through)) => {
                             metrics.history_indexed(through);
                             indexed_sender.send_replace(through);
+                            if through >= *thread_journaled.borrow() {
+                                // Caught up: let the next records gather for a moment, so that
+                                // a trickle of small batches is indexed in a few larger chunks.
+                                std::thread::sleep(GATHER);
+                            }
                         }
                         // Journaled but not yet readable: look again shortly.
                         Ok(None) => std::thread::sleep(Duration::from_millis(1)),
