@@ -15,8 +15,15 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
-use crate::cli::history::DayExport;
 use crate::pb;
+
+/// One day's open data, as read from the server (`cli::history::read_day`).
+pub struct DayExport {
+    pub day: u64,
+    pub trades: Vec<pb::Trade>,
+    /// Every listed instrument, with its day bar if it traded.
+    pub instruments: Vec<(pb::Instrument, Option<pb::Bar>)>,
+}
 
 /// One column of an export table.
 enum Column {

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use tonic::transport::Channel;
 
 use super::{authorized, connect_with, instrument_ref, parse_rfc3339, rfc3339, status_error};
+use crate::export::DayExport;
 use crate::pb;
 use crate::pb::history_client::HistoryClient;
 use crate::pb::open_data_client::OpenDataClient;
@@ -442,14 +443,6 @@ fn bars_request(
         until_time_ns: until.unwrap_or(0),
         limit,
     }
-}
-
-/// The day's open data, as read from the server.
-pub struct DayExport {
-    pub day: u64,
-    pub trades: Vec<pb::Trade>,
-    /// Every listed instrument, with its day bar if it traded.
-    pub instruments: Vec<(pb::Instrument, Option<pb::Bar>)>,
 }
 
 /// Reads one UTC day of trades and instrument statistics through the open-data services.
