@@ -1,7 +1,8 @@
 //! Matching throughput of the engine on one core, in commands (elements) per second:
 //! exchange-core's command mix over a book of about 1,000 resting orders on about 750 price
 //! levels with 1,000 contributors, and the same mix on the shapes that break weak books (very
-//! deep queues; very wide, sparse books). Run: `cargo bench --bench matching`.
+//! deep queues; very wide, sparse books; a stream where every other command is refused). Run:
+//! `cargo bench --bench matching`.
 
 mod support;
 
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use support::{apply_all, Market, MixGenerator};
+use mutua_engine::{CommandKind, OrderId, SelfTradePrevention, Side, TimeInForce};
+use support::{apply_all, Market, MixGenerator, Rng, NOW, PAR_TICKS};
 
 const COMMANDS: usize = 1_000_000;
 
@@ -42,7 +44,17 @@ fn bench_workload(c: &mut Criterion, name: &str, mut market: Market, levels: u64
         commands.len(),
         check.resting_orders()
     );
+    measure(c, name, &start, &commands);
+}
 
+/// Commands per second of replaying `commands` from a clone of `start`.
+fn measure(
+    c: &mut Criterion,
+    name: &str,
+    start: &mutua_engine::Engine,
+    commands: &[mutua_engine::Command],
+) {
+    let mut events = Vec::with_capacity(4096);
     let mut group = c.benchmark_group("engine");
     group.throughput(Throughput::Elements(commands.len() as u64));
     group.sample_size(10);
@@ -53,7 +65,7 @@ fn bench_workload(c: &mut Criterion, name: &str, mut market: Market, levels: u64
             for _ in 0..iterations {
                 let mut engine = start.clone();
                 let began = Instant::now();
-                let digest = apply_all(&mut engine, &commands, &mut events);
+                let digest = apply_all(&mut engine, commands, &mut events);
                 total += began.elapsed();
                 black_box(digest);
             }
@@ -86,10 +98,67 @@ fn wide_book_bench(c: &mut Criterion) {
     );
 }
 
+/// The exchange-core mix with a refused command after every command: alternately a cancel of an
+/// order that does not exist and a buy priced far outside the band. Refusals are journaled and
+/// remembered for retries like any command, so a flood of them must cost no more than orders.
+fn half_rejected_bench(c: &mut Criterion) {
+    let mut market = Market::new(1_000);
+    let mut generator = MixGenerator::new(750, 1_000, 42);
+    generator.generate(&mut market, COMMANDS);
+    let start = market.engine.clone();
+    let valid = generator.generate(&mut market, COMMANDS / 2);
+    let instrument = market.instrument;
+    let mut rng = Rng::new(11);
+    let mut commands = Vec::with_capacity(COMMANDS);
+    for (index, command) in valid.into_iter().enumerate() {
+        commands.push(command);
+        let participant = market.contributors[rng.below(1_000) as usize];
+        let kind = if index % 2 == 0 {
+            CommandKind::CancelOrder {
+                order: OrderId(u64::MAX - index as u64),
+            }
+        } else {
+            CommandKind::PlaceOrder {
+                instrument,
+                side: Side::Buy,
+                price_ticks: PAR_TICKS * 100,
+                lots: 1_000,
+                time_in_force: TimeInForce::GoodTillCancelled,
+                self_trade: SelfTradePrevention::CancelIncoming,
+            }
+        };
+        commands.push(market.command(participant, kind));
+    }
+    // Every other command is refused, and the run stays consistent.
+    let mut check = start.clone();
+    let mut events = Vec::with_capacity(4096);
+    let mut refused = 0;
+    for command in &commands {
+        events.clear();
+        if check.apply(command, NOW, &mut events).result.is_err() {
+            refused += 1;
+        }
+    }
+    assert!(
+        refused >= COMMANDS / 2,
+        "{refused} of {} commands refused",
+        commands.len()
+    );
+    check
+        .check_invariants()
+        .expect("invariants hold after the workload");
+    eprintln!(
+        "half_rejected: {} commands, {refused} refused",
+        commands.len()
+    );
+    measure(c, "half_rejected", &start, &commands);
+}
+
 criterion_group!(
     benches,
     exchange_core_mix_bench,
     deep_queues_bench,
-    wide_book_bench
+    wide_book_bench,
+    half_rejected_bench
 );
 criterion_main!(benches);
