@@ -12,6 +12,8 @@ use mutua_engine::{CommandKind, Event, OrderId, SelfTradePrevention, Side, TimeI
 use support::{exchange_core_mix, Market, Rng, NOW, PAR_TICKS};
 
 const SAMPLES: usize = 500_000;
+/// Place-and-cancel pairs one participant sends alone.
+const ONE_PARTICIPANT_PAIRS: usize = 200_000;
 /// Steps of the machine's own spin: about 300 ns here, a passive place's median.
 const MACHINE_SPIN_STEPS: u32 = 600;
 
@@ -169,4 +171,42 @@ fn main() {
     report("cancel", &cancel);
     report("aggressive", &aggressive);
     report("spin only", &nothing);
+
+    // One participant alone sending many commands: its window of remembered command ids grows
+    // to its full size (131,072 ids a generation), where growing a whole index at once would
+    // stall for milliseconds.
+    let mut alone = Histogram::<u64>::new(3).expect("histogram");
+    let owner = market.contributors[0];
+    for index in 0..ONE_PARTICIPANT_PAIRS {
+        let offset = 1 + (index % 300) as u64;
+        let command = market.command(
+            owner,
+            CommandKind::PlaceOrder {
+                instrument,
+                side: Side::Buy,
+                price_ticks: PAR_TICKS - offset,
+                lots: 1_000,
+                time_in_force: TimeInForce::GoodTillCancelled,
+                self_trade: SelfTradePrevention::CancelIncoming,
+            },
+        );
+        events.clear();
+        let began = Instant::now();
+        let outcome = market.engine.apply(&command, NOW, &mut events);
+        alone
+            .record(began.elapsed().as_nanos() as u64)
+            .expect("record");
+        let Ok(mutua_engine::Ack::Order(order)) = outcome.result else {
+            panic!("place rejected: {outcome:?}")
+        };
+        let command = market.command(owner, CommandKind::CancelOrder { order });
+        events.clear();
+        let began = Instant::now();
+        market.engine.apply(&command, NOW, &mut events);
+        alone
+            .record(began.elapsed().as_nanos() as u64)
+            .expect("record");
+    }
+    println!("one participant's {} commands:", 2 * ONE_PARTICIPANT_PAIRS);
+    report("place+cancel", &alone);
 }
