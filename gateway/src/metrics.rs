@@ -362,7 +362,13 @@ pub async fn print_status(address: &str) -> anyhow::Result<()> {
             .find(|(sample, _)| *sample == name)
             .map_or(0.0, |(_, value)| *value)
     };
-    println!("journal sequence      {}", value("mutua_journal_sequence"));
+    let journaled = value("mutua_journal_sequence");
+    println!("journal sequence      {journaled}");
+    let indexed = value("mutua_history_indexed_sequence");
+    println!(
+        "history indexed       {indexed} ({} behind)",
+        (journaled - indexed).max(0.0)
+    );
     println!(
         "engine queue depth    {}",
         value("mutua_engine_queue_depth")
