@@ -476,16 +476,33 @@ async fn unary_worker(
     Ok(histogram)
 }
 
-async fn stream_worker(
-    worker: Worker,
+/// How one reply on a pipelined stream counts.
+enum Counted {
+    Accepted,
+    Rejected,
+    Failed,
+}
+
+/// Drives one pipelined stream: sends `message(n)` for the n-th message while the plan allows,
+/// with at most `plan.in_flight` unanswered; replies come back in order, each timed from its
+/// message's planned (open loop) or actual send.
+async fn pipelined<M, R, Fut>(
     plan: Plan,
     started: Instant,
     totals: Arc<Totals>,
-) -> anyhow::Result<Histogram<u64>> {
-    let (requests, outgoing) = mpsc::channel::<pb::OrderEntryRequest>(plan.in_flight);
-    let mut client = pb::exchange_client::ExchangeClient::new(worker.channel.clone());
-    let request = authorized(ReceiverStream::new(outgoing), Some(&worker.token))?;
-    // The send times of orders not yet answered, oldest first: replies come back in order.
+    token: &str,
+    message: impl Fn(u64) -> M + Send + 'static,
+    open: impl FnOnce(tonic::Request<ReceiverStream<M>>) -> Fut,
+    count: impl Fn(&R) -> Counted,
+    what: &str,
+) -> anyhow::Result<Histogram<u64>>
+where
+    M: Send + 'static,
+    Fut: std::future::Future<Output = Result<tonic::Response<tonic::Streaming<R>>, tonic::Status>>,
+{
+    let (requests, outgoing) = mpsc::channel::<M>(plan.in_flight);
+    let request = authorized(ReceiverStream::new(outgoing), Some(token))?;
+    // The send times of messages not yet answered, oldest first: replies come back in order.
     let pending: Arc<Mutex<VecDeque<Instant>>> =
         Arc::new(Mutex::new(VecDeque::with_capacity(plan.in_flight)));
     let window = Arc::new(Semaphore::new(plan.in_flight));
@@ -508,11 +525,9 @@ async fn stream_worker(
                 if let Ok(mut queue) = pending.lock() {
                     queue.push_back(since);
                 }
-                let entry = pb::OrderEntryRequest {
-                    command: Some(pb::order_entry_request::Command::Place(worker.order(sent))),
-                };
+                let next = message(sent);
                 sent += 1;
-                if requests.send(entry).await.is_err() {
+                if requests.send(next).await.is_err() {
                     break;
                 }
             }
@@ -521,11 +536,7 @@ async fn stream_worker(
         })
     };
 
-    let mut replies = client
-        .order_entry(request)
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let mut replies = open(request).await.map_err(status_error)?.into_inner();
     let mut latency = new_histogram()?;
     loop {
         let reply = match replies.message().await {
@@ -533,7 +544,7 @@ async fn stream_worker(
             Ok(None) => break,
             Err(status) => {
                 totals.failed.fetch_add(1, Ordering::Relaxed);
-                eprintln!("order-entry stream ended: {}", status_error(status));
+                eprintln!("{what} stream ended: {}", status_error(status));
                 break;
             }
         };
@@ -542,14 +553,42 @@ async fn stream_worker(
             record(&mut latency, since);
         }
         window.add_permits(1);
-        match reply.result {
-            Some(EntryResult::Rejected(_)) => totals.rejected.fetch_add(1, Ordering::Relaxed),
-            Some(_) => totals.accepted.fetch_add(1, Ordering::Relaxed),
-            None => totals.failed.fetch_add(1, Ordering::Relaxed),
+        match count(&reply) {
+            Counted::Accepted => totals.accepted.fetch_add(1, Ordering::Relaxed),
+            Counted::Rejected => totals.rejected.fetch_add(1, Ordering::Relaxed),
+            Counted::Failed => totals.failed.fetch_add(1, Ordering::Relaxed),
         };
     }
     sender.await?;
     Ok(latency)
+}
+
+/// Pipelined orders on one `OrderEntry` stream.
+async fn stream_worker(
+    worker: Worker,
+    plan: Plan,
+    started: Instant,
+    totals: Arc<Totals>,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut client = pb::exchange_client::ExchangeClient::new(worker.channel.clone());
+    let token = worker.token.clone();
+    pipelined(
+        plan,
+        started,
+        totals,
+        &token,
+        move |sent| pb::OrderEntryRequest {
+            command: Some(pb::order_entry_request::Command::Place(worker.order(sent))),
+        },
+        |request| async move { client.order_entry(request).await },
+        |reply: &pb::OrderEntryResponse| match reply.result {
+            Some(EntryResult::Rejected(_)) => Counted::Rejected,
+            Some(_) => Counted::Accepted,
+            None => Counted::Failed,
+        },
+        "order-entry",
+    )
+    .await
 }
 
 /// Bytes of a typical order-entry reply: an order placed with one fill.
@@ -576,78 +615,33 @@ fn order_entry_reply_bytes() -> u32 {
     prost::Message::encoded_len(&reply) as u32
 }
 
-/// `stream`'s baseline: the same pipelining and accounting over `Diagnostics.Echo`.
+/// `stream`'s baseline: the same pipelining and accounting over `Diagnostics.Echo`, each
+/// message an order-entry request's bytes echoed back at an order-entry reply's size.
 async fn echo_worker(
     worker: Worker,
     plan: Plan,
     started: Instant,
     totals: Arc<Totals>,
 ) -> anyhow::Result<Histogram<u64>> {
-    let (requests, outgoing) = mpsc::channel::<pb::EchoMessage>(plan.in_flight);
     let mut client = pb::diagnostics_client::DiagnosticsClient::new(worker.channel.clone());
-    let request = authorized(ReceiverStream::new(outgoing), Some(&worker.token))?;
-    let pending: Arc<Mutex<VecDeque<Instant>>> =
-        Arc::new(Mutex::new(VecDeque::with_capacity(plan.in_flight)));
-    let window = Arc::new(Semaphore::new(plan.in_flight));
+    let token = worker.token.clone();
     let reply_bytes = order_entry_reply_bytes();
-    let sender = {
-        let (pending, window, totals) = (pending.clone(), window.clone(), totals.clone());
-        tokio::spawn(async move {
-            let mut sent = 0u64;
-            while plan.ticket(&totals).is_some() {
-                let planned = plan.pace(started, sent).await;
-                let Ok(permit) = window.acquire().await else {
-                    break;
-                };
-                permit.forget();
-                let since = if plan.interval.is_some() {
-                    planned
-                } else {
-                    Instant::now()
-                };
-                if let Ok(mut queue) = pending.lock() {
-                    queue.push_back(since);
-                }
-                let entry = pb::OrderEntryRequest {
-                    command: Some(pb::order_entry_request::Command::Place(worker.order(sent))),
-                };
-                let message = pb::EchoMessage {
-                    payload: prost::Message::encode_to_vec(&entry),
-                    reply_bytes,
-                };
-                sent += 1;
-                if requests.send(message).await.is_err() {
-                    break;
-                }
-            }
-            sent
-        })
-    };
-    let mut replies = client
-        .echo(request)
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    let mut latency = new_histogram()?;
-    loop {
-        match replies.message().await {
-            Ok(Some(_)) => {}
-            Ok(None) => break,
-            Err(status) => {
-                totals.failed.fetch_add(1, Ordering::Relaxed);
-                eprintln!("echo stream ended: {}", status_error(status));
-                break;
-            }
-        }
-        let since = pending.lock().ok().and_then(|mut queue| queue.pop_front());
-        if let Some(since) = since {
-            record(&mut latency, since);
-        }
-        window.add_permits(1);
-        totals.accepted.fetch_add(1, Ordering::Relaxed);
-    }
-    sender.await?;
-    Ok(latency)
+    pipelined(
+        plan,
+        started,
+        totals,
+        &token,
+        move |sent| pb::EchoMessage {
+            payload: prost::Message::encode_to_vec(&pb::OrderEntryRequest {
+                command: Some(pb::order_entry_request::Command::Place(worker.order(sent))),
+            }),
+            reply_bytes,
+        },
+        |request| async move { client.echo(request).await },
+        |_: &pb::EchoMessage| Counted::Accepted,
+        "echo",
+    )
+    .await
 }
 
 /// The market the load runs in.

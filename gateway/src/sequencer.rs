@@ -369,11 +369,15 @@ fn spawn_journal_writer(
                     return Err(error);
                 }
                 let synced = began.elapsed();
-                let last = batches
-                    .last()
-                    .and_then(|batch| batch.applied.last())
+                let Some(last) = batches
+                    .iter()
+                    .filter_map(|batch| batch.applied.last())
                     .map(|applied| applied.sequence)
-                    .expect("batches handed over are never empty");
+                    .next_back()
+                else {
+                    // Nothing was handed over (the engine never hands an empty batch).
+                    continue;
+                };
                 for batch in &batches {
                     let through = batch
                         .applied

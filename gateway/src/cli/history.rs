@@ -127,147 +127,160 @@ pub struct ExportArgs {
     format: ExportFormat,
 }
 
+/// Prints a listing page after page, at most `limit` entries: `page(token)` asks for the page
+/// that starts at `token` and gives its entries and the next token (empty at the end).
+async fn print_pages<T, Fut>(
+    limit: usize,
+    mut page: impl FnMut(Vec<u8>) -> Fut,
+    print: impl Fn(&T),
+) -> anyhow::Result<()>
+where
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<T>, Vec<u8>)>>,
+{
+    let mut printed = 0;
+    let mut next = Vec::new();
+    loop {
+        let (entries, token) = page(next).await?;
+        for entry in &entries {
+            if printed == limit {
+                return Ok(());
+            }
+            print(entry);
+            printed += 1;
+        }
+        if token.is_empty() {
+            return Ok(());
+        }
+        next = token;
+    }
+}
+
 pub async fn history(
     server: &str,
     tls_ca: Option<&Path>,
     token: Option<&str>,
     command: HistoryCommand,
 ) -> anyhow::Result<()> {
-    let mut client = HistoryClient::new(connect_with(server, tls_ca).await?);
+    let client = HistoryClient::new(connect_with(server, tls_ca).await?);
     match command {
         HistoryCommand::Orders(list) => {
-            let mut printed = 0;
-            let mut token_page = Vec::new();
-            loop {
-                let request = pb::HistoryOrdersRequest {
-                    filter: Some(list.filter(token_page)),
-                };
-                let reply = client
-                    .list_orders(authorized(request, token)?)
-                    .await
-                    .map_err(status_error)?
-                    .into_inner();
-                for order in reply.orders {
-                    if printed == list.limit {
-                        return Ok(());
-                    }
-                    print_order(&order);
-                    printed += 1;
+            let page = |page_token| {
+                let (mut client, filter) = (client.clone(), list.filter(page_token));
+                async move {
+                    let reply = client
+                        .list_orders(authorized(
+                            pb::HistoryOrdersRequest {
+                                filter: Some(filter),
+                            },
+                            token,
+                        )?)
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    Ok((reply.orders, reply.next_page_token))
                 }
-                if reply.next_page_token.is_empty() {
-                    return Ok(());
-                }
-                token_page = reply.next_page_token;
-            }
+            };
+            print_pages(list.limit, page, print_order).await
         }
         HistoryCommand::Fills { list, order } => {
-            let mut printed = 0;
-            let mut token_page = Vec::new();
-            loop {
-                let request = pb::HistoryFillsRequest {
-                    filter: Some(list.filter(token_page)),
-                    order_id: order.unwrap_or(0),
-                };
-                let reply = client
-                    .list_fills(authorized(request, token)?)
-                    .await
-                    .map_err(status_error)?
-                    .into_inner();
-                for fill in reply.fills {
-                    if printed == list.limit {
-                        return Ok(());
-                    }
-                    println!(
-                        "{} #{} {} order {} {} {} @ {} = {}{}",
-                        rfc3339(fill.time_ns),
-                        fill.sequence,
-                        fill.symbol,
-                        fill.order_id,
-                        side_name(fill.side),
-                        fill.quantity,
-                        fill.price,
-                        fill.notional,
-                        if fill.maker { " (maker)" } else { "" }
-                    );
-                    printed += 1;
+            let page = |page_token| {
+                let (mut client, filter) = (client.clone(), list.filter(page_token));
+                async move {
+                    let reply = client
+                        .list_fills(authorized(
+                            pb::HistoryFillsRequest {
+                                filter: Some(filter),
+                                order_id: order.unwrap_or(0),
+                            },
+                            token,
+                        )?)
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    Ok((reply.fills, reply.next_page_token))
                 }
-                if reply.next_page_token.is_empty() {
-                    return Ok(());
-                }
-                token_page = reply.next_page_token;
-            }
+            };
+            print_pages(list.limit, page, |fill: &pb::OwnFill| {
+                println!(
+                    "{} #{} {} order {} {} {} @ {} = {}{}",
+                    rfc3339(fill.time_ns),
+                    fill.sequence,
+                    fill.symbol,
+                    fill.order_id,
+                    side_name(fill.side),
+                    fill.quantity,
+                    fill.price,
+                    fill.notional,
+                    if fill.maker { " (maker)" } else { "" }
+                )
+            })
+            .await
         }
         HistoryCommand::Cash(list) => {
-            let mut printed = 0;
-            let mut token_page = Vec::new();
-            loop {
-                let request = pb::CashMovementsRequest {
-                    filter: Some(list.filter(token_page)),
-                };
-                let reply = client
-                    .list_cash_movements(authorized(request, token)?)
-                    .await
-                    .map_err(status_error)?
-                    .into_inner();
-                for movement in reply.movements {
-                    if printed == list.limit {
-                        return Ok(());
-                    }
-                    if movement.withheld {
-                        println!(
-                            "{} #{} {} (withheld: private to the participant)",
-                            rfc3339(movement.time_ns),
-                            movement.sequence,
-                            movement.command
-                        );
-                    } else {
-                        println!(
-                            "{} #{} {} {} -> balance {} (reserved {})",
-                            rfc3339(movement.time_ns),
-                            movement.sequence,
-                            movement.command,
-                            movement.amount,
-                            movement.balance,
-                            movement.reserved
-                        );
-                    }
-                    printed += 1;
+            let page = |page_token| {
+                let (mut client, filter) = (client.clone(), list.filter(page_token));
+                async move {
+                    let reply = client
+                        .list_cash_movements(authorized(
+                            pb::CashMovementsRequest {
+                                filter: Some(filter),
+                            },
+                            token,
+                        )?)
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    Ok((reply.movements, reply.next_page_token))
                 }
-                if reply.next_page_token.is_empty() {
-                    return Ok(());
+            };
+            print_pages(list.limit, page, |movement: &pb::CashMovement| {
+                if movement.withheld {
+                    println!(
+                        "{} #{} {} (withheld: private to the participant)",
+                        rfc3339(movement.time_ns),
+                        movement.sequence,
+                        movement.command
+                    );
+                } else {
+                    println!(
+                        "{} #{} {} {} -> balance {} (reserved {})",
+                        rfc3339(movement.time_ns),
+                        movement.sequence,
+                        movement.command,
+                        movement.amount,
+                        movement.balance,
+                        movement.reserved
+                    );
                 }
-                token_page = reply.next_page_token;
-            }
+            })
+            .await
         }
         HistoryCommand::Activity(list) => {
-            let mut printed = 0;
-            let mut token_page = Vec::new();
-            loop {
-                let request = pb::ActivityRequest {
-                    filter: Some(list.filter(token_page)),
-                };
-                let reply = client
-                    .list_activity(authorized(request, token)?)
-                    .await
-                    .map_err(status_error)?
-                    .into_inner();
-                for entry in reply.entries {
-                    if printed == list.limit {
-                        return Ok(());
-                    }
-                    println!(
-                        "{} #{} {}",
-                        rfc3339(entry.time_ns),
-                        entry.sequence,
-                        entry.json
-                    );
-                    printed += 1;
+            let page = |page_token| {
+                let (mut client, filter) = (client.clone(), list.filter(page_token));
+                async move {
+                    let reply = client
+                        .list_activity(authorized(
+                            pb::ActivityRequest {
+                                filter: Some(filter),
+                            },
+                            token,
+                        )?)
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    Ok((reply.entries, reply.next_page_token))
                 }
-                if reply.next_page_token.is_empty() {
-                    return Ok(());
-                }
-                token_page = reply.next_page_token;
-            }
+            };
+            print_pages(list.limit, page, |entry: &pb::ActivityEntry| {
+                println!(
+                    "{} #{} {}",
+                    rfc3339(entry.time_ns),
+                    entry.sequence,
+                    entry.json
+                )
+            })
+            .await
         }
     }
 }
@@ -359,39 +372,34 @@ pub async fn market(
     let mut client = OpenDataClient::new(connect_with(server, tls_ca).await?);
     match command {
         MarketCommand::Trades { instrument, list } => {
-            let mut printed = 0;
-            let mut token_page = Vec::new();
-            loop {
-                let mut filter = list.filter(token_page);
+            let page = |page_token| {
+                let mut client = client.clone();
+                let mut filter = list.filter(page_token);
                 filter.instrument = Some(instrument_ref(&instrument));
-                let reply = client
-                    .list_trades(pb::InstrumentTradesRequest {
-                        filter: Some(filter),
-                    })
-                    .await
-                    .map_err(status_error)?
-                    .into_inner();
-                for trade in reply.trades {
-                    if printed == list.limit {
-                        return Ok(());
-                    }
-                    println!(
-                        "{} #{} {} {} @ {} = {} (taker {})",
-                        rfc3339(trade.timestamp_ns),
-                        trade.sequence,
-                        trade.symbol,
-                        trade.quantity,
-                        trade.price,
-                        trade.notional,
-                        side_name(trade.taker_side)
-                    );
-                    printed += 1;
+                async move {
+                    let reply = client
+                        .list_trades(pb::InstrumentTradesRequest {
+                            filter: Some(filter),
+                        })
+                        .await
+                        .map_err(status_error)?
+                        .into_inner();
+                    Ok((reply.trades, reply.next_page_token))
                 }
-                if reply.next_page_token.is_empty() {
-                    return Ok(());
-                }
-                token_page = reply.next_page_token;
-            }
+            };
+            print_pages(list.limit, page, |trade: &pb::Trade| {
+                println!(
+                    "{} #{} {} {} @ {} = {} (taker {})",
+                    rfc3339(trade.timestamp_ns),
+                    trade.sequence,
+                    trade.symbol,
+                    trade.quantity,
+                    trade.price,
+                    trade.notional,
+                    side_name(trade.taker_side)
+                )
+            })
+            .await
         }
         MarketCommand::Bars {
             instrument,

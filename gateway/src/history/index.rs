@@ -88,16 +88,17 @@ impl Chunk<'_> {
         year: i32,
         balance_minor: u64,
     ) -> IndexResult<&mut Statement> {
-        let at = (participant, year);
-        if !self.statements.contains_key(&at) {
-            let key = Key::new(STATEMENTS).u32(participant.0).year(year).0;
-            let statement = match self.db.get(key)? {
-                Some(stored) => decode(&stored)?,
-                None => Statement::opening(balance_minor),
-            };
-            self.statements.insert(at, statement);
+        match self.statements.entry((participant, year)) {
+            std::collections::hash_map::Entry::Occupied(found) => Ok(found.into_mut()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let key = Key::new(STATEMENTS).u32(participant.0).year(year).0;
+                let statement = match self.db.get(key)? {
+                    Some(stored) => decode(&stored)?,
+                    None => Statement::opening(balance_minor),
+                };
+                Ok(slot.insert(statement))
+            }
         }
-        Ok(self.statements.get_mut(&at).expect("inserted above"))
     }
 
     fn entry(&mut self, participant: ParticipantId, record: &Applied, index: u32, what: EntryKind) {

@@ -287,28 +287,20 @@ impl History {
         } else {
             token
         };
-        let (mode, inside): (_, Box<dyn Fn(&[u8]) -> bool>) = if newest_first {
-            (
-                IteratorMode::From(start, Direction::Reverse),
-                Box::new(|key: &[u8]| {
-                    key >= range.lower.as_slice() && key < range.upper.as_slice()
-                }),
-            )
+        let direction = if newest_first {
+            Direction::Reverse
         } else {
-            (
-                IteratorMode::From(start, Direction::Forward),
-                Box::new(|key: &[u8]| key < range.upper.as_slice()),
-            )
+            Direction::Forward
         };
         let mut items = Vec::new();
         let mut examined = 0;
-        for entry in self.db()?.iterator(mode) {
+        for entry in self.db()?.iterator(IteratorMode::From(start, direction)) {
             let (key, value) = entry?;
             // Reverse from the exclusive upper bound lands on it only if it exists; skip it.
             if newest_first && key.as_ref() >= range.upper.as_slice() {
                 continue;
             }
-            if !inside(&key) {
+            if key.as_ref() < range.lower.as_slice() || key.as_ref() >= range.upper.as_slice() {
                 break;
             }
             if items.len() >= page || examined >= SCAN_ENTRIES_MAX {

@@ -46,6 +46,17 @@ struct Listing {
     newest_first: bool,
 }
 
+impl Listing {
+    /// The listing's keys under `prefix` (orders or entries) for its participant and times.
+    fn participant_range(&self, prefix: u8) -> Range {
+        Range::timed(
+            Key::new(prefix).u32(self.participant.0),
+            self.from,
+            self.until,
+        )
+    }
+}
+
 impl Shared {
     /// Checks a listing's filter: whose history (the caller's, or anyone's for a regulator or
     /// operator), the instrument, the time range and the page.
@@ -254,11 +265,7 @@ impl pb::history_server::History for HistoryService {
             .listing(Some(caller), request.into_inner().filter)
             .await?;
         let only = listing.instrument.as_ref().map(|units| units.id);
-        let range = Range::timed(
-            Key::new(model::ORDERS).u32(listing.participant.0),
-            listing.from,
-            listing.until,
-        );
+        let range = listing.participant_range(model::ORDERS);
         let (page, through) = self
             .shared
             .scan(range, &listing, move |order: OrderHistory| {
@@ -290,11 +297,7 @@ impl pb::history_server::History for HistoryService {
         let listing = self.shared.listing(Some(caller), request.filter).await?;
         let only = listing.instrument.as_ref().map(|units| units.id);
         let (participant, order_only) = (listing.participant, request.order_id);
-        let range = Range::timed(
-            Key::new(model::ENTRIES).u32(participant.0),
-            listing.from,
-            listing.until,
-        );
+        let range = listing.participant_range(model::ENTRIES);
         let (page, through) = self
             .shared
             .scan(range, &listing, move |entry: Entry| {
@@ -364,11 +367,7 @@ impl pb::history_server::History for HistoryService {
             .await?;
         let scale = self.shared.catalog.currency_scale().await?;
         let own = listing.own;
-        let range = Range::timed(
-            Key::new(model::ENTRIES).u32(listing.participant.0),
-            listing.from,
-            listing.until,
-        );
+        let range = listing.participant_range(model::ENTRIES);
         let (page, through) = self
             .shared
             .scan(range, &listing, move |entry: Entry| {
@@ -383,6 +382,7 @@ impl pb::history_server::History for HistoryService {
                     return None;
                 };
                 let shown = own || !withheld;
+                let show = |text: String| if shown { text } else { String::new() };
                 let amount = if after_minor >= before_minor {
                     convert::cash_text(after_minor - before_minor, scale)
                 } else {
@@ -392,17 +392,9 @@ impl pb::history_server::History for HistoryService {
                     sequence: entry.sequence,
                     time_ns: entry.time,
                     command,
-                    amount: if shown { amount } else { String::new() },
-                    balance: if shown {
-                        convert::cash_text(after_minor, scale)
-                    } else {
-                        String::new()
-                    },
-                    reserved: if shown {
-                        convert::cash_text(reserved_minor, scale)
-                    } else {
-                        String::new()
-                    },
+                    amount: show(amount),
+                    balance: show(convert::cash_text(after_minor, scale)),
+                    reserved: show(convert::cash_text(reserved_minor, scale)),
                     withheld: !shown,
                 })
             })
@@ -424,11 +416,7 @@ impl pb::history_server::History for HistoryService {
             .listing(Some(caller), request.into_inner().filter)
             .await?;
         let own = listing.own;
-        let range = Range::timed(
-            Key::new(model::ENTRIES).u32(listing.participant.0),
-            listing.from,
-            listing.until,
-        );
+        let range = listing.participant_range(model::ENTRIES);
         let (page, through) = self
             .shared
             .scan(range, &listing, move |entry: Entry| {

@@ -14,7 +14,7 @@ mod market_data;
 mod membership;
 mod pool;
 mod registry;
-pub(crate) mod tail;
+mod tail;
 mod time_credits;
 mod vouchers;
 mod withdrawals;

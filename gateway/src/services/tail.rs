@@ -18,23 +18,10 @@ pub(crate) struct JournalTail {
 impl JournalTail {
     /// A tail whose first record is `from` (at least 1).
     pub fn new(shared: &Shared, from: u64) -> JournalTail {
-        JournalTail::over(
-            shared.journal.clone(),
-            shared.sequencer.journaled(),
-            FeedCursor::from(from),
-        )
-    }
-
-    /// A tail of `journal` from `cursor`, woken by `journaled`.
-    pub fn over(
-        journal: JournalReader,
-        journaled: watch::Receiver<u64>,
-        cursor: FeedCursor,
-    ) -> JournalTail {
         JournalTail {
-            journal,
-            journaled,
-            cursor,
+            journal: shared.journal.clone(),
+            journaled: shared.sequencer.journaled(),
+            cursor: FeedCursor::from(from),
         }
     }
 
