@@ -12,7 +12,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mutua_engine::{CommandKind, OrderId, SelfTradePrevention, Side, TimeInForce};
-use support::{apply_all, Market, MixGenerator, Rng, NOW, PAR_TICKS};
+use support::{apply_all, Market, MixGenerator, Rng, TraderStream, NOW, PAR_TICKS, TRADERS};
 
 const COMMANDS: usize = 1_000_000;
 
@@ -45,6 +45,52 @@ fn bench_workload(c: &mut Criterion, name: &str, mut market: Market, levels: u64
         check.resting_orders()
     );
     measure(c, name, &start, &commands);
+}
+
+/// The 80-trader stream (see `TraderStream`) on `levels` price levels: a warm-up run of
+/// `warm_up` commands builds the book, then a run of `COMMANDS` from there is measured.
+fn bench_traders(c: &mut Criterion, name: &str, levels: u64, warm_up: usize) {
+    let mut market = Market::new(TRADERS);
+    let mut stream = TraderStream::new(levels, 7);
+    stream.generate(&mut market, warm_up);
+    let start = market.engine.clone();
+    let commands = stream.generate(&mut market, COMMANDS);
+    let expected = market.engine.state_hash();
+    let mut check = start.clone();
+    let mut events = Vec::with_capacity(4096);
+    let mut refused = 0;
+    for command in &commands {
+        events.clear();
+        if check.apply(command, NOW, &mut events).result.is_err() {
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        check.state_hash(),
+        expected,
+        "replay of the stream diverged"
+    );
+    check
+        .check_invariants()
+        .expect("invariants hold after the stream");
+    eprintln!(
+        "{name}: {} commands ({refused} refused), {} orders resting before, {} at the end",
+        commands.len(),
+        start.resting_orders(),
+        check.resting_orders()
+    );
+    measure(c, name, &start, &commands);
+}
+
+/// 80 traders on 11 price levels: deep queues, about 200,000 orders resting at the end, most
+/// cancels naming orders already filled.
+fn traders_deep_bench(c: &mut Criterion) {
+    bench_traders(c, "traders_deep", 11, 1_000_000);
+}
+
+/// 80 traders on 1,000 price levels.
+fn traders_wide_bench(c: &mut Criterion) {
+    bench_traders(c, "traders_wide", 1_000, 1_000_000);
 }
 
 /// Commands per second of replaying `commands` from a clone of `start`.
@@ -159,6 +205,8 @@ criterion_group!(
     exchange_core_mix_bench,
     deep_queues_bench,
     wide_book_bench,
-    half_rejected_bench
+    half_rejected_bench,
+    traders_deep_bench,
+    traders_wide_bench
 );
 criterion_main!(benches);

@@ -54,8 +54,11 @@ const FORBIDDEN_SOURCE: &[(&str, &str)] = &[
 /// Modules that, imported through a `std::{...}` group, break the same rules.
 const FORBIDDEN_STD_MODULES: &[&str] = &["time", "fs", "net", "thread", "process", "env"];
 
+/// The engine crate's directory: as `cargo test` names it when running (a test binary built
+/// from another checkout into a shared target directory would otherwise read that checkout).
 fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 /// The crate names a manifest depends on outside `[dev-dependencies]`, with the section each

@@ -11,6 +11,7 @@ pub mod journal;
 pub mod limits;
 pub mod metrics;
 pub mod record;
+mod replica;
 pub mod sequencer;
 pub mod server;
 

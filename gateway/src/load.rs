@@ -66,6 +66,10 @@ pub struct LoadArgs {
     /// and report records/s.
     #[arg(long)]
     pub audit_catch_up: bool,
+    /// Orders that never cross, to build a large book: bids spread over the 99 levels below
+    /// par and offers at par, so every order rests.
+    #[arg(long)]
+    pub rest: bool,
 }
 
 /// Longest latency the histogram can hold; slower replies are clamped to it.
@@ -129,6 +133,8 @@ struct Worker {
     token: String,
     instrument: pb::InstrumentRef,
     run: String,
+    /// Orders rest instead of trading (`--rest`).
+    rest: bool,
 }
 
 impl Worker {
@@ -136,11 +142,17 @@ impl Worker {
     /// sell meets a buy at the same price and holdings oscillate instead of draining.
     fn order(&self, sequence: u64) -> pb::PlaceOrderRequest {
         let sell = (sequence ^ self.index as u64) & 1 == 0;
+        let price = if self.rest && !sell {
+            // 0.01 to 0.99: below every offer.
+            format!("0.{:02}", 1 + (sequence / 2) % 99)
+        } else {
+            PRICE.to_string()
+        };
         pb::PlaceOrderRequest {
             request_id: format!("{}-{}-{sequence}", self.run, self.index),
             instrument: Some(self.instrument.clone()),
             side: if sell { pb::Side::Sell } else { pb::Side::Buy } as i32,
-            price: PRICE.to_string(),
+            price,
             quantity: ORDER_QUANTITY.to_string(),
             time_in_force: pb::TimeInForce::GoodTillCancelled as i32,
             // Cancel the own resting order rather than the incoming one, so that a contributor never
@@ -189,6 +201,7 @@ pub async fn run(
                 token: market.contributor_tokens[index].clone(),
                 instrument: instrument_ref(&market.symbol),
                 run: run.clone(),
+                rest: args.rest,
             });
         }
     }

@@ -31,6 +31,8 @@ pub struct Metrics {
     sequence: Gauge,
     batch_commands: Histogram,
     journal_sync_seconds: Histogram,
+    engine_batch_seconds: Histogram,
+    engine_batch_max_microseconds: Gauge,
     subscriber_lagged: Counter,
     history_indexed: Gauge,
 }
@@ -127,6 +129,8 @@ pub struct BatchCounts {
     pub commands: [u64; COMMAND_KINDS.len()],
     /// Indexed by reason code.
     pub rejections: Vec<(RejectReason, u64)>,
+    /// Time the engine thread spent applying the batch: while it does, nothing else is applied.
+    pub apply: Duration,
 }
 
 impl Default for BatchCounts {
@@ -134,6 +138,7 @@ impl Default for BatchCounts {
         BatchCounts {
             commands: [0; COMMAND_KINDS.len()],
             rejections: Vec::new(),
+            apply: Duration::ZERO,
         }
     }
 }
@@ -199,6 +204,18 @@ impl Metrics {
             "Time to write and sync one batch to the journal",
             journal_sync_seconds.clone(),
         );
+        let engine_batch_seconds = Histogram::new(exponential_buckets(0.000_001, 2.0, 22));
+        registry.register(
+            "engine_batch_seconds",
+            "Time the engine thread spent applying one batch",
+            engine_batch_seconds.clone(),
+        );
+        let engine_batch_max_microseconds = Gauge::default();
+        registry.register(
+            "engine_batch_max_microseconds",
+            "Longest time the engine thread spent applying one batch since the server started",
+            engine_batch_max_microseconds.clone(),
+        );
         let subscriber_lagged = Counter::default();
         registry.register(
             "subscriber_lagged",
@@ -221,6 +238,8 @@ impl Metrics {
             sequence,
             batch_commands,
             journal_sync_seconds,
+            engine_batch_seconds,
+            engine_batch_max_microseconds,
             subscriber_lagged,
         }
     }
@@ -255,6 +274,13 @@ impl Metrics {
         self.sequence.set(sequence as i64);
         self.batch_commands.observe(batch_len as f64);
         self.journal_sync_seconds.observe(sync.as_secs_f64());
+        self.engine_batch_seconds
+            .observe(counts.apply.as_secs_f64());
+        // Only the journal writer thread records batches, so reading then setting is exact.
+        let apply = counts.apply.as_micros().min(i64::MAX as u128) as i64;
+        if apply > self.engine_batch_max_microseconds.get() {
+            self.engine_batch_max_microseconds.set(apply);
+        }
     }
 
     /// Records a request the gateway refused itself (authentication, limits, malformed input).
@@ -382,6 +408,11 @@ pub async fn print_status(address: &str) -> anyhow::Result<()> {
         println!(
             "journal sync          mean {:.3} ms",
             1_000.0 * value("mutua_journal_sync_seconds_sum") / batches
+        );
+        println!(
+            "engine batch          mean {:.3} ms, longest {:.3} ms",
+            1_000.0 * value("mutua_engine_batch_seconds_sum") / batches,
+            value("mutua_engine_batch_max_microseconds") / 1_000.0
         );
         for quantile in [0.5, 0.99] {
             println!(

@@ -3,8 +3,9 @@
 //! batch to the journal writer thread, which encodes it, extends the audit chain, writes it in
 //! one synced write, and only then replies and publishes. So the engine applies batch n + 1
 //! while batch n is being encoded and synced, and nothing is acknowledged or published before
-//! it is durable. Queries and snapshots see only acknowledged state: before running them the
-//! engine thread waits until the writer has synced everything it was handed.
+//! it is durable. Queries and periodic snapshots never reach the engine thread: the read
+//! replica (`crate::replica`) applies each batch again once it is synced, and answers them from
+//! there, so they see acknowledged state only and the engine never waits for them.
 //!
 //! Group commit falls out of the two loops: whatever arrives while one batch is applied is the
 //! next engine batch, and whatever batches the engine hands over while one sync is in flight are
@@ -21,6 +22,7 @@ use tokio::sync::{broadcast, oneshot};
 pub use crate::journal::Applied;
 use crate::journal::{Journal, JournalError};
 use crate::metrics::{kind_index, BatchCounts, Metrics};
+use crate::replica::{Query, Replica, ReplicaStart};
 
 /// Bounds and cadence of the engine thread.
 #[derive(Clone, Copy, Debug)]
@@ -54,15 +56,12 @@ pub enum SequencerError {
     Stopped,
 }
 
-type Query = Box<dyn FnOnce(&Engine) + Send>;
-
 enum Request {
     Command {
         command: Command,
         request_id: String,
         reply: oneshot::Sender<Arc<Applied>>,
     },
-    Query(Query),
     /// Finish what is queued before this, snapshot, and stop.
     Stop,
 }
@@ -74,6 +73,8 @@ pub type PublishedBatch = Arc<Vec<Arc<Applied>>>;
 #[derive(Clone)]
 pub struct Sequencer {
     requests: Sender<Request>,
+    /// Queries go to the read replica, not the engine.
+    queries: Sender<Query>,
     published: broadcast::Sender<PublishedBatch>,
     /// The last sequence number synced to the journal: audit feeds wake on it and read the
     /// journal, so a reader never holds the engine's batches.
@@ -86,6 +87,8 @@ pub struct EngineThread {
     exited: Option<oneshot::Receiver<()>>,
     /// Resolves when the journal writer fails (or, at shutdown, stops).
     writer_failure: Option<oneshot::Receiver<()>>,
+    /// Resolves when the read replica diverges from the engine.
+    replica_failure: Option<oneshot::Receiver<()>>,
 }
 
 /// What the engine thread reports when it stops.
@@ -114,13 +117,29 @@ impl Sequencer {
         let (journaled_sender, journaled) = tokio::sync::watch::channel(last_sequence);
         let (exit_signal, exited) = oneshot::channel();
         let (writer_failed, writer_failure) = oneshot::channel();
+        let replica = crate::replica::spawn(
+            ReplicaStart {
+                engine: engine.clone(),
+                sequence: last_sequence,
+                snapshot_sequence,
+                snapshot_every_commands: config.snapshot_every_commands,
+                queries_max: config.queue_capacity,
+            },
+            journal.snapshot_writer(),
+        );
+        let Replica {
+            batches: to_replica,
+            queries,
+            failure: replica_failure,
+            thread: replica_thread,
+        } = replica;
         let handle = std::thread::Builder::new()
             .name("mutua-engine".into())
             .spawn(move || {
                 let last_time = engine.now();
-                let (snapshots, snapshot_writer) = spawn_snapshot_writer(journal.snapshot_writer());
                 let (writer, writer_thread) = spawn_journal_writer(
                     journal,
+                    to_replica,
                     publisher,
                     journaled_sender,
                     metrics,
@@ -130,13 +149,10 @@ impl Sequencer {
                     engine,
                     writer: Some(writer),
                     writer_thread: Some(writer_thread),
-                    snapshots: Some(snapshots),
-                    snapshot_writer: Some(snapshot_writer),
+                    replica_thread: Some(replica_thread),
                     sequence: last_sequence,
                     config,
                     last_time,
-                    snapshot_sequence,
-                    snapshot_skip_logged: false,
                 };
                 let result = thread.run(inbox);
                 let _ = exit_signal.send(());
@@ -146,6 +162,7 @@ impl Sequencer {
         (
             Sequencer {
                 requests,
+                queries,
                 published,
                 journaled,
             },
@@ -153,6 +170,7 @@ impl Sequencer {
                 handle: Some(handle),
                 exited: Some(exited),
                 writer_failure: Some(writer_failure),
+                replica_failure: Some(replica_failure),
             },
         )
     }
@@ -185,15 +203,21 @@ impl Sequencer {
         Ok(receiver)
     }
 
-    /// Runs `f` on the engine thread against acknowledged state.
+    /// Runs `f` on the read replica against acknowledged state, including everything
+    /// acknowledged or published before the call.
     pub async fn query<R: Send + 'static>(
         &self,
         f: impl FnOnce(&Engine) -> R + Send + 'static,
     ) -> Result<R, SequencerError> {
         let (reply, receiver) = oneshot::channel();
-        self.send(Request::Query(Box::new(move |engine| {
-            let _ = reply.send(f(engine));
-        })))?;
+        self.queries
+            .try_send(Box::new(move |engine| {
+                let _ = reply.send(f(engine));
+            }))
+            .map_err(|error| match error {
+                TrySendError::Full(_) => SequencerError::Overloaded,
+                TrySendError::Disconnected(_) => SequencerError::Stopped,
+            })?;
         receiver.await.map_err(|_| SequencerError::Stopped)
     }
 
@@ -229,6 +253,7 @@ impl EngineThread {
     pub fn exited(&mut self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let exited = self.exited.take();
         let writer_failure = self.writer_failure.take();
+        let replica_failure = self.replica_failure.take();
         async move {
             let exited = async move {
                 if let Some(exited) = exited {
@@ -243,9 +268,18 @@ impl EngineThread {
                     None => std::future::pending::<()>().await,
                 }
             };
+            let replica_failure = async move {
+                match replica_failure {
+                    Some(failure) => {
+                        let _ = failure.await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = exited => {}
                 _ = writer_failure => {}
+                _ = replica_failure => {}
             }
         }
     }
@@ -258,43 +292,6 @@ impl EngineThread {
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
-}
-
-/// The snapshot writer thread: proves each snapshot it is handed by restoring an engine from it
-/// (which checks every invariant), then encodes, hashes and syncs it. A snapshot that fails the
-/// proof stops the exchange, since the state it copies is wrong; a failed write is only logged,
-/// since the journal alone still rebuilds the state.
-fn spawn_snapshot_writer(
-    writer: crate::journal::SnapshotWriter,
-) -> (
-    crossbeam_channel::Sender<(u64, mutua_engine::Snapshot)>,
-    JoinHandle<()>,
-) {
-    let (sender, receiver) = crossbeam_channel::bounded::<(u64, mutua_engine::Snapshot)>(1);
-    let handle = std::thread::Builder::new()
-        .name("mutua-snapshots".into())
-        .spawn(move || {
-            for (sequence, snapshot) in receiver {
-                let began = std::time::Instant::now();
-                if let Err(violation) = mutua_engine::Engine::from_snapshot(snapshot.clone()) {
-                    tracing::error!(sequence, %violation, "the engine state breaks an invariant; stopping");
-                    std::process::abort();
-                }
-                match writer.write(sequence, &snapshot) {
-                    Ok(hash) => tracing::info!(sequence, %hash, write_ms = began.elapsed().as_millis() as u64, "snapshot written"),
-                    Err(error) => tracing::error!(sequence, %error, "snapshot not written"),
-                }
-            }
-        })
-        .expect("spawn the snapshot writer");
-    (sender, handle)
-}
-
-/// What the engine thread hands the journal writer.
-enum ToWriter {
-    Batch(Box<HandedBatch>),
-    /// Answered once everything handed over before it is journaled.
-    Barrier(Sender<()>),
 }
 
 /// One engine batch, applied and waiting to be journaled.
@@ -311,46 +308,39 @@ const BATCHES_HANDED_MAX: usize = 4;
 const RECORDS_PER_WRITE_MAX: usize = 16_384;
 
 /// The journal writer thread: takes the engine's batches in order, writes whatever has queued up
-/// in one synced write, then marks it journaled, replies and publishes. A failed write stops it
+/// in one synced write, then marks it journaled, hands it to the read replica, replies and
+/// publishes. A failed write stops it
 /// (handing back the error); the engine thread then stops too, and nothing after the last
 /// successful write is ever acknowledged.
 fn spawn_journal_writer(
     mut journal: Journal,
+    replica: Sender<PublishedBatch>,
     publisher: broadcast::Sender<PublishedBatch>,
     journaled: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
     failed: oneshot::Sender<()>,
-) -> (Sender<ToWriter>, JoinHandle<Result<Journal, JournalError>>) {
-    let (sender, receiver) = crossbeam_channel::bounded::<ToWriter>(BATCHES_HANDED_MAX);
+) -> (
+    Sender<Box<HandedBatch>>,
+    JoinHandle<Result<Journal, JournalError>>,
+) {
+    let (sender, receiver) = crossbeam_channel::bounded::<Box<HandedBatch>>(BATCHES_HANDED_MAX);
     let handle = std::thread::Builder::new()
         .name("mutua-journal".into())
         .spawn(move || {
-            let mut pending: Option<ToWriter> = None;
+            // Each batch goes to the replica before any of it is answered or published; if the
+            // replica has stopped (it diverged, and the server is stopping), it is not waited on.
+            let mut replica = Some(replica);
             loop {
-                let first = match pending.take() {
-                    Some(message) => message,
-                    None => match receiver.recv() {
-                        Ok(message) => message,
-                        Err(_) => return Ok(journal),
-                    },
+                let Ok(first) = receiver.recv() else {
+                    return Ok(journal);
                 };
-                let mut batches = match first {
-                    ToWriter::Barrier(done) => {
-                        let _ = done.send(());
-                        continue;
-                    }
-                    ToWriter::Batch(batch) => vec![batch],
-                };
-                let mut records = batches[0].applied.len();
+                let mut records = first.applied.len();
+                let mut batches = vec![first];
                 while records < RECORDS_PER_WRITE_MAX {
                     match receiver.try_recv() {
-                        Ok(ToWriter::Batch(batch)) => {
+                        Ok(batch) => {
                             records += batch.applied.len();
                             batches.push(batch);
-                        }
-                        Ok(barrier) => {
-                            pending = Some(barrier);
-                            break;
                         }
                         Err(_) => break,
                     }
@@ -398,10 +388,16 @@ fn spawn_journal_writer(
                     let HandedBatch {
                         applied, replies, ..
                     } = *batch;
+                    let applied = Arc::new(applied);
+                    if let Some(to_replica) = &replica {
+                        if to_replica.send(applied.clone()).is_err() {
+                            replica = None;
+                        }
+                    }
                     for (reply, applied) in replies {
                         let _ = reply.send(applied);
                     }
-                    let _ = publisher.send(Arc::new(applied));
+                    let _ = publisher.send(applied);
                 }
             }
         })
@@ -412,20 +408,13 @@ fn spawn_journal_writer(
 struct Loop {
     engine: Engine,
     /// The journal writer thread, and the journal it hands back when it stops.
-    writer: Option<Sender<ToWriter>>,
+    writer: Option<Sender<Box<HandedBatch>>>,
     writer_thread: Option<JoinHandle<Result<Journal, JournalError>>>,
-    /// Snapshots taken on this thread go to the writer thread to be encoded, hashed and synced;
-    /// at most one waits, and a snapshot due while one is pending is skipped.
-    snapshots: Option<crossbeam_channel::Sender<(u64, mutua_engine::Snapshot)>>,
-    snapshot_writer: Option<JoinHandle<()>>,
+    /// The read replica, which hands back the sequence of the newest snapshot it took.
+    replica_thread: Option<JoinHandle<u64>>,
     sequence: u64,
     config: SequencerConfig,
     last_time: Timestamp,
-    /// The sequence of the newest snapshot taken (stored or handed to the writer).
-    snapshot_sequence: u64,
-    /// A due snapshot was skipped because the writer was busy, and that was logged: log it once
-    /// per episode, not once per batch.
-    snapshot_skip_logged: bool,
 }
 
 impl Loop {
@@ -455,14 +444,16 @@ impl Loop {
         }
         drop(inbox);
         // Stopped, or every handle is gone: the server has stopped accepting and drained. Let
-        // the journal writer write and answer what it holds, and the snapshot writer finish its
-        // snapshot, then write the final snapshot here, synchronously.
-        let mut journal = self.stop_writer()?;
-        drop(self.snapshots.take());
-        if let Some(writer) = self.snapshot_writer.take() {
-            let _ = writer.join();
-        }
-        if self.sequence != self.snapshot_sequence {
+        // the journal writer write and answer what it holds, the replica follow it to the end
+        // and its snapshot writer finish, then write the final snapshot here, synchronously.
+        let writer_result = self.stop_writer();
+        let snapshot_sequence = self
+            .replica_thread
+            .take()
+            .and_then(|replica| replica.join().ok())
+            .unwrap_or(0);
+        let mut journal = writer_result?;
+        if self.sequence != snapshot_sequence {
             journal.write_snapshot(self.sequence, &self.engine)?;
         }
         Ok(EngineReport {
@@ -486,11 +477,11 @@ impl Loop {
         events: &mut Vec<mutua_engine::Event>,
         queue_depth: usize,
     ) -> Result<(), JournalError> {
+        let began = std::time::Instant::now();
         let timestamp = self.stamp();
         let mut counts = BatchCounts::default();
         let mut applied_batch: Vec<Arc<Applied>> = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
-        let mut queries = Vec::new();
         for request in batch.drain(..) {
             match request {
                 Request::Command {
@@ -524,10 +515,10 @@ impl Loop {
                     applied_batch.push(applied.clone());
                     replies.push((reply, applied));
                 }
-                Request::Query(query) => queries.push(query),
                 Request::Stop => unreachable!("a stop request ends the batch before processing"),
             }
         }
+        counts.apply = began.elapsed();
         if !applied_batch.is_empty() {
             self.hand_over(HandedBatch {
                 applied: applied_batch,
@@ -536,44 +527,16 @@ impl Loop {
                 queue_depth,
             })?;
         }
-        if !queries.is_empty() {
-            // Queries see acknowledged state only.
-            self.wait_journaled()?;
-            for query in queries {
-                query(&self.engine);
-            }
-        }
-        if self.sequence - self.snapshot_sequence >= self.config.snapshot_every_commands {
-            // A snapshot never gets ahead of the journal it stands for.
-            self.wait_journaled()?;
-            self.take_snapshot()?;
-        }
         Ok(())
     }
 
     /// Hands a batch to the journal writer (waiting while it holds `BATCHES_HANDED_MAX`).
     fn hand_over(&mut self, batch: HandedBatch) -> Result<(), JournalError> {
         let sent = match &self.writer {
-            Some(writer) => writer.send(ToWriter::Batch(Box::new(batch))).is_ok(),
+            Some(writer) => writer.send(Box::new(batch)).is_ok(),
             None => false,
         };
         if sent {
-            Ok(())
-        } else {
-            Err(self.writer_failure())
-        }
-    }
-
-    /// Waits until everything handed to the journal writer is journaled and answered.
-    fn wait_journaled(&mut self) -> Result<(), JournalError> {
-        let (done, journaled) = crossbeam_channel::bounded(1);
-        let answered = match &self.writer {
-            Some(writer) => {
-                writer.send(ToWriter::Barrier(done)).is_ok() && journaled.recv().is_ok()
-            }
-            None => false,
-        };
-        if answered {
             Ok(())
         } else {
             Err(self.writer_failure())
@@ -597,35 +560,5 @@ impl Loop {
             Err(error) => error,
             Ok(_) => JournalError::WriterStopped,
         }
-    }
-
-    /// Copies the state (the only part that must happen here) and hands the copy to the writer
-    /// thread, which proves it and stores it.
-    fn take_snapshot(&mut self) -> Result<(), JournalError> {
-        let Some(snapshots) = &self.snapshots else {
-            return Ok(());
-        };
-        if snapshots.is_full() {
-            if !self.snapshot_skip_logged {
-                tracing::warn!(
-                    sequence = self.sequence,
-                    "the previous snapshot is still being written; this one waits for it"
-                );
-                self.snapshot_skip_logged = true;
-            }
-            return Ok(());
-        }
-        self.snapshot_skip_logged = false;
-        let began = std::time::Instant::now();
-        let snapshot = self.engine.snapshot();
-        tracing::debug!(
-            sequence = self.sequence,
-            copy_ms = began.elapsed().as_millis() as u64,
-            "snapshot taken"
-        );
-        if snapshots.try_send((self.sequence, snapshot)).is_ok() {
-            self.snapshot_sequence = self.sequence;
-        }
-        Ok(())
     }
 }
