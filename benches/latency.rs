@@ -1,7 +1,9 @@
 //! Per-command latency of the engine on one core, as percentiles from an HdrHistogram: a
 //! passive place, a cancel, and an aggressive order that trades, each measured over many
 //! commands against a book of about 1,000 resting orders, beside the same clock reads around a
-//! fixed spin as long as a command (the machine's own pauses). Run: `cargo bench --bench latency`.
+//! fixed spin as long as a command (the machine's own pauses); one participant alone growing its
+//! window of command ids; and a book growing to a million resting orders and emptied.
+//! Run: `cargo bench --bench latency`.
 
 mod support;
 
@@ -16,6 +18,8 @@ const SAMPLES: usize = 500_000;
 const ONE_PARTICIPANT_PAIRS: usize = 200_000;
 /// Steps of the machine's own spin: about 300 ns here, a passive place's median.
 const MACHINE_SPIN_STEPS: u32 = 600;
+/// Resting orders the big book grows to (the market's bound on one book is 1,000,000).
+const BIG_BOOK: usize = 999_000;
 
 fn report(name: &str, histogram: &Histogram<u64>) {
     println!(
@@ -209,4 +213,59 @@ fn main() {
     }
     println!("one participant's {} commands:", 2 * ONE_PARTICIPANT_PAIRS);
     report("place+cancel", &alone);
+
+    // A market growing its book to a million resting orders, then cancelling them all: every
+    // structure that grows with the book (the slab, the id index, the ladders' queues, each
+    // owner's remembered ids) grows here, and a growth that copied or rehashed it whole would be
+    // this run's maximum.
+    let mut market = Market::new(1_000);
+    let instrument = market.instrument;
+    let mut grow = Histogram::<u64>::new(3).expect("histogram");
+    let mut shrink = Histogram::<u64>::new(3).expect("histogram");
+    let mut placed = Vec::with_capacity(BIG_BOOK);
+    for index in 0..BIG_BOOK {
+        let owner = market.contributors[index % 1_000];
+        let offset = 1 + (index % 900) as u64;
+        let (side, price_ticks) = if index % 2 == 0 {
+            (Side::Buy, PAR_TICKS - offset)
+        } else {
+            (Side::Sell, PAR_TICKS + offset)
+        };
+        let command = market.command(
+            owner,
+            CommandKind::PlaceOrder {
+                instrument,
+                side,
+                price_ticks,
+                lots: 1,
+                time_in_force: TimeInForce::GoodTillCancelled,
+                self_trade: SelfTradePrevention::CancelIncoming,
+            },
+        );
+        events.clear();
+        let began = Instant::now();
+        let outcome = market.engine.apply(&command, NOW, &mut events);
+        grow.record(began.elapsed().as_nanos() as u64)
+            .expect("record");
+        let Ok(mutua_engine::Ack::Order(order)) = outcome.result else {
+            panic!("place rejected: {outcome:?}")
+        };
+        placed.push((owner, order));
+    }
+    let resting = market.engine.resting_orders();
+    assert_eq!(resting, BIG_BOOK, "every order rests");
+    for (owner, order) in placed {
+        let command = market.command(owner, CommandKind::CancelOrder { order });
+        events.clear();
+        let began = Instant::now();
+        let outcome = market.engine.apply(&command, NOW, &mut events);
+        shrink
+            .record(began.elapsed().as_nanos() as u64)
+            .expect("record");
+        assert!(outcome.result.is_ok(), "cancel rejected: {outcome:?}");
+    }
+    assert_eq!(market.engine.resting_orders(), 0);
+    println!("a book growing to {resting} resting orders, then cancelled:");
+    report("place", &grow);
+    report("cancel", &shrink);
 }

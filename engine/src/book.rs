@@ -84,58 +84,155 @@ impl Order {
     }
 }
 
+/// Orders per chunk of the slab, and free slots per chunk of its free list.
+const SLAB_CHUNK_BITS: u32 = 13;
+const SLAB_CHUNK: usize = 1 << SLAB_CHUNK_BITS;
+
 /// Storage for resting orders, addressed by slot. Freed slots are reused (LIFO, so hot).
+///
+/// Orders live in chunks of `SLAB_CHUNK`, and so do free slots: growing the slab adds a chunk
+/// instead of copying every order into a vector twice the size, which with a million resting
+/// orders stalled the engine thread for tens of milliseconds.
 #[derive(Clone, Debug, Default)]
 pub struct OrderSlab {
-    orders: Vec<Order>,
-    free: Vec<u32>,
+    chunks: Vec<Vec<Order>>,
+    /// Slots given out so far (the next new slot).
+    slots: u32,
+    free: Vec<Vec<u32>>,
+    /// Orders held (slots given out and not freed).
+    live: usize,
 }
 
 impl OrderSlab {
     pub fn with_capacity(capacity: usize) -> OrderSlab {
         OrderSlab {
-            orders: Vec::with_capacity(capacity),
-            free: Vec::with_capacity(capacity / 4),
+            chunks: vec![Vec::with_capacity(capacity.min(SLAB_CHUNK))],
+            slots: 0,
+            free: Vec::new(),
+            live: 0,
         }
     }
 
     pub fn insert(&mut self, order: Order) -> u32 {
-        match self.free.pop() {
-            Some(slot) => {
-                self.orders[slot as usize] = order;
-                slot
-            }
-            None => {
-                let slot = self.orders.len() as u32;
-                assert!(slot != NIL, "order slab exhausted");
-                self.orders.push(order);
-                slot
+        self.live += 1;
+        if let Some(slot) = self.pop_free() {
+            *self.get_mut(slot) = order;
+            return slot;
+        }
+        let slot = self.slots;
+        assert!(slot != NIL, "order slab exhausted");
+        let chunk = (slot >> SLAB_CHUNK_BITS) as usize;
+        if chunk == self.chunks.len() {
+            self.chunks.push(Vec::with_capacity(SLAB_CHUNK));
+        }
+        self.chunks[chunk].push(order);
+        self.slots += 1;
+        slot
+    }
+
+    fn pop_free(&mut self) -> Option<u32> {
+        let last = self.free.last_mut()?;
+        let slot = last.pop();
+        if last.is_empty() {
+            self.free.pop();
+        }
+        slot
+    }
+
+    pub fn remove(&mut self, slot: u32) {
+        debug_assert!(!self.free.iter().flatten().any(|free| *free == slot));
+        self.live -= 1;
+        match self.free.last_mut() {
+            Some(last) if last.len() < SLAB_CHUNK => last.push(slot),
+            _ => {
+                let mut chunk = Vec::with_capacity(SLAB_CHUNK);
+                chunk.push(slot);
+                self.free.push(chunk);
             }
         }
     }
 
-    pub fn remove(&mut self, slot: u32) {
-        debug_assert!(!self.free.contains(&slot));
-        self.free.push(slot);
-    }
-
     #[inline]
     pub fn get(&self, slot: u32) -> &Order {
-        &self.orders[slot as usize]
+        &self.chunks[(slot >> SLAB_CHUNK_BITS) as usize][slot as usize & (SLAB_CHUNK - 1)]
     }
 
     #[inline]
     pub fn get_mut(&mut self, slot: u32) -> &mut Order {
-        &mut self.orders[slot as usize]
+        &mut self.chunks[(slot >> SLAB_CHUNK_BITS) as usize][slot as usize & (SLAB_CHUNK - 1)]
     }
 
     /// Resting orders held.
     pub fn len(&self) -> usize {
-        self.orders.len() - self.free.len()
+        self.live
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.live == 0
+    }
+}
+
+/// Resting order id → slab slot, split over `INDEX_SHARDS` maps by id so that no single map
+/// grows large: growing a map rehashes every entry in it at once, on the engine thread, and one
+/// map of a million orders took tens of milliseconds to double, while a shard of it holds a
+/// thousandth. The shard array is one small, hot allocation, so a lookup costs no extra miss.
+#[derive(Clone, Debug)]
+pub(crate) struct OrderIndex {
+    shards: Box<[rustc_hash::FxHashMap<OrderId, u32>]>,
+    len: usize,
+}
+
+const INDEX_SHARDS_BITS: u32 = 10;
+const INDEX_SHARDS: usize = 1 << INDEX_SHARDS_BITS;
+
+impl Default for OrderIndex {
+    fn default() -> OrderIndex {
+        OrderIndex {
+            shards: (0..INDEX_SHARDS)
+                .map(|_| rustc_hash::FxHashMap::default())
+                .collect(),
+            len: 0,
+        }
+    }
+}
+
+impl OrderIndex {
+    /// The shard of an id: the top bits of a multiplicative hash, so that the ids in one shard
+    /// are not an arithmetic progression (which the maps' own hash would crowd together).
+    #[inline]
+    fn shard(id: OrderId) -> usize {
+        (id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - INDEX_SHARDS_BITS)) as usize
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, id: &OrderId) -> Option<&u32> {
+        self.shards[Self::shard(*id)].get(id)
+    }
+
+    #[inline]
+    pub(crate) fn insert(&mut self, id: OrderId, slot: u32) -> Option<u32> {
+        let previous = self.shards[Self::shard(id)].insert(id, slot);
+        if previous.is_none() {
+            self.len += 1;
+        }
+        previous
+    }
+
+    #[inline]
+    pub(crate) fn remove(&mut self, id: &OrderId) -> Option<u32> {
+        let removed = self.shards[Self::shard(*id)].remove(id);
+        if removed.is_some() {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &u32> {
+        self.shards.iter().flat_map(|shard| shard.values())
     }
 }
 
@@ -535,5 +632,53 @@ mod tests {
         set.remove(5000);
         assert_eq!(set.at_or_above(101), None);
         assert_eq!(set.at_or_below(9999), Some(100));
+    }
+
+    fn order(id: u64) -> Order {
+        Order::new(
+            OrderId(id),
+            ParticipantId(1),
+            InstrumentId(0),
+            Side::Buy,
+            100,
+            id + 1,
+            TimeInForce::GoodTillCancelled,
+            SelfTradePrevention::CancelIncoming,
+            0,
+        )
+    }
+
+    #[test]
+    fn slab_and_index_keep_every_order_across_chunks_and_reused_slots() {
+        let mut slab = OrderSlab::with_capacity(16);
+        let mut index = OrderIndex::default();
+        let mut live = std::collections::BTreeMap::new();
+        // Past two slab chunks and a free-list chunk: insert, free two in three, insert again.
+        for id in 0..3 * SLAB_CHUNK as u64 {
+            let slot = slab.insert(order(id));
+            assert_eq!(index.insert(OrderId(id), slot), None);
+            live.insert(id, slot);
+        }
+        for id in (0..3 * SLAB_CHUNK as u64).filter(|id| id % 3 != 0) {
+            let slot = index.remove(&OrderId(id)).expect("indexed");
+            assert_eq!(live.remove(&id), Some(slot));
+            slab.remove(slot);
+        }
+        for id in 100_000..100_000 + 2 * SLAB_CHUNK as u64 {
+            let slot = slab.insert(order(id));
+            index.insert(OrderId(id), slot);
+            live.insert(id, slot);
+        }
+        assert_eq!(slab.len(), live.len());
+        assert_eq!(index.len(), live.len());
+        // Freed slots were reused before any new one: the slab never grew past its peak.
+        assert_eq!(slab.slots as usize, 3 * SLAB_CHUNK);
+        for (id, slot) in &live {
+            assert_eq!(index.get(&OrderId(*id)), Some(slot));
+            assert_eq!(slab.get(*slot).id, OrderId(*id));
+            assert_eq!(slab.get(*slot).remaining_lots, id + 1);
+        }
+        assert_eq!(index.get(&OrderId(1)), None);
+        assert_eq!(index.values().count(), live.len());
     }
 }

@@ -56,7 +56,7 @@ pub struct Engine {
     offerings: Vec<Offering>,
     orders: OrderSlab,
     /// Resting order id → slab slot.
-    order_slots: FxHashMap<OrderId, u32>,
+    order_slots: book::OrderIndex,
     next_order_id: u64,
     tax_credits: Vec<TaxCredit>,
     /// Every unit of cash entered through a deposit and left through a withdrawal.
@@ -94,7 +94,7 @@ impl Engine {
             social: social::Social::default(),
             offerings: Vec::new(),
             orders: OrderSlab::with_capacity(orders_hint),
-            order_slots: FxHashMap::with_capacity_and_hasher(orders_hint, Default::default()),
+            order_slots: book::OrderIndex::default(),
             next_order_id: 1,
             tax_credits: Vec::new(),
             deposited_minor: 0,

@@ -6,8 +6,6 @@
 //! price-time priority, then its remainder rests, is cancelled (immediate-or-cancel, self-trade)
 //! or, for fill-or-kill, was proven not to exist before matching began.
 
-use rustc_hash::FxHashMap;
-
 use crate::book::{Ladder, Order, OrderSlab, NIL};
 use crate::command::{
     Ack, CancelReason, Event, InstrumentId, OrderId, ParticipantId, RejectReason,
@@ -62,7 +60,7 @@ struct Market<'a> {
     instrument: &'a mut Instrument,
     participants: &'a mut [Participant],
     orders: &'a mut OrderSlab,
-    order_slots: &'a mut FxHashMap<OrderId, u32>,
+    order_slots: &'a mut crate::book::OrderIndex,
     now: Timestamp,
 }
 

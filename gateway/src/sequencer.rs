@@ -478,6 +478,7 @@ impl Loop {
         queue_depth: usize,
     ) -> Result<(), JournalError> {
         let began = std::time::Instant::now();
+        let began_cpu = crate::metrics::thread_cpu_time();
         let timestamp = self.stamp();
         let mut counts = BatchCounts::default();
         let mut applied_batch: Vec<Arc<Applied>> = Vec::with_capacity(batch.len());
@@ -519,6 +520,7 @@ impl Loop {
             }
         }
         counts.apply = began.elapsed();
+        counts.apply_cpu = crate::metrics::thread_cpu_time().saturating_sub(began_cpu);
         if !applied_batch.is_empty() {
             self.hand_over(HandedBatch {
                 applied: applied_batch,
