@@ -302,6 +302,9 @@ struct HandedBatch {
     queue_depth: usize,
 }
 
+/// An engine batch that takes longer than this to apply is logged (at debug).
+const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Engine batches handed to the writer and not yet taken by it; the engine thread waits beyond.
 const BATCHES_HANDED_MAX: usize = 4;
 /// Most records the writer puts in one synced write when batches have queued up.
@@ -521,6 +524,14 @@ impl Loop {
         }
         counts.apply = began.elapsed();
         counts.apply_cpu = crate::metrics::thread_cpu_time().saturating_sub(began_cpu);
+        if counts.apply > SLOW_BATCH {
+            tracing::debug!(
+                commands = applied_batch.len(),
+                apply_us = counts.apply.as_micros() as u64,
+                on_core_us = counts.apply_cpu.as_micros() as u64,
+                "slow engine batch"
+            );
+        }
         if !applied_batch.is_empty() {
             self.hand_over(HandedBatch {
                 applied: applied_batch,
