@@ -29,6 +29,20 @@ pub enum AccountAfter {
 }
 
 impl AccountAfter {
+    /// Variant (cash first), participant, instrument in one integer: the derived order of
+    /// entries whose amounts are equal.
+    #[inline]
+    fn order_key(&self) -> u128 {
+        match self {
+            AccountAfter::Cash { participant, .. } => u128::from(participant.0) << 32,
+            AccountAfter::Units {
+                participant,
+                instrument,
+                ..
+            } => (1 << 64) | (u128::from(participant.0) << 32) | u128::from(instrument.0),
+        }
+    }
+
     pub fn participant(&self) -> ParticipantId {
         match self {
             AccountAfter::Cash { participant, .. } | AccountAfter::Units { participant, .. } => {
@@ -196,8 +210,9 @@ impl Engine {
             touched(self, event, &mut named);
         }
         // With their amounts still zero, entries order by variant (cash first) and then by their
-        // participant (and instrument): sorting and removing repeats is exact.
-        out.sort_unstable();
+        // participant (and instrument): sorting by that key, one integer compare, gives the
+        // derived order, and removing repeats is exact.
+        out.sort_unstable_by_key(AccountAfter::order_key);
         out.dedup();
         out.retain_mut(|account| match account {
             AccountAfter::Cash {
@@ -270,5 +285,35 @@ impl Event {
             } => [Some(*debtor), None],
             _ => [None, None],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_order_key_sorts_as_the_derived_order() {
+        let mut entries = Vec::new();
+        for participant in [0, 1, 7, u32::MAX] {
+            entries.push(AccountAfter::Cash {
+                participant: ParticipantId(participant),
+                balance_minor: 0,
+                reserved_minor: 0,
+            });
+            for instrument in [0, 3, u32::MAX] {
+                entries.push(AccountAfter::Units {
+                    participant: ParticipantId(participant),
+                    instrument: InstrumentId(instrument),
+                    lots: 0,
+                    reserved_lots: 0,
+                });
+            }
+        }
+        entries.reverse();
+        let mut by_key = entries.clone();
+        by_key.sort_unstable_by_key(AccountAfter::order_key);
+        entries.sort_unstable();
+        assert_eq!(by_key, entries);
     }
 }
