@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use tonic::{Code, Status};
 
 use crate::pb;
-use crate::sequencer::Applied;
+use crate::record::Applied;
 
 /// Longest client request id, in bytes: it is hashed into the command id, and a bound keeps a
 /// hostile client from making the gateway hash megabytes per call.

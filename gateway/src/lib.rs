@@ -21,11 +21,10 @@ pub mod codec;
 pub mod convert;
 pub mod export;
 pub mod history;
-pub mod load;
 pub mod services;
 
 /// The generated protobuf types, clients and servers of `proto/mutua/v1`. Only `convert` and
-/// `services` (and the client side: `cli`, `load`) use them; the engine never sees them.
+/// `services` (and the client side: `cli`, with the load generator) use them; the engine never sees them.
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("mutua.v1");

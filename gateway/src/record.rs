@@ -5,6 +5,10 @@
 use mutua_engine::{AccountAfter, Command, Event, Outcome, Timestamp};
 use serde::{Deserialize, Serialize};
 
+/// Every journaled batch, in sequence order, as the writer hands it to the read replica and
+/// publishes it to market data and audit streams.
+pub type PublishedBatch = std::sync::Arc<Vec<std::sync::Arc<Applied>>>;
+
 /// One journaled command: what came in, when, who asked with which request id, what it did and
 /// the accounts it left changed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use mutua_engine::Engine;
 use tokio::sync::oneshot;
 
 use crate::journal::SnapshotWriter;
-use crate::sequencer::PublishedBatch;
+use crate::record::PublishedBatch;
 
 /// A read-only closure run against acknowledged state.
 pub(crate) type Query = Box<dyn FnOnce(&Engine) + Send>;

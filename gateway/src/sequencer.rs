@@ -66,8 +66,7 @@ enum Request {
     Stop,
 }
 
-/// Every journaled batch, in sequence order, for market data and audit streams.
-pub type PublishedBatch = Arc<Vec<Arc<Applied>>>;
+pub use crate::record::PublishedBatch;
 
 /// A cheap, cloneable handle to the engine thread.
 #[derive(Clone)]

@@ -4,6 +4,7 @@
 mod audit;
 mod governance;
 pub mod history;
+mod load;
 mod social;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -11,9 +12,9 @@ use mutua_engine::calendar;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-use crate::load::LoadArgs;
 use crate::pb;
 use crate::server::ServeArgs;
+use load::LoadArgs;
 
 #[derive(Parser, Debug)]
 #[command(name = "mutua", version, about = "Mutua, the social market exchange")]
@@ -564,9 +565,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TestCertificate { name, out } => test_certificate(name, &out),
         Command::Serve(args) => crate::server::serve(args).await,
         Command::Verify(args) => crate::server::verify(args),
-        Command::Load(args) => {
-            crate::load::run(&cli.server, cli.tls_ca.as_deref(), token, args).await
-        }
+        Command::Load(args) => load::run(&cli.server, cli.tls_ca.as_deref(), token, args).await,
         Command::Audit(command) => {
             audit::run(&cli.server, cli.tls_ca.as_deref(), token, command).await
         }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use crate::cli::{authorized, connect_with, instrument_ref, status_error};
+use super::{authorized, connect_with, instrument_ref, status_error};
 use crate::pb;
 use crate::pb::order_entry_response::Result as EntryResult;
 
