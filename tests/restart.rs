@@ -218,3 +218,58 @@ fn restarts_leave_a_bounded_number_of_rocksdb_log_files() {
         .count();
     assert!(logs <= 4, "{logs} RocksDB info logs after 8 starts");
 }
+
+/// Reads are answered by the read replica, which follows the journal: a read right after an
+/// acknowledged command sees it, every time, and `mutua status` shows the replica caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_see_every_acknowledged_command_and_status_shows_the_replica() {
+    let parent = support::private_tempdir();
+    let data = parent.path().join("data");
+    let server = start(&data);
+    let operator = server
+        .operator_token
+        .clone()
+        .expect("first start prints the token");
+    let mut c = clients(&server.address).await;
+    for round in 1..=40u32 {
+        let acknowledged = support::deposit(&mut c, &operator, 0, "1.00").await;
+        assert_eq!(acknowledged, format!("{round}.00"));
+        let read = c
+            .accounts
+            .get_balances(support::with_token(
+                pb::GetBalancesRequest::default(),
+                &operator,
+            ))
+            .await
+            .expect("balances")
+            .into_inner();
+        assert_eq!(
+            read.balance, acknowledged,
+            "read {round} missed its deposit"
+        );
+    }
+    // The clock's ticks keep the journal moving: the replica is caught up at some reading.
+    let mut printed = String::new();
+    let mut caught_up = false;
+    for _ in 0..50 {
+        let status = Command::new(env!("CARGO_BIN_EXE_mutua"))
+            .args(["status", "--metrics", &server.metrics])
+            .output()
+            .expect("run mutua status");
+        assert!(status.status.success());
+        printed = String::from_utf8_lossy(&status.stdout).to_string();
+        let journaled = printed
+            .lines()
+            .find_map(|line| line.strip_prefix("journal sequence"))
+            .map(|rest| rest.trim().to_string())
+            .expect("status prints the journal sequence");
+        caught_up = printed.contains(&format!("read replica          {journaled} (0 behind)\n"));
+        if caught_up {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(caught_up, "{printed}");
+    assert!(printed.contains("engine batch"), "{printed}");
+    server.kill();
+}

@@ -36,6 +36,7 @@ pub struct Metrics {
     engine_batch_cpu_max_microseconds: Gauge,
     subscriber_lagged: Counter,
     history_indexed: Gauge,
+    replica_sequence: Gauge,
 }
 
 /// The kinds of command, in the order `kind_index` numbers them.
@@ -239,9 +240,16 @@ impl Metrics {
             "Sequence number the history read model has indexed through",
             history_indexed.clone(),
         );
+        let replica_sequence = Gauge::default();
+        registry.register(
+            "replica_sequence",
+            "Sequence number the read replica has applied through: what queries and snapshots see",
+            replica_sequence.clone(),
+        );
         Metrics {
             registry,
             history_indexed,
+            replica_sequence,
             commands,
             rejections,
             edge_refusals,
@@ -309,6 +317,10 @@ impl Metrics {
 
     pub fn history_indexed(&self, sequence: u64) {
         self.history_indexed.set(sequence as i64);
+    }
+
+    pub fn replica_applied(&self, sequence: u64) {
+        self.replica_sequence.set(sequence as i64);
     }
 
     pub fn subscriber_lagged(&self) {
@@ -411,6 +423,11 @@ pub async fn print_status(address: &str) -> anyhow::Result<()> {
     println!(
         "history indexed       {indexed} ({} behind)",
         (journaled - indexed).max(0.0)
+    );
+    let replicated = value("mutua_replica_sequence");
+    println!(
+        "read replica          {replicated} ({} behind)",
+        (journaled - replicated).max(0.0)
     );
     println!(
         "engine queue depth    {}",

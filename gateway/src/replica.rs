@@ -49,6 +49,7 @@ pub(crate) struct ReplicaStart {
     pub(crate) snapshot_sequence: u64,
     pub(crate) snapshot_every_commands: u64,
     pub(crate) queries_max: usize,
+    pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 pub(crate) fn spawn(start: ReplicaStart, snapshot_writer: SnapshotWriter) -> Replica {
@@ -67,7 +68,9 @@ pub(crate) fn spawn(start: ReplicaStart, snapshot_writer: SnapshotWriter) -> Rep
                 snapshots,
                 snapshot_skip_logged: false,
                 events: Vec::with_capacity(4_096),
+                metrics: start.metrics,
             };
+            follower.metrics.replica_applied(follower.sequence);
             if let Err(sequence) = follower.run(batch_inbox, query_inbox) {
                 tracing::error!(
                     sequence,
@@ -106,6 +109,7 @@ struct Follower {
     /// episode, not once per batch.
     snapshot_skip_logged: bool,
     events: Vec<mutua_engine::Event>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Follower {
@@ -153,6 +157,7 @@ impl Follower {
                 return Err(applied.sequence);
             }
         }
+        self.metrics.replica_applied(self.sequence);
         if self.sequence - self.snapshot_sequence >= self.snapshot_every_commands {
             self.take_snapshot();
         }
@@ -233,6 +238,7 @@ mod tests {
             snapshots,
             snapshot_skip_logged: false,
             events: Vec::new(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         };
         (follower, taken)
     }

@@ -123,6 +123,7 @@ impl Sequencer {
                 snapshot_sequence,
                 snapshot_every_commands: config.snapshot_every_commands,
                 queries_max: config.queue_capacity,
+                metrics: metrics.clone(),
             },
             journal.snapshot_writer(),
         );
