@@ -1,6 +1,6 @@
 //! A gateway-side cache of what never changes once listed: the market's currency scale and each
 //! instrument's symbol, tick and lot. Handlers need these to turn decimal strings into ticks and
-//! lots before a command reaches the engine; caching them keeps that off the engine thread for
+//! lots before a command reaches the engine; caching them saves a query to the read replica for
 //! every order but the first in each instrument.
 //!
 //! Safe because the engine never delists, renumbers or re-terms an instrument. The cache holds at

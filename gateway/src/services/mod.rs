@@ -1,6 +1,6 @@
 //! The gRPC services: thin handlers that authenticate, convert the request into an engine
 //! command (`convert.rs`), hand it to the sequencer, and map the outcome back. Queries run on the
-//! engine thread through `Sequencer::query`, so they only ever see acknowledged state.
+//! read replica through `Sequencer::query`, so they only ever see acknowledged state.
 //! `router` assembles the Mutua services with health checking and server reflection.
 
 mod accounts;
@@ -49,7 +49,8 @@ pub use time_credits::TimeCreditsService;
 pub use vouchers::{ServiceValueService, VouchersService};
 pub use withdrawals::WithdrawalsService;
 
-/// What every handler needs: the way to the engine thread and the token store.
+/// What every handler needs: the way to the engine thread and its read replica, and the token
+/// store.
 #[derive(Clone)]
 pub struct Context {
     pub sequencer: Sequencer,
@@ -125,7 +126,7 @@ impl Shared {
         first_outcome(&self.journal, applied)
     }
 
-    /// Runs a read-only closure on the engine thread.
+    /// Runs a read-only closure on the read replica, against acknowledged state.
     pub async fn query<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mutua_engine::Engine) -> R + Send + 'static,

@@ -208,7 +208,7 @@ impl pb::withdrawals_server::Withdrawals for WithdrawalsService {
                     .take(size)
                     .filter_map(|pending| {
                         // A pending withdrawal's share is always listed (an engine invariant);
-                        // a reader never panics the engine thread over it.
+                        // a reader never panics the read replica over it.
                         let share = engine.instrument(pending.instrument)?;
                         let units = InstrumentUnits::of(share, scale);
                         Some(pb::Withdrawal {
