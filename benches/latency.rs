@@ -21,6 +21,30 @@ const MACHINE_SPIN_STEPS: u32 = 600;
 /// Resting orders the big book grows to (the market's bound on one book is 1,000,000).
 const BIG_BOOK: usize = 999_000;
 
+/// Applies one command, recording how long `apply` took in `histogram`.
+fn timed(
+    engine: &mut mutua_engine::Engine,
+    command: &mutua_engine::Command,
+    events: &mut Vec<Event>,
+    histogram: &mut Histogram<u64>,
+) -> mutua_engine::Outcome {
+    events.clear();
+    let began = Instant::now();
+    let outcome = engine.apply(command, NOW, events);
+    histogram
+        .record(began.elapsed().as_nanos() as u64)
+        .expect("record");
+    outcome
+}
+
+/// The order a place created; the benches only place orders that are accepted.
+fn placed_order(outcome: mutua_engine::Outcome) -> OrderId {
+    let Ok(mutua_engine::Ack::Order(order)) = outcome.result else {
+        panic!("place rejected: {outcome:?}")
+    };
+    order
+}
+
 fn report(name: &str, histogram: &Histogram<u64>) {
     println!(
         "{name:<12} n={:<8} p50={:>6} ns  p99={:>6} ns  p99.9={:>6} ns  p99.99={:>7} ns  max={:>8} ns",
@@ -81,28 +105,10 @@ fn main() {
         nothing
             .record(began.elapsed().as_nanos() as u64)
             .expect("record");
-        events.clear();
-        let began = Instant::now();
-        let outcome = market.engine.apply(&command, NOW, &mut events);
-        place
-            .record(began.elapsed().as_nanos() as u64)
-            .expect("record");
-        let Ok(mutua_engine::Ack::Order(order)) = outcome.result else {
-            panic!("place rejected: {outcome:?}")
-        };
+        let order = placed_order(timed(&mut market.engine, &command, &mut events, &mut place));
 
-        let command = market.command(
-            owner,
-            CommandKind::CancelOrder {
-                order: OrderId(order.0),
-            },
-        );
-        events.clear();
-        let began = Instant::now();
-        let outcome = market.engine.apply(&command, NOW, &mut events);
-        cancel
-            .record(began.elapsed().as_nanos() as u64)
-            .expect("record");
+        let command = market.command(owner, CommandKind::CancelOrder { order });
+        let outcome = timed(&mut market.engine, &command, &mut events, &mut cancel);
         assert!(outcome.result.is_ok(), "cancel rejected: {outcome:?}");
 
         // An aggressive order that trades against the touch; every resting order it uses up is
@@ -123,12 +129,7 @@ fn main() {
                 self_trade: SelfTradePrevention::CancelIncoming,
             },
         );
-        events.clear();
-        let began = Instant::now();
-        market.engine.apply(&command, NOW, &mut events);
-        aggressive
-            .record(began.elapsed().as_nanos() as u64)
-            .expect("record");
+        timed(&mut market.engine, &command, &mut events, &mut aggressive);
         let used_up = events
             .iter()
             .filter(|event| {
@@ -194,22 +195,9 @@ fn main() {
                 self_trade: SelfTradePrevention::CancelIncoming,
             },
         );
-        events.clear();
-        let began = Instant::now();
-        let outcome = market.engine.apply(&command, NOW, &mut events);
-        alone
-            .record(began.elapsed().as_nanos() as u64)
-            .expect("record");
-        let Ok(mutua_engine::Ack::Order(order)) = outcome.result else {
-            panic!("place rejected: {outcome:?}")
-        };
+        let order = placed_order(timed(&mut market.engine, &command, &mut events, &mut alone));
         let command = market.command(owner, CommandKind::CancelOrder { order });
-        events.clear();
-        let began = Instant::now();
-        market.engine.apply(&command, NOW, &mut events);
-        alone
-            .record(began.elapsed().as_nanos() as u64)
-            .expect("record");
+        timed(&mut market.engine, &command, &mut events, &mut alone);
     }
     println!("one participant's {} commands:", 2 * ONE_PARTICIPANT_PAIRS);
     report("place+cancel", &alone);
@@ -242,26 +230,14 @@ fn main() {
                 self_trade: SelfTradePrevention::CancelIncoming,
             },
         );
-        events.clear();
-        let began = Instant::now();
-        let outcome = market.engine.apply(&command, NOW, &mut events);
-        grow.record(began.elapsed().as_nanos() as u64)
-            .expect("record");
-        let Ok(mutua_engine::Ack::Order(order)) = outcome.result else {
-            panic!("place rejected: {outcome:?}")
-        };
+        let order = placed_order(timed(&mut market.engine, &command, &mut events, &mut grow));
         placed.push((owner, order));
     }
     let resting = market.engine.resting_orders();
     assert_eq!(resting, BIG_BOOK, "every order rests");
     for (owner, order) in placed {
         let command = market.command(owner, CommandKind::CancelOrder { order });
-        events.clear();
-        let began = Instant::now();
-        let outcome = market.engine.apply(&command, NOW, &mut events);
-        shrink
-            .record(began.elapsed().as_nanos() as u64)
-            .expect("record");
+        let outcome = timed(&mut market.engine, &command, &mut events, &mut shrink);
         assert!(outcome.result.is_ok(), "cancel rejected: {outcome:?}");
     }
     assert_eq!(market.engine.resting_orders(), 0);

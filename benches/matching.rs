@@ -28,17 +28,12 @@ fn bench_workload(c: &mut Criterion, name: &str, mut market: Market, levels: u64
     let expected = market.engine.state_hash();
 
     // The replayed run must end exactly where the generating run did, and be consistent.
-    let mut check = start.clone();
-    let mut events = Vec::with_capacity(4096);
-    apply_all(&mut check, &commands, &mut events);
+    let (check, _) = replay_checked(&start, &commands);
     assert_eq!(
         check.state_hash(),
         expected,
         "replay of the workload diverged"
     );
-    check
-        .check_invariants()
-        .expect("invariants hold after the workload");
     eprintln!(
         "{name}: {} commands, {} orders resting at the end",
         commands.len(),
@@ -56,23 +51,12 @@ fn bench_traders(c: &mut Criterion, name: &str, levels: u64, warm_up: usize) {
     let start = market.engine.clone();
     let commands = stream.generate(&mut market, COMMANDS);
     let expected = market.engine.state_hash();
-    let mut check = start.clone();
-    let mut events = Vec::with_capacity(4096);
-    let mut refused = 0;
-    for command in &commands {
-        events.clear();
-        if check.apply(command, NOW, &mut events).result.is_err() {
-            refused += 1;
-        }
-    }
+    let (check, refused) = replay_checked(&start, &commands);
     assert_eq!(
         check.state_hash(),
         expected,
         "replay of the stream diverged"
     );
-    check
-        .check_invariants()
-        .expect("invariants hold after the stream");
     eprintln!(
         "{name}: {} commands ({refused} refused), {} orders resting before, {} at the end",
         commands.len(),
@@ -91,6 +75,27 @@ fn traders_deep_bench(c: &mut Criterion) {
 /// 80 traders on 1,000 price levels.
 fn traders_wide_bench(c: &mut Criterion) {
     bench_traders(c, "traders_wide", 1_000, 1_000_000);
+}
+
+/// Replays `commands` from a clone of `start`, checks the invariants at the end, and returns the
+/// engine and how many commands were refused.
+fn replay_checked(
+    start: &mutua_engine::Engine,
+    commands: &[mutua_engine::Command],
+) -> (mutua_engine::Engine, usize) {
+    let mut check = start.clone();
+    let mut events = Vec::with_capacity(4096);
+    let mut refused = 0;
+    for command in commands {
+        events.clear();
+        if check.apply(command, NOW, &mut events).result.is_err() {
+            refused += 1;
+        }
+    }
+    check
+        .check_invariants()
+        .expect("invariants hold after the workload");
+    (check, refused)
 }
 
 /// Commands per second of replaying `commands` from a clone of `start`.
@@ -176,23 +181,12 @@ fn half_rejected_bench(c: &mut Criterion) {
         commands.push(market.command(participant, kind));
     }
     // Every other command is refused, and the run stays consistent.
-    let mut check = start.clone();
-    let mut events = Vec::with_capacity(4096);
-    let mut refused = 0;
-    for command in &commands {
-        events.clear();
-        if check.apply(command, NOW, &mut events).result.is_err() {
-            refused += 1;
-        }
-    }
+    let (_, refused) = replay_checked(&start, &commands);
     assert!(
         refused >= COMMANDS / 2,
         "{refused} of {} commands refused",
         commands.len()
     );
-    check
-        .check_invariants()
-        .expect("invariants hold after the workload");
     eprintln!(
         "half_rejected: {} commands, {refused} refused",
         commands.len()
