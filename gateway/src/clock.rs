@@ -62,6 +62,8 @@ pub async fn run(sequencer: Sequencer, config: ClockConfig) {
             Ok(false) => {}
             // A full queue: the clients come first; the clock asks again next time.
             Err(SequencerError::Overloaded) => {}
+            // Only the leader's clock sends; a standby's waits for this node to lead.
+            Err(SequencerError::NotLeader { .. } | SequencerError::NoQuorum) => {}
             Err(SequencerError::Stopped) => return,
         }
     }
@@ -114,6 +116,7 @@ async fn send(sequencer: &Sequencer, kind: CommandKind) -> bool {
             tracing::debug!("the engine queue is full; the clock tries again next time");
             true
         }
+        Err(SequencerError::NotLeader { .. } | SequencerError::NoQuorum) => true,
         Err(SequencerError::Stopped) => {
             tracing::debug!("the clock stops: the engine no longer takes commands");
             false

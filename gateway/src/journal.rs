@@ -33,6 +33,9 @@ const META_WITHHOLDING_KEY: &[u8] = b"withholding-key";
 /// The last record whose checksum and chain a start-up has verified (`u64`, big-endian): later
 /// starts verify only the records after it (`mutua verify` still checks every one).
 const META_VERIFIED_THROUGH: &[u8] = b"verified-through";
+/// The replicated stream's sequence of the message that carried the last batch written (`u64`,
+/// big-endian), written with that batch: where a replicated node resumes following the stream.
+const META_STREAM_SEQUENCE: &[u8] = b"stream-sequence";
 /// The top bit of a frame's length word: the record has private parts.
 const PRIVATE_FLAG: u32 = 1 << 31;
 /// Bytes of the chain hash that ends every batch value.
@@ -69,6 +72,14 @@ pub enum JournalError {
     ChainBroken { sequence: u64 },
     #[error("the journal writer stopped")]
     WriterStopped,
+    #[error("the local journal holds records written under another exchange's withholding key: it is not a copy of this cluster's journal")]
+    OtherExchange,
+    #[error("the replicated journal refused the batch: {0}")]
+    Replication(String),
+    #[error("another node leads the exchange now (the cluster's journal moved past this node's): this node stops taking writes")]
+    Deposed,
+    #[error("record {sequence}: this node's journal disagrees with the cluster's: {why}")]
+    Disagrees { sequence: u64, why: String },
 }
 
 /// A snapshot as stored: its sequence number, its state hash, and the encoded snapshot the hash
@@ -418,6 +429,15 @@ pub struct Recovered {
     pub state_hash: Option<StateHash>,
 }
 
+/// A batch value encoded by `Journal::encode`, not yet written.
+pub struct EncodedBatch {
+    pub first: u64,
+    pub last: u64,
+    pub value: Vec<u8>,
+    /// The chain hash after its last record (also the value's last 32 bytes).
+    pub head: ChainHash,
+}
+
 pub struct Journal {
     db: Arc<DB>,
     sync: WriteOptions,
@@ -689,6 +709,19 @@ impl Journal {
         &mut self,
         batch: impl IntoIterator<Item = &'a Applied>,
     ) -> Result<(), JournalError> {
+        match self.encode(batch)? {
+            Some(encoded) => self.commit(encoded, None, true),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes a batch of applied commands, numbered consecutively, as one batch value chained
+    /// from the journal's head, without writing it (`None` for an empty batch). A replicated
+    /// journal sends these bytes to the cluster before `commit` writes them here.
+    pub fn encode<'a>(
+        &mut self,
+        batch: impl IntoIterator<Item = &'a Applied>,
+    ) -> Result<Option<EncodedBatch>, JournalError> {
         let mut value = std::mem::take(&mut self.buffer);
         value.clear();
         value.extend_from_slice(&[0; 4]);
@@ -716,16 +749,84 @@ impl Journal {
         }
         let Some(first) = first else {
             self.buffer = value;
-            return Ok(());
+            return Ok(None);
         };
         value[..4].copy_from_slice(&count.to_le_bytes());
         value.extend_from_slice(&head);
-        let written = self
-            .db
-            .put_cf_opt(self.cf(CF_COMMANDS), key(first), &value, &self.sync);
-        self.buffer = value;
+        Ok(Some(EncodedBatch {
+            first,
+            last: first + u64::from(count) - 1,
+            value,
+            head,
+        }))
+    }
+
+    /// Writes an encoded batch, which must follow the journal's last record. With
+    /// `stream_sequence`, the replicated stream's message that carries it is recorded in the same
+    /// write, so the journal always knows where in the stream it stands. Unsynced writes
+    /// (a standby's: the cluster holds them) are made durable by `sync_wal`.
+    pub fn commit(
+        &mut self,
+        encoded: EncodedBatch,
+        stream_sequence: Option<u64>,
+        sync: bool,
+    ) -> Result<(), JournalError> {
+        let mut write = rocksdb::WriteBatch::default();
+        write.put_cf(self.cf(CF_COMMANDS), key(encoded.first), &encoded.value);
+        if let Some(stream_sequence) = stream_sequence {
+            write.put_cf(
+                self.cf(CF_META),
+                META_STREAM_SEQUENCE,
+                stream_sequence.to_be_bytes(),
+            );
+        }
+        let written = if sync {
+            self.db.write_opt(write, &self.sync)
+        } else {
+            self.db.write(write)
+        };
+        self.buffer = encoded.value;
         written?;
-        self.chain_head = head;
+        self.chain_head = encoded.head;
+        Ok(())
+    }
+
+    /// Makes every unsynced write durable.
+    pub fn sync_wal(&self) -> Result<(), JournalError> {
+        Ok(self.db.flush_wal(true)?)
+    }
+
+    /// The replicated stream's message that carried the journal's last batch (0 if none).
+    pub fn stream_sequence(&self) -> Result<u64, JournalError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(CF_META), META_STREAM_SEQUENCE)?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// The key that salts withheld parts' digests: every node of a replicated exchange uses the
+    /// cluster's, so that their chains are the same.
+    pub fn withholding_key(&self) -> [u8; 32] {
+        self.withholding_key
+    }
+
+    /// Adopts a replicated exchange's withholding key. A journal that already holds records
+    /// under another key belongs to another exchange and is refused.
+    pub fn adopt_withholding_key(&mut self, cluster_key: [u8; 32]) -> Result<(), JournalError> {
+        if cluster_key == self.withholding_key {
+            return Ok(());
+        }
+        if self.last_sequence()? != 0 {
+            return Err(JournalError::OtherExchange);
+        }
+        self.db.put_cf_opt(
+            self.cf(CF_META),
+            META_WITHHOLDING_KEY,
+            cluster_key,
+            &self.sync,
+        )?;
+        self.withholding_key = cluster_key;
         Ok(())
     }
 
@@ -1270,4 +1371,30 @@ fn decode_key(stored_key: &[u8]) -> u64 {
     let n = stored_key.len().min(8);
     bytes[8 - n..].copy_from_slice(&stored_key[..n]);
     u64::from_be_bytes(bytes)
+}
+
+/// Decodes a batch value made by `Journal::encode` whose first record is `first`: every record,
+/// its checksum and numbering checked, and the chain hash stored after them. A replicated
+/// node decodes the cluster's batches with it; writing them again re-derives the chain, which
+/// must come out equal to the stored hash.
+pub fn decode_batch(first: u64, value: &[u8]) -> Result<(Vec<Applied>, ChainHash), JournalError> {
+    let frames = Frames::new(first, value)?;
+    let trailer = frames.trailer;
+    let mut records = Vec::with_capacity(frames.remaining as usize);
+    for frame in frames {
+        let frame = frame?;
+        let sequence = frame.sequence;
+        let corrupt = |why: String| JournalError::CorruptRecord { sequence, why };
+        let payload = unseal(sequence, &value[frame.sealed]).map_err(corrupt)?;
+        let applied: Applied =
+            postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+        if applied.sequence != sequence {
+            return Err(corrupt(format!(
+                "stored as {sequence} but says {}",
+                applied.sequence
+            )));
+        }
+        records.push(applied);
+    }
+    Ok((records, trailer))
 }

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod metrics;
 pub mod record;
 mod replica;
+pub mod replication;
 pub mod sequencer;
 pub mod server;
 

@@ -23,6 +23,16 @@ pub use crate::journal::Applied;
 use crate::journal::{Journal, JournalError};
 use crate::metrics::{kind_index, BatchCounts, Metrics};
 use crate::replica::{Query, Replica, ReplicaStart};
+use crate::replication::{Follow, Publisher, ReplicationState, Role};
+
+/// What the engine thread and its journal writer need to take part in a replicated exchange:
+/// they start as a standby, applying the cluster's writes the follower hands over, until it
+/// hands over the lead.
+pub struct ReplicationLink {
+    pub(crate) state: Arc<ReplicationState>,
+    pub(crate) follow: Receiver<Follow>,
+    pub(crate) publisher: Publisher,
+}
 
 /// Bounds and cadence of the engine thread.
 #[derive(Clone, Copy, Debug)]
@@ -48,12 +58,18 @@ impl Default for SequencerConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SequencerError {
     #[error("the engine queue is full; retry later")]
     Overloaded,
     #[error("the engine has stopped")]
     Stopped,
+    /// A standby (or a leader that has lost the lease) takes no writes.
+    #[error("this node does not lead the exchange")]
+    NotLeader { leader: Option<String> },
+    /// The replicated journal has not acknowledged the last append (no quorum).
+    #[error("the replicated journal has no quorum")]
+    NoQuorum,
 }
 
 enum Request {
@@ -78,6 +94,8 @@ pub struct Sequencer {
     /// The last sequence number synced to the journal: audit feeds wake on it and read the
     /// journal, so a reader never holds the engine's batches.
     journaled: tokio::sync::watch::Receiver<u64>,
+    /// Present in a replicated exchange: whether this node leads, and where the leader is.
+    replication: Option<Arc<ReplicationState>>,
 }
 
 /// Owns the engine thread; `shutdown` drains it, writes a final snapshot and joins it.
@@ -109,7 +127,13 @@ impl Sequencer {
         snapshot_sequence: u64,
         config: SequencerConfig,
         metrics: Arc<Metrics>,
+        replication: Option<ReplicationLink>,
     ) -> (Sequencer, EngineThread) {
+        let state = replication.as_ref().map(|link| link.state.clone());
+        let (follow, appender) = match replication {
+            Some(link) => (Some(link.follow), Some(link.publisher)),
+            None => (None, None),
+        };
         let (requests, inbox) = crossbeam_channel::bounded(config.queue_capacity);
         let (published, _) = broadcast::channel(config.published_batches_max);
         let publisher = published.clone();
@@ -133,6 +157,7 @@ impl Sequencer {
             failure: replica_failure,
             thread: replica_thread,
         } = replica;
+        let thread_state = state.clone();
         let handle = std::thread::Builder::new()
             .name("mutua-engine".into())
             .spawn(move || {
@@ -144,8 +169,12 @@ impl Sequencer {
                     journaled_sender,
                     metrics,
                     writer_failed,
+                    appender,
                 );
                 let mut thread = Loop {
+                    leading: follow.is_none(),
+                    follow,
+                    state: thread_state,
                     engine,
                     writer: Some(writer),
                     writer_thread: Some(writer_thread),
@@ -165,6 +194,7 @@ impl Sequencer {
                 queries,
                 published,
                 journaled,
+                replication: state,
             },
             EngineThread {
                 handle: Some(handle),
@@ -184,7 +214,22 @@ impl Sequencer {
     ) -> Result<Arc<Applied>, SequencerError> {
         self.submit_pipelined(command, request_id)?
             .await
-            .map_err(|_| SequencerError::Stopped)
+            .map_err(|_| self.unanswered())
+    }
+
+    /// Why a queued command was dropped unanswered: the node stopped leading, or stopped.
+    pub fn unanswered(&self) -> SequencerError {
+        match &self.replication {
+            Some(state) if state.role() != Role::Leader => SequencerError::NotLeader {
+                leader: state.leader(),
+            },
+            _ => SequencerError::Stopped,
+        }
+    }
+
+    /// This node's part in a replicated exchange, if it is one.
+    pub fn replication(&self) -> Option<&Arc<ReplicationState>> {
+        self.replication.as_ref()
     }
 
     /// Queues a command now; the receiver resolves once it is journaled. Receivers of one
@@ -238,6 +283,18 @@ impl Sequencer {
     }
 
     fn send(&self, request: Request) -> Result<(), SequencerError> {
+        if let Some(state) = &self.replication {
+            match state.role() {
+                Role::Leader if state.stalled() => return Err(SequencerError::NoQuorum),
+                Role::Leader => {}
+                Role::Standby => {
+                    return Err(SequencerError::NotLeader {
+                        leader: state.leader(),
+                    })
+                }
+                Role::Deposed => return Err(SequencerError::NotLeader { leader: None }),
+            }
+        }
         self.requests
             .try_send(request)
             .map_err(|error| match error {
@@ -300,6 +357,23 @@ struct HandedBatch {
     replies: Vec<(oneshot::Sender<Arc<Applied>>, Arc<Applied>)>,
     counts: BatchCounts,
     queue_depth: usize,
+    /// A write of the cluster's this node follows: written alone, and its chain must come out
+    /// as the leader's.
+    followed: Option<Followed>,
+}
+
+struct Followed {
+    stream_sequence: u64,
+    trailer: crate::chain::ChainHash,
+}
+
+/// What the engine thread hands its journal writer.
+enum ToWriter {
+    Batch(Box<HandedBatch>),
+    /// From here on, append to the replicated stream after its message `after`.
+    Lead {
+        after: u64,
+    },
 }
 
 /// An engine batch that takes longer than this to apply is logged (at debug).
@@ -311,107 +385,188 @@ const BATCHES_HANDED_MAX: usize = 4;
 const RECORDS_PER_WRITE_MAX: usize = 16_384;
 
 /// The journal writer thread: takes the engine's batches in order, writes whatever has queued up
-/// in one synced write, then marks it journaled, hands it to the read replica, replies and
-/// publishes. A failed write stops it
-/// (handing back the error); the engine thread then stops too, and nothing after the last
-/// successful write is ever acknowledged.
+/// in one synced write (appended to the replicated stream first, when the exchange is
+/// replicated and this node leads), then marks it journaled, hands it to the read replica,
+/// replies and publishes. A failed write stops it (handing back the error); the engine thread
+/// then stops too, and nothing after the last successful write is ever acknowledged.
 fn spawn_journal_writer(
-    mut journal: Journal,
+    journal: Journal,
     replica: Sender<PublishedBatch>,
     publisher: broadcast::Sender<PublishedBatch>,
     journaled: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
     failed: oneshot::Sender<()>,
-) -> (
-    Sender<Box<HandedBatch>>,
-    JoinHandle<Result<Journal, JournalError>>,
-) {
-    let (sender, receiver) = crossbeam_channel::bounded::<Box<HandedBatch>>(BATCHES_HANDED_MAX);
+    replicated: Option<Publisher>,
+) -> (Sender<ToWriter>, JoinHandle<Result<Journal, JournalError>>) {
+    let (sender, receiver) = crossbeam_channel::bounded::<ToWriter>(BATCHES_HANDED_MAX);
     let handle = std::thread::Builder::new()
         .name("mutua-journal".into())
         .spawn(move || {
-            // Each batch goes to the replica before any of it is answered or published; if the
-            // replica has stopped (it diverged, and the server is stopping), it is not waited on.
-            let mut replica = Some(replica);
-            loop {
-                let Ok(first) = receiver.recv() else {
-                    return Ok(journal);
-                };
-                let mut records = first.applied.len();
-                let mut batches = vec![first];
-                while records < RECORDS_PER_WRITE_MAX {
-                    match receiver.try_recv() {
-                        Ok(batch) => {
-                            records += batch.applied.len();
-                            batches.push(batch);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                // Durable before anyone hears of it.
-                let began = std::time::Instant::now();
-                let written = journal.append(
-                    batches
-                        .iter()
-                        .flat_map(|batch| batch.applied.iter().map(|applied| applied.as_ref())),
-                );
-                if let Err(error) = written {
-                    // The server stops at once, without waiting for the next command to find
-                    // the writer gone.
-                    let _ = failed.send(());
-                    return Err(error);
-                }
-                let synced = began.elapsed();
-                let Some(last) = batches
-                    .iter()
-                    .filter_map(|batch| batch.applied.last())
-                    .map(|applied| applied.sequence)
-                    .next_back()
-                else {
-                    // Nothing was handed over (the engine never hands an empty batch).
-                    continue;
-                };
-                for batch in &batches {
-                    let through = batch
-                        .applied
-                        .last()
-                        .map_or(last, |applied| applied.sequence);
-                    metrics.record_batch(
-                        &batch.counts,
-                        batch.applied.len(),
-                        batch.queue_depth,
-                        synced,
-                        through,
-                    );
-                }
-                // Before any reply: a client that holds an acknowledgement of record N must find
-                // the journal's end (`Audit.ChainHead`) at N or later.
-                journaled.send_replace(last);
-                for batch in batches {
-                    let HandedBatch {
-                        applied, replies, ..
-                    } = *batch;
-                    let applied = Arc::new(applied);
-                    if let Some(to_replica) = &replica {
-                        if to_replica.send(applied.clone()).is_err() {
-                            replica = None;
-                        }
-                    }
-                    for (reply, applied) in replies {
-                        let _ = reply.send(applied);
-                    }
-                    let _ = publisher.send(applied);
-                }
+            let writer = Writer {
+                journal,
+                replica: Some(replica),
+                publisher,
+                journaled,
+                metrics,
+                replicated,
+                pending: None,
+            };
+            let result = writer.run(&receiver);
+            if result.is_err() {
+                // The server stops at once, without waiting for the next command to find the
+                // writer gone.
+                let _ = failed.send(());
             }
+            result
         })
         .expect("spawn the journal writer");
     (sender, handle)
 }
 
+struct Writer {
+    journal: Journal,
+    /// Each batch goes to the replica before any of it is answered or published; if the
+    /// replica has stopped (it diverged, and the server is stopping), it is not waited on.
+    replica: Option<Sender<PublishedBatch>>,
+    publisher: broadcast::Sender<PublishedBatch>,
+    journaled: tokio::sync::watch::Sender<u64>,
+    metrics: Arc<Metrics>,
+    /// The replicated stream's appender, in a replicated exchange.
+    replicated: Option<Publisher>,
+    /// A hand-over taken while gathering a write that belongs to the next one.
+    pending: Option<ToWriter>,
+}
+
+impl Writer {
+    fn run(mut self, receiver: &Receiver<ToWriter>) -> Result<Journal, JournalError> {
+        loop {
+            let next = match self.pending.take() {
+                Some(next) => next,
+                None => match receiver.recv() {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            let first = match next {
+                ToWriter::Lead { after } => {
+                    // What this node wrote as a standby is made durable before it leads.
+                    self.journal.sync_wal()?;
+                    if let Some(replicated) = self.replicated.as_mut() {
+                        replicated.lead_after(after);
+                    }
+                    continue;
+                }
+                ToWriter::Batch(batch) => batch,
+            };
+            let mut batches = vec![first];
+            let began = std::time::Instant::now();
+            if let Some(followed) = batches[0].followed.take() {
+                // The cluster's write, written alone, unsynced (the cluster holds it), with
+                // the stream message that carried it; its chain must be the leader's.
+                let encoded = self
+                    .journal
+                    .encode(batches[0].applied.iter().map(|applied| applied.as_ref()))?;
+                if let Some(encoded) = encoded {
+                    if encoded.head != followed.trailer {
+                        return Err(JournalError::Disagrees {
+                            sequence: encoded.last,
+                            why: "the audit chain written here differs from the leader's".into(),
+                        });
+                    }
+                    self.journal
+                        .commit(encoded, Some(followed.stream_sequence), false)?;
+                }
+            } else {
+                let mut records = batches[0].applied.len();
+                while records < RECORDS_PER_WRITE_MAX {
+                    match receiver.try_recv() {
+                        Ok(ToWriter::Batch(batch)) if batch.followed.is_none() => {
+                            records += batch.applied.len();
+                            batches.push(batch);
+                        }
+                        Ok(other) => {
+                            self.pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                // Durable (and on a quorum of the cluster, when replicated) before anyone
+                // hears of it.
+                let encoded = self.journal.encode(
+                    batches
+                        .iter()
+                        .flat_map(|batch| batch.applied.iter().map(|applied| applied.as_ref())),
+                )?;
+                if let Some(encoded) = encoded {
+                    let stream_sequence = match self.replicated.as_mut() {
+                        Some(replicated) => Some(replicated.append(&encoded)?),
+                        None => None,
+                    };
+                    self.journal.commit(encoded, stream_sequence, true)?;
+                }
+            }
+            self.publish(batches, began.elapsed());
+        }
+        // Whatever a standby wrote unsynced is made durable before the final snapshot.
+        self.journal.sync_wal()?;
+        Ok(self.journal)
+    }
+
+    /// After a write: marks it journaled, hands it to the replica, replies and publishes.
+    fn publish(&mut self, batches: Vec<Box<HandedBatch>>, synced: std::time::Duration) {
+        let Some(last) = batches
+            .iter()
+            .filter_map(|batch| batch.applied.last())
+            .map(|applied| applied.sequence)
+            .next_back()
+        else {
+            // Nothing was handed over (the engine never hands an empty batch).
+            return;
+        };
+        for batch in &batches {
+            let through = batch
+                .applied
+                .last()
+                .map_or(last, |applied| applied.sequence);
+            self.metrics.record_batch(
+                &batch.counts,
+                batch.applied.len(),
+                batch.queue_depth,
+                synced,
+                through,
+            );
+        }
+        // Before any reply: a client that holds an acknowledgement of record N must find the
+        // journal's end (`Audit.ChainHead`) at N or later.
+        self.journaled.send_replace(last);
+        for batch in batches {
+            let HandedBatch {
+                applied, replies, ..
+            } = *batch;
+            let applied = Arc::new(applied);
+            if let Some(to_replica) = &self.replica {
+                if to_replica.send(applied.clone()).is_err() {
+                    self.replica = None;
+                }
+            }
+            for (reply, applied) in replies {
+                let _ = reply.send(applied);
+            }
+            let _ = self.publisher.send(applied);
+        }
+    }
+}
+
 struct Loop {
     engine: Engine,
+    /// Whether this node takes commands: always, unless replicated and not (yet) leading.
+    leading: bool,
+    /// The cluster's writes, while this node follows a replicated exchange.
+    follow: Option<Receiver<Follow>>,
+    state: Option<Arc<ReplicationState>>,
     /// The journal writer thread, and the journal it hands back when it stops.
-    writer: Option<Sender<Box<HandedBatch>>>,
+    writer: Option<Sender<ToWriter>>,
     writer_thread: Option<JoinHandle<Result<Journal, JournalError>>>,
     /// The read replica, which hands back the sequence of the newest snapshot it took.
     replica_thread: Option<JoinHandle<u64>>,
@@ -426,6 +581,10 @@ impl Loop {
         let mut events = Vec::with_capacity(4_096);
         let mut stopping = false;
         while !stopping {
+            if !self.leading {
+                stopping = self.follow_next(&inbox, &mut events)?;
+                continue;
+            }
             let Ok(first) = inbox.recv() else { break };
             batch.push(first);
             while batch.len() < self.config.batch_commands_max {
@@ -538,15 +697,114 @@ impl Loop {
                 replies,
                 counts,
                 queue_depth,
+                followed: None,
             })?;
         }
         Ok(())
     }
 
+    /// While following a replicated exchange: applies the cluster's next write, or takes the
+    /// lead, or stops. Commands that reach the engine meanwhile (sent just before this node
+    /// stopped leading) are dropped unanswered: their callers hear that this node does not
+    /// lead. Returns whether to stop.
+    fn follow_next(
+        &mut self,
+        inbox: &Receiver<Request>,
+        events: &mut Vec<mutua_engine::Event>,
+    ) -> Result<bool, JournalError> {
+        let Some(follow) = self.follow.clone() else {
+            self.leading = true;
+            return Ok(false);
+        };
+        crossbeam_channel::select! {
+            recv(follow) -> input => match input {
+                Ok(Follow::Batch { records, trailer, stream_sequence }) => {
+                    self.apply_followed(records, trailer, stream_sequence, events)?;
+                    Ok(false)
+                }
+                Ok(Follow::Lead { after }) => {
+                    self.send_to_writer(ToWriter::Lead { after })?;
+                    self.leading = true;
+                    self.follow = None;
+                    if let Some(state) = &self.state {
+                        state.set_role(Role::Leader);
+                    }
+                    Ok(false)
+                }
+                // The follower stopped (the server is stopping, or it failed and said why).
+                Err(_) => Ok(true),
+            },
+            recv(inbox) -> request => match request {
+                Ok(Request::Command { .. }) => Ok(false),
+                Ok(Request::Stop) | Err(_) => Ok(true),
+            },
+        }
+    }
+
+    /// Applies one write of the cluster's with this engine: each record in turn, at its own
+    /// time, and its outcome, events and accounts must be the ones the leader journaled.
+    fn apply_followed(
+        &mut self,
+        records: Vec<Applied>,
+        trailer: crate::chain::ChainHash,
+        stream_sequence: u64,
+        events: &mut Vec<mutua_engine::Event>,
+    ) -> Result<(), JournalError> {
+        let began = std::time::Instant::now();
+        let began_cpu = crate::metrics::thread_cpu_time();
+        let mut counts = BatchCounts::default();
+        let mut applied_batch = Vec::with_capacity(records.len());
+        for record in records {
+            if record.sequence != self.sequence + 1 {
+                return Err(JournalError::Disagrees {
+                    sequence: record.sequence,
+                    why: format!(
+                        "the cluster's next record is {} but this node's journal ends at {}",
+                        record.sequence, self.sequence
+                    ),
+                });
+            }
+            events.clear();
+            let outcome = self.engine.apply(&record.command, record.timestamp, events);
+            let mut accounts = Vec::new();
+            self.engine.accounts_after(events, &mut accounts);
+            if outcome != record.outcome || *events != record.events || accounts != record.accounts
+            {
+                return Err(JournalError::Disagrees {
+                    sequence: record.sequence,
+                    why: "this node's engine gives another outcome or other events than the leader journaled".into(),
+                });
+            }
+            counts.commands[kind_index(&record.command.kind)] += 1;
+            self.sequence = record.sequence;
+            self.last_time = self.last_time.max(record.timestamp);
+            applied_batch.push(Arc::new(record));
+        }
+        counts.apply = began.elapsed();
+        counts.apply_cpu = crate::metrics::thread_cpu_time().saturating_sub(began_cpu);
+        if applied_batch.is_empty() {
+            return Ok(());
+        }
+        self.hand_over(HandedBatch {
+            applied: applied_batch,
+            replies: Vec::new(),
+            counts,
+            queue_depth: 0,
+            followed: Some(Followed {
+                stream_sequence,
+                trailer,
+            }),
+        })
+    }
+
     /// Hands a batch to the journal writer (waiting while it holds `BATCHES_HANDED_MAX`).
     fn hand_over(&mut self, batch: HandedBatch) -> Result<(), JournalError> {
+        self.send_to_writer(ToWriter::Batch(Box::new(batch)))
+    }
+
+    fn send_to_writer(&mut self, message: ToWriter) -> Result<(), JournalError> {
         let sent = match &self.writer {
-            Some(writer) => writer.send(Box::new(batch)).is_ok(),
+            Some(writer) => writer.send(message).is_ok(),
             None => false,
         };
         if sent {

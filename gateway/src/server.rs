@@ -15,7 +15,10 @@ use crate::auth::{self, Auth};
 use crate::journal::Journal;
 use crate::limits::{Limits, LimitsConfig};
 use crate::metrics::Metrics;
-use crate::sequencer::{EngineReport, Sequencer, SequencerConfig};
+use crate::replication::{
+    Cluster, FollowerStart, Publisher, ReplicationConfig, ReplicationState, Role,
+};
+use crate::sequencer::{EngineReport, ReplicationLink, Sequencer, SequencerConfig};
 use std::sync::Arc;
 
 /// Name of the file in the data directory that holds the operator's token (mode 0600).
@@ -81,6 +84,30 @@ pub struct ServeArgs {
     /// Seconds between scheduled netting cycles; 0 leaves cycles to the operator.
     #[arg(long, env = "MUTUA_NETTING_INTERVAL_S", default_value_t = 0)]
     pub netting_interval_s: u64,
+    /// Replicate the journal on NATS JetStream: the cluster's servers, comma separated
+    /// (`nats://127.0.0.1:4222,nats://127.0.0.1:4223,...`). Nothing is acknowledged before the
+    /// cluster holds it. Without it the exchange runs on its embedded journal alone.
+    #[arg(long, env = "MUTUA_REPLICATE")]
+    pub replicate: Option<String>,
+    /// With --replicate: start as a hot standby that follows the leader, serves reads and takes
+    /// over when the leader's lease lapses (without it, a node also takes the lease at start
+    /// when nobody holds it).
+    #[arg(long, env = "MUTUA_STANDBY", requires = "replicate")]
+    pub standby: bool,
+    /// This node's name in the cluster (default: the address it listens on).
+    #[arg(long, env = "MUTUA_NODE")]
+    pub node: Option<String>,
+    /// The address clients reach this node at, told to clients that write to a standby
+    /// (default: http:// and the address it listens on).
+    #[arg(long, env = "MUTUA_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Replicas of the replicated journal and the lease in the NATS cluster.
+    #[arg(long, env = "MUTUA_REPLICAS", default_value_t = 3)]
+    pub replicas: usize,
+    /// Milliseconds a leader's lease lasts without renewal: a standby takes over this long after
+    /// the leader stops renewing it.
+    #[arg(long, env = "MUTUA_LEASE_MS", default_value_t = 1_500)]
+    pub lease_ms: u64,
 }
 
 impl ServeArgs {
@@ -148,10 +175,33 @@ pub async fn run(
     private_data_dir(&args.data)?;
     let tls = tls_config(args)?;
     let market = MarketConfig::default();
-    let journal = Journal::open(&args.data, &market)
+    let mut journal = Journal::open(&args.data, &market)
         .with_context(|| format!("opening the journal in {}", args.data.display()))?;
+    let cluster = match &args.replicate {
+        Some(urls) => {
+            let cluster = Cluster::connect(
+                replication_config(args, urls, listener.local_addr()?),
+                CLUSTER_PATIENCE,
+            )
+            .await?;
+            let key = cluster.genesis(&market, journal.withholding_key()).await?;
+            journal.adopt_withholding_key(key)?;
+            Some(cluster)
+        }
+        None => None,
+    };
     // Start-up is blocking work by nature: nothing else runs until the state is recovered.
     let recovered = recover(&journal, market)?;
+    let stream_sequence = journal.stream_sequence()?;
+    if let Some(cluster) = &cluster {
+        cluster
+            .check_agreement(
+                recovered.last_sequence,
+                journal.chain_head(),
+                stream_sequence,
+            )
+            .await?;
+    }
     anyhow::ensure!(
         recovered.engine.commands_applied() == recovered.last_sequence,
         "the engine counts {} commands but the journal ends at {}; refusing to start",
@@ -187,6 +237,28 @@ pub async fn run(
             )))
         }
     };
+    let (link, follower_start) = match cluster {
+        Some(cluster) => {
+            let state = ReplicationState::new(stream_sequence);
+            let (to_engine, follow) = crossbeam_channel::bounded(FOLLOWED_WRITES_WAITING_MAX);
+            let publisher =
+                Publisher::new(tokio::runtime::Handle::current(), &cluster, state.clone());
+            (
+                Some(ReplicationLink {
+                    state: state.clone(),
+                    follow,
+                    publisher,
+                }),
+                Some(FollowerStart {
+                    cluster,
+                    state,
+                    to_engine,
+                    applied_through: stream_sequence,
+                }),
+            )
+        }
+        None => (None, None),
+    };
     let (sequencer, mut engine_thread) = Sequencer::start(
         recovered.engine,
         journal,
@@ -194,10 +266,37 @@ pub async fn run(
         newest_snapshot,
         args.sequencer_config(),
         metrics.clone(),
+        link,
     );
-    if !operator_token_live {
-        issue_operator_token(&sequencer, &auth, &args.data).await?;
-    }
+    // Why a replicated node stopped on its own (deposed, or the cluster's journal refused).
+    let (follower_stopped, follower_outcome) = tokio::sync::oneshot::channel::<String>();
+    let replication_task = match follower_start {
+        Some(start) => {
+            let state = start.state.clone();
+            tokio::spawn(operator_token_when_leading(
+                sequencer.clone(),
+                auth.clone(),
+                args.data.clone(),
+                operator_token_live,
+                state,
+            ));
+            Some(tokio::spawn(async move {
+                let why = match crate::replication::run_follower(start).await {
+                    Ok(()) => "another node leads the exchange now: this node stopped taking writes (restart it to follow as a standby)".to_string(),
+                    Err(error) => format!("following the replicated journal failed: {error:#}"),
+                };
+                tracing::error!("{why}");
+                let _ = follower_stopped.send(why);
+            }))
+        }
+        None => {
+            if !operator_token_live {
+                issue_operator_token(&sequencer, &auth, &args.data).await?;
+            }
+            drop(follower_stopped);
+            None
+        }
+    };
     let follower = tokio::spawn(follow_identity(sequencer.clone(), auth.clone()));
     let clock = tokio::spawn(crate::clock::run(sequencer.clone(), args.clock_config()));
 
@@ -207,10 +306,20 @@ pub async fn run(
     // Stop on the signal, or at once if the engine thread stops on its own (a journal write
     // failed): nothing could be acknowledged any more, so the process must not look healthy.
     let engine_exited = engine_thread.exited();
+    let (stopped_why_sender, stopped_why) = tokio::sync::oneshot::channel::<String>();
     let shutdown = async move {
+        let follower_failed = async move {
+            match follower_outcome.await {
+                Ok(why) => why,
+                Err(_) => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown => {}
             _ = engine_exited => tracing::error!("the engine thread stopped; shutting down"),
+            why = follower_failed => {
+                let _ = stopped_why_sender.send(why);
+            }
         }
         let _ = stopping_sender.send(true);
     };
@@ -243,6 +352,9 @@ pub async fn run(
     tracing::info!("no longer accepting; draining the engine");
     follower.abort();
     clock.abort();
+    if let Some(task) = replication_task {
+        task.abort();
+    }
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }
@@ -254,7 +366,59 @@ pub async fn run(
         tracing::warn!(%error, "could not flush the history read model; it will catch up at the next start");
     }
     served.context("gRPC server")?;
+    if let Ok(why) = stopped_why.await {
+        anyhow::bail!(
+            "{why} (stopped at sequence {} with state hash {})",
+            report.last_sequence,
+            report.state_hash
+        );
+    }
     Ok(report)
+}
+
+/// How long start-up waits for the NATS cluster to answer.
+const CLUSTER_PATIENCE: Duration = Duration::from_secs(60);
+/// The cluster's writes decoded and waiting for the engine thread.
+const FOLLOWED_WRITES_WAITING_MAX: usize = 64;
+
+fn replication_config(args: &ServeArgs, urls: &str, listening: SocketAddr) -> ReplicationConfig {
+    ReplicationConfig {
+        urls: urls.to_string(),
+        node: args.node.clone().unwrap_or_else(|| listening.to_string()),
+        advertise: args
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{listening}")),
+        replicas: args.replicas.max(1),
+        lease: Duration::from_millis(args.lease_ms.max(200)),
+        standby: args.standby,
+        request_timeout: Duration::from_secs(2),
+    }
+}
+
+/// In a replicated exchange, the operator's token is issued by the first node to lead (a
+/// standby journals nothing); the token works on every node, since every node applies it.
+async fn operator_token_when_leading(
+    sequencer: Sequencer,
+    auth: Auth,
+    data: PathBuf,
+    live: bool,
+    state: Arc<ReplicationState>,
+) {
+    let mut role = state.watch();
+    while *role.borrow_and_update() != Role::Leader {
+        if role.changed().await.is_err() {
+            return;
+        }
+    }
+    let live = live
+        || read_operator_token(&data)
+            .is_some_and(|token| auth.is_live_token_of(&token, GENESIS_OPERATOR));
+    if !live {
+        if let Err(error) = issue_operator_token(&sequencer, &auth, &data).await {
+            tracing::warn!(%error, "issuing the operator's token");
+        }
+    }
 }
 
 /// The TLS identity named by `--tls-cert` and `--tls-key`, if any.

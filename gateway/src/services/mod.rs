@@ -198,7 +198,31 @@ pub fn sequencer_status(error: SequencerError) -> Status {
         SequencerError::Stopped => {
             edge_status(EdgeReason::Unavailable, "the exchange is shutting down")
         }
+        SequencerError::NotLeader { leader } => not_leader_status(leader),
+        SequencerError::NoQuorum => edge_status(
+            EdgeReason::Unavailable,
+            "the replicated journal has no quorum (too few NATS servers answer); nothing more is \
+             acknowledged until it has one: retry the same request id shortly",
+        ),
     }
+}
+
+/// A write sent to a standby: UNAVAILABLE, with where the leader is (also in the `mutua-leader`
+/// metadata, for clients that follow it); the same request id sent there applies once.
+fn not_leader_status(leader: Option<String>) -> Status {
+    let message = match &leader {
+        Some(address) => format!(
+            "this node is a standby and takes no writes; the leader is at {address}: send the same request id there"
+        ),
+        None => "this node does not lead the exchange (a hand-over is under way); retry the same request id shortly".to_string(),
+    };
+    let mut status = edge_status(EdgeReason::Unavailable, &message);
+    if let Some(address) = leader {
+        if let Ok(value) = address.parse() {
+            status.metadata_mut().insert("mutua-leader", value);
+        }
+    }
+    status
 }
 
 /// Whose account a read names: the caller's own when absent; another's only for those who read

@@ -1,0 +1,408 @@
+//! The journal replicated on NATS JetStream: every journal write of the leader is appended to one
+//! stream (three replicas) before it is written here and acknowledged, standbys follow the
+//! stream and apply it with the same engine, and one lease decides who leads.
+//!
+//! The stream, `MUTUA_JOURNAL` on subject `mutua.journal`, holds three kinds of message
+//! (header `Mutua-Kind`):
+//!
+//! - `genesis` (always message 1): the market configuration and the withholding key every node's
+//!   audit chain is salted with, so that every node's journal and chain are byte for byte the
+//!   leader's;
+//! - `batch`: one journal write, the very bytes `Journal::encode` made (records, then the chain
+//!   hash after them), numbered by `Mutua-First`/`Mutua-Last` and split into parts of at most
+//!   `PART_BYTES` (`Mutua-Part: i/n`) so a write never exceeds the server's message size;
+//! - `leader`: written by a node when it takes the lease, with its address: it fences the stream.
+//!
+//! **One writer.** Every append carries the stream's last sequence as the appender last saw it
+//! (`Nats-Expected-Last-Sequence`), so the stream takes a message only from a node that has seen
+//! every earlier one. A node that takes the lease first applies everything up to the stream's
+//! end and then appends its `leader` message: from then on a deposed leader's next append is
+//! refused, its writer stops, and the node stops serving. The lease itself (KV bucket
+//! `mutua_leader`, key `leader`, holding the node's name and address) only decides who tries:
+//! it is taken with `create` (only if absent), renewed with `update` at the revision held, and
+//! lapses when not renewed for `--lease-ms` (the bucket's max age). Safety never rests on the
+//! lease's timing: it rests on the fenced appends.
+
+mod follower;
+mod publisher;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+use mutua_engine::MarketConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::chain::ChainHash;
+use crate::record::Applied;
+
+pub(crate) use follower::run as run_follower;
+pub use follower::FollowerStart;
+pub use publisher::Publisher;
+
+/// The stream every node appends to and follows.
+pub const STREAM: &str = "MUTUA_JOURNAL";
+pub const SUBJECT: &str = "mutua.journal";
+/// The KV bucket holding the lease (a stream `KV_mutua_leader`).
+pub const LEASE_BUCKET: &str = "mutua_leader";
+pub const LEASE_KEY: &str = "leader";
+
+pub(crate) const HEADER_KIND: &str = "Mutua-Kind";
+pub(crate) const HEADER_FIRST: &str = "Mutua-First";
+pub(crate) const HEADER_LAST: &str = "Mutua-Last";
+pub(crate) const HEADER_PART: &str = "Mutua-Part";
+pub(crate) const KIND_GENESIS: &str = "genesis";
+pub(crate) const KIND_BATCH: &str = "batch";
+pub(crate) const KIND_LEADER: &str = "leader";
+
+/// Most payload bytes in one stream message (the server's default limit is 1 MiB; headers and
+/// framing fit in the rest).
+pub(crate) const PART_BYTES: usize = 1_000_000;
+
+/// How a node takes part in a replicated exchange.
+#[derive(Clone, Debug)]
+pub struct ReplicationConfig {
+    /// NATS server URLs, comma separated.
+    pub urls: String,
+    /// This node's name (in the lease and the logs).
+    pub node: String,
+    /// The address clients reach this node's gRPC service at (told to clients of standbys).
+    pub advertise: String,
+    /// Replicas of the stream and the lease (3 in production).
+    pub replicas: usize,
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
+    /// Start as a standby and take the lease only once it lapses (otherwise take it at start if
+    /// nobody holds it).
+    pub standby: bool,
+    /// How long to wait for each reply of the cluster.
+    pub request_timeout: Duration,
+}
+
+/// A node's role as clients see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// Follows the stream: serves reads, answers writes with the leader's address.
+    Standby = 0,
+    /// Holds the lease and appends.
+    Leader = 1,
+    /// Was leader and learned another node leads now: serves nothing new, stops.
+    Deposed = 2,
+}
+
+/// What the gateway, the engine thread and the journal writer share about replication.
+pub struct ReplicationState {
+    role: AtomicU8,
+    /// The leader's advertised address, as last seen in the lease.
+    leader: Mutex<Option<String>>,
+    /// The cluster has not acknowledged the last append yet (no quorum, or a leader change of
+    /// the stream): new writes are refused UNAVAILABLE until it does.
+    stalled: AtomicBool,
+    /// The stream sequence this node has applied or appended through.
+    stream_sequence: AtomicU64,
+    /// Resolves waiters when the role changes.
+    changed: tokio::sync::watch::Sender<Role>,
+}
+
+impl ReplicationState {
+    pub fn new(stream_sequence: u64) -> Arc<ReplicationState> {
+        Arc::new(ReplicationState {
+            role: AtomicU8::new(Role::Standby as u8),
+            leader: Mutex::new(None),
+            stalled: AtomicBool::new(false),
+            stream_sequence: AtomicU64::new(stream_sequence),
+            changed: tokio::sync::watch::channel(Role::Standby).0,
+        })
+    }
+
+    pub fn role(&self) -> Role {
+        match self.role.load(Ordering::Acquire) {
+            1 => Role::Leader,
+            2 => Role::Deposed,
+            _ => Role::Standby,
+        }
+    }
+
+    pub(crate) fn set_role(&self, role: Role) {
+        self.role.store(role as u8, Ordering::Release);
+        self.changed.send_replace(role);
+    }
+
+    /// Waits for a change of role.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<Role> {
+        self.changed.subscribe()
+    }
+
+    pub fn leader(&self) -> Option<String> {
+        self.leader.lock().map_or(None, |leader| leader.clone())
+    }
+
+    pub(crate) fn set_leader(&self, address: Option<String>) {
+        if let Ok(mut leader) = self.leader.lock() {
+            *leader = address;
+        }
+    }
+
+    pub fn stalled(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_stalled(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::Release);
+    }
+
+    pub fn stream_sequence(&self) -> u64 {
+        self.stream_sequence.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_stream_sequence(&self, sequence: u64) {
+        self.stream_sequence.store(sequence, Ordering::Release);
+    }
+}
+
+/// What the follower hands the engine thread.
+pub(crate) enum Follow {
+    /// One journal write of the leader's, decoded, with the chain hash stored after it and the
+    /// stream message (its last part) that carried it.
+    Batch {
+        records: Vec<Applied>,
+        trailer: ChainHash,
+        stream_sequence: u64,
+    },
+    /// This node has taken the lease, applied everything the stream holds and fenced it at
+    /// `after`: lead from there.
+    Lead { after: u64 },
+}
+
+/// The lease's value: who leads and where clients reach it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct LeaseHolder {
+    pub node: String,
+    pub address: String,
+}
+
+/// The genesis message: what every node of the exchange must agree on before it applies a
+/// record.
+#[derive(Serialize, Deserialize)]
+struct Genesis {
+    config: Vec<u8>,
+    withholding_key: [u8; 32],
+}
+
+/// A connection to the cluster, with the stream and the lease bucket made ready.
+#[derive(Clone)]
+pub struct Cluster {
+    pub(crate) jetstream: jetstream::Context,
+    pub(crate) stream: stream::Stream,
+    pub(crate) lease: jetstream::kv::Store,
+    pub(crate) config: ReplicationConfig,
+}
+
+impl Cluster {
+    /// Connects, creating the stream and the lease bucket if they do not exist yet. Waits up to
+    /// `patience` for the cluster to answer (JetStream needs a few seconds after its servers
+    /// start).
+    pub async fn connect(config: ReplicationConfig, patience: Duration) -> anyhow::Result<Cluster> {
+        use anyhow::Context as _;
+        let servers = config
+            .urls
+            .split(',')
+            .map(|url| url.trim().parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("--replicate {}", config.urls))?;
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("mutua {}", config.node))
+            .retry_on_initial_connect()
+            .connect(servers)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", config.urls))?;
+        let mut jetstream = jetstream::new(client);
+        jetstream.set_timeout(config.request_timeout);
+        let began = std::time::Instant::now();
+        loop {
+            match Cluster::prepare(&jetstream, &config).await {
+                Ok((stream, lease)) => {
+                    return Ok(Cluster {
+                        jetstream,
+                        stream,
+                        lease,
+                        config,
+                    })
+                }
+                Err(error) if began.elapsed() < patience => {
+                    tracing::info!(%error, "waiting for JetStream");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => {
+                    return Err(error).context("preparing the replicated journal on JetStream")
+                }
+            }
+        }
+    }
+
+    async fn prepare(
+        jetstream: &jetstream::Context,
+        config: &ReplicationConfig,
+    ) -> anyhow::Result<(stream::Stream, jetstream::kv::Store)> {
+        let stream = jetstream
+            .get_or_create_stream(stream::Config {
+                name: STREAM.into(),
+                subjects: vec![SUBJECT.into()],
+                num_replicas: config.replicas,
+                storage: stream::StorageType::File,
+                retention: stream::RetentionPolicy::Limits,
+                discard: stream::DiscardPolicy::New,
+                duplicate_window: Duration::from_secs(120),
+                allow_direct: true,
+                deny_delete: true,
+                deny_purge: true,
+                ..Default::default()
+            })
+            .await?;
+        // The bucket's stream is made by hand, as the client would make it: the client's own
+        // `create_key_value` reads account fields older servers do not send.
+        let name = format!("KV_{LEASE_BUCKET}");
+        if jetstream.get_stream(&name).await.is_err() {
+            let made = jetstream
+                .create_stream(stream::Config {
+                    name: name.clone(),
+                    subjects: vec![format!("$KV.{LEASE_BUCKET}.>")],
+                    max_messages_per_subject: 1,
+                    max_age: config.lease,
+                    num_replicas: config.replicas,
+                    storage: stream::StorageType::File,
+                    discard: stream::DiscardPolicy::New,
+                    allow_rollup: true,
+                    deny_delete: true,
+                    allow_direct: true,
+                    ..Default::default()
+                })
+                .await;
+            if let Err(error) = made {
+                // Another node made it first.
+                if jetstream.get_stream(&name).await.is_err() {
+                    return Err(error.into());
+                }
+            }
+        }
+        let lease = jetstream.get_key_value(LEASE_BUCKET).await?;
+        Ok((stream, lease))
+    }
+
+    /// The exchange's genesis: message 1 of the stream, written by the first node to start
+    /// (with this node's configuration and withholding key) if the stream is empty. Returns the
+    /// withholding key every node must use; refuses a different market configuration.
+    pub async fn genesis(
+        &self,
+        market: &MarketConfig,
+        withholding_key: [u8; 32],
+    ) -> anyhow::Result<[u8; 32]> {
+        let config = postcard::to_allocvec(market)?;
+        let mut stream = self.stream.clone();
+        if stream.info().await?.state.messages == 0 {
+            let genesis = postcard::to_allocvec(&Genesis {
+                config: config.clone(),
+                withholding_key,
+            })?;
+            let mut headers = HeaderMap::new();
+            headers.insert(HEADER_KIND, KIND_GENESIS);
+            // Two first nodes at once: the stream keeps one genesis (the same message id within
+            // the duplicate window); the other node reads it below.
+            headers.insert("Nats-Msg-Id", "mutua-genesis");
+            let published = self
+                .jetstream
+                .publish_with_headers(SUBJECT, headers, genesis.into())
+                .await?
+                .await;
+            if let Err(error) = published {
+                tracing::warn!(%error, "the genesis message was not acknowledged; reading the stream's");
+            }
+        }
+        let first = self.stream.get_raw_message(1).await.map_err(|error| {
+            anyhow::anyhow!("reading the replicated journal's genesis (message 1): {error}")
+        })?;
+        anyhow::ensure!(
+            header(&first.headers, HEADER_KIND) == Some(KIND_GENESIS),
+            "message 1 of stream {STREAM} is not a Mutua genesis: the stream belongs to something else"
+        );
+        let genesis: Genesis = postcard::from_bytes(&first.payload)
+            .map_err(|error| anyhow::anyhow!("the stream's genesis does not decode: {error}"))?;
+        anyhow::ensure!(
+            genesis.config == config,
+            "the replicated exchange was created with another market configuration than this node's"
+        );
+        Ok(genesis.withholding_key)
+    }
+
+    /// Checks that this node's journal, which ends at record `last` with chain hash `head`
+    /// after the batch stream message `stream_sequence` carried, is a prefix of the cluster's
+    /// journal. Refuses, saying where, if it is not.
+    pub async fn check_agreement(
+        &self,
+        last: u64,
+        head: ChainHash,
+        stream_sequence: u64,
+    ) -> anyhow::Result<()> {
+        if last == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            stream_sequence != 0,
+            "this node's journal holds records 1..={last} that were never replicated (it was \
+             written without --replicate): it is not a copy of the cluster's journal; start \
+             this node with an empty data directory"
+        );
+        let message = self
+            .stream
+            .get_raw_message(stream_sequence)
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "this node's journal ends with stream message {stream_sequence}, which the \
+                     cluster does not hold ({error}): refusing to serve"
+                )
+            })?;
+        let said_last = header(&message.headers, HEADER_LAST).and_then(|last| last.parse().ok());
+        let tail = message
+            .payload
+            .len()
+            .checked_sub(32)
+            .map(|from| &message.payload[from..]);
+        anyhow::ensure!(
+            header(&message.headers, HEADER_KIND) == Some(KIND_BATCH)
+                && said_last == Some(last)
+                && tail == Some(&head[..]),
+            "record {last}: this node's journal disagrees with the cluster's (stream message \
+             {stream_sequence} ends at record {said_last:?} with another chain hash): refusing \
+             to serve; move this node's data directory aside and start it empty to copy the \
+             cluster's journal"
+        );
+        Ok(())
+    }
+
+    /// The lease's holder, if any holds it.
+    pub(crate) async fn lease_holder(&self) -> anyhow::Result<Option<(LeaseHolder, u64)>> {
+        match self.lease.entry(LEASE_KEY).await? {
+            Some(entry) if entry.operation == jetstream::kv::Operation::Put => {
+                let holder = serde_json::from_slice(&entry.value)?;
+                Ok(Some((holder, entry.revision)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub(crate) fn holder(&self) -> LeaseHolder {
+        LeaseHolder {
+            node: self.config.node.clone(),
+            address: self.config.advertise.clone(),
+        }
+    }
+}
+
+/// A header's value.
+pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(|value| value.as_str())
+}
