@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod process;
 
 use std::sync::atomic::{AtomicU64, Ordering};

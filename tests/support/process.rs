@@ -28,14 +28,13 @@ pub fn start(data: &Path) -> Server {
 
 /// As `start`, with extra `mutua serve` flags.
 pub fn start_with(data: &Path, extra_flags: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mutua"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mutua"));
+    command.arg("serve");
+    if !extra_flags.contains(&"--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
+    let mut child = command
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .args(extra_flags)
         .arg("--data")
         .arg(data)

