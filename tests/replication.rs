@@ -304,3 +304,244 @@ async fn killing_the_leader_twenty_times_under_load_loses_nothing_and_applies_no
     let stopped: Vec<(u64, String)> = nodes.iter_mut().map(Node::terminate).collect();
     assert_eq!(stopped[0], stopped[1], "both nodes stop at the same state");
 }
+
+/// A deposit sent once, with a deadline: whether it was acknowledged, or the status if not.
+async fn deposit_once(
+    address: &str,
+    operator: &str,
+    participant: u32,
+    request_id: &str,
+) -> Result<u64, tonic::Status> {
+    match tokio::time::timeout(
+        Duration::from_secs(4),
+        deposit(address, operator, participant, request_id),
+    )
+    .await
+    {
+        Ok(Ok(response)) => Ok(response.commit.expect("commit").sequence),
+        Ok(Err(status)) => Err(status),
+        Err(_) => Err(tonic::Status::deadline_exceeded("no answer in 4 s")),
+    }
+}
+
+/// Retries one request id on one node until it is acknowledged (or `within` passes).
+async fn acknowledged_within(
+    address: &str,
+    operator: &str,
+    participant: u32,
+    request_id: &str,
+    within: Duration,
+) -> Option<u64> {
+    let began = Instant::now();
+    while began.elapsed() < within {
+        if let Ok(sequence) = deposit_once(address, operator, participant, request_id).await {
+            return Some(sequence);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_nats_server_keeps_writing_losing_two_stops_writes_until_one_returns() {
+    let mut nats = NatsCluster::start();
+    let urls = nats.urls();
+    let mut node = Node::new("solo");
+    node.start(&urls, false);
+    let operator = operator_token(node.data.path());
+    let address = node.address();
+    let participant = contributor(&address, &operator, "saver").await;
+    let mut applied = 0usize;
+    for index in 0..20 {
+        let id = format!("before-{index}");
+        deposit_once(&address, &operator, participant, &id)
+            .await
+            .expect("a healthy cluster takes writes");
+        applied += 1;
+    }
+
+    // One server down: writes go on (after the stream elects a new leader, if it was one).
+    nats.kill_server(0);
+    for index in 0..20 {
+        let id = format!("one-down-{index}");
+        let taken = acknowledged_within(
+            &address,
+            &operator,
+            participant,
+            &id,
+            Duration::from_secs(30),
+        )
+        .await;
+        assert!(
+            taken.is_some(),
+            "{id}: writes must go on with one NATS server down"
+        );
+        applied += 1;
+    }
+
+    // Two down: no quorum. Writes stop: refused UNAVAILABLE, or not answered, never acknowledged.
+    nats.kill_server(1);
+    let mut sent_without_quorum = Vec::new();
+    let mut unavailable = 0;
+    let began = Instant::now();
+    while began.elapsed() < Duration::from_secs(25) && unavailable < 5 {
+        let id = format!("no-quorum-{}", sent_without_quorum.len());
+        match deposit_once(&address, &operator, participant, &id).await {
+            Ok(sequence) => {
+                // Taken before the loss was noticed is fine only if it was on a quorum: the
+                // first few may have been replicated before the second server died.
+                assert!(
+                    began.elapsed() < Duration::from_secs(2),
+                    "{id} acknowledged at {sequence} {:?} after the cluster lost its quorum",
+                    began.elapsed()
+                );
+                applied += 1;
+            }
+            Err(status) => {
+                if status.code() == tonic::Code::Unavailable {
+                    unavailable += 1;
+                }
+                sent_without_quorum.push(id);
+            }
+        }
+    }
+    assert!(
+        unavailable >= 5,
+        "with two NATS servers down writes must be refused UNAVAILABLE"
+    );
+    // Reads go on from the node's own state.
+    assert!(balance(&address, &operator, participant).await.is_some());
+
+    // One returns: writes resume, and each request sent meanwhile applies once when retried.
+    nats.start_server(0);
+    let returned = Instant::now();
+    let resumed = acknowledged_within(
+        &address,
+        &operator,
+        participant,
+        "after-return",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        resumed.is_some(),
+        "writes must resume once a quorum is back"
+    );
+    println!(
+        "no quorum: {} writes refused ({unavailable} UNAVAILABLE); a server back: writes resumed after {:?}",
+        sent_without_quorum.len(),
+        returned.elapsed()
+    );
+    applied += 1;
+    for id in &sent_without_quorum {
+        let taken = acknowledged_within(
+            &address,
+            &operator,
+            participant,
+            id,
+            Duration::from_secs(30),
+        )
+        .await;
+        assert!(taken.is_some(), "{id} retried after the quorum returned");
+        applied += 1;
+    }
+    assert_eq!(
+        balance(&address, &operator, participant).await,
+        Some(cents(applied))
+    );
+    node.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_past_its_lease_cannot_append_a_single_command() {
+    let nats = NatsCluster::start();
+    let urls = nats.urls();
+    let mut nodes = [Node::new("a"), Node::new("b")];
+    nodes[0].start(&urls, false);
+    let operator = operator_token(nodes[0].data.path());
+    nodes[1].start(&urls, true);
+    let (a, b) = (nodes[0].address(), nodes[1].address());
+    let participant = contributor(&a, &operator, "saver").await;
+    for index in 0..10 {
+        deposit_once(&a, &operator, participant, &format!("first-{index}"))
+            .await
+            .expect("the leader takes writes");
+    }
+    // The standby refuses writes and names the leader.
+    let refused = deposit_once(&b, &operator, participant, "to-standby")
+        .await
+        .expect_err("a standby takes no writes");
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert_eq!(
+        refused
+            .metadata()
+            .get("mutua-leader")
+            .and_then(|value| value.to_str().ok()),
+        Some(a.as_str())
+    );
+
+    let pause = |signal: &str, pid: u32| {
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    pause("-STOP", nodes[0].pid());
+    let taken = acknowledged_within(
+        &b,
+        &operator,
+        participant,
+        "on-b-0",
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("the standby takes over once the paused leader's lease lapses");
+    for index in 1..10 {
+        deposit_once(&b, &operator, participant, &format!("on-b-{index}"))
+            .await
+            .expect("the new leader takes writes");
+    }
+    pause("-CONT", nodes[0].pid());
+    // The old leader wakes up believing it leads: whatever it is sent, nothing is appended.
+    let mut from_deposed = Vec::new();
+    for index in 0..5 {
+        let id = format!("to-deposed-{index}");
+        assert!(
+            deposit_once(&a, &operator, participant, &id).await.is_err(),
+            "{id}: a deposed leader acknowledged a write"
+        );
+        from_deposed.push(id);
+    }
+    // It stops on its own, saying why, with a failure status.
+    let mut server = nodes[0].server.take().expect("running");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the deposed leader kept running");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!exit.success(), "a deposed leader exits with a failure");
+    // None of what it was sent is in the exchange: each applies fresh on the new leader.
+    for id in &from_deposed {
+        let response = deposit(&b, &operator, participant, id)
+            .await
+            .expect("the new leader takes it");
+        let commit = response.commit.expect("commit");
+        assert!(
+            !commit.replayed,
+            "{id} had been applied by the deposed leader"
+        );
+        assert!(commit.sequence > taken);
+    }
+    // Restarted, the old leader follows as a standby: its journal was never ahead of the
+    // cluster's, and it ends where the new leader does.
+    nodes[0].start(&urls, true);
+    let agreed = balances_agree(&[a.clone(), b.clone()], &operator, participant).await;
+    assert_eq!(agreed, cents(10 + 10 + from_deposed.len()));
+    let stopped: Vec<(u64, String)> = nodes.iter_mut().map(Node::terminate).collect();
+    assert_eq!(stopped[0], stopped[1]);
+}
