@@ -545,3 +545,148 @@ async fn a_leader_paused_past_its_lease_cannot_append_a_single_command() {
     let stopped: Vec<(u64, String)> = nodes.iter_mut().map(Node::terminate).collect();
     assert_eq!(stopped[0], stopped[1]);
 }
+
+/// The whole audit feed of a node, through `end`.
+async fn audit_feed(address: &str, regulator: &str, end: u64) -> Vec<pb::AuditRecord> {
+    let mut clients = Clients::new(channel(address));
+    let mut stream = clients
+        .audit
+        .stream(with_token(
+            pb::AuditStreamRequest { from_sequence: 0 },
+            regulator,
+        ))
+        .await
+        .expect("feed")
+        .into_inner();
+    let mut feed = Vec::new();
+    while feed
+        .last()
+        .is_none_or(|record: &pb::AuditRecord| record.sequence < end)
+    {
+        let message = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .expect("the feed goes on")
+            .expect("feed message")
+            .expect("feed open");
+        feed.extend(message.records);
+    }
+    feed.retain(|record| record.sequence <= end);
+    feed
+}
+
+async fn chain_head(address: &str, regulator: &str) -> u64 {
+    let mut clients = Clients::new(channel(address));
+    clients
+        .audit
+        .chain_head(with_token(pb::ChainHeadRequest { sequence: 0 }, regulator))
+        .await
+        .expect("chain head")
+        .into_inner()
+        .last_sequence
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_serves_the_leaders_audit_feed_and_history_and_then_leads_on_from_them() {
+    let nats = NatsCluster::start();
+    let urls = nats.urls();
+    let mut nodes = [Node::new("a"), Node::new("b")];
+    nodes[0].start(&urls, false);
+    let operator = operator_token(nodes[0].data.path());
+    nodes[1].start(&urls, true);
+    let (a, b) = (nodes[0].address(), nodes[1].address());
+
+    // A market with trades, on the leader.
+    let mut c = Clients::new(channel(&a));
+    let regulator = support::register(&mut c, &operator, pb::Role::Regulator, "regulator").await;
+    let issuer = support::register_accredited(&mut c, &operator, "coop").await;
+    let buyer = support::register(&mut c, &operator, pb::Role::Contributor, "buyer").await;
+    let seller = support::register(&mut c, &operator, pb::Role::Contributor, "seller").await;
+    for trader in [&buyer, &seller] {
+        support::deposit(&mut c, &operator, trader.0, "100000.00").await;
+    }
+    let listing = pb::ListInstrumentRequest {
+        holding_cap: Some("1".into()),
+        ..support::share("COOP", issuer.0)
+    };
+    let share = support::list(&mut c, &operator, listing).await;
+    support::open_trading(&mut c, &operator, share).await;
+    support::run_offering(
+        &mut c,
+        &issuer.1,
+        share,
+        "1000",
+        "1",
+        &[(seller.1.as_str(), "1000")],
+    )
+    .await;
+    for index in 0..40 {
+        let (trader, side) = if index % 2 == 0 {
+            (&seller, pb::Side::Sell)
+        } else {
+            (&buyer, pb::Side::Buy)
+        };
+        support::place(&mut c, &trader.1, support::limit(share, side, "1.00", "3")).await;
+    }
+
+    let end = chain_head(&a, &regulator.1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while chain_head(&b, &regulator.1).await < end {
+        assert!(Instant::now() < deadline, "the standby did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The same feed, record for record, chain hash for chain hash.
+    let leader_feed = audit_feed(&a, &regulator.1, end).await;
+    let standby_feed = audit_feed(&b, &regulator.1, end).await;
+    assert_eq!(leader_feed.len() as u64, end);
+    assert!(leader_feed
+        .iter()
+        .any(|record| record.events.iter().any(|event| event.kind == "Trade")));
+    assert_eq!(leader_feed, standby_feed);
+
+    // The same history, for each trader.
+    for trader in [&buyer, &seller] {
+        let activity = |address: String| {
+            let token = regulator.1.clone();
+            async move {
+                let mut clients = Clients::new(channel(&address));
+                clients
+                    .history
+                    .list_activity(with_token(
+                        pb::ActivityRequest {
+                            filter: Some(pb::HistoryFilter {
+                                participant_id: trader.0,
+                                ..Default::default()
+                            }),
+                        },
+                        &token,
+                    ))
+                    .await
+                    .expect("activity")
+                    .into_inner()
+            }
+        };
+        let (on_a, on_b) = (activity(a.clone()).await, activity(b.clone()).await);
+        assert!(on_a.entries.len() >= 20, "the trader's activity is there");
+        assert_eq!(on_a.entries, on_b.entries);
+    }
+
+    // The leader stops (SIGTERM): the standby takes over and its feed goes on from the same
+    // chain.
+    nodes[0].terminate();
+    let (sequence, _) = deposit_anywhere(
+        std::slice::from_ref(&b),
+        &operator,
+        buyer.0,
+        "after-hand-over",
+    )
+    .await;
+    // (The new leader journals its own operator token first: its data directory had none.)
+    assert!(
+        sequence > end && sequence <= end + 2,
+        "the new leader goes on from the last record"
+    );
+    let feed = audit_feed(&b, &regulator.1, sequence).await;
+    assert_eq!(feed[..end as usize], leader_feed[..]);
+    assert_eq!(feed.len() as u64, sequence);
+    nodes[1].terminate();
+}
