@@ -37,6 +37,8 @@ pub struct Metrics {
     subscriber_lagged: Counter,
     history_indexed: Gauge,
     replica_sequence: Gauge,
+    replication_role: Gauge,
+    replication_stream_sequence: Gauge,
 }
 
 /// The kinds of command, in the order `kind_index` numbers them.
@@ -246,10 +248,25 @@ impl Metrics {
             "Sequence number the read replica has applied through: what queries and snapshots see",
             replica_sequence.clone(),
         );
+        let replication_role = Gauge::default();
+        replication_role.set(-1);
+        registry.register(
+            "replication_role",
+            "This node's part in a replicated exchange: 0 standby, 1 leader, 2 deposed (-1: not replicated)",
+            replication_role.clone(),
+        );
+        let replication_stream_sequence = Gauge::default();
+        registry.register(
+            "replication_stream_sequence",
+            "The replicated stream's message this node has applied or appended through",
+            replication_stream_sequence.clone(),
+        );
         Metrics {
             registry,
             history_indexed,
             replica_sequence,
+            replication_role,
+            replication_stream_sequence,
             commands,
             rejections,
             edge_refusals,
@@ -317,6 +334,14 @@ impl Metrics {
 
     pub fn history_indexed(&self, sequence: u64) {
         self.history_indexed.set(sequence as i64);
+    }
+
+    pub fn replication_role(&self, role: i64) {
+        self.replication_role.set(role);
+    }
+
+    pub fn replication_stream_at(&self, sequence: u64) {
+        self.replication_stream_sequence.set(sequence as i64);
     }
 
     pub fn replica_applied(&self, sequence: u64) {
@@ -429,6 +454,18 @@ pub async fn print_status(address: &str) -> anyhow::Result<()> {
         "read replica          {replicated} ({} behind)",
         (journaled - replicated).max(0.0)
     );
+    match value("mutua_replication_role") as i64 {
+        0 => println!("replication           standby"),
+        1 => println!("replication           leader"),
+        2 => println!("replication           deposed (stopping)"),
+        _ => println!("replication           off (embedded journal alone)"),
+    }
+    if value("mutua_replication_role") >= 0.0 {
+        println!(
+            "stream message        {}",
+            value("mutua_replication_stream_sequence")
+        );
+    }
     println!(
         "engine queue depth    {}",
         value("mutua_engine_queue_depth")

@@ -239,7 +239,7 @@ pub async fn run(
     };
     let (link, follower_start) = match cluster {
         Some(cluster) => {
-            let state = ReplicationState::new(stream_sequence);
+            let state = ReplicationState::new(stream_sequence, metrics.clone());
             let (to_engine, follow) = crossbeam_channel::bounded(FOLLOWED_WRITES_WAITING_MAX);
             let publisher =
                 Publisher::new(tokio::runtime::Handle::current(), &cluster, state.clone());

@@ -22,6 +22,17 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// `nats-server` on the PATH, or where Debian puts it (`/usr/sbin`, not on every user's PATH).
+fn nats_server() -> PathBuf {
+    let debian = PathBuf::from("/usr/sbin/nats-server");
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("nats-server"))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.unwrap_or(debian)
+}
+
 impl NatsCluster {
     /// Starts three servers and waits until they answer on their client ports.
     pub fn start() -> NatsCluster {
@@ -58,7 +69,7 @@ impl NatsCluster {
             .map(|port| format!("nats://127.0.0.1:{port}"))
             .collect::<Vec<_>>()
             .join(",");
-        let child = Command::new("nats-server")
+        let child = Command::new(nats_server())
             .args(["-js", "-n", &format!("n{}", index + 1)])
             .args([
                 "-a",

@@ -548,8 +548,21 @@ pub async fn connect(server: &str) -> anyhow::Result<Channel> {
         .map_err(|error| anyhow::anyhow!("cannot reach the exchange at {server}: {error}"))
 }
 
+/// A client piped into `head` and the like ends quietly when its reader goes, as command-line
+/// tools do, instead of panicking on the failed print.
+fn quiet_on_closed_stdout() {
+    // SAFETY: restoring a signal's default disposition, before any other thread writes.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Runs one command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if !matches!(cli.command, Command::Serve(_)) {
+        quiet_on_closed_stdout();
+    }
     let from_file = match (&cli.token_file, &cli.token) {
         (Some(path), None) => Some(
             std::fs::read_to_string(path)

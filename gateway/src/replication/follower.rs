@@ -59,6 +59,12 @@ pub(crate) async fn run(start: FollowerStart) -> anyhow::Result<()> {
     };
     let mut tick = tokio::time::interval(Duration::from_millis(100).min(lease / 4));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A standby leaves a free lease to the node started to lead for one lease period.
+    let may_lead_from = if follower.cluster.config.standby {
+        Instant::now() + lease
+    } else {
+        Instant::now()
+    };
     let revision = loop {
         if follower.messages.is_none() {
             follower.open().await;
@@ -77,7 +83,7 @@ pub(crate) async fn run(start: FollowerStart) -> anyhow::Result<()> {
                 None => follower.messages = None,
             },
             _ = tick.tick() => {
-                if let Some(revision) = follower.try_lease().await {
+                if let Some(revision) = follower.try_lease(Instant::now() >= may_lead_from).await {
                     match follower.promote(revision).await? {
                         Some(revision) => break revision,
                         None => continue,
@@ -202,9 +208,9 @@ impl Follower {
         Ok(())
     }
 
-    /// Takes the lease if nobody holds it (or this node's name still does, from before a
-    /// restart); notes the leader's address otherwise.
-    async fn try_lease(&mut self) -> Option<u64> {
+    /// Takes the lease if nobody holds it and `may_lead` (or this node's name still does, from
+    /// before a restart); notes the leader's address otherwise.
+    async fn try_lease(&mut self, may_lead: bool) -> Option<u64> {
         let value: bytes::Bytes = serde_json::to_vec(&self.cluster.holder()).ok()?.into();
         match self.cluster.lease_holder().await {
             Ok(Some((holder, revision))) => {
@@ -219,6 +225,7 @@ impl Follower {
                 self.state.set_leader(Some(holder.address));
                 None
             }
+            Ok(None) if !may_lead => None,
             Ok(None) => match self.cluster.lease.create(LEASE_KEY, value).await {
                 Ok(revision) => Some(revision),
                 Err(error) if error.kind() == CreateErrorKind::AlreadyExists => None,

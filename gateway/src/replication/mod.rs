@@ -105,11 +105,18 @@ pub struct ReplicationState {
     stream_sequence: AtomicU64,
     /// Resolves waiters when the role changes.
     changed: tokio::sync::watch::Sender<Role>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ReplicationState {
-    pub fn new(stream_sequence: u64) -> Arc<ReplicationState> {
+    pub fn new(
+        stream_sequence: u64,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<ReplicationState> {
+        metrics.replication_role(Role::Standby as i64);
+        metrics.replication_stream_at(stream_sequence);
         Arc::new(ReplicationState {
+            metrics,
             role: AtomicU8::new(Role::Standby as u8),
             leader: Mutex::new(None),
             stalled: AtomicBool::new(false),
@@ -128,6 +135,7 @@ impl ReplicationState {
 
     pub(crate) fn set_role(&self, role: Role) {
         self.role.store(role as u8, Ordering::Release);
+        self.metrics.replication_role(role as i64);
         self.changed.send_replace(role);
     }
 
@@ -160,6 +168,7 @@ impl ReplicationState {
 
     pub(crate) fn set_stream_sequence(&self, sequence: u64) {
         self.stream_sequence.store(sequence, Ordering::Release);
+        self.metrics.replication_stream_at(sequence);
     }
 }
 
