@@ -57,7 +57,7 @@ impl Node {
             "--clock-interval-ms",
             "0",
             "--snapshot-every",
-            "3000",
+            "500",
             "--participant-rate",
             "1000000",
             "--participant-burst",
@@ -301,8 +301,21 @@ async fn killing_the_leader_twenty_times_under_load_loses_nothing_and_applies_no
         sorted[sorted.len() / 2],
         sorted[sorted.len() - 1]
     );
+    // The standby compared its state hash with the leader's at checkpoints (every 500
+    // records, the first leader's --snapshot-every) since it last started.
+    let standby = 1 - answered_by.load(Ordering::Acquire);
+    let agreed = nodes[standby]
+        .server
+        .as_ref()
+        .and_then(|server| server.metric("mutua_replication_checkpoint_sequence"))
+        .unwrap_or(0.0);
+    println!(
+        "{} deposits acknowledged; the standby's state hash last agreed with the leader's at record {agreed}",
+        acknowledged.len()
+    );
     let stopped: Vec<(u64, String)> = nodes.iter_mut().map(Node::terminate).collect();
     assert_eq!(stopped[0], stopped[1], "both nodes stop at the same state");
+    assert!(agreed > 0.0, "no checkpoint was compared");
 }
 
 /// A deposit sent once, with a deadline: whether it was acknowledged, or the status if not.

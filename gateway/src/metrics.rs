@@ -39,6 +39,7 @@ pub struct Metrics {
     replica_sequence: Gauge,
     replication_role: Gauge,
     replication_stream_sequence: Gauge,
+    replication_checkpoint: Gauge,
 }
 
 /// The kinds of command, in the order `kind_index` numbers them.
@@ -261,8 +262,15 @@ impl Metrics {
             "The replicated stream's message this node has applied or appended through",
             replication_stream_sequence.clone(),
         );
+        let replication_checkpoint = Gauge::default();
+        registry.register(
+            "replication_checkpoint_sequence",
+            "The last checkpoint at which this standby's state hash was found equal to the leader's",
+            replication_checkpoint.clone(),
+        );
         Metrics {
             registry,
+            replication_checkpoint,
             history_indexed,
             replica_sequence,
             replication_role,
@@ -342,6 +350,10 @@ impl Metrics {
 
     pub fn replication_stream_at(&self, sequence: u64) {
         self.replication_stream_sequence.set(sequence as i64);
+    }
+
+    pub fn checkpoint_agreed(&self, sequence: u64) {
+        self.replication_checkpoint.set(sequence as i64);
     }
 
     pub fn replica_applied(&self, sequence: u64) {
@@ -464,6 +476,10 @@ pub async fn print_status(address: &str) -> anyhow::Result<()> {
         println!(
             "stream message        {}",
             value("mutua_replication_stream_sequence")
+        );
+        println!(
+            "state hash agreed at  {} (the last checkpoint compared with the leader's)",
+            value("mutua_replication_checkpoint_sequence")
         );
     }
     println!(

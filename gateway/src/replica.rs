@@ -28,10 +28,35 @@ pub(crate) type Query = Box<dyn FnOnce(&Engine) + Send>;
 /// only a snapshot copy of a very large state makes the writer wait.
 pub(crate) const BATCHES_WAITING_MAX: usize = 1_024;
 
+/// What the journal writer hands the replica, in journal order.
+pub(crate) enum ToReplica {
+    /// A synced batch (in a replicated exchange, one whole journal write: every node then sees
+    /// the same batch boundaries, so they take checkpoints at the same records).
+    Batch(PublishedBatch),
+    /// The leader's state hash at one of its checkpoints, to compare with this node's own.
+    Expect(Checkpoint),
+}
+
+/// The state hash after record `sequence`.
+pub(crate) type Checkpoint = (u64, mutua_engine::StateHash);
+
+/// Checkpoints of a replicated exchange: at the end of the first journal write at or past each
+/// multiple of `every` records, every node hashes its state; the leader's hashes travel in the
+/// stream and each standby compares them with its own.
+pub(crate) struct Checkpoints {
+    pub(crate) every: u64,
+    /// This node's own checkpoints, to send to the journal writer (the leader's appends carry
+    /// them).
+    pub(crate) to_writer: Sender<Checkpoint>,
+}
+
+/// Own checkpoints remembered for comparison with the leader's.
+const CHECKPOINTS_KEPT_MAX: usize = 64;
+
 /// The ends of the replica that the engine thread, the journal writer and the gateway hold.
 pub(crate) struct Replica {
     /// The journal writer's: every synced batch, in order.
-    pub(crate) batches: Sender<PublishedBatch>,
+    pub(crate) batches: Sender<ToReplica>,
     /// The gateway's: queries, bounded like the engine's queue.
     pub(crate) queries: Sender<Query>,
     /// Resolves if the replica stops on its own (it diverged from the engine).
@@ -50,6 +75,7 @@ pub(crate) struct ReplicaStart {
     pub(crate) snapshot_every_commands: u64,
     pub(crate) queries_max: usize,
     pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub(crate) checkpoints: Option<Checkpoints>,
 }
 
 pub(crate) fn spawn(start: ReplicaStart, snapshot_writer: SnapshotWriter) -> Replica {
@@ -69,13 +95,15 @@ pub(crate) fn spawn(start: ReplicaStart, snapshot_writer: SnapshotWriter) -> Rep
                 snapshot_skip_logged: false,
                 events: Vec::with_capacity(4_096),
                 metrics: start.metrics,
+                checkpoints: start.checkpoints,
+                own_checkpoints: std::collections::VecDeque::new(),
             };
             follower.metrics.replica_applied(follower.sequence);
             if let Err(sequence) = follower.run(batch_inbox, query_inbox) {
                 tracing::error!(
                     sequence,
-                    "the replica's replay of a journaled command differs from what the engine \
-                     acknowledged: stopping"
+                    "the replica's replay of a journaled command, or its state hash at a \
+                     checkpoint, differs from what was acknowledged: stopping"
                 );
                 let _ = failed.send(());
             }
@@ -110,19 +138,21 @@ struct Follower {
     snapshot_skip_logged: bool,
     events: Vec<mutua_engine::Event>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    checkpoints: Option<Checkpoints>,
+    own_checkpoints: std::collections::VecDeque<Checkpoint>,
 }
 
 impl Follower {
     /// Follows batches until the journal writer's end is dropped; `Err(sequence)` on divergence.
     fn run(
         &mut self,
-        batches: Receiver<PublishedBatch>,
+        batches: Receiver<ToReplica>,
         mut queries: Receiver<Query>,
     ) -> Result<(), u64> {
         loop {
             crossbeam_channel::select! {
                 recv(batches) -> batch => match batch {
-                    Ok(batch) => self.follow(&batch)?,
+                    Ok(batch) => self.take(batch)?,
                     Err(_) => return Ok(()),
                 },
                 recv(queries) -> query => match query {
@@ -130,7 +160,7 @@ impl Follower {
                         // Everything handed over before the query arrived is applied first.
                         for _ in 0..batches.len() {
                             match batches.try_recv() {
-                                Ok(batch) => self.follow(&batch)?,
+                                Ok(batch) => self.take(batch)?,
                                 Err(_) => break,
                             }
                         }
@@ -143,7 +173,33 @@ impl Follower {
         }
     }
 
+    fn take(&mut self, handed: ToReplica) -> Result<(), u64> {
+        match handed {
+            ToReplica::Batch(batch) => self.follow(&batch),
+            ToReplica::Expect((sequence, leader)) => {
+                match self
+                    .own_checkpoints
+                    .iter()
+                    .find(|(own, _)| *own == sequence)
+                {
+                    Some((_, own)) if *own != leader => {
+                        tracing::error!(sequence, %leader, %own, "this node's state hash at a checkpoint differs from the leader's");
+                        Err(sequence)
+                    }
+                    Some(_) => {
+                        tracing::debug!(sequence, "state hash agrees with the leader's");
+                        self.metrics.checkpoint_agreed(sequence);
+                        Ok(())
+                    }
+                    // Taken before this node started, or forgotten: nothing to compare.
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
     fn follow(&mut self, batch: &PublishedBatch) -> Result<(), u64> {
+        let before = self.sequence;
         for applied in batch.iter() {
             self.events.clear();
             let outcome = self
@@ -158,6 +214,17 @@ impl Follower {
             }
         }
         self.metrics.replica_applied(self.sequence);
+        if let Some(checkpoints) = &self.checkpoints {
+            let every = checkpoints.every.max(1);
+            if self.sequence / every > before / every {
+                let hash = self.engine.state_hash();
+                let _ = checkpoints.to_writer.try_send((self.sequence, hash));
+                if self.own_checkpoints.len() == CHECKPOINTS_KEPT_MAX {
+                    self.own_checkpoints.pop_front();
+                }
+                self.own_checkpoints.push_back((self.sequence, hash));
+            }
+        }
         if self.sequence - self.snapshot_sequence >= self.snapshot_every_commands {
             self.take_snapshot();
         }
@@ -239,6 +306,8 @@ mod tests {
             snapshot_skip_logged: false,
             events: Vec::new(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            checkpoints: None,
+            own_checkpoints: std::collections::VecDeque::new(),
         };
         (follower, taken)
     }
@@ -303,7 +372,9 @@ mod tests {
         let (queries, query_inbox) = crossbeam_channel::bounded::<Query>(16);
         // Batches are queued before the query; the query must not run on a state without them.
         for first in [1, 11, 21] {
-            batches.send(batch(&mut leader, first, 10)).unwrap();
+            batches
+                .send(ToReplica::Batch(batch(&mut leader, first, 10)))
+                .unwrap();
         }
         let (seen, seen_inbox) = crossbeam_channel::bounded(1);
         queries
@@ -321,5 +392,39 @@ mod tests {
         let (result, hash) = thread.join().unwrap();
         assert_eq!(result, Ok(()));
         assert_eq!(hash, leader.state_hash());
+    }
+
+    #[test]
+    fn checkpoints_are_taken_at_the_same_records_and_a_different_leader_hash_is_divergence() {
+        let mut leader = Engine::new(MarketConfig::default());
+        let (mut follower, _taken) = follower(leader.clone());
+        follower.snapshot_every_commands = u64::MAX;
+        let (to_writer, from_replica) = crossbeam_channel::bounded(16);
+        follower.checkpoints = Some(Checkpoints {
+            every: 5,
+            to_writer,
+        });
+        // Writes of 3 records: 1-3, 4-6 (crosses 5), 7-9, 10-12 (crosses 10).
+        for first in [1, 4, 7, 10] {
+            follower.follow(&batch(&mut leader, first, 3)).unwrap();
+            if first == 4 {
+                assert_eq!(from_replica.try_recv().unwrap().0, 6);
+            }
+        }
+        let (sequence, hash) = from_replica.try_recv().expect("a checkpoint at 12");
+        assert_eq!(sequence, 12);
+        assert_eq!(hash, leader.state_hash());
+        assert!(from_replica.try_recv().is_err(), "no other checkpoint");
+        // The leader's hash at 12 agrees; another hash at 12 is divergence named by 12; a
+        // checkpoint this node never took is not compared.
+        assert_eq!(follower.take(ToReplica::Expect((12, hash))), Ok(()));
+        assert_eq!(
+            follower.take(ToReplica::Expect((12, mutua_engine::StateHash([7; 32])))),
+            Err(12)
+        );
+        assert_eq!(
+            follower.take(ToReplica::Expect((3, mutua_engine::StateHash([7; 32])))),
+            Ok(())
+        );
     }
 }

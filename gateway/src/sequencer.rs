@@ -22,7 +22,7 @@ use tokio::sync::{broadcast, oneshot};
 pub use crate::journal::Applied;
 use crate::journal::{Journal, JournalError};
 use crate::metrics::{kind_index, BatchCounts, Metrics};
-use crate::replica::{Query, Replica, ReplicaStart};
+use crate::replica::{Checkpoint, Query, Replica, ReplicaStart, ToReplica};
 use crate::replication::{Follow, Publisher, ReplicationState, Role};
 
 /// What the engine thread and its journal writer need to take part in a replicated exchange:
@@ -32,7 +32,12 @@ pub struct ReplicationLink {
     pub(crate) state: Arc<ReplicationState>,
     pub(crate) follow: Receiver<Follow>,
     pub(crate) publisher: Publisher,
+    /// Records between checkpoints, the cluster's (from its genesis).
+    pub(crate) checkpoint_every: u64,
 }
+
+/// Checkpoints the replica took and the leader's writer has not yet sent.
+const CHECKPOINTS_WAITING_MAX: usize = 64;
 
 /// Bounds and cadence of the engine thread.
 #[derive(Clone, Copy, Debug)]
@@ -130,9 +135,17 @@ impl Sequencer {
         replication: Option<ReplicationLink>,
     ) -> (Sequencer, EngineThread) {
         let state = replication.as_ref().map(|link| link.state.clone());
-        let (follow, appender) = match replication {
-            Some(link) => (Some(link.follow), Some(link.publisher)),
-            None => (None, None),
+        let (checkpoints_sender, checkpoints) = crossbeam_channel::bounded(CHECKPOINTS_WAITING_MAX);
+        let (follow, appender, checkpoints) = match replication {
+            Some(link) => (
+                Some(link.follow),
+                Some((link.publisher, checkpoints)),
+                Some(crate::replica::Checkpoints {
+                    every: link.checkpoint_every,
+                    to_writer: checkpoints_sender,
+                }),
+            ),
+            None => (None, None, None),
         };
         let (requests, inbox) = crossbeam_channel::bounded(config.queue_capacity);
         let (published, _) = broadcast::channel(config.published_batches_max);
@@ -148,6 +161,7 @@ impl Sequencer {
                 snapshot_every_commands: config.snapshot_every_commands,
                 queries_max: config.queue_capacity,
                 metrics: metrics.clone(),
+                checkpoints,
             },
             journal.snapshot_writer(),
         );
@@ -365,6 +379,8 @@ struct HandedBatch {
 struct Followed {
     stream_sequence: u64,
     trailer: crate::chain::ChainHash,
+    /// The leader's checkpoints the write carried.
+    checkpoints: Vec<Checkpoint>,
 }
 
 /// What the engine thread hands its journal writer.
@@ -391,12 +407,12 @@ const RECORDS_PER_WRITE_MAX: usize = 16_384;
 /// then stops too, and nothing after the last successful write is ever acknowledged.
 fn spawn_journal_writer(
     journal: Journal,
-    replica: Sender<PublishedBatch>,
+    replica: Sender<ToReplica>,
     publisher: broadcast::Sender<PublishedBatch>,
     journaled: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
     failed: oneshot::Sender<()>,
-    replicated: Option<Publisher>,
+    replicated: Option<(Publisher, Receiver<Checkpoint>)>,
 ) -> (Sender<ToWriter>, JoinHandle<Result<Journal, JournalError>>) {
     let (sender, receiver) = crossbeam_channel::bounded::<ToWriter>(BATCHES_HANDED_MAX);
     let handle = std::thread::Builder::new()
@@ -427,17 +443,26 @@ struct Writer {
     journal: Journal,
     /// Each batch goes to the replica before any of it is answered or published; if the
     /// replica has stopped (it diverged, and the server is stopping), it is not waited on.
-    replica: Option<Sender<PublishedBatch>>,
+    replica: Option<Sender<ToReplica>>,
     publisher: broadcast::Sender<PublishedBatch>,
     journaled: tokio::sync::watch::Sender<u64>,
     metrics: Arc<Metrics>,
-    /// The replicated stream's appender, in a replicated exchange.
-    replicated: Option<Publisher>,
+    /// The replicated stream's appender, in a replicated exchange, and the checkpoints the
+    /// replica took, which the leader's next append carries.
+    replicated: Option<(Publisher, Receiver<Checkpoint>)>,
     /// A hand-over taken while gathering a write that belongs to the next one.
     pending: Option<ToWriter>,
 }
 
 impl Writer {
+    fn to_replica(&mut self, batch: PublishedBatch) {
+        if let Some(to_replica) = &self.replica {
+            if to_replica.send(ToReplica::Batch(batch)).is_err() {
+                self.replica = None;
+            }
+        }
+    }
+
     fn run(mut self, receiver: &Receiver<ToWriter>) -> Result<Journal, JournalError> {
         loop {
             let next = match self.pending.take() {
@@ -451,7 +476,7 @@ impl Writer {
                 ToWriter::Lead { after } => {
                     // What this node wrote as a standby is made durable before it leads.
                     self.journal.sync_wal()?;
-                    if let Some(replicated) = self.replicated.as_mut() {
+                    if let Some((replicated, _)) = self.replicated.as_mut() {
                         replicated.lead_after(after);
                     }
                     continue;
@@ -460,7 +485,9 @@ impl Writer {
             };
             let mut batches = vec![first];
             let began = std::time::Instant::now();
+            let mut expected = Vec::new();
             if let Some(followed) = batches[0].followed.take() {
+                expected = followed.checkpoints;
                 // The cluster's write, written alone, unsynced (the cluster holds it), with
                 // the stream message that carried it; its chain must be the leader's.
                 let encoded = self
@@ -500,13 +527,23 @@ impl Writer {
                 )?;
                 if let Some(encoded) = encoded {
                     let stream_sequence = match self.replicated.as_mut() {
-                        Some(replicated) => Some(replicated.append(&encoded)?),
+                        Some((replicated, checkpoints)) => {
+                            let taken: Vec<Checkpoint> = checkpoints.try_iter().collect();
+                            Some(replicated.append(&encoded, &taken)?)
+                        }
                         None => None,
                     };
                     self.journal.commit(encoded, stream_sequence, true)?;
                 }
             }
             self.publish(batches, began.elapsed());
+            if let Some(to_replica) = &self.replica {
+                for checkpoint in expected {
+                    if to_replica.send(ToReplica::Expect(checkpoint)).is_err() {
+                        break;
+                    }
+                }
+            }
         }
         // Whatever a standby wrote unsynced is made durable before the final snapshot.
         self.journal.sync_wal()?;
@@ -540,15 +577,23 @@ impl Writer {
         // Before any reply: a client that holds an acknowledgement of record N must find the
         // journal's end (`Audit.ChainHead`) at N or later.
         self.journaled.send_replace(last);
+        // In a replicated exchange the replica takes each journal write whole, as every node's
+        // replica does, so that they all take checkpoints at the same records.
+        let whole = self.replicated.is_some() && batches.len() > 1;
+        if whole {
+            let write: Vec<Arc<Applied>> = batches
+                .iter()
+                .flat_map(|batch| batch.applied.iter().cloned())
+                .collect();
+            self.to_replica(Arc::new(write));
+        }
         for batch in batches {
             let HandedBatch {
                 applied, replies, ..
             } = *batch;
             let applied = Arc::new(applied);
-            if let Some(to_replica) = &self.replica {
-                if to_replica.send(applied.clone()).is_err() {
-                    self.replica = None;
-                }
+            if !whole {
+                self.to_replica(applied.clone());
             }
             for (reply, applied) in replies {
                 let _ = reply.send(applied);
@@ -718,8 +763,9 @@ impl Loop {
         };
         crossbeam_channel::select! {
             recv(follow) -> input => match input {
-                Ok(Follow::Batch { records, trailer, stream_sequence }) => {
-                    self.apply_followed(records, trailer, stream_sequence, events)?;
+                Ok(Follow::Batch { records, trailer, stream_sequence, checkpoints }) => {
+                    let followed = Followed { stream_sequence, trailer, checkpoints };
+                    self.apply_followed(records, followed, events)?;
                     Ok(false)
                 }
                 Ok(Follow::Lead { after }) => {
@@ -746,8 +792,7 @@ impl Loop {
     fn apply_followed(
         &mut self,
         records: Vec<Applied>,
-        trailer: crate::chain::ChainHash,
-        stream_sequence: u64,
+        followed: Followed,
         events: &mut Vec<mutua_engine::Event>,
     ) -> Result<(), JournalError> {
         let began = std::time::Instant::now();
@@ -790,10 +835,7 @@ impl Loop {
             replies: Vec::new(),
             counts,
             queue_depth: 0,
-            followed: Some(Followed {
-                stream_sequence,
-                trailer,
-            }),
+            followed: Some(followed),
         })
     }
 

@@ -184,16 +184,22 @@ pub async fn run(
                 CLUSTER_PATIENCE,
             )
             .await?;
-            let key = cluster.genesis(&market, journal.withholding_key()).await?;
-            journal.adopt_withholding_key(key)?;
-            Some(cluster)
+            let genesis = cluster
+                .genesis(
+                    &market,
+                    journal.withholding_key(),
+                    args.snapshot_every.max(1),
+                )
+                .await?;
+            journal.adopt_withholding_key(genesis.withholding_key)?;
+            Some((cluster, genesis.checkpoint_every))
         }
         None => None,
     };
     // Start-up is blocking work by nature: nothing else runs until the state is recovered.
     let recovered = recover(&journal, market)?;
     let stream_sequence = journal.stream_sequence()?;
-    if let Some(cluster) = &cluster {
+    if let Some((cluster, _)) = &cluster {
         cluster
             .check_agreement(
                 recovered.last_sequence,
@@ -238,7 +244,7 @@ pub async fn run(
         }
     };
     let (link, follower_start) = match cluster {
-        Some(cluster) => {
+        Some((cluster, checkpoint_every)) => {
             let state = ReplicationState::new(stream_sequence, metrics.clone());
             let (to_engine, follow) = crossbeam_channel::bounded(FOLLOWED_WRITES_WAITING_MAX);
             let publisher =
@@ -248,6 +254,7 @@ pub async fn run(
                     state: state.clone(),
                     follow,
                     publisher,
+                    checkpoint_every,
                 }),
                 Some(FollowerStart {
                     cluster,

@@ -91,6 +91,30 @@ pub fn start_with(data: &Path, extra_flags: &[&str]) -> Server {
 }
 
 impl Server {
+    /// One sample of the server's metrics endpoint (`None` if absent or unreachable).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let host = self
+            .metrics
+            .trim_start_matches("http://")
+            .trim_end_matches("/metrics");
+        let mut socket = std::net::TcpStream::connect(host).ok()?;
+        write!(
+            socket,
+            "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        socket.read_to_string(&mut response).ok()?;
+        response.lines().find_map(|line| {
+            line.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
     pub fn kill(mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reap");

@@ -27,6 +27,7 @@ pub struct FollowerStart {
 
 /// A journal write whose parts are still arriving.
 struct Partial {
+    checkpoints: Vec<(u64, mutua_engine::StateHash)>,
     first: u64,
     last: u64,
     parts: usize,
@@ -167,7 +168,14 @@ impl Follower {
             anyhow::bail!("stream message {sequence} lacks its part number");
         };
         if index == 0 {
+            let checkpoints = match header(headers, super::HEADER_CHECKPOINTS) {
+                Some(text) => super::parse_checkpoints(text).ok_or_else(|| {
+                    anyhow::anyhow!("stream message {sequence} carries malformed checkpoints")
+                })?,
+                None => Vec::new(),
+            };
             self.partial = Some(Partial {
+                checkpoints,
                 first,
                 last,
                 parts,
@@ -202,6 +210,7 @@ impl Follower {
             records,
             trailer,
             stream_sequence: sequence,
+            checkpoints: whole.checkpoints,
         };
         let sent = tokio::task::block_in_place(|| self.to_engine.send(follow));
         anyhow::ensure!(sent.is_ok(), "the engine thread has stopped");

@@ -53,6 +53,9 @@ pub(crate) const HEADER_KIND: &str = "Mutua-Kind";
 pub(crate) const HEADER_FIRST: &str = "Mutua-First";
 pub(crate) const HEADER_LAST: &str = "Mutua-Last";
 pub(crate) const HEADER_PART: &str = "Mutua-Part";
+/// On a write's first part: the leader's checkpoints since its previous write, as
+/// `record:state-hash-hex` separated by commas.
+pub(crate) const HEADER_CHECKPOINTS: &str = "Mutua-Checkpoints";
 pub(crate) const KIND_GENESIS: &str = "genesis";
 pub(crate) const KIND_BATCH: &str = "batch";
 pub(crate) const KIND_LEADER: &str = "leader";
@@ -180,6 +183,8 @@ pub(crate) enum Follow {
         records: Vec<Applied>,
         trailer: ChainHash,
         stream_sequence: u64,
+        /// The leader's checkpoints (record, state hash) the write carried.
+        checkpoints: Vec<(u64, mutua_engine::StateHash)>,
     },
     /// This node has taken the lease, applied everything the stream holds and fenced it at
     /// `after`: lead from there.
@@ -199,6 +204,15 @@ pub(crate) struct LeaseHolder {
 struct Genesis {
     config: Vec<u8>,
     withholding_key: [u8; 32],
+    /// Records between checkpoints, where every node hashes its state and standbys compare
+    /// their hash with the leader's.
+    checkpoint_every: u64,
+}
+
+/// What every node adopts from the stream's genesis.
+pub struct ClusterGenesis {
+    pub withholding_key: [u8; 32],
+    pub checkpoint_every: u64,
 }
 
 /// A connection to the cluster, with the stream and the lease bucket made ready.
@@ -302,19 +316,21 @@ impl Cluster {
     }
 
     /// The exchange's genesis: message 1 of the stream, written by the first node to start
-    /// (with this node's configuration and withholding key) if the stream is empty. Returns the
-    /// withholding key every node must use; refuses a different market configuration.
+    /// (with this node's configuration, withholding key and checkpoint cadence) if the stream
+    /// is empty. Returns what every node must use; refuses a different market configuration.
     pub async fn genesis(
         &self,
         market: &MarketConfig,
         withholding_key: [u8; 32],
-    ) -> anyhow::Result<[u8; 32]> {
+        checkpoint_every: u64,
+    ) -> anyhow::Result<ClusterGenesis> {
         let config = postcard::to_allocvec(market)?;
         let mut stream = self.stream.clone();
         if stream.info().await?.state.messages == 0 {
             let genesis = postcard::to_allocvec(&Genesis {
                 config: config.clone(),
                 withholding_key,
+                checkpoint_every,
             })?;
             let mut headers = HeaderMap::new();
             headers.insert(HEADER_KIND, KIND_GENESIS);
@@ -343,7 +359,10 @@ impl Cluster {
             genesis.config == config,
             "the replicated exchange was created with another market configuration than this node's"
         );
-        Ok(genesis.withholding_key)
+        Ok(ClusterGenesis {
+            withholding_key: genesis.withholding_key,
+            checkpoint_every: genesis.checkpoint_every.max(1),
+        })
     }
 
     /// Checks that this node's journal, which ends at record `last` with chain hash `head`
@@ -409,6 +428,33 @@ impl Cluster {
             address: self.config.advertise.clone(),
         }
     }
+}
+
+/// Checkpoints as the header carries them.
+pub(crate) fn format_checkpoints(checkpoints: &[(u64, mutua_engine::StateHash)]) -> String {
+    checkpoints
+        .iter()
+        .map(|(sequence, hash)| format!("{sequence}:{hash}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The checkpoints a header carries; `None` if it is malformed.
+pub(crate) fn parse_checkpoints(text: &str) -> Option<Vec<(u64, mutua_engine::StateHash)>> {
+    text.split(',')
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let (sequence, hex) = item.split_once(':')?;
+            if hex.len() != 64 {
+                return None;
+            }
+            let mut hash = [0u8; 32];
+            for (index, byte) in hash.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(hex.get(2 * index..2 * index + 2)?, 16).ok()?;
+            }
+            Some((sequence.parse().ok()?, mutua_engine::StateHash(hash)))
+        })
+        .collect()
 }
 
 /// A header's value.

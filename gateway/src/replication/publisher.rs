@@ -55,7 +55,11 @@ impl Publisher {
     /// cannot answer (no quorum), the same parts are retried with the same ids, and new writes
     /// are refused at the gateway; an append the stream refuses because another node appended
     /// first means this node no longer leads.
-    pub(crate) fn append(&mut self, encoded: &EncodedBatch) -> Result<u64, JournalError> {
+    pub(crate) fn append(
+        &mut self,
+        encoded: &EncodedBatch,
+        checkpoints: &[(u64, mutua_engine::StateHash)],
+    ) -> Result<u64, JournalError> {
         let parts: Vec<&[u8]> = encoded.value.chunks(PART_BYTES).collect();
         let count = parts.len();
         for (index, part) in parts.into_iter().enumerate() {
@@ -65,7 +69,14 @@ impl Publisher {
                 if self.state.role() == Role::Deposed {
                     return Err(JournalError::Deposed);
                 }
-                let message = PublishMessage::build()
+                let mut message = PublishMessage::build();
+                if index == 0 && !checkpoints.is_empty() {
+                    message = message.header(
+                        super::HEADER_CHECKPOINTS,
+                        super::format_checkpoints(checkpoints).as_str(),
+                    );
+                }
+                let message = message
                     .payload(bytes::Bytes::copy_from_slice(part))
                     .header(HEADER_KIND, KIND_BATCH)
                     .header(HEADER_FIRST, encoded.first.to_string().as_str())
