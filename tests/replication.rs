@@ -703,3 +703,79 @@ async fn a_standby_serves_the_leaders_audit_feed_and_history_and_then_leads_on_f
     assert_eq!(feed.len() as u64, sequence);
     nodes[1].terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_starts_from_the_published_snapshot_and_still_serves_the_whole_audit_feed() {
+    let nats = NatsCluster::start();
+    let urls = nats.urls();
+    let mut nodes = [Node::new("a"), Node::new("c")];
+    nodes[0].start(&urls, false);
+    let operator = operator_token(nodes[0].data.path());
+    let (a, c) = (nodes[0].address(), nodes[1].address());
+    let mut clients = Clients::new(channel(&a));
+    let regulator =
+        support::register(&mut clients, &operator, pb::Role::Regulator, "regulator").await;
+    let participant = contributor(&a, &operator, "saver").await;
+    // Enough records for snapshots (every 500) to be written and published.
+    let mut deposits = Vec::new();
+    for index in 0..1_200 {
+        let id = format!("early-{index}");
+        deposits.push(tokio::spawn({
+            let (a, operator) = (a.clone(), operator.clone());
+            async move { deposit_once(&a, &operator, participant, &id).await }
+        }));
+        if deposits.len() == 64 {
+            for deposit in deposits.drain(..) {
+                deposit
+                    .await
+                    .expect("task")
+                    .expect("the leader takes writes");
+            }
+        }
+    }
+    for deposit in deposits.drain(..) {
+        deposit
+            .await
+            .expect("task")
+            .expect("the leader takes writes");
+    }
+    // The upload runs beside the leader's work: wait until the newest snapshot is out.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    nodes[1].start(&urls, true);
+    let (started_at, _) = nodes[1].server.as_ref().expect("running").recovered.clone();
+    assert!(
+        started_at >= 500,
+        "a new node starts from the published snapshot, not from genesis (started at {started_at})"
+    );
+    for index in 0..50 {
+        deposit_once(&a, &operator, participant, &format!("late-{index}"))
+            .await
+            .expect("the leader takes writes");
+    }
+    assert_eq!(
+        balances_agree(&[a.clone(), c.clone()], &operator, participant).await,
+        cents(1_250)
+    );
+    // Its journal is whole all the same: the records under the snapshot were copied, their
+    // chain checked, so its audit feed is the leader's from record 1.
+    let end = chain_head(&a, &regulator.1).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while chain_head(&c, &regulator.1).await < end {
+        assert!(Instant::now() < deadline, "the new node did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        audit_feed(&c, &regulator.1, end).await,
+        audit_feed(&a, &regulator.1, end).await
+    );
+    let stopped: Vec<(u64, String)> = nodes.iter_mut().map(Node::terminate).collect();
+    assert_eq!(stopped[0], stopped[1]);
+    // Restarted, it recovers from its own journal and snapshots.
+    nodes[1].start(&urls, true);
+    assert_eq!(
+        nodes[1].server.as_ref().expect("running").recovered,
+        stopped[1]
+    );
+    nodes[1].terminate();
+}

@@ -101,6 +101,16 @@ pub struct SnapshotWriter {
 impl SnapshotWriter {
     /// Stores `snapshot`, taken after `sequence`, synced, and prunes old snapshots.
     pub fn write(&self, sequence: u64, snapshot: &Snapshot) -> Result<StateHash, JournalError> {
+        self.write_sealed(sequence, snapshot).map(|(hash, _)| hash)
+    }
+
+    /// As `write`, and hands back the stored record (checksum, sequence, hash and encoded
+    /// state), which a replicated leader also publishes for new nodes.
+    pub fn write_sealed(
+        &self,
+        sequence: u64,
+        snapshot: &Snapshot,
+    ) -> Result<(StateHash, Vec<u8>), JournalError> {
         let encoded = snapshot.to_bytes();
         let hash = StateHash(*blake3::hash(&encoded).as_bytes());
         let payload = postcard::to_allocvec(&StoredSnapshot {
@@ -122,7 +132,7 @@ impl SnapshotWriter {
                 self.db.delete_cf(snapshots, key(*old))?;
             }
         }
-        Ok(hash)
+        Ok((hash, record))
     }
 }
 
@@ -878,26 +888,18 @@ impl Journal {
     }
 
     fn read_snapshot(&self, sequence: u64) -> Result<StoredSnapshot, JournalError> {
-        let corrupt = |why: String| JournalError::CorruptSnapshot { sequence, why };
         let record = self
             .db
             .get_cf(self.cf(CF_SNAPSHOTS), key(sequence))?
-            .ok_or_else(|| corrupt("missing".into()))?;
-        let payload = unseal(sequence, &record).map_err(corrupt)?;
-        let stored: StoredSnapshot =
-            postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
-        if stored.sequence != sequence {
-            return Err(corrupt(format!(
-                "stored under {sequence} but says {}",
-                stored.sequence
-            )));
-        }
-        let hash = StateHash(*blake3::hash(&stored.snapshot).as_bytes());
-        if hash != stored.hash {
-            return Err(JournalError::HashMismatch {
+            .ok_or_else(|| JournalError::CorruptSnapshot {
                 sequence,
-                recorded: stored.hash,
-                replayed: hash,
+                why: "missing".into(),
+            })?;
+        let stored = unseal_snapshot(sequence, &record)?;
+        if stored.sequence != sequence {
+            return Err(JournalError::CorruptSnapshot {
+                sequence,
+                why: format!("stored under {sequence} but says {}", stored.sequence),
             });
         }
         Ok(stored)
@@ -1371,6 +1373,48 @@ fn decode_key(stored_key: &[u8]) -> u64 {
     let n = stored_key.len().min(8);
     bytes[8 - n..].copy_from_slice(&stored_key[..n]);
     u64::from_be_bytes(bytes)
+}
+
+/// A stored snapshot record, its checksum and hash checked (`sequence` only names it in errors).
+fn unseal_snapshot(sequence: u64, record: &[u8]) -> Result<StoredSnapshot, JournalError> {
+    let corrupt = |why: String| JournalError::CorruptSnapshot { sequence, why };
+    let payload = unseal(sequence, record).map_err(corrupt)?;
+    let stored: StoredSnapshot =
+        postcard::from_bytes(payload).map_err(|error| corrupt(error.to_string()))?;
+    let hash = StateHash(*blake3::hash(&stored.snapshot).as_bytes());
+    if hash != stored.hash {
+        return Err(JournalError::HashMismatch {
+            sequence: stored.sequence,
+            recorded: stored.hash,
+            replayed: hash,
+        });
+    }
+    Ok(stored)
+}
+
+/// Restores an engine from a snapshot record as `SnapshotWriter::write_sealed` made it (a
+/// replicated leader's, fetched by a new node): its checksum, its hash and every invariant of
+/// the restored state checked. Returns the record it was taken after, its hash and the engine.
+pub fn restore_sealed_snapshot(record: &[u8]) -> Result<(u64, StateHash, Engine), JournalError> {
+    let stored = unseal_snapshot(0, record)?;
+    let sequence = stored.sequence;
+    let snapshot =
+        Snapshot::from_bytes(&stored.snapshot).map_err(|error| JournalError::CorruptSnapshot {
+            sequence,
+            why: error.to_string(),
+        })?;
+    let engine =
+        Engine::from_snapshot(snapshot).map_err(|violation| JournalError::CorruptSnapshot {
+            sequence,
+            why: violation.to_string(),
+        })?;
+    if engine.commands_applied() != sequence {
+        return Err(JournalError::CorruptSnapshot {
+            sequence,
+            why: format!("the state counts {} commands", engine.commands_applied()),
+        });
+    }
+    Ok((sequence, stored.hash, engine))
 }
 
 /// Decodes a batch value made by `Journal::encode` whose first record is `first`: every record,

@@ -50,6 +50,10 @@ pub(crate) struct Checkpoints {
     pub(crate) to_writer: Sender<Checkpoint>,
 }
 
+/// Hands each snapshot written (the record it was taken after, its hash and the stored record)
+/// onwards: a replicated leader publishes it for new nodes.
+pub(crate) type SnapshotPublisher = Box<dyn Fn(u64, mutua_engine::StateHash, Vec<u8>) + Send>;
+
 /// Own checkpoints remembered for comparison with the leader's.
 const CHECKPOINTS_KEPT_MAX: usize = 64;
 
@@ -76,6 +80,7 @@ pub(crate) struct ReplicaStart {
     pub(crate) queries_max: usize,
     pub(crate) metrics: std::sync::Arc<crate::metrics::Metrics>,
     pub(crate) checkpoints: Option<Checkpoints>,
+    pub(crate) publish_snapshots: Option<SnapshotPublisher>,
 }
 
 pub(crate) fn spawn(start: ReplicaStart, snapshot_writer: SnapshotWriter) -> Replica {
@@ -85,7 +90,8 @@ pub(crate) fn spawn(start: ReplicaStart, snapshot_writer: SnapshotWriter) -> Rep
     let thread = std::thread::Builder::new()
         .name("mutua-replica".into())
         .spawn(move || {
-            let (snapshots, snapshot_thread) = spawn_snapshot_writer(snapshot_writer);
+            let (snapshots, snapshot_thread) =
+                spawn_snapshot_writer(snapshot_writer, start.publish_snapshots);
             let mut follower = Follower {
                 engine: start.engine,
                 sequence: start.sequence,
@@ -262,6 +268,7 @@ impl Follower {
 /// since the journal alone still rebuilds the state.
 fn spawn_snapshot_writer(
     writer: SnapshotWriter,
+    publish: Option<SnapshotPublisher>,
 ) -> (Sender<(u64, mutua_engine::Snapshot)>, JoinHandle<()>) {
     let (sender, receiver) = crossbeam_channel::bounded::<(u64, mutua_engine::Snapshot)>(1);
     let handle = std::thread::Builder::new()
@@ -273,8 +280,13 @@ fn spawn_snapshot_writer(
                     tracing::error!(sequence, %violation, "the engine state breaks an invariant; stopping");
                     std::process::abort();
                 }
-                match writer.write(sequence, &snapshot) {
-                    Ok(hash) => tracing::info!(sequence, %hash, write_ms = began.elapsed().as_millis() as u64, "snapshot written"),
+                match writer.write_sealed(sequence, &snapshot) {
+                    Ok((hash, record)) => {
+                        tracing::info!(sequence, %hash, write_ms = began.elapsed().as_millis() as u64, "snapshot written");
+                        if let Some(publish) = &publish {
+                            publish(sequence, hash, record);
+                        }
+                    }
                     Err(error) => tracing::error!(sequence, %error, "snapshot not written"),
                 }
             }

@@ -34,6 +34,12 @@ pub struct ReplicationLink {
     pub(crate) publisher: Publisher,
     /// Records between checkpoints, the cluster's (from its genesis).
     pub(crate) checkpoint_every: u64,
+    /// Snapshots this node writes while it leads are published for new nodes.
+    pub(crate) publish_snapshots: Option<crate::replica::SnapshotPublisher>,
+    /// A new node that started from the cluster's published snapshot taken after this record
+    /// copies the records up to it into its journal without applying them (its engine already
+    /// holds their effect); 0 for a node that applies every record.
+    pub(crate) copy_through: u64,
 }
 
 /// Checkpoints the replica took and the leader's writer has not yet sent.
@@ -136,7 +142,7 @@ impl Sequencer {
     ) -> (Sequencer, EngineThread) {
         let state = replication.as_ref().map(|link| link.state.clone());
         let (checkpoints_sender, checkpoints) = crossbeam_channel::bounded(CHECKPOINTS_WAITING_MAX);
-        let (follow, appender, checkpoints) = match replication {
+        let (follow, appender, checkpoints, publish_snapshots, copy_through) = match replication {
             Some(link) => (
                 Some(link.follow),
                 Some((link.publisher, checkpoints)),
@@ -144,13 +150,18 @@ impl Sequencer {
                     every: link.checkpoint_every,
                     to_writer: checkpoints_sender,
                 }),
+                link.publish_snapshots,
+                link.copy_through,
             ),
-            None => (None, None, None),
+            None => (None, None, None, None, 0),
         };
         let (requests, inbox) = crossbeam_channel::bounded(config.queue_capacity);
         let (published, _) = broadcast::channel(config.published_batches_max);
         let publisher = published.clone();
-        let (journaled_sender, journaled) = tokio::sync::watch::channel(last_sequence);
+        // A node copying the cluster's journal under a published snapshot starts with an empty
+        // journal: what it has journaled is what it has copied.
+        let journal_end = if copy_through > 0 { 0 } else { last_sequence };
+        let (journaled_sender, journaled) = tokio::sync::watch::channel(journal_end);
         let (exit_signal, exited) = oneshot::channel();
         let (writer_failed, writer_failure) = oneshot::channel();
         let replica = crate::replica::spawn(
@@ -162,6 +173,7 @@ impl Sequencer {
                 queries_max: config.queue_capacity,
                 metrics: metrics.clone(),
                 checkpoints,
+                publish_snapshots,
             },
             journal.snapshot_writer(),
         );
@@ -186,6 +198,8 @@ impl Sequencer {
                     appender,
                 );
                 let mut thread = Loop {
+                    copy_through,
+                    copied: 0,
                     leading: follow.is_none(),
                     follow,
                     state: thread_state,
@@ -374,6 +388,9 @@ struct HandedBatch {
     /// A write of the cluster's this node follows: written alone, and its chain must come out
     /// as the leader's.
     followed: Option<Followed>,
+    /// Copied under the snapshot this node started from: journaled, and neither replayed by
+    /// the replica nor published (their effect is already in the state).
+    copied: bool,
 }
 
 struct Followed {
@@ -552,6 +569,16 @@ impl Writer {
 
     /// After a write: marks it journaled, hands it to the replica, replies and publishes.
     fn publish(&mut self, batches: Vec<Box<HandedBatch>>, synced: std::time::Duration) {
+        if batches.iter().all(|batch| batch.copied) {
+            if let Some(last) = batches
+                .last()
+                .and_then(|batch| batch.applied.last())
+                .map(|applied| applied.sequence)
+            {
+                self.journaled.send_replace(last);
+            }
+            return;
+        }
         let Some(last) = batches
             .iter()
             .filter_map(|batch| batch.applied.last())
@@ -605,6 +632,10 @@ impl Writer {
 
 struct Loop {
     engine: Engine,
+    /// Records to copy into the journal without applying them (see `ReplicationLink`).
+    copy_through: u64,
+    /// The last record copied so far.
+    copied: u64,
     /// Whether this node takes commands: always, unless replicated and not (yet) leading.
     leading: bool,
     /// The cluster's writes, while this node follows a replicated exchange.
@@ -743,6 +774,7 @@ impl Loop {
                 counts,
                 queue_depth,
                 followed: None,
+                copied: false,
             })?;
         }
         Ok(())
@@ -795,6 +827,12 @@ impl Loop {
         followed: Followed,
         events: &mut Vec<mutua_engine::Event>,
     ) -> Result<(), JournalError> {
+        if records
+            .first()
+            .is_some_and(|record| record.sequence <= self.copy_through)
+        {
+            return self.copy_followed(records, followed);
+        }
         let began = std::time::Instant::now();
         let began_cpu = crate::metrics::thread_cpu_time();
         let mut counts = BatchCounts::default();
@@ -836,6 +874,38 @@ impl Loop {
             counts,
             queue_depth: 0,
             followed: Some(followed),
+            copied: false,
+        })
+    }
+
+    /// A write of the cluster's that the published snapshot this node started from already
+    /// covers: journaled (its chain checked like any other), not applied.
+    fn copy_followed(
+        &mut self,
+        records: Vec<Applied>,
+        followed: Followed,
+    ) -> Result<(), JournalError> {
+        for record in &records {
+            if record.sequence != self.copied + 1 || record.sequence > self.copy_through {
+                return Err(JournalError::Disagrees {
+                    sequence: record.sequence,
+                    why: format!(
+                        "copying the cluster's journal under the snapshot taken after record {}: expected record {} of a write that ends by then",
+                        self.copy_through,
+                        self.copied + 1
+                    ),
+                });
+            }
+            self.copied = record.sequence;
+            self.last_time = self.last_time.max(record.timestamp);
+        }
+        self.hand_over(HandedBatch {
+            applied: records.into_iter().map(Arc::new).collect(),
+            replies: Vec::new(),
+            counts: BatchCounts::default(),
+            queue_depth: 0,
+            followed: Some(followed),
+            copied: true,
         })
     }
 

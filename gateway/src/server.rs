@@ -197,8 +197,9 @@ pub async fn run(
         None => None,
     };
     // Start-up is blocking work by nature: nothing else runs until the state is recovered.
-    let recovered = recover(&journal, market)?;
+    let mut recovered = recover(&journal, market)?;
     let stream_sequence = journal.stream_sequence()?;
+    let mut copy_through = 0;
     if let Some((cluster, _)) = &cluster {
         cluster
             .check_agreement(
@@ -207,6 +208,20 @@ pub async fn run(
                 stream_sequence,
             )
             .await?;
+        if recovered.last_sequence == 0 {
+            // A new node: start from the leader's published snapshot rather than replaying
+            // the cluster's journal from genesis; the records it covers are still copied into
+            // this node's journal, chain checked, for its audit feed and history.
+            if let Some(record) = cluster.published_snapshot().await? {
+                let (sequence, hash, engine) = crate::journal::restore_sealed_snapshot(&record)
+                    .context("the cluster's published snapshot")?;
+                tracing::info!(sequence, %hash, "starting from the cluster's published snapshot");
+                recovered.engine = engine;
+                recovered.last_sequence = sequence;
+                recovered.state_hash = Some(hash);
+                copy_through = sequence;
+            }
+        }
     }
     anyhow::ensure!(
         recovered.engine.commands_applied() == recovered.last_sequence,
@@ -246,6 +261,7 @@ pub async fn run(
     let (link, follower_start) = match cluster {
         Some((cluster, checkpoint_every)) => {
             let state = ReplicationState::new(stream_sequence, metrics.clone());
+            let publish_snapshots = Some(cluster.snapshot_publisher(state.clone()));
             let (to_engine, follow) = crossbeam_channel::bounded(FOLLOWED_WRITES_WAITING_MAX);
             let publisher =
                 Publisher::new(tokio::runtime::Handle::current(), &cluster, state.clone());
@@ -255,6 +271,8 @@ pub async fn run(
                     follow,
                     publisher,
                     checkpoint_every,
+                    publish_snapshots,
+                    copy_through,
                 }),
                 Some(FollowerStart {
                     cluster,

@@ -48,6 +48,10 @@ pub const SUBJECT: &str = "mutua.journal";
 /// The KV bucket holding the lease (a stream `KV_mutua_leader`).
 pub const LEASE_BUCKET: &str = "mutua_leader";
 pub const LEASE_KEY: &str = "leader";
+/// The object store bucket (a stream `OBJ_mutua_snapshots`) holding the leader's newest snapshot
+/// for new nodes, as object `SNAPSHOT_OBJECT`.
+pub const SNAPSHOT_BUCKET: &str = "mutua_snapshots";
+pub const SNAPSHOT_OBJECT: &str = "newest";
 
 pub(crate) const HEADER_KIND: &str = "Mutua-Kind";
 pub(crate) const HEADER_FIRST: &str = "Mutua-First";
@@ -221,6 +225,7 @@ pub struct Cluster {
     pub(crate) jetstream: jetstream::Context,
     pub(crate) stream: stream::Stream,
     pub(crate) lease: jetstream::kv::Store,
+    pub(crate) snapshots: jetstream::object_store::ObjectStore,
     pub(crate) config: ReplicationConfig,
 }
 
@@ -247,11 +252,12 @@ impl Cluster {
         let began = std::time::Instant::now();
         loop {
             match Cluster::prepare(&jetstream, &config).await {
-                Ok((stream, lease)) => {
+                Ok((stream, lease, snapshots)) => {
                     return Ok(Cluster {
                         jetstream,
                         stream,
                         lease,
+                        snapshots,
                         config,
                     })
                 }
@@ -269,7 +275,11 @@ impl Cluster {
     async fn prepare(
         jetstream: &jetstream::Context,
         config: &ReplicationConfig,
-    ) -> anyhow::Result<(stream::Stream, jetstream::kv::Store)> {
+    ) -> anyhow::Result<(
+        stream::Stream,
+        jetstream::kv::Store,
+        jetstream::object_store::ObjectStore,
+    )> {
         let stream = jetstream
             .get_or_create_stream(stream::Config {
                 name: STREAM.into(),
@@ -312,7 +322,70 @@ impl Cluster {
             }
         }
         let lease = jetstream.get_key_value(LEASE_BUCKET).await?;
-        Ok((stream, lease))
+        let snapshots = match jetstream.get_object_store(SNAPSHOT_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => {
+                let made = jetstream
+                    .create_object_store(jetstream::object_store::Config {
+                        bucket: SNAPSHOT_BUCKET.into(),
+                        num_replicas: config.replicas,
+                        storage: stream::StorageType::File,
+                        ..Default::default()
+                    })
+                    .await;
+                match made {
+                    Ok(store) => store,
+                    // Another node made it first.
+                    Err(_) => jetstream.get_object_store(SNAPSHOT_BUCKET).await?,
+                }
+            }
+        };
+        Ok((stream, lease, snapshots))
+    }
+
+    /// The leader's newest published snapshot record, if there is one.
+    pub async fn published_snapshot(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        use tokio::io::AsyncReadExt as _;
+        let mut object = match self.snapshots.get(SNAPSHOT_OBJECT).await {
+            Ok(object) => object,
+            Err(error) if error.kind() == jetstream::object_store::GetErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let mut record = Vec::new();
+        object.read_to_end(&mut record).await?;
+        Ok(Some(record))
+    }
+
+    /// What publishes this node's snapshots for new nodes while it leads: each upload runs on
+    /// the runtime, beside everything else, and replaces the previous one.
+    pub(crate) fn snapshot_publisher(
+        &self,
+        state: Arc<ReplicationState>,
+    ) -> crate::replica::SnapshotPublisher {
+        let runtime = tokio::runtime::Handle::current();
+        let store = self.snapshots.clone();
+        Box::new(move |sequence, hash, record| {
+            if state.role() != Role::Leader {
+                return;
+            }
+            let store = store.clone();
+            runtime.spawn(async move {
+                let began = std::time::Instant::now();
+                let mut reader = record.as_slice();
+                match store.put(SNAPSHOT_OBJECT, &mut reader).await {
+                    Ok(_) => tracing::info!(
+                        sequence,
+                        %hash,
+                        bytes = record.len(),
+                        ms = began.elapsed().as_millis() as u64,
+                        "snapshot published for new nodes"
+                    ),
+                    Err(error) => tracing::warn!(sequence, %error, "snapshot not published"),
+                }
+            });
+        })
     }
 
     /// The exchange's genesis: message 1 of the stream, written by the first node to start
