@@ -94,7 +94,8 @@ pub struct ServeArgs {
     /// when nobody holds it).
     #[arg(long, env = "MUTUA_STANDBY", requires = "replicate")]
     pub standby: bool,
-    /// This node's name in the cluster (default: the address it listens on).
+    /// This node's name in the cluster, unique among its nodes (default: the machine's name and
+    /// the port it listens on).
     #[arg(long, env = "MUTUA_NODE")]
     pub node: Option<String>,
     /// The address clients reach this node at, told to clients that write to a standby
@@ -409,7 +410,10 @@ const FOLLOWED_WRITES_WAITING_MAX: usize = 64;
 fn replication_config(args: &ServeArgs, urls: &str, listening: SocketAddr) -> ReplicationConfig {
     ReplicationConfig {
         urls: urls.to_string(),
-        node: args.node.clone().unwrap_or_else(|| listening.to_string()),
+        node: args
+            .node
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", host_name(), listening.port())),
         advertise: args
             .advertise
             .clone()
@@ -418,6 +422,19 @@ fn replication_config(args: &ServeArgs, urls: &str, listening: SocketAddr) -> Re
         lease: Duration::from_millis(args.lease_ms.max(200)),
         standby: args.standby,
         request_timeout: Duration::from_secs(2),
+    }
+}
+
+/// This machine's name (for a node's default name: two machines listening on the same
+/// address must not share one).
+fn host_name() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; the name is NUL-terminated when it fits.
+    let named = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;
+    let length = buffer.iter().position(|byte| *byte == 0).unwrap_or(0);
+    match std::str::from_utf8(&buffer[..length]) {
+        Ok(name) if named && !name.is_empty() => name.to_string(),
+        _ => "mutua".to_string(),
     }
 }
 

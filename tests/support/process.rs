@@ -22,6 +22,22 @@ pub struct Server {
     pub lines: mpsc::Receiver<String>,
 }
 
+/// The server's log: discarded, or kept in `$MUTUA_TEST_LOGS` (one file per data directory) to
+/// look into a failure.
+fn stderr_sink(data: &Path) -> Stdio {
+    let Some(dir) = std::env::var_os("MUTUA_TEST_LOGS") else {
+        return Stdio::null();
+    };
+    let name = data
+        .file_name()
+        .map_or("server".into(), |name| name.to_string_lossy().into_owned());
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(Path::new(&dir).join(format!("{name}.log")))
+        .map_or(Stdio::null(), Stdio::from)
+}
+
 pub fn start(data: &Path) -> Server {
     start_with(data, &["--snapshot-every", "700"])
 }
@@ -38,9 +54,12 @@ pub fn start_with(data: &Path, extra_flags: &[&str]) -> Server {
         .args(extra_flags)
         .arg("--data")
         .arg(data)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("MUTUA_TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr_sink(data))
         .spawn()
         .expect("start mutua serve");
     let (sender, lines) = mpsc::channel();

@@ -17,6 +17,9 @@ use super::{header, Cluster, Follow, LeaseHolder, ReplicationState, Role};
 use super::{HEADER_FIRST, HEADER_KIND, HEADER_LAST, HEADER_PART, LEASE_KEY};
 use super::{KIND_BATCH, KIND_GENESIS, KIND_LEADER, SUBJECT};
 
+/// Most parts one journal write is split into (a write is at most 16,384 records).
+const PARTS_MAX: usize = 1 << 16;
+
 pub struct FollowerStart {
     pub(crate) cluster: Cluster,
     pub(crate) state: Arc<ReplicationState>,
@@ -167,6 +170,10 @@ impl Follower {
         else {
             anyhow::bail!("stream message {sequence} lacks its part number");
         };
+        anyhow::ensure!(
+            parts > 0 && parts <= PARTS_MAX && index < parts,
+            "stream message {sequence} says it is part {index} of {parts}"
+        );
         if index == 0 {
             let checkpoints = match header(headers, super::HEADER_CHECKPOINTS) {
                 Some(text) => super::parse_checkpoints(text).ok_or_else(|| {
@@ -180,7 +187,7 @@ impl Follower {
                 last,
                 parts,
                 received: 0,
-                bytes: Vec::with_capacity(payload.len() * parts),
+                bytes: Vec::with_capacity(payload.len().saturating_mul(parts.min(16))),
             });
         }
         let Some(partial) = self.partial.as_mut() else {
@@ -373,10 +380,11 @@ async fn renew(cluster: &Cluster, revision: u64) -> Renewal {
         Ok(next) => Renewal::Held(next),
         Err(error) if error.kind() == UpdateErrorKind::WrongLastRevision => {
             // Lapsed (nobody took it: take it again) or taken by another node.
+            // Lost only when another node is seen holding it; a create that finds the key
+            // taken, or no answer, is asked again at the next renewal.
             match cluster.lease_holder().await {
                 Ok(None) => match cluster.lease.create(LEASE_KEY, value).await {
                     Ok(next) => Renewal::Held(next),
-                    Err(error) if error.kind() == CreateErrorKind::AlreadyExists => Renewal::Lost,
                     Err(_) => Renewal::Unanswered,
                 },
                 Ok(Some((holder, next))) if holder == cluster.holder() => {

@@ -310,7 +310,10 @@ impl Cluster {
                     discard: stream::DiscardPolicy::New,
                     allow_rollup: true,
                     deny_delete: true,
-                    allow_direct: true,
+                    // Reads of the lease go through the bucket's leader: a follower's copy may
+                    // be behind, and a node must not conclude from it that the lease is free or
+                    // someone else's.
+                    allow_direct: false,
                     ..Default::default()
                 })
                 .await;

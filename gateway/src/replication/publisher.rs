@@ -60,6 +60,12 @@ impl Publisher {
         encoded: &EncodedBatch,
         checkpoints: &[(u64, mutua_engine::StateHash)],
     ) -> Result<u64, JournalError> {
+        if self.last == 0 {
+            // The server ignores an expectation of 0: never append unfenced.
+            return Err(JournalError::Replication(
+                "this node has not fenced the stream; it does not lead".into(),
+            ));
+        }
         let parts: Vec<&[u8]> = encoded.value.chunks(PART_BYTES).collect();
         let count = parts.len();
         for (index, part) in parts.into_iter().enumerate() {
@@ -96,13 +102,19 @@ impl Publisher {
                     Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
                         // Our own earlier try may have been taken after all (its answer lost).
                         match self.own_tail(&id) {
-                            Some(sequence) => {
+                            Tail::Ours(sequence) => {
                                 self.last = sequence;
                                 break;
                             }
-                            None => {
+                            Tail::Another => {
                                 self.state.set_role(Role::Deposed);
                                 return Err(JournalError::Deposed);
+                            }
+                            // The cluster did not say: ask again.
+                            Tail::Unanswered => {
+                                self.state.set_stalled(true);
+                                attempt += 1;
+                                std::thread::sleep(RETRY_PAUSE);
                             }
                         }
                     }
@@ -124,14 +136,27 @@ impl Publisher {
         Ok(self.last)
     }
 
-    /// The stream's last message, if it is this node's append `id`.
-    fn own_tail(&self, id: &str) -> Option<u64> {
+    /// Whose the stream's last message is: this node's append `id`, or another's.
+    fn own_tail(&self, id: &str) -> Tail {
         let stream = self.stream.clone();
         self.runtime.block_on(async move {
-            let info = stream.get_info().await.ok()?;
+            let Ok(info) = stream.get_info().await else {
+                return Tail::Unanswered;
+            };
             let last = info.state.last_sequence;
-            let message = stream.get_raw_message(last).await.ok()?;
-            (header(&message.headers, "Nats-Msg-Id") == Some(id)).then_some(last)
+            match stream.get_raw_message(last).await {
+                Ok(message) if header(&message.headers, "Nats-Msg-Id") == Some(id) => {
+                    Tail::Ours(last)
+                }
+                Ok(_) => Tail::Another,
+                Err(_) => Tail::Unanswered,
+            }
         })
     }
+}
+
+enum Tail {
+    Ours(u64),
+    Another,
+    Unanswered,
 }
