@@ -15,7 +15,7 @@ use crate::journal::JournalReader;
 use crate::pb;
 use crate::pb::order_entry_request::Command as EntryCommand;
 use crate::pb::order_entry_response::Result as EntryResult;
-use crate::sequencer::Applied;
+use crate::sequencer::{Applied, Sequencer};
 use crate::services::{account_of, first_outcome, reads_everything, sequencer_status, Shared};
 
 /// Commands of one `OrderEntry` stream queued for the engine but not yet answered. When it is
@@ -152,13 +152,19 @@ enum Entry {
 }
 
 impl InFlight {
-    async fn finish(self, journal: &JournalReader) -> pb::OrderEntryResponse {
+    async fn finish(
+        self,
+        journal: &JournalReader,
+        sequencer: &Sequencer,
+    ) -> pb::OrderEntryResponse {
         let result = match self.outcome {
             Ok((receiver, reply)) => match receiver.await {
                 Ok(applied) => {
                     first_outcome(journal, applied).and_then(|applied| reply.answer(&applied))
                 }
-                Err(_) => Err(sequencer_status(crate::sequencer::SequencerError::Stopped)),
+                // Dropped unanswered: the node stopped leading (say where the leader is), or
+                // stopped.
+                Err(_) => Err(sequencer_status(sequencer.unanswered())),
             },
             Err(status) => Err(status),
         };
@@ -263,12 +269,13 @@ async fn read_entries(
 /// reader gave one.
 async fn write_replies(
     journal: JournalReader,
+    sequencer: Sequencer,
     mut in_flight: mpsc::Receiver<Entry>,
     outbound: mpsc::Sender<Result<pb::OrderEntryResponse, Status>>,
 ) {
     while let Some(entry) = in_flight.recv().await {
         let reply = match entry {
-            Entry::Command(pending) => Ok(pending.finish(&journal).await),
+            Entry::Command(pending) => Ok(pending.finish(&journal, &sequencer).await),
             Entry::End(status) => Err(status),
         };
         let ends = reply.is_err();
@@ -397,6 +404,7 @@ impl pb::exchange_server::Exchange for ExchangeService {
         ));
         tokio::spawn(write_replies(
             self.shared.journal.clone(),
+            self.shared.sequencer.clone(),
             in_flight,
             outbound,
         ));
