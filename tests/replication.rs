@@ -779,3 +779,90 @@ async fn a_new_node_starts_from_the_published_snapshot_and_still_serves_the_whol
     );
     nodes[1].terminate();
 }
+
+/// Runs `mutua serve` expecting it to refuse to start: its exit status and what it said.
+fn refused_start(data: &Path, flags: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mutua"))
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "off"])
+        .args(flags)
+        .arg("--data")
+        .arg(data)
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start mutua serve");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the node started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut said = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+    }
+    assert!(!status.success(), "a refusal exits with a failure: {said}");
+    said
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_that_disagrees_with_the_cluster_is_refused_and_the_record_named() {
+    let nats = NatsCluster::start();
+    let urls = nats.urls();
+    let mut node = Node::new("a");
+    node.start(&urls, false);
+    let operator = operator_token(node.data.path());
+    let participant = contributor(&node.address(), &operator, "saver").await;
+    for index in 0..20 {
+        deposit_once(
+            &node.address(),
+            &operator,
+            participant,
+            &format!("d-{index}"),
+        )
+        .await
+        .expect("the leader takes writes");
+    }
+    let (last, _) = node.terminate();
+
+    // The journal says its last write came in another stream message than the one that holds
+    // it: as if the cluster's journal had gone another way after this node's.
+    {
+        let journal = mutua_gateway::journal::Journal::open(
+            node.data.path(),
+            &mutua_engine::MarketConfig::default(),
+        )
+        .expect("open");
+        let db = journal.shared_db();
+        let meta = db.cf_handle("meta").expect("meta");
+        let at = db
+            .get_cf(meta, b"stream-sequence")
+            .expect("read")
+            .expect("a replicated journal records its stream position");
+        let at = u64::from_be_bytes(at.as_slice().try_into().expect("8 bytes"));
+        db.put_cf(meta, b"stream-sequence", (at - 1).to_be_bytes())
+            .expect("write");
+    }
+    let said = refused_start(node.data.path(), &["--replicate", &urls, "--node", "a"]);
+    assert!(
+        said.contains(&format!("record {last}")) && said.contains("disagrees with the cluster"),
+        "the refusal names the record: {said}"
+    );
+
+    // A journal written without --replicate is not a copy of the cluster's.
+    let alone = private_tempdir();
+    let mut single = start_with(alone.path(), &["--clock-interval-ms", "0"]);
+    single.terminate_in_place();
+    let said = refused_start(alone.path(), &["--replicate", &urls, "--node", "b"]);
+    assert!(
+        said.contains("not a copy of"),
+        "a standalone journal is refused: {said}"
+    );
+}

@@ -139,6 +139,15 @@ impl Server {
         self.child.wait().expect("reap");
     }
 
+    /// SIGTERM and wait, for a caller that keeps the value.
+    pub fn terminate_in_place(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then the (sequence, state hash) it reports as it stops cleanly.
     pub fn terminate(mut self) -> (u64, String) {
         let status = Command::new("kill")

@@ -537,3 +537,30 @@ pub(crate) fn parse_checkpoints(text: &str) -> Option<Vec<(u64, mutua_engine::St
 pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).map(|value| value.as_str())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_survive_their_header_and_malformed_ones_are_refused() {
+        let checkpoints = vec![
+            (500, mutua_engine::StateHash([0xab; 32])),
+            (1_000, mutua_engine::StateHash([0x01; 32])),
+        ];
+        let text = format_checkpoints(&checkpoints);
+        assert_eq!(parse_checkpoints(&text), Some(checkpoints));
+        assert_eq!(parse_checkpoints(""), Some(Vec::new()));
+        for malformed in [
+            "500".to_string(),
+            "500:abcd".to_string(),
+            format!("x:{}", "ab".repeat(32)),
+            format!("500:{}", "zz".repeat(32)),
+            // 64 bytes, but not 64 hex digits: a split inside a character must not panic.
+            format!("500:{}é", "ab".repeat(31)),
+            format!("500:a{}éb", "ab".repeat(30)),
+        ] {
+            assert_eq!(parse_checkpoints(&malformed), None, "{malformed}");
+        }
+    }
+}
