@@ -866,3 +866,74 @@ async fn a_journal_that_disagrees_with_the_cluster_is_refused_and_the_record_nam
         "a standalone journal is refused: {said}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_proves_itself_to_nats_servers_that_require_it_from_a_private_file() {
+    let nats = NatsCluster::start_with_user("mutua", "a-long-secret");
+    let urls = nats.urls();
+    let secrets = private_tempdir();
+    let credentials = secrets.path().join("nats.credentials");
+    std::fs::write(&credentials, "mutua:a-long-secret\n").expect("write");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+    }
+    let credentials = credentials.to_str().expect("utf-8").to_string();
+
+    // The servers do require it (their greeting says so).
+    let port = urls
+        .split(',')
+        .next()
+        .and_then(|url| url.rsplit(':').next())
+        .and_then(|port| port.parse::<u16>().ok())
+        .expect("a port");
+    let mut greeting = String::new();
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut greeting).expect("INFO");
+    assert!(greeting.contains("\"auth_required\":true"), "{greeting}");
+
+    // A credentials file others may read is refused before anything is sent.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let open = secrets.path().join("open.credentials");
+        std::fs::write(&open, "mutua:a-long-secret\n").expect("write");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let data = private_tempdir();
+        let said = refused_start(
+            data.path(),
+            &[
+                "--replicate",
+                &urls,
+                "--nats-credentials",
+                open.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(said.contains("open to other users"), "{said}");
+    }
+
+    // With its credentials the node leads and takes writes.
+    let mut node = Node::new("a");
+    let listen = format!("127.0.0.1:{}", node.port);
+    node.server = Some(start_with(
+        node.data.path(),
+        &[
+            "--listen",
+            &listen,
+            "--replicate",
+            &urls,
+            "--node",
+            "a",
+            "--nats-credentials",
+            &credentials,
+            "--clock-interval-ms",
+            "0",
+        ],
+    ));
+    let operator = operator_token(node.data.path());
+    let participant = contributor(&node.address(), &operator, "saver").await;
+    deposit_once(&node.address(), &operator, participant, "with-credentials")
+        .await
+        .expect("the leader takes writes");
+    node.terminate();
+}

@@ -16,7 +16,7 @@ use crate::journal::Journal;
 use crate::limits::{Limits, LimitsConfig};
 use crate::metrics::Metrics;
 use crate::replication::{
-    Cluster, FollowerStart, Publisher, ReplicationConfig, ReplicationState, Role,
+    Cluster, FollowerStart, NatsCredentials, Publisher, ReplicationConfig, ReplicationState, Role,
 };
 use crate::sequencer::{EngineReport, ReplicationLink, Sequencer, SequencerConfig};
 use std::sync::Arc;
@@ -109,6 +109,14 @@ pub struct ServeArgs {
     /// the leader stops renewing it.
     #[arg(long, env = "MUTUA_LEASE_MS", default_value_t = 1_500)]
     pub lease_ms: u64,
+    /// With --replicate: a private file (mode 600) holding this node's NATS `user:password` or
+    /// token. Whoever can reach the stream reads every record and can append to it: run the
+    /// NATS servers with authorization, and TLS between machines.
+    #[arg(long, env = "MUTUA_NATS_CREDENTIALS", requires = "replicate")]
+    pub nats_credentials: Option<PathBuf>,
+    /// With --replicate: talk TLS to the NATS servers, trusting this PEM certificate authority.
+    #[arg(long, env = "MUTUA_NATS_TLS_CA", requires = "replicate")]
+    pub nats_tls_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -181,7 +189,7 @@ pub async fn run(
     let cluster = match &args.replicate {
         Some(urls) => {
             let cluster = Cluster::connect(
-                replication_config(args, urls, listener.local_addr()?),
+                replication_config(args, urls, listener.local_addr()?)?,
                 CLUSTER_PATIENCE,
             )
             .await?;
@@ -407,8 +415,16 @@ const CLUSTER_PATIENCE: Duration = Duration::from_secs(60);
 /// The cluster's writes decoded and waiting for the engine thread.
 const FOLLOWED_WRITES_WAITING_MAX: usize = 64;
 
-fn replication_config(args: &ServeArgs, urls: &str, listening: SocketAddr) -> ReplicationConfig {
-    ReplicationConfig {
+fn replication_config(
+    args: &ServeArgs,
+    urls: &str,
+    listening: SocketAddr,
+) -> anyhow::Result<ReplicationConfig> {
+    let credentials = match &args.nats_credentials {
+        Some(path) => Some(NatsCredentials::read(path)?),
+        None => None,
+    };
+    Ok(ReplicationConfig {
         urls: urls.to_string(),
         node: args
             .node
@@ -422,7 +438,9 @@ fn replication_config(args: &ServeArgs, urls: &str, listening: SocketAddr) -> Re
         lease: Duration::from_millis(args.lease_ms.max(200)),
         standby: args.standby,
         request_timeout: Duration::from_secs(2),
-    }
+        credentials,
+        tls_ca: args.nats_tls_ca.clone(),
+    })
 }
 
 /// This machine's name (for a node's default name: two machines listening on the same

@@ -12,6 +12,8 @@ pub struct NatsCluster {
     client_ports: Vec<u16>,
     cluster_ports: Vec<u16>,
     servers: Vec<Option<Child>>,
+    /// Extra flags of every server (client authorization).
+    extra: Vec<String>,
 }
 
 /// A port free now (the test binds it right after).
@@ -36,6 +38,15 @@ fn nats_server() -> PathBuf {
 impl NatsCluster {
     /// Starts three servers and waits until they answer on their client ports.
     pub fn start() -> NatsCluster {
+        NatsCluster::start_with(&[])
+    }
+
+    /// As `start`, where clients must give this user and password.
+    pub fn start_with_user(user: &str, password: &str) -> NatsCluster {
+        NatsCluster::start_with(&["--user", user, "--pass", password])
+    }
+
+    fn start_with(extra: &[&str]) -> NatsCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let stores = (1..=3).map(|i| dir.path().join(format!("n{i}"))).collect();
         let client_ports = (0..3).map(|_| free_port()).collect();
@@ -46,6 +57,7 @@ impl NatsCluster {
             client_ports,
             cluster_ports,
             servers: vec![None, None, None],
+            extra: extra.iter().map(|flag| flag.to_string()).collect(),
         };
         for index in 0..3 {
             cluster.start_server(index);
@@ -85,6 +97,7 @@ impl NatsCluster {
                 &format!("nats://127.0.0.1:{}", self.cluster_ports[index]),
             ])
             .args(["--routes", &routes])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -86,6 +86,64 @@ pub struct ReplicationConfig {
     pub standby: bool,
     /// How long to wait for each reply of the cluster.
     pub request_timeout: Duration,
+    /// How this node proves itself to the NATS servers (read from a private file).
+    pub credentials: Option<NatsCredentials>,
+    /// Talk TLS to the NATS servers, trusting this certificate authority (PEM).
+    pub tls_ca: Option<std::path::PathBuf>,
+}
+
+/// A NATS user and password, or a token.
+#[derive(Clone)]
+pub enum NatsCredentials {
+    UserPassword { user: String, password: String },
+    Token(String),
+}
+
+impl std::fmt::Debug for NatsCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NatsCredentials::UserPassword { user, .. } => write!(f, "user {user}"),
+            NatsCredentials::Token(_) => write!(f, "a token"),
+        }
+    }
+}
+
+impl NatsCredentials {
+    /// Reads `user:password` or a token from `path`, a file others may not read: whoever holds
+    /// these can read every record and append to the journal.
+    pub fn read(path: &std::path::Path) -> anyhow::Result<NatsCredentials> {
+        use anyhow::Context as _;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .with_context(|| format!("reading --nats-credentials {}", path.display()))?
+                .permissions()
+                .mode();
+            anyhow::ensure!(
+                mode & 0o077 == 0,
+                "--nats-credentials {} is open to other users (mode {:o}); make it private with `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --nats-credentials {}", path.display()))?;
+        let text = text.trim();
+        anyhow::ensure!(
+            !text.is_empty() && !text.contains('\n'),
+            "--nats-credentials {} must hold one line: `user:password` or a token",
+            path.display()
+        );
+        Ok(match text.split_once(':') {
+            Some((user, password)) => NatsCredentials::UserPassword {
+                user: user.to_string(),
+                password: password.to_string(),
+            },
+            None => NatsCredentials::Token(text.to_string()),
+        })
+    }
 }
 
 /// A node's role as clients see it.
@@ -241,9 +299,20 @@ impl Cluster {
             .map(|url| url.trim().parse::<async_nats::ServerAddr>())
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("--replicate {}", config.urls))?;
-        let client = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new()
             .name(format!("mutua {}", config.node))
-            .retry_on_initial_connect()
+            .retry_on_initial_connect();
+        options = match config.credentials.clone() {
+            Some(NatsCredentials::UserPassword { user, password }) => {
+                options.user_and_password(user, password)
+            }
+            Some(NatsCredentials::Token(token)) => options.token(token),
+            None => options,
+        };
+        if let Some(ca) = &config.tls_ca {
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        let client = options
             .connect(servers)
             .await
             .with_context(|| format!("connecting to NATS at {}", config.urls))?;
