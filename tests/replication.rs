@@ -225,25 +225,28 @@ async fn killing_the_leader_twenty_times_under_load_loses_nothing_and_applies_no
     let acknowledged = Arc::new(Mutex::new(Vec::<(String, u64)>::new()));
     let answered_by = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let load = {
-        let (acknowledged, answered_by, stop) =
-            (acknowledged.clone(), answered_by.clone(), stop.clone());
-        let (addresses, operator) = (addresses.clone(), operator.clone());
-        tokio::spawn(async move {
-            let mut index = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                let request_id = format!("deposit-{index}");
-                let (sequence, node) =
-                    deposit_anywhere(&addresses, &operator, participant, &request_id).await;
-                answered_by.store(node, Ordering::Release);
-                acknowledged
-                    .lock()
-                    .expect("lock")
-                    .push((request_id, sequence));
-                index += 1;
-            }
+    // Four clients at once, so that every kill finds requests in flight.
+    let load: Vec<_> = (0..4)
+        .map(|client| {
+            let (acknowledged, answered_by, stop) =
+                (acknowledged.clone(), answered_by.clone(), stop.clone());
+            let (addresses, operator) = (addresses.clone(), operator.clone());
+            tokio::spawn(async move {
+                let mut index = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    let request_id = format!("deposit-{client}-{index}");
+                    let (sequence, node) =
+                        deposit_anywhere(&addresses, &operator, participant, &request_id).await;
+                    answered_by.store(node, Ordering::Release);
+                    acknowledged
+                        .lock()
+                        .expect("lock")
+                        .push((request_id, sequence));
+                    index += 1;
+                }
+            })
         })
-    };
+        .collect();
 
     let mut fail_overs = Vec::new();
     for round in 0..20 {
@@ -269,7 +272,9 @@ async fn killing_the_leader_twenty_times_under_load_loses_nothing_and_applies_no
         nodes[leader].start(&urls, true);
     }
     stop.store(true, Ordering::Release);
-    load.await.expect("load");
+    for client in load {
+        client.await.expect("load");
+    }
 
     let acknowledged = acknowledged.lock().expect("lock").clone();
     assert!(
