@@ -259,3 +259,50 @@ async fn one_address_holds_at_most_its_market_data_streams() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_calling_without_a_token_is_held_to_its_rate() {
+    let server = start_with(&["--anonymous-rate", "5", "--anonymous-burst", "10"]).await;
+    let c = server.clients().await;
+    let list = || {
+        let mut registry = c.registry.clone();
+        async move {
+            registry
+                .list_instruments(pb::ListInstrumentsRequest::default())
+                .await
+        }
+    };
+    // The burst is served; the call after it is refused, naming the limit, before any work.
+    let mut served = 0;
+    let refused = loop {
+        match list().await {
+            Ok(_) => served += 1,
+            Err(status) => break status,
+        }
+        assert!(served <= 20, "calls without a token are not bounded");
+    };
+    assert!(
+        (10..=12).contains(&served),
+        "served {served} of a burst of 10"
+    );
+    assert_eq!(
+        (refused.code(), reason_code(&refused)),
+        (Code::ResourceExhausted, Some(1010)),
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("without a token"), "{refused:?}");
+    // The other calls without a token draw on the same bucket.
+    let book = c
+        .market_data
+        .clone()
+        .get_book(pb::GetBookRequest {
+            instrument: support::by_id(0),
+            depth: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(book.code(), Code::ResourceExhausted, "{book:?}");
+    // It refills at the sustained rate.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(list().await.is_ok(), "the bucket refills");
+}

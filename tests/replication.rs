@@ -485,7 +485,9 @@ async fn a_leader_paused_past_its_lease_cannot_append_a_single_command() {
             .await
             .expect("the leader takes writes");
     }
-    // The standby refuses writes and names the leader.
+    // The standby, caught up (it knows the operator's token once it has applied its issue),
+    // refuses writes and names the leader.
+    balances_agree(&[a.clone(), b.clone()], &operator, participant).await;
     let refused = deposit_once(&b, &operator, participant, "to-standby")
         .await
         .expect_err("a standby takes no writes");

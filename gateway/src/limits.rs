@@ -27,6 +27,11 @@ pub struct LimitsConfig {
     pub participant_requests_burst: u32,
     /// Market-data streams open at once from one client address (they need no token).
     pub anonymous_streams_per_address_max: u32,
+    /// Calls without a token (books, instruments, open market history) one client address may
+    /// make per second, sustained.
+    pub anonymous_requests_per_second: u32,
+    /// Calls without a token one address may make at once above its sustained rate.
+    pub anonymous_requests_burst: u32,
     /// Audit feeds open at once, over all regulators and operators.
     pub audit_streams_max: u32,
     /// HTTP/2 streams (calls in flight, streaming or not) open at once on one connection.
@@ -45,6 +50,8 @@ impl Default for LimitsConfig {
             participant_requests_per_second: 500_000,
             participant_requests_burst: 1_000_000,
             anonymous_streams_per_address_max: 64,
+            anonymous_requests_per_second: 2_000,
+            anonymous_requests_burst: 4_000,
             audit_streams_max: 16,
             connection_streams_max: 1_024,
             request_bytes_max: 64 << 10,
@@ -69,8 +76,14 @@ pub struct Limits {
     /// only the first time a participant calls.
     buckets: Arc<RwLock<HashMap<ParticipantId, Arc<Bucket>>>>,
     anonymous_streams: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    /// Per address: tokens left for calls without a token, and when they were counted.
+    anonymous_calls: Arc<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
     audit_streams: Arc<tokio::sync::Semaphore>,
 }
+
+/// Addresses whose anonymous-call buckets are remembered at once. Past it, the buckets that
+/// have refilled (idle addresses) are forgotten; if none has, a new address waits.
+const ANONYMOUS_ADDRESSES_MAX: usize = 65_536;
 
 /// A market-data stream's place in its address's count; given back when dropped.
 pub struct StreamPermit {
@@ -99,6 +112,7 @@ impl Limits {
             config,
             buckets: Arc::default(),
             anonymous_streams: Arc::default(),
+            anonymous_calls: Arc::default(),
             audit_streams: Arc::new(tokio::sync::Semaphore::new(
                 config.audit_streams_max as usize,
             )),
@@ -193,6 +207,51 @@ impl Limits {
         while let Err(wait) = self.take_from(bucket) {
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Charges one call without a token to its client's address, or refuses it.
+    pub fn anonymous_call(&self, address: Option<std::net::SocketAddr>) -> Result<(), Status> {
+        let Some(address) = address.map(|socket| socket.ip()) else {
+            return Ok(());
+        };
+        let rate = f64::from(self.config.anonymous_requests_per_second.max(1));
+        let burst = f64::from(self.config.anonymous_requests_burst.max(1));
+        let now = Instant::now();
+        let refill = |(tokens, at): &(f64, Instant)| {
+            (tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst)
+        };
+        let mut calls = self
+            .anonymous_calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !calls.contains_key(&address) && calls.len() >= ANONYMOUS_ADDRESSES_MAX {
+            calls.retain(|_, bucket| refill(bucket) < burst);
+            if calls.len() >= ANONYMOUS_ADDRESSES_MAX {
+                return Err(edge_status(
+                    EdgeReason::LimitReached,
+                    format!(
+                        "{ANONYMOUS_ADDRESSES_MAX} addresses are calling without a token at once; retry shortly"
+                    ),
+                ));
+            }
+        }
+        let bucket = calls.entry(address).or_insert((burst, now));
+        let tokens = refill(bucket);
+        if tokens >= 1.0 {
+            *bucket = (tokens - 1.0, now);
+            return Ok(());
+        }
+        *bucket = (tokens, now);
+        let wait = Duration::from_secs_f64((1.0 - tokens) / rate);
+        Err(edge_status(
+            EdgeReason::LimitReached,
+            format!(
+                "{address} is over its rate of {} calls without a token per second (burst {}); retry in {} ms",
+                self.config.anonymous_requests_per_second,
+                self.config.anonymous_requests_burst,
+                wait.as_millis().max(1)
+            ),
+        ))
     }
 
     /// A place for one more anonymous market-data stream from `address`, or a refusal.

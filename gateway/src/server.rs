@@ -55,6 +55,13 @@ pub struct ServeArgs {
     /// Market-data streams (which need no token) open at once from one client address.
     #[arg(long, env = "MUTUA_ANONYMOUS_STREAMS_MAX", default_value_t = LimitsConfig::default().anonymous_streams_per_address_max)]
     pub anonymous_streams_max: u32,
+    /// Calls without a token (books, instruments, open market history) one client address may
+    /// make per second, sustained (over it: RESOURCE_EXHAUSTED).
+    #[arg(long, env = "MUTUA_ANONYMOUS_RATE", default_value_t = LimitsConfig::default().anonymous_requests_per_second)]
+    pub anonymous_rate: u32,
+    /// Calls without a token one client address may make at once above its sustained rate.
+    #[arg(long, env = "MUTUA_ANONYMOUS_BURST", default_value_t = LimitsConfig::default().anonymous_requests_burst)]
+    pub anonymous_burst: u32,
     /// Audit feeds open at once, over all regulators and operators.
     #[arg(long, env = "MUTUA_AUDIT_STREAMS", default_value_t = LimitsConfig::default().audit_streams_max)]
     pub audit_streams: u32,
@@ -125,6 +132,8 @@ impl ServeArgs {
             participant_requests_per_second: self.participant_rate.max(1),
             participant_requests_burst: self.participant_burst.max(1),
             anonymous_streams_per_address_max: self.anonymous_streams_max,
+            anonymous_requests_per_second: self.anonymous_rate.max(1),
+            anonymous_requests_burst: self.anonymous_burst.max(1),
             audit_streams_max: self.audit_streams,
             connection_streams_max: self.connection_streams_max.max(1),
             request_bytes_max: self.request_bytes_max.max(1024),

@@ -578,6 +578,7 @@ impl pb::open_data_server::OpenData for OpenDataService {
         &self,
         request: Request<pb::InstrumentTradesRequest>,
     ) -> Result<Response<pb::InstrumentTradesResponse>, Status> {
+        self.shared.limits.anonymous_call(request.remote_addr())?;
         let listing = self
             .shared
             .listing(None, request.into_inner().filter)
@@ -609,6 +610,7 @@ impl pb::open_data_server::OpenData for OpenDataService {
         &self,
         request: Request<pb::BarsRequest>,
     ) -> Result<Response<pb::BarsResponse>, Status> {
+        self.shared.limits.anonymous_call(request.remote_addr())?;
         let request = request.into_inner();
         let units = self
             .shared

@@ -246,6 +246,7 @@ impl pb::market_data_server::MarketData for MarketDataService {
         &self,
         request: Request<pb::GetBookRequest>,
     ) -> Result<Response<pb::Book>, Status> {
+        self.shared.limits.anonymous_call(request.remote_addr())?;
         let request = request.into_inner();
         let levels = levels_wanted(request.depth)?;
         let units = self

@@ -151,6 +151,7 @@ impl pb::registry_server::Registry for RegistryService {
         &self,
         request: Request<pb::GetInstrumentRequest>,
     ) -> Result<Response<pb::Instrument>, Status> {
+        self.shared.limits.anonymous_call(request.remote_addr())?;
         // Listing data is open data: no token is read.
         let units = self
             .shared
@@ -178,8 +179,9 @@ impl pb::registry_server::Registry for RegistryService {
 
     async fn list_instruments(
         &self,
-        _request: Request<pb::ListInstrumentsRequest>,
+        request: Request<pb::ListInstrumentsRequest>,
     ) -> Result<Response<pb::ListInstrumentsResponse>, Status> {
+        self.shared.limits.anonymous_call(request.remote_addr())?;
         // Listing data is open data: no token is read.
         let instruments = self
             .shared
