@@ -92,15 +92,6 @@ async fn place_orders(channel: Channel, token: String, share: u32, side: pb::Sid
     }
 }
 
-async fn last_sequence(c: &mut Clients, regulator: &str) -> u64 {
-    c.audit
-        .chain_head(with_token(pb::ChainHeadRequest { sequence: 0 }, regulator))
-        .await
-        .expect("chain head")
-        .into_inner()
-        .last_sequence
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_regulator_disconnected_at_random_resumes_without_a_gap_and_its_feed_is_the_journal() {
     let seed = seed();

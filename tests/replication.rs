@@ -99,6 +99,18 @@ fn operator_token(data: &Path) -> String {
     }
 }
 
+/// Three NATS servers (stopped when the cluster is dropped), node `a` leading and node `b` its
+/// standby, and the operator's token.
+fn leader_and_standby() -> (NatsCluster, String, [Node; 2], String) {
+    let nats = NatsCluster::start();
+    let urls = nats.urls();
+    let mut nodes = [Node::new("a"), Node::new("b")];
+    nodes[0].start(&urls, false);
+    let operator = operator_token(nodes[0].data.path());
+    nodes[1].start(&urls, true);
+    (nats, urls, nodes, operator)
+}
+
 fn channel(address: &str) -> Channel {
     Channel::from_shared(address.to_string())
         .expect("address")
@@ -212,12 +224,7 @@ async fn killing_the_leader_twenty_times_under_load_loses_nothing_and_applies_no
         .map_or(1, |elapsed| elapsed.as_nanos() as u64);
     println!("seed {seed}");
     let mut random = Random(seed);
-    let nats = NatsCluster::start();
-    let urls = nats.urls();
-    let mut nodes = [Node::new("a"), Node::new("b")];
-    nodes[0].start(&urls, false);
-    let operator = operator_token(nodes[0].data.path());
-    nodes[1].start(&urls, true);
+    let (_nats, urls, mut nodes, operator) = leader_and_standby();
     let addresses: Vec<String> = nodes.iter().map(Node::address).collect();
     let participant = contributor(&addresses[0], &operator, "saver").await;
 
@@ -472,12 +479,7 @@ async fn losing_one_nats_server_keeps_writing_losing_two_stops_writes_until_one_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_paused_past_its_lease_cannot_append_a_single_command() {
-    let nats = NatsCluster::start();
-    let urls = nats.urls();
-    let mut nodes = [Node::new("a"), Node::new("b")];
-    nodes[0].start(&urls, false);
-    let operator = operator_token(nodes[0].data.path());
-    nodes[1].start(&urls, true);
+    let (_nats, urls, mut nodes, operator) = leader_and_standby();
     let (a, b) = (nodes[0].address(), nodes[1].address());
     let participant = contributor(&a, &operator, "saver").await;
     for index in 0..10 {
@@ -595,24 +597,12 @@ async fn audit_feed(address: &str, regulator: &str, end: u64) -> Vec<pb::AuditRe
 }
 
 async fn chain_head(address: &str, regulator: &str) -> u64 {
-    let mut clients = Clients::new(channel(address));
-    clients
-        .audit
-        .chain_head(with_token(pb::ChainHeadRequest { sequence: 0 }, regulator))
-        .await
-        .expect("chain head")
-        .into_inner()
-        .last_sequence
+    support::last_sequence(&mut Clients::new(channel(address)), regulator).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_serves_the_leaders_audit_feed_and_history_and_then_leads_on_from_them() {
-    let nats = NatsCluster::start();
-    let urls = nats.urls();
-    let mut nodes = [Node::new("a"), Node::new("b")];
-    nodes[0].start(&urls, false);
-    let operator = operator_token(nodes[0].data.path());
-    nodes[1].start(&urls, true);
+    let (_nats, _urls, mut nodes, operator) = leader_and_standby();
     let (a, b) = (nodes[0].address(), nodes[1].address());
 
     // A market with trades, on the leader.

@@ -808,9 +808,14 @@ impl Journal {
 
     /// The replicated stream's message that carried the journal's last batch (0 if none).
     pub fn stream_sequence(&self) -> Result<u64, JournalError> {
+        self.meta_number(META_STREAM_SEQUENCE)
+    }
+
+    /// A number kept in `meta` (big-endian), 0 if absent.
+    fn meta_number(&self, name: &[u8]) -> Result<u64, JournalError> {
         Ok(self
             .db
-            .get_cf(self.cf(CF_META), META_STREAM_SEQUENCE)?
+            .get_cf(self.cf(CF_META), name)?
             .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
             .map_or(0, u64::from_be_bytes))
     }
@@ -1120,11 +1125,7 @@ impl Journal {
 
     /// The last record a start-up has verified (0 if none).
     pub fn verified_through(&self) -> Result<u64, JournalError> {
-        Ok(self
-            .db
-            .get_cf(self.cf(CF_META), META_VERIFIED_THROUGH)?
-            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
-            .map_or(0, u64::from_be_bytes))
+        self.meta_number(META_VERIFIED_THROUGH)
     }
 
     /// Checks the checksum, numbering and chain of every record after `after` up to `through`.

@@ -604,24 +604,18 @@ impl Writer {
         // Before any reply: a client that holds an acknowledgement of record N must find the
         // journal's end (`Audit.ChainHead`) at N or later.
         self.journaled.send_replace(last);
-        // In a replicated exchange the replica takes each journal write whole, as every node's
-        // replica does, so that they all take checkpoints at the same records.
-        let whole = self.replicated.is_some() && batches.len() > 1;
-        if whole {
-            let write: Vec<Arc<Applied>> = batches
-                .iter()
-                .flat_map(|batch| batch.applied.iter().cloned())
-                .collect();
-            self.to_replica(Arc::new(write));
-        }
+        // The replica takes each journal write whole: in a replicated exchange every node's
+        // replica then sees the same batch boundaries and takes checkpoints at the same records.
+        let write: Vec<Arc<Applied>> = batches
+            .iter()
+            .flat_map(|batch| batch.applied.iter().cloned())
+            .collect();
+        self.to_replica(Arc::new(write));
         for batch in batches {
             let HandedBatch {
                 applied, replies, ..
             } = *batch;
             let applied = Arc::new(applied);
-            if !whole {
-                self.to_replica(applied.clone());
-            }
             for (reply, applied) in replies {
                 let _ = reply.send(applied);
             }

@@ -528,6 +528,16 @@ pub async fn balances(
         .into_inner()
 }
 
+/// The journal's last record, as the audit feed's chain head reports it.
+pub async fn last_sequence(c: &mut Clients, reader: &str) -> u64 {
+    c.audit
+        .chain_head(with_token(pb::ChainHeadRequest { sequence: 0 }, reader))
+        .await
+        .expect("chain head")
+        .into_inner()
+        .last_sequence
+}
+
 /// The holding in `instrument`, if any.
 pub async fn holding(clients: &mut Clients, token: &str, instrument: u32) -> Option<pb::Holding> {
     let request = pb::GetHoldingsRequest {

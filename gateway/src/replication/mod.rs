@@ -26,7 +26,7 @@
 mod follower;
 mod publisher;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -166,8 +166,6 @@ pub struct ReplicationState {
     /// The cluster has not acknowledged the last append yet (no quorum, or a leader change of
     /// the stream): new writes are refused UNAVAILABLE until it does.
     stalled: AtomicBool,
-    /// The stream sequence this node has applied or appended through.
-    stream_sequence: AtomicU64,
     /// Resolves waiters when the role changes.
     changed: tokio::sync::watch::Sender<Role>,
     metrics: Arc<crate::metrics::Metrics>,
@@ -185,7 +183,6 @@ impl ReplicationState {
             role: AtomicU8::new(Role::Standby as u8),
             leader: Mutex::new(None),
             stalled: AtomicBool::new(false),
-            stream_sequence: AtomicU64::new(stream_sequence),
             changed: tokio::sync::watch::channel(Role::Standby).0,
         })
     }
@@ -227,12 +224,8 @@ impl ReplicationState {
         self.stalled.store(stalled, Ordering::Release);
     }
 
-    pub fn stream_sequence(&self) -> u64 {
-        self.stream_sequence.load(Ordering::Acquire)
-    }
-
+    /// The stream message this node has applied or appended through (for the metrics).
     pub(crate) fn set_stream_sequence(&self, sequence: u64) {
-        self.stream_sequence.store(sequence, Ordering::Release);
         self.metrics.replication_stream_at(sequence);
     }
 }
